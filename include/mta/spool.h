@@ -1,0 +1,146 @@
+/*
+ * spool.h - the durable mail queue on the data volume (the contract between
+ * intake and delivery). A message is acknowledged only after spool_msg_commit's
+ * done callback reports success: by then its file is written, fsync'd, renamed
+ * into the queue and the directory fsync'd. All file I/O runs on worker threads;
+ * these functions never block the event loop (except spool_open at start-up).
+ * Commits that arrive together share one disk flush (group commit).
+ * Not here: scheduling and delivery (they ask the spool for messages).
+ */
+#ifndef MTA_SPOOL_H
+#define MTA_SPOOL_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+struct conf;
+struct spool;
+struct spool_msg;
+
+#define SPOOL_ID_SIZE 24 /* queue ID incl. NUL; IDs are upper-case hex, Postfix-style */
+
+/* DSN (RFC 3461) per recipient: NOTIFY bits; 0 means "not given" (default). */
+enum {
+    SPOOL_NOTIFY_NEVER = 1,
+    SPOOL_NOTIFY_SUCCESS = 2,
+    SPOOL_NOTIFY_FAILURE = 4,
+    SPOOL_NOTIFY_DELAY = 8,
+};
+enum spool_ret { SPOOL_RET_DEFAULT = 0, SPOOL_RET_FULL, SPOOL_RET_HDRS };
+
+struct spool_rcpt {
+    char *addr;  /* as given in RCPT TO, without <> */
+    char *orcpt; /* DSN ORCPT=, "" when not given (stored xtext-decoded as "rfc822;addr") */
+    int notify;  /* SPOOL_NOTIFY_* bits */
+};
+
+struct spool_envelope {
+    char id[SPOOL_ID_SIZE];
+    char *sender; /* "" for the null sender */
+    struct spool_rcpt *rcpt;
+    int nrcpt;
+    char *envid;   /* DSN ENVID=, "" when not given */
+    int ret;       /* enum spool_ret */
+    int smtputf8;  /* MAIL ... SMTPUTF8 */
+    int body_8bit; /* BODY=8BITMIME */
+    char *client_name, *client_addr, *helo;
+    long long arrival_us; /* arrival time, microseconds since the epoch */
+    long long size;       /* bytes of the stored message (CRLF lines, dot-unstuffed) */
+};
+
+/*
+ * spool_open - create DATA_VOLUME's directories if missing, purge tmp/, rebuild
+ * the queue counters from queue/ and quarantine unreadable files into corrupt/
+ * (never deleting them). May block: call at start-up only. NULL and *err on error.
+ */
+struct spool *spool_open(struct event_base *base, const struct conf *conf, char **err);
+/* spool_close - wait for every commit in flight (running its done callback), then free. */
+void spool_close(struct spool *sp);
+
+/* --- intake --- */
+
+/* spool_msg_new - a new message with a fresh queue ID. No I/O on the loop. */
+struct spool_msg *spool_msg_new(struct spool *sp);
+const char *spool_msg_id(const struct spool_msg *m);
+/*
+ * spool_msg_append - move all of BUF (message bytes as stored: CRLF line ends,
+ * dot-unstuffed) into the message. Large messages are written out by a worker
+ * in the background. Returns 0, or -1 when an earlier background write failed
+ * (the commit will then fail too).
+ */
+int spool_msg_append(struct spool_msg *m, struct evbuffer *buf);
+/* spool_msg_buffered - bytes appended but not yet on disk (for backpressure). */
+size_t spool_msg_buffered(const struct spool_msg *m);
+/*
+ * spool_msg_commit - make the message durable with envelope ENV (copied; env->id
+ * and env->size are filled in by the spool). DONE(arg, 0) runs on the loop when it is
+ * on stable storage, DONE(arg, errno) when it failed (nothing then stays queued).
+ * The spool owns and frees M from here on.
+ */
+void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
+                      void (*done)(void *arg, int err), void *arg);
+/* spool_msg_abort - drop an uncommitted message and its temp file. */
+void spool_msg_abort(struct spool_msg *m);
+
+/* --- space --- */
+
+/*
+ * spool_space_ok - 1 when a message of SIZE bytes (0: unknown) may be accepted:
+ * free space (refreshed in the background) minus queue_minfree must exceed 1.5 x
+ * SIZE, as Postfix checks; 0 means reply 452 4.3.1 Insufficient system storage.
+ */
+int spool_space_ok(const struct spool *sp, long long size);
+/* spool_free_percent - free space of the data volume in percent (0..100). */
+double spool_free_percent(const struct spool *sp);
+
+/* --- the queue, for the scheduler and administration --- */
+
+/* spool_set_notify - CB(arg, id) on the loop for each committed and each recovered message. */
+void spool_set_notify(struct spool *sp, void (*cb)(void *arg, const char *id), void *arg);
+/* spool_envelope_free - free an envelope returned by the spool. */
+void spool_envelope_free(struct spool_envelope *env);
+
+/* --- reading, for delivery ---
+ * spool_load_envelope and spool_open_message BLOCK on disk I/O: call them on a
+ * worker thread only (workers.h), never on the event loop. They only read
+ * files, so several threads may call them at once.
+ */
+
+/* spool_load_envelope - parse the envelope of queued message ID into *OUT (free
+ * with spool_envelope_free). 0, or an errno value (ENOENT: not queued, EBADMSG:
+ * unreadable envelope). */
+int spool_load_envelope(struct spool *sp, const char *id, struct spool_envelope **out);
+/* spool_open_message - open queued message ID for reading: returns an fd
+ * (O_CLOEXEC, the caller closes it) positioned at the first message byte, with
+ * *SIZE the number of message bytes; *ENV (if ENV is not NULL) gets the parsed
+ * envelope. -1 and errno on error. */
+int spool_open_message(struct spool *sp, const char *id, struct spool_envelope **env,
+                       long long *size);
+/*
+ * spool_status_path - "queue/X/ID.st" relative to the data volume: where the
+ * delivery layer keeps a message's per-recipient status (replaced by writing
+ * "tmp/ID.st.tmp", fsync, rename). spool_remove removes it with the message.
+ * Returns 0, or -1 when ID is not a queue ID.
+ */
+int spool_status_path(const char *id, char *buf, size_t len);
+/* spool_dir_fd - the data volume's directory fd (for openat by the delivery layer). */
+int spool_dir_fd(const struct spool *sp);
+
+/*
+ * spool_remove - remove queued message ID (and its status file) in a worker:
+ * unlink, then fsync the directory; the mqueue counters drop when it is gone.
+ * DONE(arg, 0 or errno) runs on the loop (ENOENT when ID is not queued).
+ * Called on the loop.
+ */
+void spool_remove(struct spool *sp, const char *id, void (*done)(void *arg, int err), void *arg);
+/* spool_foreach - CB(arg, id, size) for every queued message, oldest ID first,
+ * from a snapshot (CB may remove messages). Loop thread. */
+void spool_foreach(struct spool *sp, void (*cb)(void *arg, const char *id, long long size),
+                   void *arg);
+/* spool_count - messages queued now (same figure as CNT_MQUEUE_MESSAGES). */
+long spool_count(const struct spool *sp);
+/* spool_contains - 1 when ID is queued. */
+int spool_contains(const struct spool *sp, const char *id);
+
+#endif

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian 12 packages mta needs, only those that are missing.
+#   scripts/deps.sh build   compiler, CMake and the -dev libraries
+#   scripts/deps.sh test    build + the real clients and servers the test suite runs
+# Never starts a system service: while packages are installed, a policy-rc.d that
+# forbids service starts is put in place if the machine has none (test-servers.md).
+set -euo pipefail
+
+BUILD_PKGS="gcc make cmake pkg-config libevent-dev libssl-dev libsasl2-dev libc-ares-dev \
+libsmbclient-dev libnfs-dev libcmocka-dev"
+TEST_PKGS="python3 swaks openssl curl samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils \
+dnsmasq sasl2-bin libsasl2-modules pflogsumm chromium prometheus"
+
+want="$BUILD_PKGS"
+[ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"
+
+missing=""
+for p in $want; do
+    st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$st" = installed ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: missing packages:$missing -- run as root to install them" >&2
+    exit 1
+fi
+echo "deps.sh: installing:$missing" >&2
+made_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+fi
+trap '[ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+# shellcheck disable=SC2086
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing

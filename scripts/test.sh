@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# test.sh - set everything up and run the whole test suite twice: a normal build
+# (-Wall -Wextra -Werror) and an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# Exits non-zero on any failure.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+JOBS="${MTA_TEST_JOBS:-$(nproc)}"
+"$ROOT/scripts/deps.sh" test
+
+status=0
+for kind in build build-asan; do
+    san=OFF
+    [ "$kind" = build-asan ] && san=ON
+    echo "=== $kind (sanitizers: $san) ==="
+    cmake -S "$ROOT" -B "$ROOT/$kind" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTA_SANITIZE=$san >/dev/null
+    cmake --build "$ROOT/$kind" -j"$JOBS"
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    if ! (cd "$ROOT/$kind" && ctest --output-on-failure -j"$JOBS" --timeout 300); then
+        status=1
+    fi
+done
+exit $status

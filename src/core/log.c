@@ -1,0 +1,791 @@
+/*
+ * log.c - the mail log writer: formats Postfix-style records on the calling
+ * thread, queues them in a bounded FIFO and lets ONE writer thread hand them,
+ * in order and in batches, to standard error, maillog_file and extra sinks.
+ * The caller never waits for I/O: a full queue drops the record and counts it.
+ * Not here: the wording of records (each module owns its own), the CIFS share
+ * (a sink registered by the log-share module, which keeps its own backlog).
+ */
+#include "mta/log.h"
+#include "mta/counters.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_DEFAULT_MAX_RECORDS ((size_t)64 * 1024)
+#define LOG_DEFAULT_MAX_BYTES ((size_t)16 * 1024 * 1024)
+#define LOG_DEFAULT_RETRY_MS 1000u
+#define LOG_SINK_BACKLOG_MAX ((size_t)16 * 1024 * 1024)
+#define LOG_MAX_SINKS 8
+#define LOG_FLUSH_WAIT_SEC 10
+#define LOG_NAME_MAX 255
+#define LOG_ZONEINFO "/usr/share/zoneinfo/"
+
+/* One queued record; data holds the whole line, '\n' included. */
+struct log_rec {
+    struct log_rec *next;
+    size_t len;
+    char data[];
+};
+
+/* A registered sink plus what it has not accepted yet (writer thread only). */
+struct log_sink_slot {
+    struct log_sink sink;
+    char *name;
+    char *backlog;
+    size_t len, cap;
+    struct timespec retry_at;
+    int failing;
+};
+
+/* The whole writer state; mu guards the queue, the flags and nsinks. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* the writer waits here (CLOCK_MONOTONIC) */
+    pthread_cond_t done; /* log_flush waits here */
+    int cond_ready;
+    int running;   /* writer thread exists */
+    int accepting; /* log_vmail may enqueue */
+    int stop, reopen;
+    struct log_rec *head, *tail;
+    size_t count, bytes;
+    size_t max_records, max_bytes;
+    unsigned retry_ms;
+    unsigned long long enq_seq, done_seq;
+    pthread_t thread;
+    int fd; /* maillog_file or -1; touched by the writer while running */
+    char *path;
+    int to_stderr;
+    struct log_sink_slot sinks[LOG_MAX_SINKS];
+    size_t nsinks;
+} log_st = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .fd = -1,
+};
+
+static atomic_ulong log_ndropped;
+static atomic_uint log_time_gen; /* bumped when the zone changes: per-thread caches expire */
+
+/* Identity of each record; set by log_init while no writer runs. */
+static char log_host[LOG_NAME_MAX + 1];
+static char log_name[LOG_NAME_MAX + 1] = "mta";
+static pthread_once_t log_host_once = PTHREAD_ONCE_INIT;
+
+static const char log_months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* log_copy_name - copy a host or syslog name, bounded, with blanks/controls made '_'. */
+static void log_copy_name(char *dst, size_t size, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < size; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c <= ' ' || c == 0x7f) ? '_' : (char)c;
+    }
+    dst[i] = 0;
+}
+
+/* log_host_default - the host field before log_init names one: gethostname(). */
+static void log_host_default(void)
+{
+    char h[LOG_NAME_MAX + 1] = "";
+    if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
+        strcpy(h, "localhost");
+    h[sizeof(h) - 1] = 0;
+    log_copy_name(log_host, sizeof(log_host), h);
+}
+
+void log_format_time(long t, char *buf, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!buf || !len)
+        return;
+    if (!localtime_r(&tt, &tm))
+        memset(&tm, 0, sizeof(tm));
+    if (tm.tm_mon < 0 || tm.tm_mon > 11)
+        tm.tm_mon = 0;
+    snprintf(buf, len, "%s %2d %02d:%02d:%02d", log_months[tm.tm_mon], tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+}
+
+/* log_now_str - "Mon DD HH:MM:SS" for now, cached per thread for the current second. */
+static const char *log_now_str(void)
+{
+    static __thread time_t last = (time_t)-1;
+    static __thread unsigned gen;
+    static __thread char str[32];
+    time_t now = time(NULL);
+    unsigned g = atomic_load_explicit(&log_time_gen, memory_order_relaxed);
+    if (now != last || g != gen) {
+        log_format_time((long)now, str, sizeof(str));
+        last = now;
+        gen = g;
+    }
+    return str;
+}
+
+/* log_sanitize - CR/LF become spaces, other control bytes '?': one record = one line. */
+static void log_sanitize(char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\r' || c == '\n')
+            s[i] = ' ';
+        else if ((c < ' ' && c != '\t') || c == 0x7f)
+            s[i] = '?';
+    }
+}
+
+/* log_utf8_cut - length <= len that does not end inside a UTF-8 sequence. */
+static size_t log_utf8_cut(const char *s, size_t len)
+{
+    size_t i = len;
+    size_t back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i == 0)
+        return len;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (need > 1 && back + 1 < need)
+        return i - 1; /* incomplete sequence: drop it */
+    return len;
+}
+
+/*
+ * log_format - build one record in buf (LOG_RECORD_MAX bytes); returns its
+ * length, '\n' included. prefix ("warning: ") goes before the caller's text.
+ */
+static size_t log_format(char *buf, const char *service, const char *prefix, const char *fmt,
+                         va_list ap)
+{
+    pthread_once(&log_host_once, log_host_default);
+    if (!service || !*service)
+        service = "mta";
+    int n = snprintf(buf, LOG_RECORD_MAX, "%s %s %s/%.64s[%ld]: %s", log_now_str(), log_host,
+                     log_name, service, (long)getpid(), prefix ? prefix : "");
+    size_t head = (n < 0) ? 0 : (size_t)n;
+    if (head > LOG_RECORD_MAX - 2)
+        head = LOG_RECORD_MAX - 2; /* absurd names: keep room for the newline */
+    size_t room = LOG_RECORD_MAX - head; /* text + NUL; the NUL slot becomes '\n' */
+    int t = vsnprintf(buf + head, room, fmt ? fmt : "", ap);
+    size_t text = (t < 0) ? 0 : (size_t)t;
+    if (text >= room)
+        text = log_utf8_cut(buf + head, room - 1);
+    log_sanitize(buf, head + text);
+    buf[head + text] = '\n';
+    return head + text + 1;
+}
+
+/* log_write_all - write(2) until done; 0 or -1 with errno. */
+static int log_write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* log_mkdirs - create the missing parent directories of path (mkdir -p dirname). */
+static int log_mkdirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, path, len + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
+            *p = '/';
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+/* log_open_file - open the mail log for appending, creating it and its directories. */
+static int log_open_file(const char *path)
+{
+    if (log_mkdirs(path) != 0)
+        return -1;
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* log_check_tz - 0 when name is a tz database zone (a file under /usr/share/zoneinfo). */
+static int log_check_tz(const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (name[0] == '/' || strstr(name, ".."))
+        return -1;
+    for (const char *p = name; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!(c == '/' || c == '_' || c == '-' || c == '+' || c == '.' ||
+              (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+            return -1;
+    }
+    if ((size_t)snprintf(path, sizeof(path), LOG_ZONEINFO "%s", name) >= sizeof(path))
+        return -1;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return -1;
+    return 0;
+}
+
+/* log_deadline - CLOCK_MONOTONIC now + ms. */
+static struct timespec log_deadline(unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* log_ts_before - a < b. */
+static int log_ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* log_count_lines - records in a batch (for drop accounting). */
+static unsigned long log_count_lines(const char *buf, size_t len)
+{
+    unsigned long n = 0;
+    for (const char *p = buf; (p = memchr(p, '\n', len - (size_t)(p - buf))) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* log_note_dropped - count records lost outside the queue (sink backlog overflow). */
+static void log_note_dropped(unsigned long n)
+{
+    if (!n)
+        return;
+    atomic_fetch_add(&log_ndropped, n);
+    counter_add(CNT_LOG_DROPPED, (long long)n);
+}
+
+/* log_sink_append - keep bytes a sink did not take; beyond the bound they are dropped. */
+static void log_sink_append(struct log_sink_slot *s, const char *buf, size_t len)
+{
+    if (s->len + len > LOG_SINK_BACKLOG_MAX) {
+        log_note_dropped(log_count_lines(buf, len));
+        return;
+    }
+    if (s->len + len > s->cap) {
+        size_t cap = s->cap ? s->cap : 65536;
+        while (cap < s->len + len)
+            cap *= 2;
+        char *nb = realloc(s->backlog, cap);
+        if (!nb) {
+            log_note_dropped(log_count_lines(buf, len));
+            return;
+        }
+        s->backlog = nb;
+        s->cap = cap;
+    }
+    memcpy(s->backlog + s->len, buf, len);
+    s->len += len;
+}
+
+/* log_sink_push - offer a batch to one sink, oldest bytes first; a refusal waits retry_ms. */
+static void log_sink_push(struct log_sink_slot *s, const char *buf, size_t len, unsigned retry_ms)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (s->len == 0) {
+        if (len == 0 || s->sink.write(s->sink.ctx, buf, len) == 0)
+            return;
+        log_sink_append(s, buf, len);
+        s->retry_at = log_deadline(retry_ms);
+        if (!s->failing) {
+            s->failing = 1;
+            char msg[LOG_RECORD_MAX];
+            int m = snprintf(msg, sizeof(msg), "%s mta: warning: log sink %s refused records\n",
+                             log_now_str(), s->name);
+            if (m > 0)
+                (void)!write(2, msg, (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
+        }
+        return;
+    }
+    log_sink_append(s, buf, len);
+    if (log_ts_before(&now, &s->retry_at))
+        return;
+    if (s->sink.write(s->sink.ctx, s->backlog, s->len) == 0) {
+        s->len = 0;
+        s->failing = 0;
+        if (s->cap > 1024 * 1024) { /* give a big outage's memory back */
+            free(s->backlog);
+            s->backlog = NULL;
+            s->cap = 0;
+        }
+    } else {
+        s->retry_at = log_deadline(retry_ms);
+    }
+}
+
+/* log_buf_add - append to the writer's batch buffer (grown as needed). */
+static int log_buf_add(char **b, size_t *len, size_t *cap, const char *data, size_t n)
+{
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 65536;
+        while (c < *len + n)
+            c *= 2;
+        char *nb = realloc(*b, c);
+        if (!nb)
+            return -1;
+        *b = nb;
+        *cap = c;
+    }
+    memcpy(*b + *len, data, n);
+    *len += n;
+    return 0;
+}
+
+/* log_file_reopen - writer side of log_reopen: swap to a fresh descriptor if it opens. */
+static void log_file_reopen(void)
+{
+    if (!log_st.path)
+        return;
+    int fd = log_open_file(log_st.path);
+    if (fd < 0) {
+        char msg[LOG_RECORD_MAX];
+        int m = snprintf(msg, sizeof(msg), "%s mta: warning: cannot reopen %s: %s\n",
+                         log_now_str(), log_st.path, strerror(errno));
+        if (m > 0)
+            (void)!write(2, msg, (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
+        return; /* keep writing to the old file */
+    }
+    if (log_st.fd >= 0)
+        close(log_st.fd);
+    log_st.fd = fd;
+}
+
+/* log_writer_main - the writer thread: drain the queue in order, batch by batch. */
+static void *log_writer_main(void *arg)
+{
+    char *batch = NULL;
+    size_t cap = 0;
+    unsigned long reported = atomic_load(&log_ndropped);
+    int file_err = 0;
+
+    pthread_mutex_lock(&log_st.mu);
+    for (;;) {
+        while (!log_st.head && !log_st.stop && !log_st.reopen) {
+            /* a refused sink needs a wake-up even when nothing new arrives */
+            int pending = 0;
+            struct timespec due = {0, 0};
+            for (size_t i = 0; i < log_st.nsinks; i++) {
+                struct log_sink_slot *s = &log_st.sinks[i];
+                if (s->len && (!pending || log_ts_before(&s->retry_at, &due))) {
+                    due = s->retry_at;
+                    pending = 1;
+                }
+            }
+            if (!pending) {
+                pthread_cond_wait(&log_st.wake, &log_st.mu);
+                continue;
+            }
+            if (pthread_cond_timedwait(&log_st.wake, &log_st.mu, &due) == ETIMEDOUT)
+                break;
+        }
+        struct log_rec *list = log_st.head;
+        size_t n = log_st.count;
+        log_st.head = log_st.tail = NULL;
+        log_st.count = log_st.bytes = 0;
+        int do_reopen = log_st.reopen;
+        int stopping = log_st.stop;
+        size_t nsinks = log_st.nsinks;
+        log_st.reopen = 0;
+        pthread_mutex_unlock(&log_st.mu);
+
+        if (do_reopen)
+            log_file_reopen();
+
+        size_t len = 0;
+        for (struct log_rec *r = list; r; r = r->next)
+            if (log_buf_add(&batch, &len, &cap, r->data, r->len) != 0)
+                log_note_dropped(1);
+        unsigned long dropped = atomic_load(&log_ndropped);
+        if (dropped != reported) {
+            /* say it in the log itself, so a reader sees the gap */
+            char rec[LOG_RECORD_MAX];
+            va_list none;
+            size_t m = 0;
+            (void)none;
+            int k = snprintf(rec, sizeof(rec),
+                             "%s %s %s/master[%ld]: warning: mail log queue full: %lu "
+                             "record(s) dropped\n",
+                             log_now_str(), log_host, log_name, (long)getpid(), dropped - reported);
+            m = (k < 0) ? 0 : (size_t)k < sizeof(rec) ? (size_t)k : sizeof(rec) - 1;
+            if (m && log_buf_add(&batch, &len, &cap, rec, m) == 0)
+                reported = dropped;
+        }
+        if (len) {
+            if (log_st.to_stderr)
+                (void)log_write_all(2, batch, len);
+            if (log_st.fd >= 0) {
+                if (log_write_all(log_st.fd, batch, len) != 0) {
+                    if (!file_err) {
+                        char msg[LOG_RECORD_MAX];
+                        int m = snprintf(msg, sizeof(msg),
+                                         "%s mta: warning: write to %s failed: %s\n",
+                                         log_now_str(), log_st.path, strerror(errno));
+                        if (m > 0)
+                            (void)!write(2, msg,
+                                         (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
+                    }
+                    file_err = 1;
+                } else {
+                    file_err = 0;
+                }
+            }
+        }
+        for (size_t i = 0; i < nsinks; i++)
+            log_sink_push(&log_st.sinks[i], batch, len, log_st.retry_ms);
+        while (list) {
+            struct log_rec *next = list->next;
+            free(list);
+            list = next;
+        }
+
+        pthread_mutex_lock(&log_st.mu);
+        counter_add(CNT_LOG_BACKLOG, -(long long)n);
+        log_st.done_seq += n;
+        pthread_cond_broadcast(&log_st.done);
+        if (stopping && !log_st.head)
+            break;
+    }
+    size_t nsinks = log_st.nsinks;
+    pthread_mutex_unlock(&log_st.mu);
+
+    /* last chance for sinks still holding a backlog; what they refuse is lost */
+    for (size_t i = 0; i < nsinks; i++) {
+        struct log_sink_slot *s = &log_st.sinks[i];
+        if (s->len && s->sink.write(s->sink.ctx, s->backlog, s->len) != 0) {
+            unsigned long lost = log_count_lines(s->backlog, s->len);
+            log_note_dropped(lost);
+            char msg[LOG_RECORD_MAX];
+            int m = snprintf(msg, sizeof(msg),
+                             "%s mta: warning: log sink %s: %lu record(s) not stored at shutdown\n",
+                             log_now_str(), s->name, lost);
+            if (m > 0)
+                (void)!write(2, msg, (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
+        }
+        s->len = 0;
+    }
+    free(batch);
+    return NULL;
+}
+
+/* log_cond_init - the condition variables, once (the writer's uses CLOCK_MONOTONIC). */
+static void log_cond_init(void)
+{
+    if (log_st.cond_ready)
+        return;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&log_st.wake, &ca);
+    pthread_cond_init(&log_st.done, &ca);
+    pthread_condattr_destroy(&ca);
+    log_st.cond_ready = 1;
+}
+
+int log_init(const struct log_options *opt, char **err)
+{
+    struct log_options none = {0};
+    if (err)
+        *err = NULL;
+    if (!opt)
+        opt = &none;
+
+    pthread_mutex_lock(&log_st.mu);
+    int busy = log_st.running;
+    pthread_mutex_unlock(&log_st.mu);
+    if (busy) {
+        if (err && asprintf(err, "log_init: the mail log is already started") < 0)
+            *err = NULL;
+        return -1;
+    }
+
+    if (opt->timezone && *opt->timezone) {
+        if (log_check_tz(opt->timezone) != 0) {
+            if (err && asprintf(err, "unknown timezone \"%.200s\"", opt->timezone) < 0)
+                *err = NULL;
+            return -1;
+        }
+        setenv("TZ", opt->timezone, 1);
+        tzset();
+        atomic_fetch_add(&log_time_gen, 1);
+    }
+
+    int fd = -1;
+    char *path = NULL;
+    if (opt->maillog_file && *opt->maillog_file) {
+        fd = log_open_file(opt->maillog_file);
+        if (fd < 0) {
+            if (err && asprintf(err, "cannot open maillog_file %.1024s: %s", opt->maillog_file,
+                                strerror(errno)) < 0)
+                *err = NULL;
+            return -1;
+        }
+        path = strdup(opt->maillog_file);
+        if (!path) {
+            close(fd);
+            if (err)
+                *err = strdup("log_init: out of memory");
+            return -1;
+        }
+    }
+
+    pthread_once(&log_host_once, log_host_default);
+    if (opt->hostname && *opt->hostname)
+        log_copy_name(log_host, sizeof(log_host), opt->hostname);
+    log_copy_name(log_name, sizeof(log_name),
+                  (opt->syslog_name && *opt->syslog_name) ? opt->syslog_name : "mta");
+
+    pthread_mutex_lock(&log_st.mu);
+    log_cond_init();
+    log_st.fd = fd;
+    log_st.path = path;
+    log_st.to_stderr = opt->to_stderr;
+    log_st.max_records = opt->max_records ? opt->max_records : LOG_DEFAULT_MAX_RECORDS;
+    log_st.max_bytes = opt->max_bytes ? opt->max_bytes : LOG_DEFAULT_MAX_BYTES;
+    log_st.retry_ms = opt->sink_retry_ms ? opt->sink_retry_ms : LOG_DEFAULT_RETRY_MS;
+    log_st.stop = log_st.reopen = 0;
+    int rc = pthread_create(&log_st.thread, NULL, log_writer_main, NULL);
+    if (rc != 0) {
+        log_st.fd = -1;
+        log_st.path = NULL;
+        pthread_mutex_unlock(&log_st.mu);
+        if (fd >= 0)
+            close(fd);
+        free(path);
+        if (err && asprintf(err, "log_init: cannot start the writer thread: %s", strerror(rc)) < 0)
+            *err = NULL;
+        return -1;
+    }
+    log_st.running = 1;
+    log_st.accepting = 1;
+    pthread_mutex_unlock(&log_st.mu);
+    return 0;
+}
+
+void log_add_sink(const struct log_sink *sink)
+{
+    if (!sink || !sink->write)
+        return;
+    char *name = strdup(sink->name ? sink->name : "sink");
+    pthread_mutex_lock(&log_st.mu);
+    if (log_st.nsinks >= LOG_MAX_SINKS || !name) {
+        pthread_mutex_unlock(&log_st.mu);
+        free(name);
+        log_warning("master", "log_add_sink: no room for sink %s",
+                    sink->name ? sink->name : "sink");
+        return;
+    }
+    struct log_sink_slot *s = &log_st.sinks[log_st.nsinks];
+    memset(s, 0, sizeof(*s));
+    s->sink = *sink;
+    s->name = name;
+    s->sink.name = name;
+    log_st.nsinks++; /* the writer reads slots below nsinks only */
+    pthread_mutex_unlock(&log_st.mu);
+}
+
+void log_shutdown(void)
+{
+    pthread_mutex_lock(&log_st.mu);
+    int was_running = log_st.running;
+    if (was_running) {
+        log_st.accepting = 0;
+        log_st.stop = 1;
+        pthread_cond_signal(&log_st.wake);
+    }
+    pthread_mutex_unlock(&log_st.mu);
+    if (was_running)
+        pthread_join(log_st.thread, NULL);
+
+    pthread_mutex_lock(&log_st.mu);
+    log_st.running = 0;
+    log_st.stop = 0;
+    if (log_st.fd >= 0)
+        close(log_st.fd);
+    log_st.fd = -1;
+    free(log_st.path);
+    log_st.path = NULL;
+    for (size_t i = 0; i < log_st.nsinks; i++) {
+        free(log_st.sinks[i].backlog);
+        free(log_st.sinks[i].name);
+        memset(&log_st.sinks[i], 0, sizeof(log_st.sinks[i]));
+    }
+    log_st.nsinks = 0;
+    pthread_mutex_unlock(&log_st.mu);
+}
+
+void log_reopen(void)
+{
+    pthread_mutex_lock(&log_st.mu);
+    if (log_st.running) {
+        log_st.reopen = 1;
+        pthread_cond_signal(&log_st.wake);
+    }
+    pthread_mutex_unlock(&log_st.mu);
+}
+
+/* log_flush_locked - wait (bounded) until the writer has passed seq; mu held. */
+static void log_flush_locked(unsigned long long seq)
+{
+    struct timespec until = log_deadline(LOG_FLUSH_WAIT_SEC * 1000u);
+    pthread_cond_signal(&log_st.wake);
+    while (log_st.running && log_st.done_seq < seq)
+        if (pthread_cond_timedwait(&log_st.done, &log_st.mu, &until) == ETIMEDOUT)
+            break;
+}
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&log_st.mu);
+    if (log_st.running && !pthread_equal(pthread_self(), log_st.thread))
+        log_flush_locked(log_st.enq_seq);
+    pthread_mutex_unlock(&log_st.mu);
+}
+
+unsigned long log_dropped(void)
+{
+    return atomic_load(&log_ndropped);
+}
+
+/*
+ * log_submit - queue one formatted record (or write it to stderr when no writer
+ * runs). force: ignore the bounds (a fatal record must not be lost). Returns the
+ * record's sequence number, 0 when it was not queued.
+ */
+static unsigned long long log_submit(const char *buf, size_t len, int force)
+{
+    struct log_rec *r = malloc(sizeof(*r) + len);
+    pthread_mutex_lock(&log_st.mu);
+    if (!log_st.accepting) {
+        pthread_mutex_unlock(&log_st.mu);
+        free(r);
+        (void)log_write_all(2, buf, len);
+        return 0;
+    }
+    if (!r || (!force && (log_st.count >= log_st.max_records ||
+                          log_st.bytes + len > log_st.max_bytes))) {
+        pthread_mutex_unlock(&log_st.mu);
+        free(r);
+        log_note_dropped(1);
+        return 0;
+    }
+    memcpy(r->data, buf, len);
+    r->len = len;
+    r->next = NULL;
+    if (log_st.tail)
+        log_st.tail->next = r;
+    else
+        log_st.head = r;
+    log_st.tail = r;
+    log_st.count++;
+    log_st.bytes += len;
+    unsigned long long seq = ++log_st.enq_seq;
+    counter_add(CNT_LOG_BACKLOG, 1);
+    if (log_st.count == 1)
+        pthread_cond_signal(&log_st.wake);
+    pthread_mutex_unlock(&log_st.mu);
+    return seq;
+}
+
+/* log_emit - format and queue one record with an optional severity prefix. */
+static void log_emit(const char *service, const char *prefix, const char *fmt, va_list ap)
+{
+    char buf[LOG_RECORD_MAX];
+    size_t len = log_format(buf, service, prefix, fmt, ap);
+    (void)log_submit(buf, len, 0);
+}
+
+void log_vmail(const char *service, const char *fmt, va_list ap)
+{
+    log_emit(service, NULL, fmt, ap);
+}
+
+void log_mail(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(service, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_warning(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(service, "warning: ", fmt, ap);
+    va_end(ap);
+}
+
+void log_error(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(service, "error: ", fmt, ap);
+    va_end(ap);
+}
+
+void log_fatal(const char *service, const char *fmt, ...)
+{
+    char buf[LOG_RECORD_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = log_format(buf, service, "fatal: ", fmt, ap);
+    va_end(ap);
+
+    pthread_mutex_lock(&log_st.mu);
+    int on_writer = log_st.running && pthread_equal(pthread_self(), log_st.thread);
+    pthread_mutex_unlock(&log_st.mu);
+    if (on_writer) {
+        /* the writer cannot wait for itself: write straight out */
+        (void)log_write_all(2, buf, len);
+        if (log_st.fd >= 0)
+            (void)log_write_all(log_st.fd, buf, len);
+        abort();
+    }
+    unsigned long long seq = log_submit(buf, len, 1);
+    if (seq) {
+        pthread_mutex_lock(&log_st.mu);
+        log_flush_locked(seq);
+        pthread_mutex_unlock(&log_st.mu);
+    }
+    abort();
+}

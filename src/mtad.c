@@ -1,0 +1,189 @@
+/*
+ * mtad.c - the daemon: start-up in order (configuration, log, spool, intake,
+ * delivery, statistics), signals, graceful shutdown. No mail logic lives here:
+ * each step is one call into its module, and each failure is one exact message.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "mta/conf.h"
+#include "mta/counters.h"
+#include "mta/log.h"
+#include "mta/smtpd.h"
+#include "mta/spool.h"
+
+#define MTAD_VERSION "0.1.0"
+#define MTAD_MAX_OVERRIDES 256
+
+struct mtad {
+    struct event_base *base;
+    struct conf *conf;
+    struct spool *spool;
+    struct smtpd *smtpd;
+    struct event *sig_term, *sig_int, *sig_hup;
+    int stopping;
+    int stop_signal;
+};
+
+/* mtad_usage - the command line, on bad arguments. */
+static void mtad_usage(void)
+{
+    fprintf(stderr, "usage: mtad -c FILE [-o name=value ...]\n"
+                    "       mtad -V\n");
+}
+
+/* mtad_drained - the intake is closed and empty: end the loop. */
+static void mtad_drained(void *arg)
+{
+    struct mtad *d = arg;
+
+    event_base_loopexit(d->base, NULL);
+}
+
+/* mtad_signal_cb - SIGTERM/SIGINT: graceful stop; SIGHUP: reopen logs. */
+static void mtad_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct mtad *d = arg;
+
+    if (sig == SIGHUP) {
+        log_info("reload -- version %s, configuration %s", MTAD_VERSION, d->conf->path);
+        log_reopen();
+        return;
+    }
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    d->stop_signal = (int)sig;
+    log_info("terminating on signal %d", (int)sig);
+    if (d->smtpd)
+        smtpd_stop(d->smtpd, mtad_drained, d);
+    else
+        event_base_loopexit(d->base, NULL);
+}
+
+/* mtad_hostname - the configured hostname, else the system's. */
+static const char *mtad_hostname(const struct conf *c)
+{
+    static char buf[256];
+
+    if (c->hostname[0])
+        return c->hostname;
+    if (gethostname(buf, sizeof(buf) - 1) != 0)
+        snprintf(buf, sizeof(buf), "localhost");
+    buf[sizeof(buf) - 1] = 0;
+    return buf;
+}
+
+/* mtad_fail - one exact start-up message (and the detail) to stderr, then exit 1. */
+static void mtad_fail(const char *message, const char *detail)
+{
+    if (detail && *detail)
+        fprintf(stderr, "mtad: %s\n", detail);
+    fprintf(stderr, "%s\n", message);
+    log_shutdown();
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    struct mtad d;
+    char *overrides[MTAD_MAX_OVERRIDES];
+    int noverrides = 0;
+    const char *config = NULL;
+    char *errors = NULL, *err = NULL;
+    int ch;
+
+    memset(&d, 0, sizeof(d));
+    while ((ch = getopt(argc, argv, "c:o:Vh")) != -1) {
+        switch (ch) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'o':
+            if (noverrides == MTAD_MAX_OVERRIDES) {
+                fprintf(stderr, "mtad: too many -o options (at most %d)\n", MTAD_MAX_OVERRIDES);
+                return 1;
+            }
+            overrides[noverrides++] = optarg;
+            break;
+        case 'V':
+            printf("mtad %s\n", MTAD_VERSION);
+            return 0;
+        default:
+            mtad_usage();
+            return 1;
+        }
+    }
+    if (optind != argc || config == NULL) {
+        mtad_usage();
+        return 1;
+    }
+
+    /* 1. configuration: every error, then the spec's summary line */
+    d.conf = conf_load(config, overrides, noverrides, &errors);
+    if (d.conf == NULL) {
+        fputs(errors ? errors : "Error: unknown configuration error\n", stderr);
+        free(errors);
+        fprintf(stderr, "Error: Failed to pre-configure MTA.\n");
+        return 1;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() != 0)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.",
+                  "libevent threading unavailable");
+    d.base = event_base_new();
+    if (d.base == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.",
+                  "cannot create the event loop");
+
+    /* 2. the mail log */
+    struct log_options lo = {
+        .hostname = mtad_hostname(d.conf),
+        .syslog_name = d.conf->syslog_name,
+        .maillog_file = d.conf->maillog_file,
+        .timezone = d.conf->timezone,
+        .to_stderr = 1,
+    };
+    if (log_init(&lo, &err) != 0)
+        mtad_fail("Error: Failed to pre-configure MTA.", err);
+
+    /* 3. the spool on the data volume (recovery runs here) */
+    d.spool = spool_open(d.base, d.conf, &err);
+    if (d.spool == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+
+    /* 4. intake */
+    d.smtpd = smtpd_new(d.base, d.conf, d.spool, &err);
+    if (d.smtpd == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+
+    d.sig_term = evsignal_new(d.base, SIGTERM, mtad_signal_cb, &d);
+    d.sig_int = evsignal_new(d.base, SIGINT, mtad_signal_cb, &d);
+    d.sig_hup = evsignal_new(d.base, SIGHUP, mtad_signal_cb, &d);
+    event_add(d.sig_term, NULL);
+    event_add(d.sig_int, NULL);
+    event_add(d.sig_hup, NULL);
+
+    log_info("daemon started -- version %s, configuration %s", MTAD_VERSION, d.conf->path);
+    event_base_dispatch(d.base);
+
+    /* shutdown, in reverse order: nothing acknowledged is lost */
+    smtpd_free(d.smtpd);
+    spool_close(d.spool);
+    event_free(d.sig_term);
+    event_free(d.sig_int);
+    event_free(d.sig_hup);
+    log_info("stopped");
+    log_shutdown();
+    event_base_free(d.base);
+    conf_free(d.conf);
+    return 0;
+}

@@ -1,0 +1,133 @@
+/*
+ * spool_int.h - private to src/queue/: the spool's structs and the helpers its
+ * files share (queue IDs, the envelope text format, the in-memory index, the
+ * committer). Not for other modules: they use include/mta/spool.h.
+ */
+#ifndef MTA_SPOOL_INT_H
+#define MTA_SPOOL_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "mta/spool.h"
+
+struct event;
+struct workers;
+
+#define SPOOL_NHASH 16                     /* queue/0 .. queue/F, by the ID's last hex digit */
+#define SPOOL_STREAM_THRESHOLD (64 * 1024) /* buffered bytes beyond which a worker writes */
+#define SPOOL_ENV_MAX (64LL * 1024 * 1024) /* an envelope larger than this is corrupt */
+#define SPOOL_ID_LEN 16                    /* 13 hex digits of microseconds + 3 of sequence */
+#define SPOOL_VERSION_LINE "MTA-QUEUE 1"
+#define SPOOL_END_LINE "end"
+
+/* --- queue IDs (spool_id.c) --- */
+struct spool_idgen {
+    long long last_us; /* microseconds of the last ID handed out */
+    int seq;           /* sequence within last_us */
+};
+/* spool_id_next - write the next ID (SPOOL_ID_LEN hex digits + NUL) into OUT. */
+void spool_id_next(struct spool_idgen *g, char out[SPOOL_ID_SIZE]);
+/* spool_id_seen - make later IDs sort after ID (used at recovery, clocks may go back). */
+void spool_id_seen(struct spool_idgen *g, const char *id);
+/* spool_id_valid - 1 when S is exactly a queue ID (16 upper-case hex digits). */
+int spool_id_valid(const char *s);
+/* spool_id_hash - the hash subdirectory index 0..15 of a valid ID. */
+int spool_id_hash(const char *id);
+
+/* --- envelope text (spool_envelope.c) --- */
+/* spool_env_encode - the envelope text (version line .. end line) as a malloc'd
+ * string; *LEN its length. NULL on out-of-memory. */
+char *spool_env_encode(const struct spool_envelope *env, size_t *len);
+/* spool_env_decode - parse BUF[0..LEN): when an end line is found, *HDRLEN gets
+ * the envelope's byte length and *OUT the envelope, return 0. -1 when the text is
+ * not a valid envelope, 1 when more bytes are needed (no end line yet). */
+int spool_env_decode(const char *buf, size_t len, struct spool_envelope **out, size_t *hdrlen);
+/* spool_env_read_fd - read and parse the envelope at the start of FD (blocking).
+ * 0 and *OUT/*HDRLEN, or an errno value (EBADMSG when unparseable). */
+int spool_env_read_fd(int fd, struct spool_envelope **out, size_t *hdrlen);
+
+/* --- the in-memory index of queued IDs (spool_index.c); loop thread only --- */
+struct spool_index_entry {
+    struct spool_index_entry *next;
+    long long size;
+    char id[SPOOL_ID_SIZE];
+};
+struct spool_index {
+    struct spool_index_entry **slot;
+    size_t nslot, count;
+};
+int spool_index_add(struct spool_index *ix, const char *id, long long size);
+/* spool_index_del - remove ID; returns its size, or -1 when absent. */
+long long spool_index_del(struct spool_index *ix, const char *id);
+struct spool_index_entry *spool_index_find(const struct spool_index *ix, const char *id);
+/* spool_index_ids - a sorted malloc'd snapshot of the entries (copies); *N their count. */
+struct spool_index_entry *spool_index_snapshot(const struct spool_index *ix, size_t *n);
+void spool_index_free(struct spool_index *ix);
+
+/* --- the spool --- */
+struct spool_msg;
+
+struct spool {
+    struct event_base *base;
+    char *dir;
+    int dirfd, tmpfd, corruptfd, lockfd;
+    int qfd[SPOOL_NHASH];
+    struct workers *io;
+    struct spool_idgen idgen;
+    struct spool_index index;
+    long long minfree;
+    /* live messages (not yet handed to commit/abort), freed at close */
+    struct spool_msg *live;
+    int busy; /* spool operations whose loop completion has not run yet */
+    /* free space, as last measured (loop thread) */
+    long long free_bytes, total_bytes;
+    long long test_free, test_total; /* MTA_TEST_FREE_BYTES; -1: not set */
+    int statvfs_running;
+    struct event *space_ev, *notify_ev;
+    void (*notify_cb)(void *arg, const char *id);
+    void *notify_arg;
+    /* the group committer */
+    pthread_t committer;
+    int committer_started;
+    pthread_mutex_t cmu;
+    pthread_cond_t ccv;
+    struct spool_msg *cq_head, *cq_tail;
+    int cstop;
+};
+
+enum spool_msg_state { SPOOL_MSG_OPEN, SPOOL_MSG_COMMITTING, SPOOL_MSG_ABORTING };
+
+struct spool_msg {
+    struct spool *sp;
+    struct spool_msg *prev, *next; /* live list */
+    struct spool_msg *cnext;       /* committer queue */
+    char id[SPOOL_ID_SIZE];
+    enum spool_msg_state state;
+    struct evbuffer *buf;  /* appended, not yet handed to a worker (loop) */
+    struct evbuffer *wbuf; /* being written by the worker job in flight */
+    size_t inflight;       /* bytes in wbuf when the job started */
+    int writing;           /* a write job is in flight */
+    int loop_err;          /* an earlier background write failed (loop copy) */
+    int err;               /* errno of the worker side (read on the loop after done) */
+    int body_fd;           /* tmp/ID.body while streaming, -1 if none yet */
+    int fd;                /* tmp/ID at commit */
+    long long streamed;    /* bytes in tmp/ID.body */
+    char *env_text;        /* encoded envelope (commit) */
+    size_t env_len;
+    long long size;
+    void (*done)(void *arg, int err);
+    void *done_arg;
+};
+
+/* spool_intake_start/stop - the committer thread (spool_intake.c). */
+int spool_committer_start(struct spool *sp);
+void spool_committer_stop(struct spool *sp);
+/* spool_msg_drop_live - at close: remove the temp files of messages never committed. */
+void spool_msg_drop_live(struct spool *sp);
+/* spool_queued - a message is now in queue/ (loop): index, counters, notify. */
+void spool_queued(struct spool *sp, const char *id, long long size);
+/* spool_fsync_dir - fsync a directory fd; 0 or errno. */
+int spool_fsync_dir(int fd);
+
+#endif

@@ -1,0 +1,541 @@
+"""
+mtatest.py - the integration-test harness: starts the real mtad on free loopback
+ports in a private temp directory, talks to it with raw sockets, smtplib or swaks,
+and reads what a user can observe (replies, the mail log, the spool files).
+Not here: any test (those are tests/integration/test_*.py), nor knowledge of the
+daemon's internals beyond the documented interface (interface.md, spool-format.md).
+
+Environment: MTAD, MTACTL (the programs; default ../../build/), MTA_SANITIZE=ON
+(ASan build: longer timeouts), MTA_KEEP=1 (keep a failed test's temp directory).
+Standard library only.
+"""
+
+import errno
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("MTA_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
+
+
+def _default_prog(name):
+    for d in ("build", "build-itest"):
+        p = os.path.join(SRCDIR, d, name)
+        if os.path.exists(p):
+            return p
+    return os.path.join(SRCDIR, "build", name)
+
+
+MTAD = os.environ.get("MTAD") or _default_prog("mtad")
+MTACTL = os.environ.get("MTACTL") or _default_prog("mtactl")
+SANITIZE = os.environ.get("MTA_SANITIZE", "").upper() in ("ON", "1", "YES", "TRUE")
+# Timeouts are multiplied by this under ASan/UBSan, which is several times slower.
+SLOW = 3.0 if SANITIZE else 1.0
+
+HOSTNAME = "mta.test.example"
+QUEUE_ID_RE = re.compile(rb"queued as ([0-9A-Za-z]+)")
+
+
+def t(seconds):
+    """t - a timeout scaled for sanitizer builds."""
+    return seconds * SLOW
+
+
+def free_port(host="127.0.0.1"):
+    """free_port - a port the kernel just gave us for HOST (bind port 0, close)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def have_ipv6_loopback():
+    """have_ipv6_loopback - True when ::1 can be bound on this machine."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------
+# raw SMTP client
+
+
+class Reply:
+    """One (possibly multi-line) SMTP reply."""
+
+    def __init__(self, code, lines):
+        self.code = code  # int
+        self.lines = lines  # list of str, each line's text after "NNN-"/"NNN "
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    def __str__(self):
+        return "%d %s" % (self.code, " / ".join(self.lines))
+
+    __repr__ = __str__
+
+    def full(self):
+        """full - the last line as the client saw it, e.g. '250 2.0.0 Ok: queued as X'."""
+        return "%d %s" % (self.code, self.lines[-1] if self.lines else "")
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class RawClient:
+    """A byte-exact SMTP client on a plain socket, for protocol-level tests."""
+
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=None):
+        self.timeout = timeout if timeout is not None else t(10)
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source:
+            self.sock.bind((source, 0))
+        self.sock.settimeout(self.timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+        self.closed = False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.closed = True
+            raise ConnectionClosed("server closed the connection; unread: %r" % self.buf)
+        self.buf += chunk
+
+    def read_line(self, timeout=None):
+        """read_line - one reply line without CRLF (bytes)."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no reply line within timeout; have %r" % self.buf)
+            self._fill(left)
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+    def reply(self, timeout=None):
+        """reply - read one complete (multi-line) reply."""
+        lines = []
+        while True:
+            line = self.read_line(timeout)
+            m = re.match(rb"^(\d{3})([ -])(.*)$", line)
+            if not m:
+                raise AssertionError("malformed reply line %r" % line)
+            lines.append(m.group(3).decode("utf-8", "replace"))
+            if m.group(2) == b" ":
+                return Reply(int(m.group(1)), lines)
+
+    def replies(self, n, timeout=None):
+        return [self.reply(timeout) for _ in range(n)]
+
+    def cmd(self, line, timeout=None):
+        """cmd - send LINE + CRLF and return the reply."""
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self.send(line + b"\r\n")
+        return self.reply(timeout)
+
+    def greeting(self):
+        r = self.reply()
+        if r.code != 220:
+            raise AssertionError("greeting is not 220: %s" % r)
+        return r
+
+    def ehlo(self, name="client.example"):
+        r = self.cmd("EHLO " + name)
+        if r.code != 250:
+            raise AssertionError("EHLO failed: %s" % r)
+        return r
+
+    def wait_closed(self, timeout=None):
+        """wait_closed - True when the server closes the connection within TIMEOUT
+        (any bytes that arrive meanwhile are kept in self.buf)."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self._fill(left)
+            except ConnectionClosed:
+                return True
+            except socket.timeout:
+                return False
+            except OSError:
+                return True
+
+
+def queue_id_of(reply):
+    """queue_id_of - the ID in '250 2.0.0 Ok: queued as ID' (str), or None."""
+    m = re.search(r"queued as ([0-9A-Za-z]+)", reply if isinstance(reply, str) else reply.text)
+    return m.group(1) if m else None
+
+
+# --------------------------------------------------------------------------
+# the daemon
+
+
+class StartError(Exception):
+    pass
+
+
+class Daemon:
+    """One mtad process with its own config file, data volume, maillog and ports."""
+
+    def __init__(self, workdir, settings=None, overrides=None, env=None, name="mtad"):
+        self.workdir = workdir
+        self.name = name
+        self.data_volume = os.path.join(workdir, name + "-data")
+        self.maillog_path = os.path.join(workdir, name + "-maillog")
+        self.config_path = os.path.join(workdir, name + ".cf")
+        self.stdout_path = os.path.join(workdir, name + ".stdout")
+        self.stderr_path = os.path.join(workdir, name + ".stderr")
+        self.user_settings = dict(settings or {})
+        self.overrides = list(overrides or [])
+        self.env = dict(env or {})
+        self.proc = None
+        self.smtp_port = None
+        self.ui_port = None
+        self.host = self.user_settings.get("in_address") or "127.0.0.1"
+        self.starts = 0
+
+    # -- configuration --
+    def settings(self):
+        s = {
+            "hostname": HOSTNAME,
+            "data_volume": self.data_volume,
+            "in_address": "127.0.0.1",
+            "smtp_port": str(self.smtp_port),
+            "ui_port": str(self.ui_port),
+            "maillog_file": self.maillog_path,
+            "smtpd_trusted_networks": "127.0.0.1/32",
+        }
+        s.update(self.user_settings)
+        return s
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            f.write("# written by mtatest.py\n")
+            for k, v in self.settings().items():
+                if v is None:
+                    continue
+                f.write("%s = %s\n" % (k, v))
+
+    # -- life cycle --
+    def start(self, timeout=None):
+        """start - start mtad and wait for its 220 greeting; retry with new ports
+        when a port was taken meanwhile."""
+        timeout = timeout if timeout is not None else t(10)
+        for attempt in range(5):
+            if self.smtp_port is None or attempt > 0:
+                self.smtp_port = free_port(self.host if self.host not in ("", "::") else "127.0.0.1")
+                self.ui_port = free_port(self.host if self.host not in ("", "::") else "127.0.0.1")
+                while self.ui_port == self.smtp_port:
+                    self.ui_port = free_port()
+            try:
+                self._start_once(timeout)
+                return self
+            except StartError as e:
+                err = self.stderr()
+                if "in use" in err.lower() or "EADDRINUSE" in err:
+                    continue
+                raise
+        raise StartError("mtad could not get free ports after 5 attempts:\n" + self.stderr())
+
+    def _start_once(self, timeout):
+        self.write_config()
+        env = dict(os.environ)
+        env.update(self.env)
+        self.starts += 1
+        out = open(self.stdout_path, "ab")
+        err = open(self.stderr_path, "ab")
+        self._stderr_offset = os.path.getsize(self.stderr_path)
+        args = [MTAD, "-c", self.config_path]
+        for o in self.overrides:
+            args += ["-o", o]
+        try:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, cwd=self.workdir)
+        finally:
+            out.close()
+            err.close()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise StartError("mtad exited with %d during start-up; stderr:\n%s"
+                                 % (rc, self.stderr()))
+            try:
+                with RawClient(self.smtp_port, host=self.host, timeout=t(2)) as c:
+                    r = c.reply()
+                    if r.code == 220:
+                        try:
+                            c.cmd("QUIT")
+                        except (OSError, ConnectionClosed, AssertionError):
+                            pass
+                        return
+                    last = "greeting %s" % r
+            except (OSError, ConnectionClosed, AssertionError) as e:
+                last = repr(e)
+            time.sleep(0.05)
+        self.kill()
+        raise StartError("mtad did not answer 220 on %s:%s within %.0fs (%s); stderr:\n%s"
+                         % (self.host, self.smtp_port, timeout, last, self.stderr()))
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, timeout=None):
+        """stop - SIGTERM and wait; returns the exit status (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout if timeout is not None else t(15))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self):
+        """kill - SIGKILL (crash simulation) and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    # -- observations --
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def maillog(self):
+        try:
+            with open(self.maillog_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, timeout=None, count=1):
+        """wait_log - wait until the maillog has COUNT lines matching regex PATTERN
+        (the log writer is a thread: records appear a little after the event).
+        Returns the matching lines; fails the test with the log on timeout."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + (timeout if timeout is not None else t(5))
+        while True:
+            lines = [l for l in self.maillog().splitlines() if rx.search(l)]
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError("maillog: wanted %d line(s) matching %r, found %d; log:\n%s"
+                                     % (count, pattern, len(lines), self.maillog()[-4000:]))
+            time.sleep(0.05)
+
+    def log_lines(self, pattern):
+        rx = re.compile(pattern)
+        return [l for l in self.maillog().splitlines() if rx.search(l)]
+
+    def rss_kb(self):
+        """rss_kb - the daemon's resident set size in kB (Linux /proc)."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    # -- the spool --
+    def queue_dir(self):
+        return os.path.join(self.data_volume, "queue")
+
+    def spool_files(self):
+        """spool_files - {queue ID: path} for every file under data_volume/queue/."""
+        found = {}
+        for root, _dirs, files in os.walk(self.queue_dir()):
+            for fn in files:
+                if fn.startswith("."):
+                    continue
+                found[fn] = os.path.join(root, fn)
+        return found
+
+    def queued_ids(self):
+        return set(self.spool_files())
+
+    def tmp_files(self):
+        d = os.path.join(self.data_volume, "tmp")
+        try:
+            return [f for f in os.listdir(d)]
+        except OSError:
+            return []
+
+    def spool_raw(self, qid):
+        p = self.spool_files().get(qid)
+        if p is None:
+            raise AssertionError("queue ID %s not in the spool (have %s)"
+                                 % (qid, sorted(self.queued_ids())))
+        with open(p, "rb") as f:
+            return f.read()
+
+    def spool_message(self, qid):
+        """spool_message - (envelope bytes, message bytes) of queued message QID."""
+        return split_spool_file(self.spool_raw(qid))
+
+    # -- clients --
+    def client(self, source=None, timeout=None, greet=True):
+        c = RawClient(self.smtp_port, host=self.host, source=source, timeout=timeout)
+        if greet:
+            c.greeting()
+        return c
+
+    def smtp(self, timeout=None):
+        import smtplib
+        return smtplib.SMTP(self.host, self.smtp_port, local_hostname="client.example",
+                            timeout=timeout if timeout is not None else t(15))
+
+
+def split_spool_file(raw):
+    """split_spool_file - a spool file is a text envelope, then the message bytes
+    (docs/spool-format.md). Returns (envelope, message)."""
+    # The envelope ends with a line "end" / "E" style marker described in
+    # docs/spool-format.md; until that is pinned down we split at the daemon's
+    # own Received: header, which is always the message's first line.
+    i = raw.find(b"Received: ")
+    if i < 0:
+        raise AssertionError("no Received: header in spool file: %r" % raw[:500])
+    return raw[:i], raw[i:]
+
+
+def message_body(msg):
+    """message_body - the body of MSG (bytes after the first empty line)."""
+    i = msg.find(b"\r\n\r\n")
+    if i >= 0:
+        return msg[i + 4:]
+    i = msg.find(b"\n\n")
+    return msg[i + 2:] if i >= 0 else b""
+
+
+def message_headers(msg):
+    i = msg.find(b"\r\n\r\n")
+    return msg[:i + 2] if i >= 0 else msg
+
+
+# --------------------------------------------------------------------------
+# test case base
+
+
+class MtaTestCase(unittest.TestCase):
+    """A TestCase with a private temp directory and daemons that are always stopped."""
+
+    def setUp(self):
+        if not os.path.exists(MTAD):
+            self.skipTest("mtad not built (%s); set MTAD" % MTAD)
+        self.tmp = tempfile.mkdtemp(prefix="mtatest-%s-" % self._testMethodName)
+        self.daemons = []
+        self.addCleanup(self._cleanup_tmp)
+
+    def _failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        if hasattr(outcome, "success"):
+            return not outcome.success
+        return False
+
+    def _cleanup_tmp(self):
+        for d in self.daemons:
+            d.kill()
+        if self._failed():
+            sys.stderr.write("\n[%s] temp dir %s\n" % (self.id(), self.tmp))
+            for d in self.daemons:
+                err = d.stderr()
+                if err:
+                    sys.stderr.write("[%s] %s stderr (tail):\n%s\n"
+                                     % (self.id(), d.name, err[-3000:]))
+            if os.environ.get("MTA_KEEP") == "1":
+                return
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def daemon(self, settings=None, overrides=None, env=None, start=True, name=None):
+        """daemon - a new mtad for this test (started unless START is False);
+        it is stopped with SIGTERM at the end and must exit 0."""
+        d = Daemon(self.tmp, settings, overrides, env, name or "mtad%d" % len(self.daemons))
+        self.daemons.append(d)
+        self.addCleanup(self._stop_daemon, d)
+        if start:
+            try:
+                d.start()
+            except StartError as e:
+                self.fail(str(e))
+        return d
+
+    def _stop_daemon(self, d):
+        if not d.running():
+            return
+        rc = d.stop()
+        self.assertEqual(rc, 0, "mtad did not exit 0 on SIGTERM (rc=%r); stderr:\n%s"
+                         % (rc, d.stderr()[-3000:]))
+
+    def assertReply(self, reply, code, text=None):
+        """assertReply - REPLY has CODE and (if given) its last line starts with / matches TEXT."""
+        self.assertEqual(reply.code, code, "reply %s, wanted %d %s" % (reply, code, text or ""))
+        if text is not None:
+            last = reply.lines[-1]
+            if isinstance(text, re.Pattern):
+                self.assertRegex(last, text, "reply %s" % reply)
+            else:
+                self.assertTrue(last.startswith(text), "reply %r, wanted %d %s" % (reply, code, text))
+
+    def wait_queued(self, d, n, timeout=None):
+        """wait_queued - wait until exactly N messages are in the spool; return their IDs."""
+        deadline = time.monotonic() + (timeout if timeout is not None else t(5))
+        while True:
+            ids = d.queued_ids()
+            if len(ids) >= n or time.monotonic() > deadline:
+                return ids
+            time.sleep(0.05)
+
+
+def main():
+    unittest.main(verbosity=2)
