@@ -18,6 +18,7 @@
 #include "mta/log.h"
 #include "mta/smtpd.h"
 #include "mta/spool.h"
+#include "mta/stats.h"
 
 #define MTAD_VERSION "0.1.0"
 #define MTAD_MAX_OVERRIDES 256
@@ -27,6 +28,8 @@ struct mtad {
     struct conf *conf;
     struct spool *spool;
     struct smtpd *smtpd;
+    struct sched *sched;
+    struct stats *stats;
     struct event *sig_term, *sig_int, *sig_hup;
     int stopping;
     int stop_signal;
@@ -165,6 +168,14 @@ int main(int argc, char **argv)
     if (d.smtpd == NULL)
         mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
 
+    /* 5. statistics: web UI, JSON API, /metrics, the mon push */
+    d.stats = stats_new(d.base, d.conf, d.spool, d.sched, &err);
+    if (d.stats == NULL) {
+        if (err && strcmp(err, "Failed to initialize UI backend.") == 0)
+            mtad_fail("Error: Failed to initialize UI backend.", NULL);
+        mtad_fail("Error: Failed to initialize UI backend.", err);
+    }
+
     d.sig_term = evsignal_new(d.base, SIGTERM, mtad_signal_cb, &d);
     d.sig_int = evsignal_new(d.base, SIGINT, mtad_signal_cb, &d);
     d.sig_hup = evsignal_new(d.base, SIGHUP, mtad_signal_cb, &d);
@@ -176,6 +187,7 @@ int main(int argc, char **argv)
     event_base_dispatch(d.base);
 
     /* shutdown, in reverse order: nothing acknowledged is lost */
+    stats_free(d.stats);
     smtpd_free(d.smtpd);
     spool_close(d.spool);
     event_free(d.sig_term);

@@ -31,6 +31,10 @@ enum conf_type {
       "yes: write the mail log to maillog_filename on the log terminal (which must be set).")    \
     X(maillog_filename, CONF_STR, "", 0, 0, "appliance",                                         \
       "Mail log file on the log terminal's share; missing directories are created. Empty: none.") \
+    X(maillog_rotate_size, CONF_SIZE, "0", 0, 9223372036854775807L, "mta",                       \
+      "Rotate maillog_filename on the share beyond this size (bytes; k/m/g). 0: never.")        \
+    X(maillog_rotate_count, CONF_INT, "5", 1, 1000, "mta",                                       \
+      "Rotated mail logs kept on the share: maillog.1 (newest) .. maillog.N.")                  \
     X(smtpd_trusted_networks, CONF_STR, "127.0.0.1", 0, 0, "appliance",                          \
       "IPv4/IPv6 addresses and CIDR blocks (comma/space separated) whose clients may relay.")    \
     X(smart_relay, CONF_STR, "", 0, 0, "appliance",                                              \

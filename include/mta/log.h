@@ -58,7 +58,8 @@ void log_flush(void);
 
 /* log_mail - one mail log record from SERVICE ("smtpd", "qmgr", "smtp", "bounce", ...). */
 void log_mail(const char *service, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_vmail(const char *service, const char *fmt, va_list ap);
+void log_vmail(const char *service, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Daemon messages, in the mail log as Postfix words them ("warning: ...", "fatal: ..."). */
 #define log_info(...) log_mail("master", __VA_ARGS__)

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "mta/spool.h"
+
 struct event_base;
 struct conf;
 struct spool;
@@ -46,5 +48,68 @@ int sched_view_get(struct sched *s, const char *id,
 int sched_flush(struct sched *s);
 /* sched_delete - remove ID ("ALL": every message) from the queue. Returns how many. */
 int sched_delete(struct sched *s, const char *id);
+
+
+/* --- life cycle (mtad.c) --- */
+/*
+ * sched_new - the scheduler for SPOOL: registers with spool_set_notify and loads
+ * every queued message (envelope and status file) on worker threads. NULL and
+ * *err (malloc'd) on failure. CONF must outlive it.
+ */
+struct sched *sched_new(struct event_base *base, const struct conf *conf, struct spool *spool,
+                        char **err);
+/* sched_free - forget the in-memory queue (the spool keeps every message). Call after
+ * relay_free (no job may be out) and before spool_close. NULL is fine. */
+void sched_free(struct sched *s);
+
+struct control;
+/* sched_control_attach - serve "queue", "queue-json", "flush", "delete" on CTL. */
+void sched_control_attach(struct sched *s, struct control *ctl);
+
+/* --- delivery side (src/relay) --- */
+enum sched_dest_kind {
+    SCHED_DEST_DOMAIN = 0, /* dest is the recipient domain: MX lookup */
+    SCHED_DEST_SMART,      /* dest is the smart_relay next hop */
+    SCHED_DEST_CC,         /* dest is the cc_mta next hop: the independent copy */
+};
+enum sched_result {
+    SCHED_RESULT_NONE = 0, /* not tried (shutdown): stays pending, nothing counted */
+    SCHED_RESULT_SENT,     /* delivered: never again */
+    SCHED_RESULT_DEFER,    /* try again after the backoff */
+    SCHED_RESULT_BOUNCE,   /* final failure (the relay has already sent any bounce) */
+};
+
+/*
+ * One unit of work: some recipients of one message that share a destination.
+ * Everything is owned by the scheduler and valid until sched_job_done.
+ */
+struct sched_job {
+    unsigned long long id;
+    char queue_id[SPOOL_ID_SIZE];
+    const struct spool_envelope *env;
+    enum sched_dest_kind kind;
+    const char *dest;      /* domain, smart_relay or cc_mta value */
+    int nrcpt;
+    const int *rcpt;       /* indices into env->rcpt */
+    int *result;           /* enum sched_result per job recipient, set by relay */
+    long long active_us;   /* when the message entered the active queue (delays= a ends) */
+    long long dispatch_us; /* when this job was taken (delays= b ends) */
+    int attempts;          /* earlier delivery attempts of the message */
+};
+
+/* sched_set_ready - CB(arg) whenever jobs become ready (new mail, retry due, flush). */
+void sched_set_ready(struct sched *s, void (*cb)(void *arg), void *arg);
+/*
+ * sched_job_take - the next ready job whose destination CAN accepts (CAN NULL:
+ * any), round-robin over destinations; NULL when none.
+ */
+struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const char *dest),
+                                 void *arg);
+/* sched_job_reason - remember REASON (deferral text, shown by mailq) for job recipient I. */
+void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char *reason);
+/* sched_job_done - results are in job->result: record them (status file, removal, retry). */
+void sched_job_done(struct sched *s, struct sched_job *job);
+/* sched_backoff - retry delay after ATTEMPTS failed attempts: MIN * 2^(attempts-1), within [MIN, MAX]. */
+long sched_backoff(int attempts, long min, long max);
 
 #endif

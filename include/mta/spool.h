@@ -91,12 +91,16 @@ void spool_msg_abort(struct spool_msg *m);
  * SIZE, as Postfix checks; 0 means reply 452 4.3.1 Insufficient system storage.
  */
 int spool_space_ok(const struct spool *sp, long long size);
-/* spool_free_percent - free space of the data volume in percent (0..100). */
+/* spool_free_percent - free space of the data volume in percent (0..100).
+ * Test hook: MTA_TEST_FREE_BYTES=FREE[/TOTAL] in the environment at spool_open
+ * replaces the measured figures (tests only; docs/spool-format.md). */
 double spool_free_percent(const struct spool *sp);
 
 /* --- the queue, for the scheduler and administration --- */
 
-/* spool_set_notify - CB(arg, id) on the loop for each committed and each recovered message. */
+/* spool_set_notify - CB(arg, id) on the loop for each committed and each recovered message
+ * (recovered ones on the loop's first turn after spool_open, oldest first: set it before
+ * running the loop). */
 void spool_set_notify(struct spool *sp, void (*cb)(void *arg, const char *id), void *arg);
 /* spool_envelope_free - free an envelope returned by the spool. */
 void spool_envelope_free(struct spool_envelope *env);

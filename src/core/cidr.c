@@ -84,16 +84,16 @@ static int cidr_parse_entry(const char *tok, struct cidr_entry *out, char **err)
         int v = 0;
         size_t nd = strspn(p, "0123456789");
         if (nd == 0 || nd > 3 || p[nd] != '\0') {
-            if (err && asprintf(err, "bad prefix length in '%s' (expected /0 to /%d)", tok,
-                                maxlen) < 0)
+            if (err &&
+                asprintf(err, "bad prefix length in '%s' (expected /0 to /%d)", tok, maxlen) < 0)
                 *err = NULL;
             return -1;
         }
         for (size_t i = 0; i < nd; i++)
             v = v * 10 + (p[i] - '0');
         if (v > maxlen) {
-            if (err && asprintf(err, "prefix length /%d in '%s' is larger than /%d", v, tok,
-                                maxlen) < 0)
+            if (err &&
+                asprintf(err, "prefix length /%d in '%s' is larger than /%d", v, tok, maxlen) < 0)
                 *err = NULL;
             return -1;
         }

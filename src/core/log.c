@@ -168,8 +168,8 @@ static size_t log_utf8_cut(const char *s, size_t len)
  * log_format - build one record in buf (LOG_RECORD_MAX bytes); returns its
  * length, '\n' included. prefix ("warning: ") goes before the caller's text.
  */
-static size_t log_format(char *buf, const char *service, const char *prefix, const char *fmt,
-                         va_list ap)
+__attribute__((format(printf, 4, 0))) static size_t
+log_format(char *buf, const char *service, const char *prefix, const char *fmt, va_list ap)
 {
     pthread_once(&log_host_once, log_host_default);
     if (!service || !*service)
@@ -178,9 +178,9 @@ static size_t log_format(char *buf, const char *service, const char *prefix, con
                      log_name, service, (long)getpid(), prefix ? prefix : "");
     size_t head = (n < 0) ? 0 : (size_t)n;
     if (head > LOG_RECORD_MAX - 2)
-        head = LOG_RECORD_MAX - 2; /* absurd names: keep room for the newline */
+        head = LOG_RECORD_MAX - 2;       /* absurd names: keep room for the newline */
     size_t room = LOG_RECORD_MAX - head; /* text + NUL; the NUL slot becomes '\n' */
-    int t = vsnprintf(buf + head, room, fmt ? fmt : "", ap);
+    int t = fmt ? vsnprintf(buf + head, room, fmt, ap) : 0;
     size_t text = (t < 0) ? 0 : (size_t)t;
     if (text >= room)
         text = log_utf8_cut(buf + head, room - 1);
@@ -245,15 +245,22 @@ static int log_check_tz(const char *name)
         return -1;
     for (const char *p = name; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (!(c == '/' || c == '_' || c == '-' || c == '+' || c == '.' ||
-              (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+        if (!(c == '/' || c == '_' || c == '-' || c == '+' || c == '.' || (c >= '0' && c <= '9') ||
+              (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
             return -1;
     }
     if ((size_t)snprintf(path, sizeof(path), LOG_ZONEINFO "%s", name) >= sizeof(path))
         return -1;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return -1;
-    return 0;
+    /* zone.tab, tzdata.zi, ... sit there too: only compiled zones count */
+    char magic[4];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, magic, sizeof(magic));
+    close(fd);
+    return (n == 4 && memcmp(magic, "TZif", 4) == 0) ? 0 : -1;
 }
 
 /* log_deadline - CLOCK_MONOTONIC now + ms. */
@@ -328,12 +335,8 @@ static void log_sink_push(struct log_sink_slot *s, const char *buf, size_t len, 
         log_sink_append(s, buf, len);
         s->retry_at = log_deadline(retry_ms);
         if (!s->failing) {
-            s->failing = 1;
-            char msg[LOG_RECORD_MAX];
-            int m = snprintf(msg, sizeof(msg), "%s mta: warning: log sink %s refused records\n",
-                             log_now_str(), s->name);
-            if (m > 0)
-                (void)!write(2, msg, (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
+            s->failing = 1; /* say it once per outage, not per retry */
+            log_warning("master", "log sink %s refuses records; keeping them for a retry", s->name);
         }
         return;
     }
@@ -343,6 +346,7 @@ static void log_sink_push(struct log_sink_slot *s, const char *buf, size_t len, 
     if (s->sink.write(s->sink.ctx, s->backlog, s->len) == 0) {
         s->len = 0;
         s->failing = 0;
+        log_info("log sink %s accepts records again", s->name);
         if (s->cap > 1024 * 1024) { /* give a big outage's memory back */
             free(s->backlog);
             s->backlog = NULL;
@@ -378,11 +382,7 @@ static void log_file_reopen(void)
         return;
     int fd = log_open_file(log_st.path);
     if (fd < 0) {
-        char msg[LOG_RECORD_MAX];
-        int m = snprintf(msg, sizeof(msg), "%s mta: warning: cannot reopen %s: %s\n",
-                         log_now_str(), log_st.path, strerror(errno));
-        if (m > 0)
-            (void)!write(2, msg, (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
+        log_warning("master", "cannot reopen maillog_file %s: %s", log_st.path, strerror(errno));
         return; /* keep writing to the old file */
     }
     if (log_st.fd >= 0)
@@ -426,6 +426,7 @@ static void *log_writer_main(void *arg)
         int stopping = log_st.stop;
         size_t nsinks = log_st.nsinks;
         log_st.reopen = 0;
+        counter_add(CNT_LOG_BACKLOG, -(long long)n);
         pthread_mutex_unlock(&log_st.mu);
 
         if (do_reopen)
@@ -439,9 +440,7 @@ static void *log_writer_main(void *arg)
         if (dropped != reported) {
             /* say it in the log itself, so a reader sees the gap */
             char rec[LOG_RECORD_MAX];
-            va_list none;
             size_t m = 0;
-            (void)none;
             int k = snprintf(rec, sizeof(rec),
                              "%s %s %s/master[%ld]: warning: mail log queue full: %lu "
                              "record(s) dropped\n",
@@ -455,15 +454,9 @@ static void *log_writer_main(void *arg)
                 (void)log_write_all(2, batch, len);
             if (log_st.fd >= 0) {
                 if (log_write_all(log_st.fd, batch, len) != 0) {
-                    if (!file_err) {
-                        char msg[LOG_RECORD_MAX];
-                        int m = snprintf(msg, sizeof(msg),
-                                         "%s mta: warning: write to %s failed: %s\n",
-                                         log_now_str(), log_st.path, strerror(errno));
-                        if (m > 0)
-                            (void)!write(2, msg,
-                                         (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
-                    }
+                    if (!file_err) /* once per failure streak (e.g. disk full) */
+                        log_warning("master", "cannot write maillog_file %s: %s", log_st.path,
+                                    strerror(errno));
                     file_err = 1;
                 } else {
                     file_err = 0;
@@ -479,7 +472,6 @@ static void *log_writer_main(void *arg)
         }
 
         pthread_mutex_lock(&log_st.mu);
-        counter_add(CNT_LOG_BACKLOG, -(long long)n);
         log_st.done_seq += n;
         pthread_cond_broadcast(&log_st.done);
         if (stopping && !log_st.head)
@@ -494,12 +486,9 @@ static void *log_writer_main(void *arg)
         if (s->len && s->sink.write(s->sink.ctx, s->backlog, s->len) != 0) {
             unsigned long lost = log_count_lines(s->backlog, s->len);
             log_note_dropped(lost);
-            char msg[LOG_RECORD_MAX];
-            int m = snprintf(msg, sizeof(msg),
-                             "%s mta: warning: log sink %s: %lu record(s) not stored at shutdown\n",
-                             log_now_str(), s->name, lost);
-            if (m > 0)
-                (void)!write(2, msg, (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
+            /* no writer any more: this goes to standard error */
+            log_warning("master", "log sink %s: %lu record(s) not stored at shutdown", s->name,
+                        lost);
         }
         s->len = 0;
     }
@@ -627,6 +616,10 @@ void log_shutdown(void)
 {
     pthread_mutex_lock(&log_st.mu);
     int was_running = log_st.running;
+    if (was_running && pthread_equal(pthread_self(), log_st.thread)) {
+        pthread_mutex_unlock(&log_st.mu); /* from a sink: joining itself would hang */
+        return;
+    }
     if (was_running) {
         log_st.accepting = 0;
         log_st.stop = 1;
@@ -701,8 +694,8 @@ static unsigned long long log_submit(const char *buf, size_t len, int force)
         (void)log_write_all(2, buf, len);
         return 0;
     }
-    if (!r || (!force && (log_st.count >= log_st.max_records ||
-                          log_st.bytes + len > log_st.max_bytes))) {
+    if (!r ||
+        (!force && (log_st.count >= log_st.max_records || log_st.bytes + len > log_st.max_bytes))) {
         pthread_mutex_unlock(&log_st.mu);
         free(r);
         log_note_dropped(1);
@@ -727,7 +720,8 @@ static unsigned long long log_submit(const char *buf, size_t len, int force)
 }
 
 /* log_emit - format and queue one record with an optional severity prefix. */
-static void log_emit(const char *service, const char *prefix, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void log_emit(const char *service, const char *prefix,
+                                                           const char *fmt, va_list ap)
 {
     char buf[LOG_RECORD_MAX];
     size_t len = log_format(buf, service, prefix, fmt, ap);

@@ -92,8 +92,7 @@ int nexthop_parse(const char *s, struct nexthop *out, char **err)
         if (close[1] == ':')
             port = close + 2;
         else if (close[1] != '\0')
-            return nexthop_fail(err, "unexpected text after ']' in '%s' (expected [host]:port)",
-                                s);
+            return nexthop_fail(err, "unexpected text after ']' in '%s' (expected [host]:port)", s);
         out->no_mx = 1;
         if (hlen == 0)
             return nexthop_fail(err, "empty host in '%s'", s);

@@ -44,7 +44,7 @@ char *spool_env_encode(const struct spool_envelope *env, size_t *len);
  * not a valid envelope, 1 when more bytes are needed (no end line yet). */
 int spool_env_decode(const char *buf, size_t len, struct spool_envelope **out, size_t *hdrlen);
 /* spool_env_read_fd - read and parse the envelope at the start of FD (blocking).
- * 0 and *OUT/*HDRLEN, or an errno value (EBADMSG when unparseable). */
+ * 0 and *OUT, *HDRLEN; or an errno value (EBADMSG when unparseable). */
 int spool_env_read_fd(int fd, struct spool_envelope **out, size_t *hdrlen);
 
 /* --- the in-memory index of queued IDs (spool_index.c); loop thread only --- */
@@ -85,6 +85,7 @@ struct spool {
     long long test_free, test_total; /* MTA_TEST_FREE_BYTES; -1: not set */
     int statvfs_running;
     struct event *space_ev, *notify_ev;
+    char recovered_max[SPOOL_ID_SIZE]; /* highest ID found at open ("" if none) */
     void (*notify_cb)(void *arg, const char *id);
     void *notify_arg;
     /* the group committer */
@@ -120,7 +121,8 @@ struct spool_msg {
     void *done_arg;
 };
 
-/* spool_intake_start/stop - the committer thread (spool_intake.c). */
+/* spool_committer_start/stop - the committer thread (spool_intake.c); cmu/ccv are initialised by
+ * spool_open. */
 int spool_committer_start(struct spool *sp);
 void spool_committer_stop(struct spool *sp);
 /* spool_msg_drop_live - at close: remove the temp files of messages never committed. */

@@ -104,10 +104,14 @@ class RawClient:
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if source:
-            self.sock.bind((source, 0))
-        self.sock.settimeout(self.timeout)
-        self.sock.connect((host, port))
+        try:
+            if source:
+                self.sock.bind((source, 0))
+            self.sock.settimeout(self.timeout)
+            self.sock.connect((host, port))
+        except OSError:
+            self.sock.close()
+            raise
         self.buf = b""
         self.closed = False
 
@@ -395,8 +399,8 @@ class Daemon:
         found = {}
         for root, _dirs, files in os.walk(self.queue_dir()):
             for fn in files:
-                if fn.startswith("."):
-                    continue
+                if "." in fn:
+                    continue  # ID.st status files, editor/temp files
                 found[fn] = os.path.join(root, fn)
         return found
 
@@ -419,8 +423,25 @@ class Daemon:
             return f.read()
 
     def spool_message(self, qid):
-        """spool_message - (envelope bytes, message bytes) of queued message QID."""
-        return split_spool_file(self.spool_raw(qid))
+        """spool_message - (envelope bytes, message bytes) of queued message QID,
+        checked against docs/spool-format.md: the id line names QID and the size
+        line equals the number of message bytes after the end line."""
+        env, msg = split_spool_file(self.spool_raw(qid))
+        fields = {}
+        for line in env.decode("utf-8", "replace").splitlines()[1:]:
+            k, _, v = line.partition(" ")
+            fields.setdefault(k, v)
+        if fields.get("id") != qid:
+            raise AssertionError("spool file %s has id line %r" % (qid, fields.get("id")))
+        if fields.get("size") != str(len(msg)):
+            raise AssertionError("spool file %s: size %r but %d message bytes"
+                                 % (qid, fields.get("size"), len(msg)))
+        return env, msg
+
+    def envelope(self, qid):
+        """envelope - the decoded envelope of QID: {key: [values...]} (values %XX-decoded)."""
+        env, _ = self.spool_message(qid)
+        return parse_envelope(env)
 
     # -- clients --
     def client(self, source=None, timeout=None, greet=True):
@@ -436,15 +457,39 @@ class Daemon:
 
 
 def split_spool_file(raw):
-    """split_spool_file - a spool file is a text envelope, then the message bytes
-    (docs/spool-format.md). Returns (envelope, message)."""
-    # The envelope ends with a line "end" / "E" style marker described in
-    # docs/spool-format.md; until that is pinned down we split at the daemon's
-    # own Received: header, which is always the message's first line.
-    i = raw.find(b"Received: ")
-    if i < 0:
-        raise AssertionError("no Received: header in spool file: %r" % raw[:500])
-    return raw[:i], raw[i:]
+    """split_spool_file - a spool file is a text envelope (first line
+    "MTA-QUEUE 1", last line "end"; docs/spool-format.md), then the message
+    bytes. Returns (envelope, message); fails the test when it is unparseable."""
+    if not raw.startswith(b"MTA-QUEUE "):
+        raise AssertionError("spool file does not start with a version line: %r" % raw[:200])
+    for marker in (b"\nend\n", b"\nend\r\n"):
+        i = raw.find(marker)
+        if i >= 0:
+            return raw[:i + len(marker)], raw[i + len(marker):]
+    raise AssertionError("spool file has no 'end' line: %r" % raw[:500])
+
+
+def _pct_decode(tok):
+    if tok == "-":
+        return b""
+    return re.sub(rb"%([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]), tok.encode())
+
+
+def parse_envelope(env):
+    """parse_envelope - {key: [value bytes, ...]} from envelope text; each value is
+    the rest of the line split into %XX-decoded tokens (a list of bytes)."""
+    out = {}
+    for line in env.decode("ascii", "replace").splitlines()[1:]:
+        if line == "end":
+            break
+        parts = line.split(" ")
+        out.setdefault(parts[0], []).append([_pct_decode(p) for p in parts[1:]])
+    return out
+
+
+def envelope_fields(env):
+    """envelope_fields - the envelope's lines as a list of str (UTF-8)."""
+    return env.decode("utf-8", "replace").splitlines()
 
 
 def message_body(msg):
@@ -473,15 +518,19 @@ class MtaTestCase(unittest.TestCase):
             self.skipTest("mtad not built (%s); set MTAD" % MTAD)
         self.tmp = tempfile.mkdtemp(prefix="mtatest-%s-" % self._testMethodName)
         self.daemons = []
+        self._problems_at_start = self._problems()
         self.addCleanup(self._cleanup_tmp)
 
+    def _problems(self):
+        """_problems - failures + errors recorded so far in this run's result."""
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return 0
+        return len(getattr(result, "failures", [])) + len(getattr(result, "errors", []))
+
     def _failed(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return False
-        if hasattr(outcome, "success"):
-            return not outcome.success
-        return False
+        # (outcome.success is reset inside cleanups, so compare the result's counts)
+        return self._problems() > self._problems_at_start
 
     def _cleanup_tmp(self):
         for d in self.daemons:

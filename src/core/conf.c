@@ -1,0 +1,1092 @@
+/*
+ * conf.c - load and validate the daemon's settings (Postfix main.cf syntax) and
+ * print the settings table for the documentation.
+ * Everything is derived from CONF_SETTINGS in conf.h; the per-setting syntax
+ * checks of string values (addresses, next hops, URLs, ...) are in conf_checks[].
+ * All problems are collected, not just the first, so that one `mtactl check`
+ * shows everything an administrator has to fix.
+ * Not here: what a setting does; `$name` expansion (Postfix has it, we take '$'
+ * literally because none of our values needs it).
+ */
+#include "mta/conf.h"
+
+#include "mta/cidr.h"
+#include "mta/nexthop.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONF_LINE_MAX 65536  /* longest physical or logical line of a config file */
+#define CONF_MAX_ERRORS 1000 /* a garbage file must not produce unbounded output */
+#define CONF_SHOW_MAX 80     /* longest value quoted in a message */
+
+#define CONF_X_DEF(name, type, def, min, max, group, doc) {#name, type, def, min, max, group, doc},
+const struct conf_def conf_defs[] = {CONF_SETTINGS(CONF_X_DEF)};
+#undef CONF_X_DEF
+const size_t conf_ndefs = sizeof(conf_defs) / sizeof(conf_defs[0]);
+
+#define CONF_X_OFF(name, type, def, min, max, group, doc) offsetof(struct conf, name),
+static const size_t conf_offsets[] = {CONF_SETTINGS(CONF_X_OFF)};
+#undef CONF_X_OFF
+
+/*
+ * Collected errors. Value errors are found after the whole file and the -o options
+ * are read (only a setting's last value counts), so every error carries the place
+ * it belongs to (SEQ: file line, then -o order, then cross checks) and the text
+ * is sorted by it at the end.
+ */
+struct conf_error {
+    long seq;
+    size_t n; /* arrival order, for a stable sort */
+    char *text;
+};
+
+struct conf_errs {
+    struct conf_error *v;
+    size_t nv;
+    long seq;  /* order key of what is reported now */
+    int count; /* all errors, also those not kept */
+    int quiet; /* count only (checking the built-in defaults) */
+};
+
+#define CONF_SEQ_OVERRIDE 1000000000L /* -o options come after every file line */
+#define CONF_SEQ_CROSS LONG_MAX
+
+/* conf_err - record one "Error: ..." line (the caller's format has no newline). */
+static void conf_err(struct conf_errs *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void conf_err(struct conf_errs *e, const char *fmt, ...)
+{
+    va_list ap;
+    char *text;
+
+    e->count++;
+    if (e->quiet || e->nv >= CONF_MAX_ERRORS)
+        return;
+    if (!e->v && !(e->v = calloc(CONF_MAX_ERRORS, sizeof(*e->v))))
+        return;
+    va_start(ap, fmt);
+    int r = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        return;
+    e->v[e->nv] = (struct conf_error){e->seq, e->nv, text};
+    e->nv++;
+}
+
+/* conf_error_cmp - by place, then by arrival. */
+static int conf_error_cmp(const void *a, const void *b)
+{
+    const struct conf_error *x = a, *y = b;
+
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->n < y->n ? -1 : x->n > y->n;
+}
+
+/* conf_errs_text - the sorted errors as one malloc'd text; frees them. */
+static char *conf_errs_text(struct conf_errs *e)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    if (e->nv)
+        qsort(e->v, e->nv, sizeof(e->v[0]), conf_error_cmp);
+    for (size_t i = 0; i < e->nv; i++) {
+        if (f)
+            fprintf(f, "%s\n", e->v[i].text);
+        free(e->v[i].text);
+    }
+    if (f && (size_t)e->count > e->nv)
+        fprintf(f, "Error: more than %d errors; the rest are not shown\n", CONF_MAX_ERRORS);
+    free(e->v);
+    e->v = NULL;
+    e->nv = 0;
+    if (f)
+        fclose(f);
+    if (!buf || !*buf) {
+        free(buf);
+        buf = strdup("Error: out of memory\n");
+    }
+    return buf;
+}
+
+/* conf_show - VALUE made safe to quote: bounded, control bytes as '?'. */
+static const char *conf_show(const char *v, char *buf, size_t n)
+{
+    size_t i = 0, len = strlen(v);
+    size_t lim = len > CONF_SHOW_MAX ? CONF_SHOW_MAX : len;
+
+    if (lim > n - 4)
+        lim = n - 4;
+    for (; i < lim; i++)
+        buf[i] = ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) ? '?' : v[i];
+    if (lim < len)
+        memcpy(buf + i, "...", 3), i += 3;
+    buf[i] = '\0';
+    return buf;
+}
+
+/* ---- value parsers ---- */
+
+/* conf_parse_number - unsigned decimal prefix of S; *end after it. -1 on none or overflow. */
+static int conf_parse_number(const char *s, long long *out, const char **end)
+{
+    unsigned long long v = 0;
+    const char *p = s;
+
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > ((unsigned long long)LLONG_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = (long long)v;
+    *end = p;
+    return 0;
+}
+
+int conf_parse_size(const char *s, long long *out)
+{
+    long long v, mul = 1;
+    const char *end;
+
+    if (!s || conf_parse_number(s, &v, &end) < 0)
+        return -1;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        mul = 1024LL;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1024LL * 1024;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1024LL * 1024 * 1024;
+        break;
+    default:
+        return -1;
+    }
+    if (*end && end[1] != '\0')
+        return -1;
+    if (v > LLONG_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+int conf_parse_time(const char *s, long *out)
+{
+    long long v, mul;
+    const char *end;
+
+    if (!s || conf_parse_number(s, &v, &end) < 0)
+        return -1;
+    switch (*end) { /* Postfix's units are lower case only */
+    case '\0':
+    case 's':
+        mul = 1;
+        break;
+    case 'm':
+        mul = 60;
+        break;
+    case 'h':
+        mul = 3600;
+        break;
+    case 'd':
+        mul = 86400;
+        break;
+    case 'w':
+        mul = 604800;
+        break;
+    default:
+        return -1;
+    }
+    if (*end && end[1] != '\0')
+        return -1;
+    if (v > LONG_MAX / mul)
+        return -1;
+    *out = (long)(v * mul);
+    return 0;
+}
+
+/* conf_parse_int - optional '-', decimal digits, nothing else. */
+static int conf_parse_int(const char *s, long long *out)
+{
+    const char *end;
+    int neg = (*s == '-');
+
+    if (conf_parse_number(s + neg, out, &end) < 0 || *end)
+        return -1;
+    if (neg)
+        *out = -*out;
+    return 0;
+}
+
+/* ---- human-readable ranges (messages and the docs table) ---- */
+
+/* conf_fmt_size - 1024 as "1k", 67108864 as "64m": exact multiples only. */
+static void conf_fmt_size(long long v, char *buf, size_t n)
+{
+    static const char units[] = "gmk";
+    static const long long mul[] = {1024LL * 1024 * 1024, 1024LL * 1024, 1024LL};
+
+    if (v == LLONG_MAX) {
+        snprintf(buf, n, "no limit");
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        if (v >= mul[i] && v % mul[i] == 0) {
+            snprintf(buf, n, "%lld%c", v / mul[i], units[i]);
+            return;
+        }
+    snprintf(buf, n, "%lld", v);
+}
+
+/* conf_fmt_time - 86400 as "1d", 90 as "90s": the largest exact unit. */
+static void conf_fmt_time(long long v, char *buf, size_t n)
+{
+    static const char units[] = "wdhm";
+    static const long long mul[] = {604800, 86400, 3600, 60};
+
+    for (int i = 0; i < 4; i++)
+        if (v >= mul[i] && v % mul[i] == 0) {
+            snprintf(buf, n, "%lld%c", v / mul[i], units[i]);
+            return;
+        }
+    snprintf(buf, n, "%llds", v);
+}
+
+/* conf_range - "MIN to MAX" for numeric settings, "" otherwise. */
+static void conf_range(const struct conf_def *d, char *buf, size_t n)
+{
+    char lo[32], hi[32];
+
+    switch (d->type) {
+    case CONF_INT:
+        snprintf(buf, n, "%lld to %lld", d->min, d->max);
+        return;
+    case CONF_SIZE:
+        conf_fmt_size(d->min, lo, sizeof(lo));
+        conf_fmt_size(d->max, hi, sizeof(hi));
+        if (d->max == LLONG_MAX)
+            snprintf(buf, n, "%s or more", lo);
+        else
+            snprintf(buf, n, "%s to %s", lo, hi);
+        return;
+    case CONF_TIME:
+        conf_fmt_time(d->min, lo, sizeof(lo));
+        conf_fmt_time(d->max, hi, sizeof(hi));
+        snprintf(buf, n, "%s to %s", lo, hi);
+        return;
+    case CONF_BOOL:
+        snprintf(buf, n, "yes, no");
+        return;
+    case CONF_STR:
+        break;
+    }
+    buf[0] = '\0';
+}
+
+/* conf_expected - what a valid value of a numeric/bool setting looks like. */
+static void conf_expected(const struct conf_def *d, char *buf, size_t n)
+{
+    char r[80];
+
+    conf_range(d, r, sizeof(r));
+    switch (d->type) {
+    case CONF_BOOL:
+        snprintf(buf, n, "expected yes or no");
+        break;
+    case CONF_INT:
+        snprintf(buf, n, "expected a whole number from %s", r);
+        break;
+    case CONF_SIZE:
+        if (d->max == LLONG_MAX) /* r is "MIN or more" */
+            snprintf(buf, n,
+                     "expected a size of %s bytes (a number, optionally followed by k, m "
+                     "or g)",
+                     r);
+        else
+            snprintf(buf, n,
+                     "expected a size from %s bytes (a number, optionally followed by k, "
+                     "m or g)",
+                     r);
+        break;
+    case CONF_TIME:
+        snprintf(buf, n,
+                 "expected a time from %s (a number, optionally followed by s, m, h, d or w)", r);
+        break;
+    case CONF_STR:
+        buf[0] = '\0';
+        break;
+    }
+}
+
+/* ---- syntax checks of string settings: 0 ok, -1 with WHY ---- */
+
+/* conf_check_port - decimal 1..65535 and nothing else. */
+static int conf_check_port(const char *p)
+{
+    long long v;
+
+    return conf_parse_int(p, &v) == 0 && *p != '-' && v >= 1 && v <= 65535 ? 0 : -1;
+}
+
+static int conf_check_hostname(const char *v, char *why, size_t n)
+{
+    if (!*v || nexthop_valid_hostname(v))
+        return 0;
+    snprintf(why, n, "expected a host name (letters, digits, '-', '.') or nothing");
+    return -1;
+}
+
+static int conf_check_networks(const char *v, char *why, size_t n)
+{
+    char *err = NULL;
+    struct cidr_list *l = cidr_list_parse(v, &err);
+
+    if (l) {
+        cidr_list_free(l);
+        return 0;
+    }
+    snprintf(why, n, "%s", err ? err : "out of memory");
+    free(err);
+    return -1;
+}
+
+static int conf_check_nexthop(const char *v, char *why, size_t n)
+{
+    struct nexthop nh;
+    char *err = NULL;
+
+    if (!*v || nexthop_parse(v, &nh, &err) == 0)
+        return 0;
+    snprintf(why, n, "%s", err ? err : "out of memory");
+    free(err);
+    return -1;
+}
+
+static int conf_check_ip(const char *v, char *why, size_t n)
+{
+    unsigned char a[16];
+
+    if (!*v || inet_pton(AF_INET, v, a) == 1 || inet_pton(AF_INET6, v, a) == 1)
+        return 0;
+    snprintf(why, n, "expected an IPv4 or IPv6 address or nothing");
+    return -1;
+}
+
+static int conf_check_hostport(const char *v, char *why, size_t n)
+{
+    struct nexthop nh;
+    char *err = NULL;
+    const char *port = v[0] == '[' ? strstr(v, "]:") : strrchr(v, ':');
+
+    if (!*v)
+        return 0;
+    if (port && nexthop_parse(v, &nh, &err) == 0)
+        return 0;
+    snprintf(why, n, "expected host:port or [ipv6]:port");
+    free(err);
+    return -1;
+}
+
+/* conf_check_dns_one - "ip", "ip:port", "ipv6", "[ipv6]" or "[ipv6]:port". */
+static int conf_check_dns_one(const char *s)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    unsigned char a[16];
+    const char *port = NULL;
+    size_t hlen;
+
+    if (inet_pton(AF_INET6, s, a) == 1)
+        return 0;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || (close[1] && close[1] != ':'))
+            return -1;
+        hlen = (size_t)(close - s - 1);
+        if (hlen >= sizeof(host))
+            return -1;
+        memcpy(host, s + 1, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET6, host, a) != 1)
+            return -1;
+        port = close[1] ? close + 2 : NULL;
+    } else {
+        const char *colon = strchr(s, ':');
+        hlen = colon ? (size_t)(colon - s) : strlen(s);
+        if (hlen >= sizeof(host))
+            return -1;
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET, host, a) != 1)
+            return -1;
+        port = colon ? colon + 1 : NULL;
+    }
+    return port ? conf_check_port(port) : 0;
+}
+
+static int conf_check_dns(const char *v, char *why, size_t n)
+{
+    static const char sep[] = ", \t";
+
+    for (const char *p = v; *p;) {
+        p += strspn(p, sep);
+        if (!*p)
+            break;
+        size_t len = strcspn(p, sep);
+        char tok[128];
+        char shown[CONF_SHOW_MAX + 4];
+        if (len >= sizeof(tok) || (memcpy(tok, p, len), tok[len] = '\0', conf_check_dns_one(tok))) {
+            snprintf(tok, sizeof(tok), "%.*s", (int)(len < 100 ? len : 100), p);
+            snprintf(why, n, "'%s' is not ip, ip:port, ipv6 or [ipv6]:port",
+                     conf_show(tok, shown, sizeof(shown)));
+            return -1;
+        }
+        p += len;
+    }
+    return 0;
+}
+
+/* conf_check_url - SCHEME followed by a non-empty server name. */
+static int conf_check_url(const char *v, const char *scheme, const char *form, char *why, size_t n)
+{
+    size_t sl = strlen(scheme);
+
+    if (!*v)
+        return 0;
+    if (strncmp(v, scheme, sl) == 0 && v[sl] && v[sl] != '/' && v[sl] != ':' && v[sl] != '?')
+        return 0;
+    snprintf(why, n, "expected %s", form);
+    return -1;
+}
+
+static int conf_check_smb(const char *v, char *why, size_t n)
+{
+    return conf_check_url(v, "smb://", "smb://server[:port]/share", why, n);
+}
+
+static int conf_check_nfs(const char *v, char *why, size_t n)
+{
+    return conf_check_url(v, "nfs://", "nfs://server/export[?options]", why, n);
+}
+
+static int conf_check_bare_newline(const char *v, char *why, size_t n)
+{
+    if (!strcmp(v, "normalize") || !strcmp(v, "reject") || !strcmp(v, "yes") || !strcmp(v, "no"))
+        return 0;
+    snprintf(why, n, "expected normalize, reject, yes or no");
+    return -1;
+}
+
+static int conf_check_tls_level(const char *v, char *why, size_t n)
+{
+    if (!strcmp(v, "none") || !strcmp(v, "may"))
+        return 0;
+    snprintf(why, n, "expected none or may");
+    return -1;
+}
+
+/*
+ * conf_check_timezone - a tz database file under TZDIR (glibc's variable; default
+ * /usr/share/zoneinfo). Relative names only and no "..": the value is used to
+ * open a file, it must not reach outside the zone directory.
+ */
+static int conf_check_timezone(const char *v, char *why, size_t n)
+{
+    const char *dir = getenv("TZDIR");
+    char path[PATH_MAX], magic[4];
+    struct stat st;
+    int ok = 0;
+
+    if (!*v)
+        return 0;
+    snprintf(why, n, "unknown timezone");
+    if (v[0] == '/' || strstr(v, "..") || strlen(v) > 200 ||
+        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-") !=
+            strlen(v))
+        return -1;
+    if (!dir || !*dir)
+        dir = "/usr/share/zoneinfo";
+    snprintf(path, sizeof(path), "%s/%s", dir, v);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    /* zone.tab and friends live there too: only real TZif files are zones */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && fread(magic, 1, 4, f) == 4 &&
+        memcmp(magic, "TZif", 4) == 0)
+        ok = 1;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+struct conf_check {
+    const char *name;
+    int (*fn)(const char *v, char *why, size_t n); /* NULL: any text */
+    const char *range;                             /* for the docs table */
+};
+
+static const struct conf_check conf_checks[] = {
+    {"hostname", conf_check_hostname, "host name or empty"},
+    {"data_volume", NULL, "directory (required)"},
+    {"key_volume", NULL, "directory or empty"},
+    {"smtpd_trusted_networks", conf_check_networks, "IPv4/IPv6 addresses and CIDR blocks"},
+    {"smart_relay", conf_check_nexthop, "next hop or empty"},
+    {"cc_mta", conf_check_nexthop, "next hop or empty"},
+    {"timezone", conf_check_timezone, "tz name or empty"},
+    {"fs_terminal", conf_check_nfs, "nfs:// URL or empty"},
+    {"log_terminal", conf_check_smb, "smb:// URL or empty"},
+    {"mon_terminal", conf_check_hostport, "host:port or empty"},
+    {"net_source_address", conf_check_ip, "IP address or empty"},
+    {"in_address", conf_check_ip, "IP address or empty"},
+    {"dns_servers", conf_check_dns, "ip[:port] list or empty"},
+    {"smtpd_forbid_bare_newline", conf_check_bare_newline,
+     "normalize, reject, yes (stored as reject), no"},
+    {"smtp_tls_security_level", conf_check_tls_level, "none, may"},
+};
+
+/* conf_find_check - the syntax check of setting NAME, or NULL. */
+static const struct conf_check *conf_find_check(const char *name)
+{
+    for (size_t i = 0; i < sizeof(conf_checks) / sizeof(conf_checks[0]); i++)
+        if (!strcmp(conf_checks[i].name, name))
+            return &conf_checks[i];
+    return NULL;
+}
+
+/* conf_find - index of setting NAME in conf_defs, or -1. */
+static int conf_find(const char *name)
+{
+    for (size_t i = 0; i < conf_ndefs; i++)
+        if (!strcmp(conf_defs[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+/* ---- assigning values ---- */
+
+#define CONF_FIELD(c, i, ctype) ((ctype *)((char *)(c) + conf_offsets[i]))
+
+/*
+ * conf_assign - check VALUE for setting I and store it; on error report it (LOC is
+ * "FILE:LINE" or "-o TEXT") and keep the previous value. 0 ok, -1 bad.
+ */
+static int conf_assign(struct conf *c, size_t i, const char *value, const char *loc,
+                       struct conf_errs *e)
+{
+    const struct conf_def *d = &conf_defs[i];
+    char why[512], shown[CONF_SHOW_MAX + 4];
+    long long v = 0;
+    long t = 0;
+    int bad = 0;
+
+    switch (d->type) {
+    case CONF_STR: {
+        const struct conf_check *chk = conf_find_check(d->name);
+        if (chk && chk->fn && chk->fn(value, why, sizeof(why)) < 0) {
+            if (!strcmp(d->name, "timezone"))
+                conf_err(e, "Error: unknown timezone '%s' (setting timezone)",
+                         conf_show(value, shown, sizeof(shown)));
+            else
+                conf_err(e, "Error: %s: bad value '%s' for %s: %s", loc,
+                         conf_show(value, shown, sizeof(shown)), d->name, why);
+            return -1;
+        }
+        /* Postfix 3.9: "yes" means reject; store one spelling so readers compare once. */
+        if (!strcmp(d->name, "smtpd_forbid_bare_newline") && !strcmp(value, "yes"))
+            value = "reject";
+        char *copy = strdup(value);
+        if (!copy) {
+            conf_err(e, "Error: out of memory");
+            return -1;
+        }
+        free(*CONF_FIELD(c, i, char *));
+        *CONF_FIELD(c, i, char *) = copy;
+        return 0;
+    }
+    case CONF_BOOL:
+        if (!strcmp(value, "yes") || !strcmp(value, "no")) {
+            *CONF_FIELD(c, i, int) = value[0] == 'y';
+            return 0;
+        }
+        bad = 1;
+        break;
+    case CONF_INT:
+        bad = conf_parse_int(value, &v) < 0 || v < d->min || v > d->max;
+        if (!bad)
+            *CONF_FIELD(c, i, long) = (long)v;
+        break;
+    case CONF_SIZE:
+        bad = conf_parse_size(value, &v) < 0 || v < d->min || v > d->max;
+        if (!bad)
+            *CONF_FIELD(c, i, long long) = v;
+        break;
+    case CONF_TIME:
+        bad = conf_parse_time(value, &t) < 0 || t < d->min || t > d->max;
+        if (!bad)
+            *CONF_FIELD(c, i, long) = t;
+        break;
+    }
+    if (!bad)
+        return 0;
+    if (!strcmp(d->name, "ui_port")) {
+        conf_err(e, "Error: ui_port value must be between 1 and 65535.");
+        return -1;
+    }
+    conf_expected(d, why, sizeof(why));
+    conf_err(e, "Error: %s: bad value '%s' for %s: %s", loc, conf_show(value, shown, sizeof(shown)),
+             d->name, why);
+    return -1;
+}
+
+/* conf_trim - strip leading and trailing white space in place. */
+static char *conf_trim(char *s)
+{
+    size_t len;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    len = strlen(s);
+    while (len &&
+           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\r' || s[len - 1] == '\n'))
+        s[--len] = '\0';
+    return s;
+}
+
+/* The last value of a setting seen in the file or -o, checked when all are read. */
+struct conf_raw {
+    char *value;
+    char *loc;
+    long seq;
+};
+
+/*
+ * conf_setting - one "name = value" (file line or -o); LOC names where it came
+ * from, e->seq orders its errors. Only names are checked here; the value is kept.
+ */
+static void conf_setting(struct conf_raw *raw, char *text, const char *loc, int is_override,
+                         struct conf_errs *e)
+{
+    char shown[CONF_SHOW_MAX + 4];
+    char *eq = strchr(text, '=');
+
+    if (!eq) {
+        if (is_override)
+            conf_err(e, "Error: %s: expected name=value", loc);
+        else
+            conf_err(e, "Error: %s: expected 'name = value' but found '%s'", loc,
+                     conf_show(text, shown, sizeof(shown)));
+        return;
+    }
+    *eq = '\0';
+    char *name = conf_trim(text), *value = conf_trim(eq + 1);
+    if (!*name) {
+        conf_err(e, "Error: %s: missing setting name before '='", loc);
+        return;
+    }
+    int i = conf_find(name);
+    if (i < 0) {
+        conf_err(e, "Error: %s: unknown setting '%s'", loc, conf_show(name, shown, sizeof(shown)));
+        return;
+    }
+    char *v = strdup(value), *l = strdup(loc);
+    if (!v || !l) {
+        free(v);
+        free(l);
+        conf_err(e, "Error: out of memory");
+        return;
+    }
+    free(raw[i].value);
+    free(raw[i].loc);
+    raw[i] = (struct conf_raw){v, l, e->seq};
+}
+
+/* ---- reading the file ---- */
+
+struct conf_reader {
+    struct conf_raw *raw;
+    struct conf_errs *e;
+    const char *path;
+    char logical[CONF_LINE_MAX + 1];
+    size_t llen;
+    int lineno;    /* first physical line of the logical line */
+    int have;      /* a logical line is pending */
+    int too_long;  /* the pending logical line overflowed */
+    int skip_cont; /* continuation lines of a broken line are dropped */
+};
+
+/* conf_flush - process the pending logical line. */
+static void conf_flush(struct conf_reader *r)
+{
+    char loc[PATH_MAX + 32];
+
+    if (!r->have)
+        return;
+    snprintf(loc, sizeof(loc), "%s:%d", r->path, r->lineno);
+    r->e->seq = r->lineno;
+    if (r->too_long)
+        conf_err(r->e, "Error: %s: line longer than %d bytes (with its continuation lines)", loc,
+                 CONF_LINE_MAX);
+    else
+        conf_setting(r->raw, r->logical, loc, 0, r->e);
+    r->have = 0;
+    r->too_long = 0;
+    r->llen = 0;
+}
+
+/* conf_physical - one physical line (without '\n'); main.cf's logical-line rules. */
+static void conf_physical(struct conf_reader *r, char *line, int lineno, int overlong, int nul)
+{
+    char *text = conf_trim(line);
+
+    if (overlong || nul) {
+        conf_flush(r);
+        r->e->seq = lineno;
+        conf_err(r->e, "Error: %s:%d: %s", r->path, lineno,
+                 overlong ? "line too long" : "line contains a NUL byte");
+        r->skip_cont = 1;
+        return;
+    }
+    /* Postfix: blank and comment lines are ignored and do not end a logical line */
+    if (*text == '\0' || *text == '#')
+        return;
+    if (line[0] == ' ' || line[0] == '\t') {
+        if (!r->have) {
+            r->e->seq = lineno;
+            if (!r->skip_cont)
+                conf_err(r->e,
+                         "Error: %s:%d: line starts with white space but continues no setting "
+                         "(a setting starts at the beginning of a line)",
+                         r->path, lineno);
+            return;
+        }
+        size_t tl = strlen(text);
+        if (r->llen + 1 + tl > CONF_LINE_MAX) {
+            r->too_long = 1;
+            return;
+        }
+        r->logical[r->llen++] = ' ';
+        memcpy(r->logical + r->llen, text, tl + 1);
+        r->llen += tl;
+        return;
+    }
+    conf_flush(r);
+    r->skip_cont = 0;
+    r->have = 1;
+    r->lineno = lineno;
+    r->llen = strlen(text);
+    memcpy(r->logical, text, r->llen + 1);
+}
+
+/* conf_read_file - collect every setting in PATH into RAW; -1 when unreadable. */
+static int conf_read_file(struct conf_raw *raw, const char *path, struct conf_errs *e)
+{
+    FILE *f = fopen(path, "r");
+    struct stat st;
+
+    if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        f = NULL;
+        errno = EISDIR;
+    }
+    e->seq = 0;
+    if (!f) {
+        conf_err(e, "Error: cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct conf_reader *r = calloc(1, sizeof(*r));
+    char *line = malloc(CONF_LINE_MAX + 1);
+    if (!r || !line) {
+        conf_err(e, "Error: out of memory");
+        free(r);
+        free(line);
+        fclose(f);
+        return -1;
+    }
+    r->raw = raw;
+    r->e = e;
+    r->path = path;
+    int lineno = 0, ch;
+    do {
+        size_t len = 0;
+        int overlong = 0, nul = 0;
+        while ((ch = getc(f)) != EOF && ch != '\n') {
+            if (ch == '\0')
+                nul = 1;
+            if (len < CONF_LINE_MAX)
+                line[len++] = (char)ch;
+            else
+                overlong = 1;
+        }
+        line[len] = '\0';
+        if (ch == EOF && len == 0)
+            break;
+        conf_physical(r, line, ++lineno, overlong, nul);
+    } while (ch != EOF && e->count <= CONF_MAX_ERRORS);
+    if (ferror(f))
+        conf_err(e, "Error: cannot read %s: %s", path, strerror(errno));
+    conf_flush(r);
+    fclose(f);
+    free(line);
+    free(r);
+    return 0;
+}
+
+/* conf_cross_check - rules that involve more than one setting, on the final values. */
+static void conf_cross_check(const struct conf *c, struct conf_errs *e)
+{
+    if (!*c->data_volume)
+        conf_err(e, "Error: data_volume is required (the directory of the mail queue).");
+    if (c->logs_enabled && !*c->log_terminal)
+        conf_err(e, "Error: Logs are enabled but 'log' terminal is not connected.");
+    if (!c->ssl_disabled && (!*c->ssl_key_file || !*c->ssl_cert_file))
+        conf_err(e, "Error: ssl_disabled=no but ssl key files are not defined.");
+    if (*c->key_volume && *c->fs_terminal)
+        conf_err(e, "Error: Both the key volume and the 'fs' terminal are configured; use only "
+                    "one of them.");
+    if (c->minimal_backoff_time > c->maximal_backoff_time)
+        conf_err(e,
+                 "Error: minimal_backoff_time (%lds) must not be greater than "
+                 "maximal_backoff_time (%lds)",
+                 c->minimal_backoff_time, c->maximal_backoff_time);
+}
+
+/* conf_defaults - a config with every default applied (NULL when out of memory). */
+static struct conf *conf_defaults(struct conf_errs *e)
+{
+    struct conf *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    for (size_t i = 0; i < conf_ndefs; i++) {
+        if (conf_defs[i].type != CONF_STR)
+            continue;
+        if (!(*CONF_FIELD(c, i, char *) = strdup(""))) {
+            conf_free(c);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < conf_ndefs; i++)
+        conf_assign(c, i, conf_defs[i].def, "default", e);
+    return c;
+}
+
+struct conf *conf_load(const char *file, char *const *overrides, int noverrides, char **errors)
+{
+    struct conf_errs e = {0};
+    struct conf_raw *raw = calloc(conf_ndefs, sizeof(*raw));
+    struct conf *c = NULL;
+    int readable = 1;
+
+    if (errors)
+        *errors = NULL;
+    if (raw)
+        c = conf_defaults(&e);
+    if (c)
+        c->path = strdup(file ? file : "");
+    if (!c || !c->path) {
+        free(raw);
+        conf_free(c);
+        if (errors)
+            *errors = strdup("Error: out of memory\n");
+        return NULL;
+    }
+    if (file)
+        readable = conf_read_file(raw, file, &e) == 0;
+    for (int i = 0; i < noverrides && overrides; i++) {
+        char loc[CONF_SHOW_MAX + 8], shown[CONF_SHOW_MAX + 4];
+        char *copy = strdup(overrides[i] ? overrides[i] : "");
+        e.seq = CONF_SEQ_OVERRIDE + i;
+        if (!copy) {
+            conf_err(&e, "Error: out of memory");
+            break;
+        }
+        snprintf(loc, sizeof(loc), "-o %s", conf_show(copy, shown, sizeof(shown)));
+        conf_setting(raw, copy, loc, 1, &e);
+        free(copy);
+    }
+    /* Postfix rules: only the last value of a setting counts, so only it is checked. */
+    for (size_t i = 0; i < conf_ndefs; i++) {
+        if (raw[i].value) {
+            e.seq = raw[i].seq;
+            conf_assign(c, i, raw[i].value, raw[i].loc, &e);
+        }
+        free(raw[i].value);
+        free(raw[i].loc);
+    }
+    free(raw);
+    /* Without the file, "data_volume is required" and the like would only be noise. */
+    e.seq = CONF_SEQ_CROSS;
+    if (readable)
+        conf_cross_check(c, &e);
+    if (e.count) {
+        conf_free(c);
+        char *text = conf_errs_text(&e);
+        if (errors)
+            *errors = text;
+        else
+            free(text);
+        return NULL;
+    }
+    free(e.v);
+    return c;
+}
+
+void conf_free(struct conf *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < conf_ndefs; i++)
+        if (conf_defs[i].type == CONF_STR)
+            free(*CONF_FIELD(c, i, char *));
+    free(c->path);
+    free(c);
+}
+
+/* ---- printing ---- */
+
+/* conf_value_text - the value of setting I in C as it would be written in the file. */
+static void conf_value_text(const struct conf *c, size_t i, char *buf, size_t n)
+{
+    switch (conf_defs[i].type) {
+    case CONF_STR:
+        snprintf(buf, n, "%s", *CONF_FIELD(c, i, char *const));
+        break;
+    case CONF_BOOL:
+        snprintf(buf, n, "%s", *CONF_FIELD(c, i, const int) ? "yes" : "no");
+        break;
+    case CONF_INT:
+        snprintf(buf, n, "%ld", *CONF_FIELD(c, i, const long));
+        break;
+    case CONF_SIZE:
+        snprintf(buf, n, "%lld", *CONF_FIELD(c, i, const long long));
+        break;
+    case CONF_TIME:
+        snprintf(buf, n, "%lds", *CONF_FIELD(c, i, const long));
+        break;
+    }
+}
+
+void conf_print_values(const struct conf *c, FILE *out, int only_changed)
+{
+    struct conf_errs e = {.quiet = 1}; /* the defaults are known to be valid */
+    struct conf *defaults = only_changed ? conf_defaults(&e) : NULL;
+    char cur[1024], def[1024];
+
+    for (size_t i = 0; i < conf_ndefs; i++) {
+        conf_value_text(c, i, cur, sizeof(cur));
+        if (defaults) {
+            conf_value_text(defaults, i, def, sizeof(def));
+            if (!strcmp(cur, def))
+                continue;
+        }
+        fprintf(out, "%s = %s\n", conf_defs[i].name, cur);
+    }
+    conf_free(defaults);
+}
+
+/* conf_md - TEXT with Markdown table metacharacters escaped. */
+static void conf_md(FILE *out, const char *text)
+{
+    for (; *text; text++) {
+        if (*text == '|')
+            fputc('\\', out);
+        fputc(*text, out);
+    }
+}
+
+/* conf_group_title - heading of a group of the table. */
+static const char *conf_group_title(const char *group)
+{
+    if (!strcmp(group, "appliance"))
+        return "Appliance properties";
+    if (!strcmp(group, "terminal"))
+        return "Terminals and volumes";
+    if (!strcmp(group, "postfix"))
+        return "Postfix tuning knobs (Postfix's names and defaults)";
+    if (!strcmp(group, "mta"))
+        return "Settings of our own";
+    return group;
+}
+
+/* conf_print_group - the heading and table rows of one group. */
+static void conf_print_group(FILE *out, const char *group, int first)
+{
+    static const char *const type_names[] = {
+        [CONF_STR] = "string", [CONF_BOOL] = "yes/no", [CONF_INT] = "integer",
+        [CONF_SIZE] = "size",  [CONF_TIME] = "time",
+    };
+    char range[128];
+
+    fprintf(out, "%s### %s\n\n", first ? "" : "\n", conf_group_title(group));
+    fprintf(out, "| name | type | default | range | meaning |\n");
+    fprintf(out, "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < conf_ndefs; i++) {
+        const struct conf_def *d = &conf_defs[i];
+        if (strcmp(d->group, group))
+            continue;
+        const struct conf_check *chk = conf_find_check(d->name);
+        if (chk)
+            snprintf(range, sizeof(range), "%s", chk->range);
+        else
+            conf_range(d, range, sizeof(range));
+        fprintf(out, "| `%s` | %s | ", d->name, type_names[d->type]);
+        if (*d->def) {
+            fputc('`', out);
+            conf_md(out, d->def);
+            fputc('`', out);
+        } else {
+            fputs("*(empty)*", out);
+        }
+        fputs(" | ", out);
+        conf_md(out, range);
+        fputs(" | ", out);
+        conf_md(out, d->doc);
+        fputs(" |\n", out);
+    }
+}
+
+void conf_print_table(FILE *out)
+{
+    /* the documented order; a group nobody listed here still appears, after them */
+    static const char *const order[] = {"appliance", "terminal", "postfix", "mta"};
+    const size_t norder = sizeof(order) / sizeof(order[0]);
+    int first = 1;
+
+    for (size_t o = 0; o < norder; o++)
+        for (size_t i = 0; i < conf_ndefs; i++)
+            if (!strcmp(conf_defs[i].group, order[o])) {
+                conf_print_group(out, order[o], first);
+                first = 0;
+                break;
+            }
+    for (size_t g = 0; g < conf_ndefs; g++) {
+        const char *group = conf_defs[g].group;
+        size_t k, o;
+        for (o = 0; o < norder && strcmp(order[o], group); o++)
+            ;
+        for (k = 0; k < g && strcmp(conf_defs[k].group, group); k++)
+            ;
+        if (o == norder && k == g) { /* unlisted, and its first row */
+            conf_print_group(out, group, first);
+            first = 0;
+        }
+    }
+}

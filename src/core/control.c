@@ -1,0 +1,311 @@
+/*
+ * control.c - the administration socket DATA_VOLUME/control (mtactl's side
+ * door into the running daemon): accept, read one command line, dispatch to the
+ * registered handler, write "ok"/"error: ..." and the output, close. Only root
+ * and the daemon's own user may connect (SO_PEERCRED), and the socket is 0600.
+ * Also the client half (control_request) that mtactl uses.
+ * Not here: the commands' meaning (the module that owns the data registers them).
+ */
+#include "mta/control.h"
+
+#include "mta/conf.h"
+#include "mta/counters.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct control_cmd {
+    char *name;
+    control_cmd_fn fn;
+    void *arg;
+    struct control_cmd *next;
+};
+
+struct control_conn {
+    struct control *c;
+    struct bufferevent *bev;
+    struct control_conn *prev, *next;
+    int replied;
+};
+
+struct control {
+    struct event_base *base;
+    struct evconnlistener *lev;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct control_cmd *cmds;
+    struct control_conn *conns;
+};
+
+/* control_conn_free - close one client connection. */
+static void control_conn_free(struct control_conn *cc)
+{
+    if (cc->prev)
+        cc->prev->next = cc->next;
+    else
+        cc->c->conns = cc->next;
+    if (cc->next)
+        cc->next->prev = cc->prev;
+    bufferevent_free(cc->bev);
+    free(cc);
+}
+
+/* control_stats - "stats": every counter as "name value" lines. */
+static int control_stats(void *arg, int argc, char **argv, struct evbuffer *out)
+{
+    int i;
+
+    (void)arg;
+    (void)argc;
+    (void)argv;
+    for (i = 0; i < CNT__COUNT; i++)
+        evbuffer_add_printf(out, "%s %lld\n", counter_name((enum counter_id)i),
+                            counter_get((enum counter_id)i));
+    return 0;
+}
+
+/* control_dispatch - run the command in LINE and queue the reply. */
+static void control_dispatch(struct control_conn *cc, char *line)
+{
+    char *argv[CONTROL_ARGS_MAX + 1], *save = NULL, *tok;
+    struct evbuffer *out = evbuffer_new(), *reply = bufferevent_get_output(cc->bev);
+    struct control_cmd *cmd;
+    int argc = 0, rc;
+
+    if (!out)
+        return;
+    for (tok = strtok_r(line, " \t\r", &save); tok && argc < CONTROL_ARGS_MAX;
+         tok = strtok_r(NULL, " \t\r", &save))
+        argv[argc++] = tok;
+    argv[argc] = NULL;
+    for (cmd = cc->c->cmds; argc && cmd; cmd = cmd->next)
+        if (strcmp(cmd->name, argv[0]) == 0)
+            break;
+    if (!argc || !cmd) {
+        evbuffer_add_printf(reply, "error: unknown command \"%s\"\n", argc ? argv[0] : "");
+    } else {
+        rc = cmd->fn(cmd->arg, argc, argv, out);
+        if (rc == 0) {
+            evbuffer_add(reply, "ok\n", 3);
+            evbuffer_add_buffer(reply, out);
+        } else {
+            evbuffer_add(reply, "error: ", 7);
+            evbuffer_add_buffer(reply, out);
+            evbuffer_add(reply, "\n", 1);
+        }
+    }
+    evbuffer_free(out);
+    cc->replied = 1;
+}
+
+static void control_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct control_conn *cc = arg;
+
+    (void)bev;
+    if (cc->replied)
+        control_conn_free(cc);
+}
+
+static void control_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct control_conn *cc = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char *line;
+    size_t n;
+
+    if (cc->replied)
+        return;
+    line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+    if (!line) {
+        if (evbuffer_get_length(in) > CONTROL_LINE_MAX)
+            control_conn_free(cc);
+        return;
+    }
+    control_dispatch(cc, line);
+    free(line);
+    bufferevent_disable(bev, EV_READ);
+}
+
+static void control_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    control_conn_free(arg);
+}
+
+/* control_accept_cb - a client connected: refuse anyone but root or ourselves. */
+static void control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                              int salen, void *arg)
+{
+    struct control *c = arg;
+    struct control_conn *cc;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    struct timeval tv = {30, 0};
+
+    (void)lev;
+    (void)sa;
+    (void)salen;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+        (cred.uid != 0 && cred.uid != geteuid())) {
+        close(fd);
+        return;
+    }
+    cc = calloc(1, sizeof(*cc));
+    if (!cc) {
+        close(fd);
+        return;
+    }
+    cc->c = c;
+    cc->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!cc->bev) {
+        close(fd);
+        free(cc);
+        return;
+    }
+    cc->next = c->conns;
+    if (c->conns)
+        c->conns->prev = cc;
+    c->conns = cc;
+    bufferevent_setcb(cc->bev, control_read_cb, control_write_cb, control_event_cb, cc);
+    bufferevent_set_timeouts(cc->bev, &tv, &tv);
+    bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
+}
+
+struct control *control_new(struct event_base *base, const struct conf *conf, char **err)
+{
+    struct control *c = calloc(1, sizeof(*c));
+    struct sockaddr_un sun;
+    int n;
+    mode_t old;
+
+    if (!c) {
+        if (err)
+            *err = strdup("out of memory");
+        return NULL;
+    }
+    c->base = base;
+    n = snprintf(c->path, sizeof(c->path), "%s/" CONTROL_SOCKET_NAME, conf->data_volume);
+    if (n < 0 || (size_t)n >= sizeof(c->path)) {
+        if (err && asprintf(err, "data_volume path too long for the control socket") < 0)
+            *err = NULL;
+        free(c);
+        return NULL;
+    }
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
+    unlink(c->path); /* a stale socket of an earlier run; the spool lock guards a live one */
+    old = umask(0077);
+    c->lev = evconnlistener_new_bind(base, control_accept_cb, c,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+                                     (struct sockaddr *)&sun, sizeof(sun));
+    umask(old);
+    if (!c->lev) {
+        if (err && asprintf(err, "cannot listen on %s: %s", c->path, strerror(errno)) < 0)
+            *err = NULL;
+        free(c);
+        return NULL;
+    }
+    chmod(c->path, 0600);
+    control_register(c, "stats", control_stats, NULL);
+    return c;
+}
+
+int control_register(struct control *c, const char *name, control_cmd_fn fn, void *arg)
+{
+    struct control_cmd *cmd = calloc(1, sizeof(*cmd));
+
+    if (!cmd || !(cmd->name = strdup(name))) {
+        free(cmd);
+        return -1;
+    }
+    cmd->fn = fn;
+    cmd->arg = arg;
+    cmd->next = c->cmds;
+    c->cmds = cmd;
+    return 0;
+}
+
+void control_free(struct control *c)
+{
+    struct control_cmd *cmd;
+
+    if (!c)
+        return;
+    while (c->conns)
+        control_conn_free(c->conns);
+    if (c->lev) {
+        evconnlistener_free(c->lev);
+        unlink(c->path);
+    }
+    while ((cmd = c->cmds)) {
+        c->cmds = cmd->next;
+        free(cmd->name);
+        free(cmd);
+    }
+    free(c);
+}
+
+int control_request(const char *data_volume, const char *line, FILE *out, FILE *errf)
+{
+    struct sockaddr_un sun;
+    char buf[8192], status[512];
+    size_t slen = 0;
+    int fd, n, got_status = 0, rc = 2;
+    size_t len = strlen(line);
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/" CONTROL_SOCKET_NAME, data_volume);
+    if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+        fprintf(errf, "mtactl: data_volume path too long\n");
+        return 2;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        fprintf(errf, "mtactl: cannot connect to the mail system at %s: %s (is mtad running?)\n",
+                sun.sun_path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 2;
+    }
+    if (write(fd, line, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+        fprintf(errf, "mtactl: write to %s: %s\n", sun.sun_path, strerror(errno));
+        close(fd);
+        return 2;
+    }
+    while ((n = (int)read(fd, buf, sizeof(buf))) > 0) {
+        int i = 0;
+        while (!got_status && i < n) {
+            char ch = buf[i++];
+            if (ch == '\n') {
+                status[slen] = '\0';
+                got_status = 1;
+                rc = strcmp(status, "ok") == 0 ? 0 : 1;
+                if (rc)
+                    fprintf(errf, "mtactl: %s\n",
+                            strncmp(status, "error: ", 7) == 0 ? status + 7 : status);
+            } else if (slen + 1 < sizeof(status)) {
+                status[slen++] = ch;
+            }
+        }
+        if (i < n)
+            fwrite(buf + i, 1, (size_t)(n - i), rc ? errf : out);
+    }
+    close(fd);
+    if (!got_status) {
+        fprintf(errf, "mtactl: the mail system closed the connection without an answer\n");
+        return 2;
+    }
+    return rc;
+}

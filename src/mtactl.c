@@ -1,0 +1,153 @@
+/*
+ * mtactl.c - the administrator's command-line tool:
+ *   mtactl [-c FILE] [-o name=value]... COMMAND
+ * check     load and validate the configuration, print every error, exit 2 on error
+ * settings  print the table of settings (the body of docs/configuration.md)
+ * queue [--json]  the mail queue (mailq format, or postqueue -j JSON lines)
+ * flush           retry all deferred mail now
+ * delete ID...|ALL  remove messages from the queue
+ * stats           the daemon's counters
+ * The last four talk to the running daemon over DATA_VOLUME/control (control.h).
+ */
+#include "mta/conf.h"
+#include "mta/control.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MTACTL_DEFAULT_CONF "/etc/mta/mtad.conf"
+
+/* mtactl_usage - the synopsis, to OUT. */
+static void mtactl_usage(FILE *out)
+{
+    fprintf(out, "usage: mtactl [-c FILE] [-o name=value]... COMMAND\n"
+                 "  -c FILE         configuration file (default " MTACTL_DEFAULT_CONF ")\n"
+                 "  -o name=value   override a setting of the file\n"
+                 "commands:\n"
+                 "  check           validate the configuration, print every error "
+                 "(exit 2 on error)\n"
+                 "  settings        print the table of all settings (Markdown)\n"
+                 "  queue [--json]  list the mail queue (mailq / postqueue -j format)\n"
+                 "  flush           retry all deferred mail now\n"
+                 "  delete ID...|ALL  remove messages from the queue\n"
+                 "  stats           print the daemon's counters\n");
+}
+
+/* mtactl_daemon - send one control request (queue, flush, delete, stats) to the daemon. */
+static int mtactl_daemon(const char *file, char **overrides, int noverrides, int argc, char **argv)
+{
+    char *errors = NULL, line[CONTROL_LINE_MAX];
+    struct conf *c = conf_load(file, overrides, noverrides, &errors);
+    size_t n = 0;
+    int i, rc;
+
+    if (!c) {
+        fputs(errors ? errors : "Error: cannot load the configuration\n", stderr);
+        free(errors);
+        return 2;
+    }
+    if (!strcmp(argv[0], "queue") && argc == 2 && !strcmp(argv[1], "--json")) {
+        n = (size_t)snprintf(line, sizeof(line), "queue-json");
+    } else if ((!strcmp(argv[0], "queue") || !strcmp(argv[0], "flush") ||
+                !strcmp(argv[0], "stats")) && argc != 1) {
+        fprintf(stderr, "mtactl: bad arguments for %s\n", argv[0]);
+        conf_free(c);
+        return 1;
+    } else if (!strcmp(argv[0], "delete") && argc < 2) {
+        fprintf(stderr, "mtactl: delete needs queue IDs or ALL\n");
+        conf_free(c);
+        return 1;
+    } else {
+        for (i = 0; i < argc && n < sizeof(line); i++) {
+            if (strpbrk(argv[i], " \t\r\n")) {
+                fprintf(stderr, "mtactl: bad argument '%s'\n", argv[i]);
+                conf_free(c);
+                return 1;
+            }
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? " " : "", argv[i]);
+        }
+    }
+    if (n >= sizeof(line)) {
+        fprintf(stderr, "mtactl: too many arguments\n");
+        conf_free(c);
+        return 1;
+    }
+    rc = control_request(c->data_volume, line, stdout, stderr);
+    conf_free(c);
+    return rc;
+}
+
+/* mtactl_check - `mtactl check`: 0 when the configuration loads, 2 otherwise. */
+static int mtactl_check(const char *file, char **overrides, int noverrides)
+{
+    char *errors = NULL;
+    struct conf *c = conf_load(file, overrides, noverrides, &errors);
+
+    if (!c) {
+        fputs(errors ? errors : "Error: cannot load the configuration\n", stderr);
+        free(errors);
+        return 2;
+    }
+    conf_free(c);
+    printf("mtactl: configuration OK\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = MTACTL_DEFAULT_CONF;
+    char **overrides = calloc((size_t)argc + 1, sizeof(*overrides));
+    int noverrides = 0, opt, rc;
+
+    if (!overrides) {
+        fprintf(stderr, "mtactl: out of memory\n");
+        return 1;
+    }
+    /* '+': stop at the command, so later commands can take their own options */
+    while ((opt = getopt(argc, argv, "+c:o:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            file = optarg;
+            break;
+        case 'o':
+            overrides[noverrides++] = optarg;
+            break;
+        case 'h':
+            mtactl_usage(stdout);
+            free(overrides);
+            return 0;
+        default:
+            mtactl_usage(stderr);
+            free(overrides);
+            return 1;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "mtactl: missing command\n");
+        mtactl_usage(stderr);
+        free(overrides);
+        return 1;
+    }
+    const char *cmd = argv[optind];
+    if (!strcmp(cmd, "check") && optind + 1 == argc) {
+        rc = mtactl_check(file, overrides, noverrides);
+    } else if (!strcmp(cmd, "settings") && optind + 1 == argc) {
+        conf_print_table(stdout);
+        rc = fflush(stdout) == 0 ? 0 : 1;
+    } else if (!strcmp(cmd, "queue") || !strcmp(cmd, "flush") || !strcmp(cmd, "delete") ||
+               !strcmp(cmd, "stats")) {
+        rc = mtactl_daemon(file, overrides, noverrides, argc - optind, argv + optind);
+    } else if (!strcmp(cmd, "check") || !strcmp(cmd, "settings")) {
+        fprintf(stderr, "mtactl: %s takes no arguments\n", cmd);
+        mtactl_usage(stderr);
+        rc = 1;
+    } else {
+        fprintf(stderr, "mtactl: unknown command '%s'\n", cmd);
+        mtactl_usage(stderr);
+        rc = 1;
+    }
+    free(overrides);
+    return rc;
+}

@@ -1,0 +1,77 @@
+/*
+ * sched_priv.h - private to src/queue/sched*.c: the scheduler's structs.
+ * Not for other modules: they use include/mta/sched.h.
+ */
+#ifndef MTA_SCHED_PRIV_H
+#define MTA_SCHED_PRIV_H
+
+#include "mta/sched.h"
+#include "sched_int.h"
+
+struct event;
+struct workers;
+
+/* Outlives the scheduler while spool callbacks that name it are in flight. */
+struct sched_token {
+    struct sched *s; /* NULL once freed */
+    int refs;
+};
+
+struct sched_msg {
+    char id[SPOOL_ID_SIZE];
+    struct sched *sched;
+    struct sched_msg *hnext, *prev, *next;
+    struct spool_envelope *env;
+    int nslots;    /* env->nrcpt recipients, then the cc_mta copies */
+    char *slots;   /* SCHED_SLOT_* per slot */
+    char *active;  /* 1 while the slot is in a job */
+    char **reason; /* last deferral reason per slot */
+    int attempts;
+    long long next_retry; /* unix seconds */
+    long long active_us;
+    int njobs;        /* jobs queued or taken */
+    int deferred;     /* waiting for next_retry */
+    int had_defer;    /* a job of this round deferred a slot */
+    int loading, writing, removing, gone;
+    int status_dirty;
+    int load_err, status_err, write_err, have_status;
+    struct spool_status wst; /* the snapshot being written (or just read) */
+};
+
+struct sched_jobx {
+    struct sched_job pub; /* first: the relay sees only this */
+    struct sched_msg *m;
+    struct sched_dest *dest;
+    struct sched_jobx *qnext;
+    int *rcpt, *result;
+    int taken;
+};
+
+struct sched_dest {
+    char *name;
+    enum sched_dest_kind kind;
+    struct sched_dest *next;
+    struct sched_jobx *qhead, *qtail; /* ready jobs */
+};
+
+struct sched {
+    struct event_base *base;
+    const struct conf *conf;
+    struct spool *spool;
+    struct workers *io;
+    struct event *run_ev;
+    struct sched_token *tok;
+    struct sched_msg **htab;
+    size_t hsize, nmsg;
+    struct sched_msg *head, *tail;
+    struct sched_dest *dests, *rr;
+    size_t nready;
+    unsigned long long job_seq;
+    void (*ready_cb)(void *arg);
+    void *ready_arg;
+    int stopping;
+};
+
+struct sched_msg *sched_msg_find(struct sched *s, const char *id);
+
+#endif

@@ -1,0 +1,504 @@
+/*
+ * spool_intake.c - receiving a message into the spool: the in-memory buffer,
+ * background streaming of large messages, and the group commit.
+ *
+ * Life of a message: spool_msg_new (an ID, no I/O) -> spool_msg_append (bytes
+ * move into an evbuffer; beyond 64 KiB a worker appends them to tmp/ID.body, one
+ * write job at a time so order is kept) -> spool_msg_commit: a worker writes
+ * tmp/ID = envelope + streamed body + the rest, then hands it to the committer
+ * thread. The committer takes every commit that is ready, makes their data
+ * durable with one flush (fdatasync for one file, syncfs for a batch), renames
+ * each into queue/X/ID, makes the renames durable with one more flush (fsync of
+ * the one directory touched, else syncfs), and only then lets done() run on the
+ * loop. So many sessions share two flushes, and no 250 precedes durability.
+ * Not here: the envelope text (spool_envelope.c), recovery and space (spool.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "mta/counters.h"
+#include "mta/workers.h"
+#include "spool_int.h"
+
+/* --- small I/O helpers (worker threads) --- */
+
+/* spool_write_all - write N bytes or fail with errno. */
+static int spool_write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* spool_write_evbuffer - write and drain all of B; on error B is drained too. */
+static int spool_write_evbuffer(int fd, struct evbuffer *b, long long *written)
+{
+    while (evbuffer_get_length(b) > 0) {
+        int w = evbuffer_write(b, fd);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            evbuffer_drain(b, evbuffer_get_length(b));
+            errno = e;
+            return -1;
+        }
+        if (written)
+            *written += w;
+    }
+    return 0;
+}
+
+/* spool_copy_fd - copy LEN bytes from the start of IN to the end of OUT, in the kernel when it can.
+ */
+static int spool_copy_fd(int in, int out, long long len)
+{
+    loff_t off = 0;
+    int kernel = 1;
+    char buf[65536];
+    while (off < len) {
+        if (kernel) {
+            ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(len - off), 0);
+            if (n > 0)
+                continue;
+            if (n == 0) {
+                errno = EIO; /* the body file is shorter than what we wrote to it */
+                return -1;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+                return -1;
+            kernel = 0;
+        }
+        size_t want = (size_t)(len - off) < sizeof buf ? (size_t)(len - off) : sizeof buf;
+        ssize_t n = pread(in, buf, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        if (spool_write_all(out, buf, (size_t)n) < 0)
+            return -1;
+        off += n;
+    }
+    return 0;
+}
+
+/* spool_body_name - "ID.body", the streaming file in tmp/. */
+static void spool_body_name(const struct spool_msg *m, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.body", m->id);
+}
+
+/* spool_msg_close_body - close and unlink tmp/ID.body if it exists (worker or close). */
+static void spool_msg_close_body(struct spool_msg *m)
+{
+    if (m->body_fd >= 0) {
+        char name[SPOOL_ID_SIZE + 8];
+        spool_body_name(m, name, sizeof name);
+        close(m->body_fd);
+        m->body_fd = -1;
+        unlinkat(m->sp->tmpfd, name, 0);
+    }
+}
+
+/* --- the message object (loop) --- */
+
+static void spool_live_unlink(struct spool_msg *m)
+{
+    if (m->prev)
+        m->prev->next = m->next;
+    else if (m->sp->live == m)
+        m->sp->live = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    m->prev = m->next = NULL;
+}
+
+static void spool_msg_free(struct spool_msg *m)
+{
+    evbuffer_free(m->buf);
+    evbuffer_free(m->wbuf);
+    free(m->env_text);
+    free(m);
+}
+
+struct spool_msg *spool_msg_new(struct spool *sp)
+{
+    struct spool_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->sp = sp;
+    m->buf = evbuffer_new();
+    m->wbuf = evbuffer_new();
+    if (!m->buf || !m->wbuf) {
+        if (m->buf)
+            evbuffer_free(m->buf);
+        if (m->wbuf)
+            evbuffer_free(m->wbuf);
+        free(m);
+        return NULL;
+    }
+    m->body_fd = m->fd = -1;
+    spool_id_next(&sp->idgen, m->id);
+    m->next = sp->live;
+    if (sp->live)
+        sp->live->prev = m;
+    sp->live = m;
+    return m;
+}
+
+const char *spool_msg_id(const struct spool_msg *m)
+{
+    return m->id;
+}
+
+size_t spool_msg_buffered(const struct spool_msg *m)
+{
+    return evbuffer_get_length(m->buf) + (m->writing ? m->inflight : 0);
+}
+
+/* --- streaming (one write job in flight per message) --- */
+
+/* spool_stream_work - worker: append wbuf to tmp/ID.body (created O_EXCL on first use). */
+static void spool_stream_work(void *arg)
+{
+    struct spool_msg *m = arg;
+    if (m->err) {
+        evbuffer_drain(m->wbuf, evbuffer_get_length(m->wbuf));
+        return;
+    }
+    if (m->body_fd < 0) {
+        char name[SPOOL_ID_SIZE + 8];
+        spool_body_name(m, name, sizeof name);
+        m->body_fd = openat(m->sp->tmpfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (m->body_fd < 0) {
+            m->err = errno;
+            evbuffer_drain(m->wbuf, evbuffer_get_length(m->wbuf));
+            return;
+        }
+    }
+    if (spool_write_evbuffer(m->body_fd, m->wbuf, &m->streamed) < 0)
+        m->err = errno;
+}
+
+static void spool_commit_start(struct spool_msg *m);
+static void spool_abort_start(struct spool_msg *m);
+static void spool_stream_done(void *arg);
+
+/* spool_stream_kick - start a write job when enough is buffered and none is running. */
+static void spool_stream_kick(struct spool_msg *m)
+{
+    if (m->writing || m->loop_err || evbuffer_get_length(m->buf) <= SPOOL_STREAM_THRESHOLD)
+        return;
+    evbuffer_add_buffer(m->wbuf, m->buf);
+    m->inflight = evbuffer_get_length(m->wbuf);
+    m->writing = 1;
+    m->sp->busy++;
+    workers_submit(m->sp->io, spool_stream_work, spool_stream_done, m);
+}
+
+/* spool_stream_done - loop: a write job finished; continue whatever the message waits for. */
+static void spool_stream_done(void *arg)
+{
+    struct spool_msg *m = arg;
+    m->writing = 0;
+    m->inflight = 0;
+    m->sp->busy--;
+    if (m->err)
+        m->loop_err = m->err;
+    switch (m->state) {
+    case SPOOL_MSG_OPEN:
+        spool_stream_kick(m);
+        break;
+    case SPOOL_MSG_COMMITTING:
+        spool_commit_start(m);
+        break;
+    case SPOOL_MSG_ABORTING:
+        spool_abort_start(m);
+        break;
+    }
+}
+
+int spool_msg_append(struct spool_msg *m, struct evbuffer *buf)
+{
+    if (m->state != SPOOL_MSG_OPEN)
+        return -1;
+    m->size += (long long)evbuffer_get_length(buf);
+    evbuffer_add_buffer(m->buf, buf);
+    if (m->loop_err) {
+        evbuffer_drain(m->buf, evbuffer_get_length(m->buf)); /* it will never be written */
+        return -1;
+    }
+    spool_stream_kick(m);
+    return 0;
+}
+
+/* --- abort --- */
+
+static void spool_abort_work(void *arg)
+{
+    spool_msg_close_body(arg);
+}
+
+static void spool_abort_done(void *arg)
+{
+    struct spool_msg *m = arg;
+    m->sp->busy--;
+    spool_msg_free(m);
+}
+
+/* spool_abort_start - remove tmp/ID.body in a worker (nothing to do if never written). */
+static void spool_abort_start(struct spool_msg *m)
+{
+    if (m->body_fd < 0) {
+        spool_msg_free(m);
+        return;
+    }
+    m->sp->busy++;
+    workers_submit(m->sp->io, spool_abort_work, spool_abort_done, m);
+}
+
+void spool_msg_abort(struct spool_msg *m)
+{
+    if (!m || m->state != SPOOL_MSG_OPEN)
+        return;
+    spool_live_unlink(m);
+    m->state = SPOOL_MSG_ABORTING;
+    evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
+    if (!m->writing)
+        spool_abort_start(m);
+}
+
+void spool_msg_drop_live(struct spool *sp)
+{
+    while (sp->live) {
+        struct spool_msg *m = sp->live;
+        spool_live_unlink(m);
+        spool_msg_close_body(m);
+        spool_msg_free(m);
+    }
+}
+
+/* --- commit --- */
+
+/* spool_commit_finish - loop: report the outcome, account for the queued message, free M. */
+static void spool_commit_finish(struct spool_msg *m, int err)
+{
+    struct spool *sp = m->sp;
+    sp->busy--;
+    if (!err) {
+        counter_add(CNT_SPOOL_COMMITS, 1);
+        spool_queued(sp, m->id, m->size);
+    }
+    if (m->done)
+        m->done(m->done_arg, err);
+    if (!err && sp->notify_cb)
+        sp->notify_cb(sp->notify_arg, m->id);
+    spool_msg_free(m);
+}
+
+/* spool_commit_prepare_work - worker: write tmp/ID = envelope + streamed body + the rest. */
+static void spool_commit_prepare_work(void *arg)
+{
+    struct spool_msg *m = arg;
+    int tmpfd = m->sp->tmpfd;
+    if (m->loop_err) {
+        m->err = m->loop_err;
+        goto fail;
+    }
+    if (!m->env_text) {
+        m->err = ENOMEM;
+        goto fail;
+    }
+    m->fd = openat(tmpfd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (m->fd < 0) {
+        m->err = errno;
+        goto fail;
+    }
+    if (spool_write_all(m->fd, m->env_text, m->env_len) < 0 ||
+        (m->body_fd >= 0 && spool_copy_fd(m->body_fd, m->fd, m->streamed) < 0) ||
+        spool_write_evbuffer(m->fd, m->buf, NULL) < 0) {
+        m->err = errno ? errno : EIO;
+        goto fail;
+    }
+    spool_msg_close_body(m);
+    return;
+fail:
+    if (m->fd >= 0) {
+        close(m->fd);
+        m->fd = -1;
+        unlinkat(tmpfd, m->id, 0);
+    }
+    spool_msg_close_body(m);
+    evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
+}
+
+/* spool_commit_prepare_done - loop: hand a written file to the committer, or fail. */
+static void spool_commit_prepare_done(void *arg)
+{
+    struct spool_msg *m = arg;
+    struct spool *sp = m->sp;
+    if (m->err) {
+        spool_commit_finish(m, m->err);
+        return;
+    }
+    pthread_mutex_lock(&sp->cmu);
+    m->cnext = NULL;
+    if (sp->cq_tail)
+        sp->cq_tail->cnext = m;
+    else
+        sp->cq_head = m;
+    sp->cq_tail = m;
+    pthread_cond_signal(&sp->ccv);
+    pthread_mutex_unlock(&sp->cmu);
+}
+
+static void spool_commit_start(struct spool_msg *m)
+{
+    m->sp->busy++;
+    workers_submit(m->sp->io, spool_commit_prepare_work, spool_commit_prepare_done, m);
+}
+
+void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
+                      void (*done)(void *arg, int err), void *arg)
+{
+    if (!m || m->state != SPOOL_MSG_OPEN)
+        return; /* a caller bug: committed or aborted twice */
+    spool_live_unlink(m);
+    m->state = SPOOL_MSG_COMMITTING;
+    m->done = done;
+    m->done_arg = arg;
+    struct spool_envelope e = *env;
+    memcpy(e.id, m->id, sizeof e.id);
+    e.size = m->size;
+    if (e.arrival_us <= 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        e.arrival_us = (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+    }
+    /* Encoded here because ENV is only valid during this call; a NULL result
+     * (out of memory) fails the commit in the worker. */
+    m->env_text = spool_env_encode(&e, &m->env_len);
+    if (!m->writing)
+        spool_commit_start(m);
+}
+
+/* --- the committer thread --- */
+
+/* spool_commit_posted - loop: the committer is done with M; report it. */
+static void spool_commit_posted(void *arg)
+{
+    struct spool_msg *m = arg;
+    spool_commit_finish(m, m->err);
+}
+
+/* spool_commit_batch - make a batch durable and move it into queue/ (committer thread). */
+static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
+{
+    int n = 0;
+    for (struct spool_msg *m = batch; m; m = m->cnext)
+        n++;
+    /* 1. data: one flush for the whole batch */
+    int r = n == 1 ? fdatasync(batch->fd) : syncfs(batch->fd);
+    int ferr = r < 0 ? errno : 0;
+    counter_add(CNT_SPOOL_FLUSHES, 1);
+    /* 2. rename each into its hash directory */
+    int touched[SPOOL_NHASH] = {0}, ntouched = 0, last = 0;
+    for (struct spool_msg *m = batch; m; m = m->cnext) {
+        close(m->fd);
+        m->fd = -1;
+        if (!ferr && renameat(sp->tmpfd, m->id, sp->qfd[spool_id_hash(m->id)], m->id) < 0)
+            m->err = errno;
+        else
+            m->err = ferr;
+        if (m->err) {
+            unlinkat(sp->tmpfd, m->id, 0);
+            continue;
+        }
+        last = spool_id_hash(m->id);
+        if (!touched[last]++)
+            ntouched++;
+    }
+    /* 3. the renames: fsync the one directory, or syncfs for several */
+    if (ntouched > 0) {
+        int derr = 0;
+        if ((ntouched == 1 ? fsync(sp->qfd[last]) : syncfs(sp->dirfd)) < 0)
+            derr = errno;
+        counter_add(CNT_SPOOL_FLUSHES, 1);
+        if (derr) {
+            /* Not known to be durable: take them back out so nothing stays that
+             * was not acknowledged. */
+            for (struct spool_msg *m = batch; m; m = m->cnext) {
+                if (!m->err) {
+                    m->err = derr;
+                    unlinkat(sp->qfd[spool_id_hash(m->id)], m->id, 0);
+                }
+            }
+        }
+    }
+    /* 4. only now the replies */
+    for (struct spool_msg *m = batch, *next; m; m = next) {
+        next = m->cnext;
+        workers_submit(sp->io, NULL, spool_commit_posted, m);
+    }
+}
+
+/* spool_committer_main - collect every ready commit, flush them together, repeat. */
+static void *spool_committer_main(void *arg)
+{
+    struct spool *sp = arg;
+    pthread_mutex_lock(&sp->cmu);
+    for (;;) {
+        while (!sp->cq_head && !sp->cstop)
+            pthread_cond_wait(&sp->ccv, &sp->cmu);
+        struct spool_msg *batch = sp->cq_head;
+        if (!batch)
+            break;
+        sp->cq_head = sp->cq_tail = NULL;
+        pthread_mutex_unlock(&sp->cmu);
+        spool_commit_batch(sp, batch);
+        pthread_mutex_lock(&sp->cmu);
+    }
+    pthread_mutex_unlock(&sp->cmu);
+    return NULL;
+}
+
+int spool_committer_start(struct spool *sp)
+{
+    if (pthread_create(&sp->committer, NULL, spool_committer_main, sp) != 0)
+        return -1;
+    pthread_setname_np(sp->committer, "spool-commit");
+    sp->committer_started = 1;
+    return 0;
+}
+
+void spool_committer_stop(struct spool *sp)
+{
+    if (!sp->committer_started)
+        return;
+    pthread_mutex_lock(&sp->cmu);
+    sp->cstop = 1;
+    pthread_cond_signal(&sp->ccv);
+    pthread_mutex_unlock(&sp->cmu);
+    pthread_join(sp->committer, NULL);
+    sp->committer_started = 0;
+}

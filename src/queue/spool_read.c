@@ -1,0 +1,182 @@
+/*
+ * spool_read.c - the delivery side's access to queued messages: parsing a
+ * queued envelope, opening the message bytes, removing a message, listing the
+ * queue. spool_load_envelope and spool_open_message block on disk I/O and are
+ * meant for worker threads; they only read immutable state of the spool (the
+ * directory fds), so any thread may call them. spool_remove, spool_foreach,
+ * spool_count and spool_contains are for the loop thread.
+ * Not here: writing (spool_intake.c); per-recipient status files (delivery).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mta/counters.h"
+#include "mta/workers.h"
+#include "spool_int.h"
+
+/* spool_open_queued - open queue/X/ID read-only; -1 and errno. */
+static int spool_open_queued(struct spool *sp, const char *id)
+{
+    if (!id || !spool_id_valid(id)) {
+        errno = ENOENT;
+        return -1;
+    }
+    return openat(sp->qfd[spool_id_hash(id)], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+}
+
+int spool_load_envelope(struct spool *sp, const char *id, struct spool_envelope **out)
+{
+    *out = NULL;
+    int fd = spool_open_queued(sp, id);
+    if (fd < 0)
+        return errno;
+    size_t hdrlen;
+    int err = spool_env_read_fd(fd, out, &hdrlen);
+    close(fd);
+    return err;
+}
+
+int spool_open_message(struct spool *sp, const char *id, struct spool_envelope **env,
+                       long long *size)
+{
+    if (env)
+        *env = NULL;
+    int fd = spool_open_queued(sp, id);
+    if (fd < 0)
+        return -1;
+    struct spool_envelope *e = NULL;
+    size_t hdrlen = 0;
+    struct stat st;
+    int err = spool_env_read_fd(fd, &e, &hdrlen);
+    if (!err && (fstat(fd, &st) < 0 || (long long)hdrlen + e->size != (long long)st.st_size))
+        err = EBADMSG;
+    if (!err && lseek(fd, (off_t)hdrlen, SEEK_SET) < 0)
+        err = errno;
+    if (err) {
+        spool_envelope_free(e);
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    *size = e->size;
+    if (env)
+        *env = e;
+    else
+        spool_envelope_free(e);
+    return fd;
+}
+
+int spool_status_path(const char *id, char *buf, size_t len)
+{
+    if (!id || !spool_id_valid(id))
+        return -1;
+    int n = snprintf(buf, len, "queue/%X/%s.st", spool_id_hash(id), id);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int spool_dir_fd(const struct spool *sp)
+{
+    return sp->dirfd;
+}
+
+/* --- remove --- */
+
+struct spool_remove_job {
+    struct spool *sp;
+    char id[SPOOL_ID_SIZE];
+    int err;
+    int gone; /* the file no longer exists (even if the directory fsync failed) */
+    void (*done)(void *arg, int err);
+    void *arg;
+};
+
+/* spool_remove_work - worker: unlink the message and its status file, fsync the directory. */
+static void spool_remove_work(void *arg)
+{
+    struct spool_remove_job *j = arg;
+    int dfd = j->sp->qfd[spool_id_hash(j->id)];
+    char st[SPOOL_ID_SIZE + 4];
+    snprintf(st, sizeof st, "%s.st", j->id);
+    if (unlinkat(dfd, j->id, 0) < 0) {
+        j->err = errno;
+        j->gone = errno == ENOENT;
+        return;
+    }
+    j->gone = 1;
+    unlinkat(dfd, st, 0); /* usually absent */
+    j->err = spool_fsync_dir(dfd);
+}
+
+static void spool_remove_done(void *arg)
+{
+    struct spool_remove_job *j = arg;
+    struct spool *sp = j->sp;
+    sp->busy--;
+    if (j->gone) {
+        long long size = spool_index_del(&sp->index, j->id);
+        if (size >= 0) {
+            counter_add(CNT_MQUEUE_MESSAGES, -1);
+            counter_add(CNT_MQUEUE_BYTES, -size);
+        }
+    }
+    if (j->done)
+        j->done(j->arg, j->err);
+    free(j);
+}
+
+/* spool_remove_unknown - loop: report ENOENT for an ID that is not queued. */
+static void spool_remove_unknown(void *arg)
+{
+    struct spool_remove_job *j = arg;
+    j->sp->busy--;
+    if (j->done)
+        j->done(j->arg, ENOENT);
+    free(j);
+}
+
+void spool_remove(struct spool *sp, const char *id, void (*done)(void *arg, int err), void *arg)
+{
+    struct spool_remove_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        if (done)
+            done(arg, ENOMEM);
+        return;
+    }
+    j->sp = sp;
+    j->done = done;
+    j->arg = arg;
+    sp->busy++;
+    if (!id || !spool_id_valid(id) || !spool_index_find(&sp->index, id)) {
+        workers_submit(sp->io, NULL, spool_remove_unknown, j);
+        return;
+    }
+    memcpy(j->id, id, SPOOL_ID_SIZE);
+    workers_submit(sp->io, spool_remove_work, spool_remove_done, j);
+}
+
+/* --- listing --- */
+
+void spool_foreach(struct spool *sp, void (*cb)(void *arg, const char *id, long long size),
+                   void *arg)
+{
+    size_t n;
+    struct spool_index_entry *v = spool_index_snapshot(&sp->index, &n);
+    for (size_t i = 0; v && i < n; i++)
+        cb(arg, v[i].id, v[i].size);
+    free(v);
+}
+
+long spool_count(const struct spool *sp)
+{
+    return (long)sp->index.count;
+}
+
+int spool_contains(const struct spool *sp, const char *id)
+{
+    return id && spool_id_valid(id) && spool_index_find(&sp->index, id) != NULL;
+}

@@ -1,0 +1,185 @@
+/*
+ * spool_status.c - the per-message status file "queue/X/ID.st": which delivery
+ * slots (recipients, then cc_mta copies) are done, how many attempts were made
+ * and when the next retry is due. Written by tmp + fsync + rename + directory
+ * fsync, so after a crash it is either the old or the new version, never torn.
+ * It exists only once some slot is final; spool_remove deletes it with the message.
+ * Not here: the scheduling decisions (sched.c) or the message file (spool_*.c).
+ */
+#include "sched_int.h"
+#include "spool_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STATUS_VERSION_LINE "MTA-STATUS 1"
+#define STATUS_MAX (1024 * 1024) /* a status file larger than this is corrupt */
+
+char *spool_status_encode(const struct spool_status *st, size_t *len)
+{
+    size_t cap = 128 + (size_t)st->nslots;
+    char *buf = malloc(cap);
+    int n;
+
+    if (!buf)
+        return NULL;
+    n = snprintf(buf, cap, STATUS_VERSION_LINE "\nattempts %d\nnext %lld\nslots ", st->attempts,
+                 st->next_retry);
+    if (n < 0 || (size_t)n >= cap) {
+        free(buf);
+        return NULL;
+    }
+    memcpy(buf + n, st->slots, (size_t)st->nslots);
+    n += st->nslots;
+    memcpy(buf + n, "\nend\n", 5);
+    *len = (size_t)n + 5;
+    return buf;
+}
+
+/* spool_status_line - the next line of TEXT at *POS (without '\n'), or NULL at the end. */
+static const char *spool_status_line(const char *text, size_t len, size_t *pos, size_t *llen)
+{
+    const char *p, *nl;
+
+    if (*pos >= len)
+        return NULL;
+    p = text + *pos;
+    nl = memchr(p, '\n', len - *pos);
+    if (!nl)
+        return NULL; /* an unterminated line: the file is torn or foreign */
+    *llen = (size_t)(nl - p);
+    *pos += *llen + 1;
+    return p;
+}
+
+int spool_status_decode(const char *text, size_t len, struct spool_status *st)
+{
+    size_t pos = 0, ll;
+    const char *l;
+    int have_end = 0;
+
+    memset(st, 0, sizeof(*st));
+    l = spool_status_line(text, len, &pos, &ll);
+    if (!l || ll != strlen(STATUS_VERSION_LINE) || memcmp(l, STATUS_VERSION_LINE, ll) != 0)
+        return -1;
+    while ((l = spool_status_line(text, len, &pos, &ll))) {
+        char num[32];
+        if (ll == 3 && memcmp(l, "end", 3) == 0) {
+            have_end = 1;
+            break;
+        }
+        if (ll > 9 && memcmp(l, "attempts ", 9) == 0 && ll - 9 < sizeof(num)) {
+            memcpy(num, l + 9, ll - 9);
+            num[ll - 9] = '\0';
+            st->attempts = atoi(num);
+        } else if (ll > 5 && memcmp(l, "next ", 5) == 0 && ll - 5 < sizeof(num)) {
+            memcpy(num, l + 5, ll - 5);
+            num[ll - 5] = '\0';
+            st->next_retry = atoll(num);
+        } else if (ll >= 6 && memcmp(l, "slots ", 6) == 0) {
+            size_t i;
+            free(st->slots);
+            st->nslots = (int)(ll - 6);
+            st->slots = malloc(ll - 6 + 1);
+            if (!st->slots)
+                return -1;
+            memcpy(st->slots, l + 6, ll - 6);
+            for (i = 0; i < ll - 6; i++)
+                if (st->slots[i] != SCHED_SLOT_PENDING && st->slots[i] != SCHED_SLOT_SENT &&
+                    st->slots[i] != SCHED_SLOT_BOUNCED)
+                    st->slots[i] = SCHED_SLOT_PENDING; /* unknown: deliver (at least once) */
+        }
+        /* unknown lines are ignored: a newer version may add some */
+    }
+    if (!have_end || !st->slots) {
+        free(st->slots);
+        st->slots = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int spool_status_write(struct spool *sp, const char *id, const struct spool_status *st)
+{
+    char tmpname[SPOOL_ID_SIZE + 16], name[SPOOL_ID_SIZE + 8];
+    size_t len, off = 0;
+    char *text;
+    int fd, err = 0, qfd;
+
+    if (!spool_id_valid(id))
+        return EINVAL;
+    qfd = sp->qfd[spool_id_hash(id)];
+    text = spool_status_encode(st, &len);
+    if (!text)
+        return ENOMEM;
+    snprintf(tmpname, sizeof(tmpname), "%s.st.tmp", id);
+    snprintf(name, sizeof(name), "%s.st", id);
+    fd = openat(sp->tmpfd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        free(text);
+        return errno;
+    }
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+            break;
+        }
+        off += (size_t)w;
+    }
+    free(text);
+    if (!err && fsync(fd) < 0)
+        err = errno;
+    close(fd);
+    /* the message may have been removed meanwhile (delete, last recipient done):
+     * then the status must not outlive it */
+    if (!err && faccessat(qfd, id, F_OK, 0) < 0)
+        err = errno;
+    if (!err && renameat(sp->tmpfd, tmpname, qfd, name) < 0)
+        err = errno;
+    if (err)
+        unlinkat(sp->tmpfd, tmpname, 0);
+    else
+        err = spool_fsync_dir(qfd);
+    return err;
+}
+
+int spool_status_read(struct spool *sp, const char *id, struct spool_status *st)
+{
+    char name[SPOOL_ID_SIZE + 8];
+    struct stat sb;
+    char *buf;
+    ssize_t n;
+    size_t got = 0;
+    int fd, rc;
+
+    memset(st, 0, sizeof(*st));
+    if (!spool_id_valid(id))
+        return EINVAL;
+    snprintf(name, sizeof(name), "%s.st", id);
+    fd = openat(sp->qfd[spool_id_hash(id)], name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    if (fstat(fd, &sb) < 0 || sb.st_size > STATUS_MAX) {
+        close(fd);
+        return EBADMSG;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (!buf) {
+        close(fd);
+        return ENOMEM;
+    }
+    while (got < (size_t)sb.st_size && (n = read(fd, buf + got, (size_t)sb.st_size - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    rc = spool_status_decode(buf, got, st);
+    free(buf);
+    return rc == 0 ? 0 : EBADMSG;
+}

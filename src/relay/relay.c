@@ -1,0 +1,661 @@
+/*
+ * relay.c - the delivery engine's hub: takes jobs from the scheduler within the
+ * concurrency limits (default_destination_concurrency_limit per destination,
+ * default_process_limit in all), reuses idle connections, loads messages on
+ * worker threads, logs every recipient result in Postfix's format, and when a
+ * job ends turns bounces, expiries and success notifications into RFC 3464
+ * messages committed through the spool before the scheduler hears the result.
+ * Not here: the SMTP conversation (relay_smtp.c), the DSN text (relay_bounce.c).
+ */
+#include "relay_int.h"
+
+#include "mta/conf.h"
+#include "mta/counters.h"
+#include "mta/log.h"
+#include "mta/nexthop.h"
+#include "mta/spool.h"
+#include "mta/workers.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* relay_now_us - wall clock in microseconds. */
+long long relay_now_us(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
+}
+
+struct relay_dest *relay_dest_get(struct relay *r, const char *name)
+{
+    struct relay_dest *d;
+
+    for (d = r->dests; d; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    d = calloc(1, sizeof(*d));
+    if (!d || !(d->name = strdup(name))) {
+        free(d);
+        return NULL;
+    }
+    d->next = r->dests;
+    r->dests = d;
+    return d;
+}
+
+/* relay_can_cb - may a new connection to DEST start now? */
+int relay_can_cb(void *arg, const char *dest)
+{
+    struct relay *r = arg;
+    struct relay_dest *d;
+
+    if (r->nconn >= r->conf->default_process_limit)
+        return 0;
+    for (d = r->dests; d; d = d->next)
+        if (strcmp(d->name, dest) == 0)
+            return d->nconn < r->conf->default_destination_concurrency_limit;
+    return 1;
+}
+
+/* relay_kick - the scheduler has ready jobs: feed idle connections first, then open new ones. */
+void relay_kick(void *arg)
+{
+    struct relay *r = arg;
+    struct relay_conn *c, *next;
+    struct sched_job *job;
+
+    if (r->stopping)
+        return;
+    for (c = r->conns; c; c = next) {
+        next = relay_conn_next(c);
+        if (relay_conn_is_idle(c))
+            relay_conn_idle_take(c);
+    }
+    while (r->nconn < r->conf->default_process_limit &&
+           (job = sched_job_take(r->sched, relay_can_cb, r))) {
+        if (!relay_conn_new(r, job))
+            break; /* out of memory: the job was handed back */
+    }
+}
+
+static void relay_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    relay_kick(arg);
+}
+
+void relay_kick_later(struct relay *r)
+{
+    if (r->kick_ev && !r->stopping)
+        event_active(r->kick_ev, EV_TIMEOUT, 0);
+}
+
+/* --- results and the maillog --- */
+
+void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
+                  const char *dsn, const char *relay_field, const char *remote,
+                  const char *status_text, const char *diag)
+{
+    struct sched_job *job = rj->job;
+    const struct spool_envelope *env = job->env;
+    int slot = job->rcpt[i];
+    const char *addr = env->rcpt[slot < env->nrcpt ? slot : slot - env->nrcpt].addr;
+    long long now = relay_now_us();
+    long long conn_us = rj->conn_us ? rj->conn_us : now;
+    char d0[16], d1[16], d2[16], d3[16], d4[16];
+    const char *st = res == SCHED_RESULT_SENT     ? "sent"
+                     : res == SCHED_RESULT_BOUNCE ? "bounced"
+                                                  : "deferred";
+
+    if (job->result[i] != SCHED_RESULT_NONE)
+        return; /* one result per attempt */
+    job->result[i] = res;
+    snprintf(rj->ri[i].dsn, sizeof(rj->ri[i].dsn), "%s", dsn);
+    free(rj->ri[i].diag);
+    rj->ri[i].diag = strdup(diag ? diag : status_text);
+    free(rj->ri[i].remote);
+    rj->ri[i].remote = strdup(remote ? remote : "");
+    relay_fmt_delay((now - env->arrival_us) / 1e6, d0, sizeof(d0));
+    relay_fmt_delay((job->active_us - env->arrival_us) / 1e6, d1, sizeof(d1));
+    relay_fmt_delay((job->dispatch_us - job->active_us) / 1e6, d2, sizeof(d2));
+    relay_fmt_delay((conn_us - job->dispatch_us) / 1e6, d3, sizeof(d3));
+    relay_fmt_delay((now - conn_us) / 1e6, d4, sizeof(d4));
+    log_mail("smtp", "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+             job->queue_id, addr, relay_field, d0, d1, d2, d3, d4, dsn, st, status_text);
+    if (res == SCHED_RESULT_SENT)
+        counter_add(CNT_DELIVERED, 1);
+    else if (res == SCHED_RESULT_BOUNCE)
+        counter_add(CNT_BOUNCED, 1);
+    else {
+        counter_add(CNT_DEFERRED, 1);
+        sched_job_reason(r->sched, job, i, status_text);
+    }
+}
+
+/* --- loading the message (worker) --- */
+
+struct relay_load {
+    struct relay *r;
+    unsigned long long conn_id;
+    struct relay_job *rj;
+    char id[SPOOL_ID_SIZE];
+    char *body;
+    size_t len;
+    long long size;
+    int err;
+};
+
+/* relay_stuff - append BUF to the growing dot-stuffed body (a '.' starting a line gets doubled). */
+static int relay_stuff(struct relay_load *ld, size_t *cap, const char *buf, size_t n, int *bol)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ld->len + 8 > *cap) {
+            size_t ncap = *cap ? *cap * 2 : 65536;
+            char *nb = realloc(ld->body, ncap);
+            if (!nb)
+                return ENOMEM;
+            ld->body = nb;
+            *cap = ncap;
+        }
+        if (*bol && buf[i] == '.')
+            ld->body[ld->len++] = '.';
+        ld->body[ld->len++] = buf[i];
+        *bol = buf[i] == '\n';
+    }
+    return 0;
+}
+
+static void relay_load_work(void *arg)
+{
+    struct relay_load *ld = arg;
+    char buf[65536];
+    size_t cap = 0;
+    long long left;
+    int fd, bol = 1;
+
+    fd = spool_open_message(ld->r->spool, ld->id, NULL, &ld->size);
+    if (fd < 0) {
+        ld->err = errno ? errno : EIO;
+        return;
+    }
+    cap = (size_t)ld->size + ld->size / 64 + 64; /* room for some stuffing */
+    ld->body = malloc(cap);
+    if (!ld->body) {
+        ld->err = ENOMEM;
+        close(fd);
+        return;
+    }
+    left = ld->size;
+    while (left > 0) {
+        ssize_t n = read(fd, buf, left < (long long)sizeof(buf) ? (size_t)left : sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ld->err = n < 0 ? errno : EIO;
+            break;
+        }
+        left -= n;
+        if ((ld->err = relay_stuff(ld, &cap, buf, (size_t)n, &bol)))
+            break;
+    }
+    close(fd);
+    if (!ld->err) {
+        /* the message ends in CRLF as stored; make sure, then the dot in the same buffer */
+        if (ld->len && !bol)
+            ld->err = relay_stuff(ld, &cap, "\r\n", 2, &bol);
+        if (!ld->err)
+            ld->err = relay_stuff(ld, &cap, ".\r\n", 3, &bol) ? ENOMEM : 0;
+        /* relay_stuff doubled the final dot because it starts a line: undo that */
+        if (!ld->err && ld->len >= 4 && memcmp(ld->body + ld->len - 4, "..\r\n", 4) == 0) {
+            ld->body[ld->len - 4] = '.';
+            ld->body[ld->len - 3] = '\r';
+            ld->body[ld->len - 2] = '\n';
+            ld->len--;
+        }
+    }
+}
+
+static void relay_load_done(void *arg)
+{
+    struct relay_load *ld = arg;
+    struct relay_conn *c = ld->r->stopping ? NULL : relay_conn_find(ld->r, ld->conn_id);
+
+    if (c) {
+        ld->rj->body = ld->err ? NULL : ld->body;
+        ld->rj->body_len = ld->err ? 0 : ld->len;
+        ld->rj->msg_size = ld->size;
+        ld->rj->body_err = ld->err;
+        if (!ld->err)
+            ld->body = NULL;
+        relay_conn_body_loaded(c);
+    }
+    free(ld->body);
+    free(ld);
+}
+
+void relay_job_load(struct relay *r, struct relay_job *rj, unsigned long long conn_id)
+{
+    struct relay_load *ld = calloc(1, sizeof(*ld));
+
+    rj->body_err = -1;
+    if (!ld) {
+        rj->body_err = ENOMEM;
+        return;
+    }
+    ld->r = r;
+    ld->conn_id = conn_id;
+    ld->rj = rj;
+    snprintf(ld->id, sizeof(ld->id), "%s", rj->job->queue_id);
+    workers_submit(r->io, relay_load_work, relay_load_done, ld);
+}
+
+/* --- end of a job: notifications, then the scheduler --- */
+
+struct relay_notify {
+    struct relay_token *tok;
+    struct relay_job *rj;
+    int success; /* the notification being made: 1 success, 0 bounce */
+    int *which;  /* job recipient indices it covers */
+    int n;
+    int nfail_pending, nsucc_pending;
+    struct evbuffer *text;
+    char *orig;
+    size_t origlen;
+    int err;
+    struct spool_envelope env;
+    struct spool_rcpt rcpt;
+    struct spool_msg *msg;
+};
+
+static void relay_notify_next(struct relay *r, struct relay_job *rj, int success_done);
+
+/* relay_job_release - hand the job back to the scheduler and free the relay side. */
+static void relay_job_release(struct relay *r, struct relay_job *rj)
+{
+    int i;
+
+    if (rj->listed) {
+        rj->listed = 0;
+        if (rj->nprev)
+            rj->nprev->nnext = rj->nnext;
+        else if (r->notifying == rj)
+            r->notifying = rj->nnext;
+        if (rj->nnext)
+            rj->nnext->nprev = rj->nprev;
+    }
+    sched_job_done(r->sched, rj->job);
+    for (i = 0; rj->ri && i < rj->job_nrcpt_saved; i++) {
+        free(rj->ri[i].diag);
+        free(rj->ri[i].remote);
+    }
+    free(rj->ri);
+    free(rj->body);
+    free(rj);
+}
+
+/* relay_wants_failure_dsn - job recipient I bounced and its sender asked (or did not refuse) to hear. */
+static int relay_wants_dsn(const struct relay_job *rj, int i, int success)
+{
+    const struct sched_job *job = rj->job;
+    int slot = job->rcpt[i], notify;
+
+    if (slot >= job->env->nrcpt || !job->env->sender[0])
+        return 0; /* cc_mta copies and bounces themselves never produce notifications */
+    notify = job->env->rcpt[slot].notify;
+    if (notify & SPOOL_NOTIFY_NEVER)
+        return 0;
+    if (success)
+        return job->result[i] == SCHED_RESULT_SENT && (notify & SPOOL_NOTIFY_SUCCESS) &&
+               !rj->ri[i].notified;
+    return job->result[i] == SCHED_RESULT_BOUNCE && (!notify || (notify & SPOOL_NOTIFY_FAILURE));
+}
+
+static void relay_notify_build(void *arg)
+{
+    struct relay_notify *nt = arg;
+    struct relay_job *rj = nt->rj;
+    const struct spool_envelope *env = rj->job->env;
+    struct relay_dsn_rcpt dr[64];
+    struct relay_dsn_info info;
+    char boundary[128], msgid[160];
+    long long size = 0;
+    int fd, i, hdrs_only;
+
+    /* the original message, for the third part */
+    fd = spool_open_message(nt->tok->r->spool, rj->job->queue_id, NULL, &size);
+    if (fd >= 0) {
+        size_t want = size > RELAY_BOUNCE_FULL_MAX ? RELAY_BOUNCE_FULL_MAX : (size_t)size;
+        nt->orig = malloc(want + 1);
+        if (nt->orig) {
+            ssize_t n;
+            while (nt->origlen < want &&
+                   (n = read(fd, nt->orig + nt->origlen, want - nt->origlen)) > 0)
+                nt->origlen += (size_t)n;
+        }
+        close(fd);
+    }
+    hdrs_only = env->ret == SPOOL_RET_HDRS || size > RELAY_BOUNCE_FULL_MAX || nt->success;
+    if (env->ret == SPOOL_RET_FULL && !nt->success && size <= RELAY_BOUNCE_FULL_MAX)
+        hdrs_only = 0;
+    if (hdrs_only && nt->orig) {
+        char *end = memmem(nt->orig, nt->origlen, "\r\n\r\n", 4);
+        if (end)
+            nt->origlen = (size_t)(end - nt->orig) + 2;
+    }
+    snprintf(boundary, sizeof(boundary), "%s.%lld/%s", rj->job->queue_id, (long long)time(NULL),
+             nt->tok->r->myhostname);
+    snprintf(msgid, sizeof(msgid), "%s.%lld@%s", rj->job->queue_id, relay_now_us(),
+             nt->tok->r->myhostname);
+    memset(&info, 0, sizeof(info));
+    info.hostname = nt->tok->r->myhostname;
+    info.queue_id = rj->job->queue_id;
+    info.sender = env->sender;
+    info.envid = env->envid;
+    info.arrival_us = env->arrival_us;
+    info.now = time(NULL);
+    info.boundary = boundary;
+    info.msgid = msgid;
+    info.success = nt->success;
+    info.hdrs_only = hdrs_only;
+    for (i = 0; i < nt->n && i < 64; i++) {
+        int k = nt->which[i], slot = rj->job->rcpt[k];
+        dr[i].addr = env->rcpt[slot].addr;
+        dr[i].orcpt = env->rcpt[slot].orcpt;
+        dr[i].action = nt->success ? "relayed" : "failed";
+        dr[i].status = rj->ri[k].dsn;
+        dr[i].remote = rj->ri[k].remote ? rj->ri[k].remote : "";
+        dr[i].diag = rj->ri[k].diag ? rj->ri[k].diag : "";
+    }
+    relay_dsn_build(&info, dr, i, nt->orig ? nt->orig : "", nt->orig ? nt->origlen : 0, nt->text);
+}
+
+static void relay_notify_committed(void *arg, int err)
+{
+    struct relay_notify *nt = arg;
+    struct relay *r = nt->tok->r;
+    struct relay_job *rj = nt->rj;
+    const char *newid = nt->env.id;
+    int i;
+
+    if (!r) {
+        /* the relay stopped meanwhile and handed the job back already */
+        if (err)
+            log_warning("bounce", "notification not queued at shutdown: %s", strerror(err));
+        else
+            log_mail("bounce", "sender notification: %s", newid);
+        if (--nt->tok->refs == 0)
+            free(nt->tok);
+        free(nt->which);
+        free(nt);
+        return;
+    }
+    if (err) {
+        log_warning("bounce", "%s: cannot queue %s notification: %s", rj->job->queue_id,
+                    nt->success ? "delivery status" : "non-delivery", strerror(err));
+        /* the bounce must not be lost: keep those recipients for another attempt */
+        if (!nt->success)
+            for (i = 0; i < nt->n; i++)
+                rj->job->result[nt->which[i]] = SCHED_RESULT_DEFER;
+    } else {
+        log_mail("bounce", "%s: sender %s notification: %s", rj->job->queue_id,
+                 nt->success ? "delivery status" : "non-delivery", newid);
+    }
+    if (--nt->tok->refs == 0 && !nt->tok->r)
+        free(nt->tok);
+    free(nt->which);
+    free(nt);
+    relay_notify_next(r, rj, 0);
+}
+
+static void relay_notify_built(void *arg)
+{
+    struct relay_notify *nt = arg;
+    struct relay *r = nt->tok->r;
+    struct relay_job *rj = nt->rj;
+    const struct spool_envelope *env = rj->job->env;
+
+    free(nt->orig);
+    nt->orig = NULL;
+    if (r->stopping || !(nt->msg = spool_msg_new(r->spool))) {
+        int i;
+        evbuffer_free(nt->text);
+        if (!nt->success)
+            for (i = 0; i < nt->n; i++)
+                rj->job->result[nt->which[i]] = SCHED_RESULT_NONE;
+        nt->tok->refs--;
+        free(nt->which);
+        free(nt);
+        relay_notify_next(r, rj, 1);
+        return;
+    }
+    spool_msg_append(nt->msg, nt->text);
+    evbuffer_free(nt->text);
+    nt->text = NULL;
+    memset(&nt->env, 0, sizeof(nt->env));
+    nt->env.sender = (char *)"";
+    nt->rcpt.addr = env->sender;
+    nt->rcpt.orcpt = (char *)"";
+    nt->rcpt.notify = SPOOL_NOTIFY_NEVER;
+    nt->env.rcpt = &nt->rcpt;
+    nt->env.nrcpt = 1;
+    nt->env.envid = (char *)"";
+    nt->env.client_name = (char *)"localhost";
+    nt->env.client_addr = (char *)"127.0.0.1";
+    nt->env.helo = (char *)"localhost";
+    nt->env.arrival_us = relay_now_us();
+    spool_msg_commit(nt->msg, &nt->env, relay_notify_committed, nt);
+}
+
+/* relay_notify_start - build and queue a notification for the recipients selected by SUCCESS. */
+static int relay_notify_start(struct relay *r, struct relay_job *rj, int success)
+{
+    struct relay_notify *nt;
+    int i;
+
+    for (i = 0; i < rj->job->nrcpt; i++)
+        if (relay_wants_dsn(rj, i, success))
+            break;
+    if (i == rj->job->nrcpt)
+        return 0;
+    nt = calloc(1, sizeof(*nt));
+    if (!nt || !(nt->which = calloc((size_t)rj->job->nrcpt, sizeof(int))) ||
+        !(nt->text = evbuffer_new())) {
+        if (nt)
+            free(nt->which);
+        free(nt);
+        return 0; /* out of memory: no notification (logged by the caller's warning) */
+    }
+    nt->tok = r->tok;
+    nt->tok->refs++;
+    nt->rj = rj;
+    nt->success = success;
+    for (i = 0; i < rj->job->nrcpt; i++)
+        if (relay_wants_dsn(rj, i, success))
+            nt->which[nt->n++] = i;
+    workers_submit(r->io, relay_notify_build, relay_notify_built, nt);
+    return 1;
+}
+
+/* relay_notify_next - success notification first, then the bounce, then release. */
+static void relay_notify_next(struct relay *r, struct relay_job *rj, int success_done)
+{
+    (void)success_done;
+    if (rj->notify_stage == 0) {
+        rj->notify_stage = 1;
+        if (!r->stopping && relay_notify_start(r, rj, 1))
+            return;
+    }
+    if (rj->notify_stage == 1) {
+        rj->notify_stage = 2;
+        if (!r->stopping && relay_notify_start(r, rj, 0))
+            return;
+    }
+    relay_job_release(r, rj);
+}
+
+void relay_job_finish(struct relay *r, struct relay_job *rj)
+{
+    struct sched_job *job = rj->job;
+    const struct spool_envelope *env = job->env;
+    long long age = time(NULL) - env->arrival_us / 1000000;
+    long life = env->sender[0] ? r->conf->maximal_queue_lifetime : r->conf->bounce_queue_lifetime;
+    int i, expired = 0, nullbounce = 0;
+
+    rj->job_nrcpt_saved = job->nrcpt;
+    free(rj->body);
+    rj->body = NULL;
+    for (i = 0; i < job->nrcpt; i++) {
+        if (job->result[i] == SCHED_RESULT_DEFER && age >= life && !r->stopping) {
+            /* too old: return it (Postfix: "status=expired, returned to sender") */
+            job->result[i] = SCHED_RESULT_BOUNCE;
+            counter_add(CNT_BOUNCED, 1);
+            expired = 1;
+        }
+        if (job->result[i] == SCHED_RESULT_BOUNCE && !env->sender[0] && job->rcpt[i] < env->nrcpt)
+            nullbounce = 1;
+    }
+    if (expired)
+        log_mail("qmgr", "%s: from=<%s>, status=expired, returned to sender", job->queue_id,
+                 env->sender);
+    if (nullbounce)
+        log_mail("bounce", "%s: undeliverable mail from the null sender: no notification sent "
+                           "(double bounce)",
+                 job->queue_id);
+    rj->notify_stage = 0;
+    /* on the notifying list until released, so relay_free can hand it back */
+    rj->nprev = NULL;
+    rj->nnext = r->notifying;
+    if (r->notifying)
+        r->notifying->nprev = rj;
+    r->notifying = rj;
+    rj->listed = 1;
+    relay_notify_next(r, rj, 0);
+}
+
+/* --- life cycle --- */
+
+struct relay *relay_new(struct event_base *base, const struct conf *conf, struct spool *spool,
+                        struct sched *sched, struct dns *dns, char **err)
+{
+    struct relay *r = calloc(1, sizeof(*r));
+    struct nexthop nh;
+    char *perr = NULL;
+
+    if (!r)
+        goto oom;
+    r->base = base;
+    r->conf = conf;
+    r->spool = spool;
+    r->sched = sched;
+    r->dns = dns;
+    if (conf->smart_relay[0] && nexthop_parse(conf->smart_relay, &nh, &perr) < 0) {
+        if (err && asprintf(err, "smart_relay = %s: %s", conf->smart_relay, perr ? perr : "bad next hop") < 0)
+            *err = NULL;
+        free(perr);
+        free(r);
+        return NULL;
+    }
+    if (conf->cc_mta[0]) {
+        if (conf->smart_relay[0])
+            log_warning("qmgr", "cc_mta = %s is ignored because smart_relay is set",
+                        conf->cc_mta);
+        else if (nexthop_parse(conf->cc_mta, &nh, &perr) < 0) {
+            if (err && asprintf(err, "cc_mta = %s: %s", conf->cc_mta, perr ? perr : "bad next hop") < 0)
+                *err = NULL;
+            free(perr);
+            free(r);
+            return NULL;
+        }
+    }
+    if (conf->hostname[0])
+        r->myhostname = conf->hostname;
+    else {
+        if (gethostname(r->hostbuf, sizeof(r->hostbuf) - 1) < 0)
+            snprintf(r->hostbuf, sizeof(r->hostbuf), "localhost");
+        r->myhostname = r->hostbuf;
+    }
+    r->tok = calloc(1, sizeof(*r->tok));
+    r->io = workers_new(base, 2, "relay");
+    if (!r->tok || !r->io)
+        goto oom;
+    r->tok->r = r;
+    r->kick_ev = event_new(base, -1, 0, relay_kick_cb, r);
+    if (!r->kick_ev)
+        goto oom;
+    if (strcmp(conf->smtp_tls_security_level, "none") != 0) {
+        r->tls = SSL_CTX_new(TLS_client_method());
+        if (!r->tls) {
+            if (err && asprintf(err, "cannot create the outbound TLS context") < 0)
+                *err = NULL;
+            relay_free(r);
+            return NULL;
+        }
+        SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION);
+        SSL_CTX_set_default_verify_paths(r->tls);
+        /* opportunistic ("may"): any certificate is accepted; trust is only logged */
+        SSL_CTX_set_verify(r->tls, SSL_VERIFY_NONE, NULL);
+    }
+    sched_set_ready(sched, relay_kick, r);
+    return r;
+oom:
+    if (err)
+        *err = strdup("relay: out of memory");
+    relay_free(r);
+    return NULL;
+}
+
+void relay_free(struct relay *r)
+{
+    struct relay_dest *d;
+
+    if (!r)
+        return;
+    r->stopping = 1;
+    if (r->sched)
+        sched_set_ready(r->sched, NULL, NULL);
+    if (r->dns)
+        dns_cancel_all(r->dns);
+    while (r->conns)
+        relay_conn_free(r->conns);
+    if (r->io)
+        workers_free(r->io); /* pending loads and notification builds end here */
+    while (r->notifying) {
+        /* notifications still being committed: their recipients stay queued */
+        struct relay_job *rj = r->notifying;
+        int i;
+        for (i = 0; i < rj->job->nrcpt; i++)
+            if (rj->job->result[i] == SCHED_RESULT_BOUNCE)
+                rj->job->result[i] = SCHED_RESULT_NONE;
+        relay_job_release(r, rj);
+    }
+    if (r->kick_ev)
+        event_free(r->kick_ev);
+    while ((d = r->dests)) {
+        r->dests = d->next;
+        free(d->name);
+        free(d);
+    }
+    if (r->tls)
+        SSL_CTX_free(r->tls);
+    if (r->tok) {
+        r->tok->r = NULL;
+        if (r->tok->refs == 0)
+            free(r->tok);
+    }
+    free(r);
+}

@@ -1,0 +1,171 @@
+/*
+ * relay_int.h - private to src/relay/: the delivery engine's structs and the
+ * small pure helpers its files share (reply parsing, delay formatting, xtext,
+ * DSN text). Not for other modules: they use include/mta/relay.h.
+ */
+#ifndef MTA_RELAY_INT_H
+#define MTA_RELAY_INT_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "mta/dns.h"
+#include "mta/relay.h"
+#include "mta/sched.h"
+
+struct bufferevent;
+struct event;
+struct workers;
+struct evbuffer;
+typedef struct ssl_ctx_st SSL_CTX;
+
+#define RELAY_REPLY_MAX 2048   /* one (possibly multi-line) reply, joined; longer is cut */
+#define RELAY_HOSTS_MAX 16     /* MX hosts tried per delivery */
+#define RELAY_IDLE_SECONDS 2   /* Postfix smtp_connection_cache_time_limit */
+#define RELAY_BOUNCE_FULL_MAX (1024 * 1024) /* larger originals are returned as headers only */
+
+/* --- pure helpers (relay_util.c) --- */
+
+/*
+ * relay_reply_feed - add one reply line (without CRLF) to a reply being
+ * collected. Returns 1 when the reply is complete (*CODE set), 0 when more
+ * lines follow, -1 when the line is not an SMTP reply line.
+ */
+struct relay_reply {
+    int code;
+    size_t len;
+    char text[RELAY_REPLY_MAX]; /* "250 first line second line", lines joined by ' ' */
+};
+int relay_reply_feed(struct relay_reply *r, const char *line, size_t len);
+/* relay_reply_dsn - the enhanced status of REPLY ("5.1.1"), or the class default (4.0.0/5.0.0/2.0.0). */
+void relay_reply_dsn(const struct relay_reply *r, char *dsn, size_t len);
+/* relay_fmt_delay - SECONDS as Postfix prints delays: "0", "0.01", "0.31", "1.2", "17". */
+void relay_fmt_delay(double seconds, char *buf, size_t len);
+/* relay_xtext - RFC 3461 xtext encoding of S into BUF (cut at LEN). */
+void relay_xtext(const char *s, char *buf, size_t len);
+/* relay_ehlo_parse - EHLO reply lines -> capability bits and the SIZE limit. */
+enum {
+    RELAY_EXT_PIPELINING = 1,
+    RELAY_EXT_SIZE = 2,
+    RELAY_EXT_8BITMIME = 4,
+    RELAY_EXT_SMTPUTF8 = 8,
+    RELAY_EXT_DSN = 16,
+    RELAY_EXT_STARTTLS = 32,
+};
+int relay_ehlo_line(const char *kw, size_t len, long long *size_limit);
+
+/* --- DSN messages (relay_bounce.c) --- */
+struct relay_dsn_rcpt {
+    const char *addr;   /* Final-Recipient */
+    const char *orcpt;  /* "rfc822;addr" or "" */
+    const char *action; /* failed, relayed, delivered, expanded */
+    const char *status; /* 5.1.1 */
+    const char *remote; /* Remote-MTA host or "" */
+    const char *diag;   /* Diagnostic-Code text ("550 5.1.1 ...") or "" */
+};
+struct relay_dsn_info {
+    const char *hostname;
+    const char *queue_id;
+    const char *sender;
+    const char *envid;
+    long long arrival_us;
+    long long now;        /* unix seconds (Date:) */
+    const char *boundary; /* unique MIME boundary */
+    const char *msgid;    /* Message-Id of the notification, without <> */
+    int success;          /* 1: delivery notification, 0: non-delivery */
+    int hdrs_only;        /* return only the original headers */
+};
+/*
+ * relay_dsn_build - the whole notification (CRLF lines) into OUT: a
+ * multipart/report; report-type=delivery-status with the human text, the
+ * message/delivery-status part and the original message (or its headers).
+ */
+void relay_dsn_build(const struct relay_dsn_info *info, const struct relay_dsn_rcpt *r, int n,
+                     const char *orig, size_t origlen, struct evbuffer *out);
+
+/* --- the engine --- */
+struct relay_conn;
+
+struct relay_dest {
+    char *name;
+    int nconn;
+    struct relay_dest *next;
+};
+
+struct relay {
+    struct event_base *base;
+    const struct conf *conf;
+    struct spool *spool;
+    struct sched *sched;
+    struct dns *dns;
+    struct workers *io;
+    SSL_CTX *tls;
+    struct relay_conn *conns;
+    struct relay_dest *dests;
+    int nconn;
+    unsigned long long conn_seq;
+    const char *myhostname;
+    char hostbuf[256];
+    int stopping;
+    struct relay_token *tok;
+    struct event *kick_ev;
+    struct relay_job *notifying;
+};
+
+/* Outlives the relay while spool commits that name it are in flight. */
+struct relay_token {
+    struct relay *r; /* NULL once freed */
+    int refs;
+};
+
+/* Per job recipient: what happened, for the log and for notifications. */
+struct relay_rinfo {
+    char dsn[16];
+    char *diag;   /* server reply or our reason */
+    char *remote; /* remote host name, "" when none */
+    int notified; /* DSN pass-through: the next hop takes over success notification */
+};
+
+/* One job in delivery (relay side of a sched_job). */
+struct relay_job {
+    struct sched_job *job;
+    struct relay_rinfo *ri;
+    long long conn_us; /* the session was ready for this job (delays= c ends) */
+    char *body;        /* dot-stuffed message with the final ".\r\n" */
+    size_t body_len;
+    long long msg_size;
+    int body_err;      /* errno of loading the message; -1 while loading */
+    int accepted;      /* recipients accepted by RCPT in this transaction */
+    int notify_stage;  /* 0: none yet, 1: success DSN done, 2: bounce done */
+    int job_nrcpt_saved;
+    int listed;
+    struct relay_job *nprev, *nnext; /* on relay->notifying while notifications are made */
+};
+
+/* relay_smtp.c */
+struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job);
+void relay_conn_free(struct relay_conn *c);
+int relay_conn_idle_take(struct relay_conn *c); /* try to reuse an idle connection; 1 if it took a job */
+int relay_conn_is_idle(const struct relay_conn *c);
+const char *relay_conn_dest(const struct relay_conn *c);
+struct relay_conn *relay_conn_next(const struct relay_conn *c);
+
+/* relay.c */
+struct relay_dest *relay_dest_get(struct relay *r, const char *name);
+int relay_can_cb(void *arg, const char *dest);
+/* relay_result - record and log the result of job recipient I. */
+void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
+                  const char *dsn, const char *relay_field, const char *remote,
+                  const char *status_text, const char *diag);
+/* relay_job_start_load - read the message for RJ on a worker; DONE(c) when loaded. */
+void relay_job_load(struct relay *r, struct relay_job *rj, unsigned long long conn_id);
+/* relay_job_finish - every recipient has a result (or NONE): notifications, then sched_job_done. */
+void relay_job_finish(struct relay *r, struct relay_job *rj);
+struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id);
+void relay_conn_body_loaded(struct relay_conn *c);
+void relay_kick(void *arg);
+/* relay_kick_later - run relay_kick on the next loop turn (no re-entry from callbacks). */
+void relay_kick_later(struct relay *r);
+long long relay_now_us(void);
+
+#endif

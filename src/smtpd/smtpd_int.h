@@ -1,0 +1,146 @@
+/*
+ * smtpd_int.h - the private structs of the SMTP intake: the server (listeners,
+ * session registry, limits), the session (one connection: HELO, auth, error
+ * counts, I/O) and the transaction (sender, recipients, body, error bits).
+ * RSET, HELO and EHLO reset only the transaction. Not for other modules.
+ */
+#ifndef SMTPD_INT_H
+#define SMTPD_INT_H
+
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mta/spool.h"
+#include "smtpd_addr.h"
+#include "smtpd_cmd.h"
+#include "smtpd_data.h"
+
+struct event_base;
+struct event;
+struct evbuffer;
+struct bufferevent;
+struct evconnlistener;
+struct conf;
+struct cidr_list;
+struct smtpd_map;
+
+struct smtpd_session;
+
+struct smtpd {
+    struct event_base *base;
+    const struct conf *conf;
+    struct spool *spool;
+    struct cidr_list *trusted;
+    struct evconnlistener *lev[2];
+    int nlev;
+    char hostname[256];
+    int barelf; /* enum smtpd_barelf from smtpd_forbid_bare_newline */
+    struct smtpd_map *by_id; /* session id -> session */
+    struct smtpd_map *by_ip; /* client address -> session count */
+    struct smtpd_session *head; /* live sessions */
+    size_t nsessions;
+    uint64_t next_id;
+    struct smtpd_session *grave; /* closed, freed by the reaper outside their callbacks */
+    struct event *reaper;
+    int stopping;
+    void (*drained)(void *arg);
+    void *drained_arg;
+    int commits; /* commits in flight (their done callbacks hold this struct) */
+    int freed;   /* smtpd_free ran while commits were in flight */
+};
+
+struct smtpd_txn {
+    char *sender; /* "" for <> */
+    struct smtpd_mail_params mp;
+    struct spool_rcpt *rcpt;
+    int nrcpt, rcpt_cap;
+    struct spool_msg *msg; /* from the first accepted RCPT */
+    char id[SPOOL_ID_SIZE];
+    struct smtpd_body body;
+    int body_active;
+    struct evbuffer *buf; /* stored bytes on their way to spool_msg_append */
+    long long stored;     /* bytes appended to the message */
+    int bdat;             /* BDAT used: DATA is refused */
+    long long bdat_left;
+    long long bdat_chunk; /* size of the current chunk, for its 250 reply */
+    int bdat_last;
+    char msgid_line[320], date_line[128];
+};
+
+enum smtpd_state {
+    SMTPD_STATE_CMD,     /* reading commands */
+    SMTPD_STATE_DATA,    /* reading a DATA body */
+    SMTPD_STATE_BDAT,    /* reading (or discarding) a BDAT chunk */
+    SMTPD_STATE_COMMIT,  /* the commit is in flight: not reading */
+    SMTPD_STATE_CLOSING, /* last replies are being written */
+};
+
+struct smtpd_session {
+    uint64_t id;
+    struct smtpd *srv;
+    struct smtpd_session *prev, *next;
+    struct bufferevent *bev;
+    struct evbuffer *out;   /* replies of the current batch, flushed together */
+    struct event *delay_ev; /* error sleep and spool backpressure */
+    unsigned char ipkey[16];
+    char addr[INET6_ADDRSTRLEN];
+    const char *name; /* "unknown": no reverse DNS */
+    int trusted, authenticated, tls;
+    enum smtpd_state state;
+    char *helo;
+    int esmtp;
+    int errors;
+    int cnt_ok[SMTPD_CMD_COUNT], cnt_all[SMTPD_CMD_COUNT];
+    int cur_cmd;       /* the command whose success is counted by its reply, -1 none */
+    const char *where; /* for "lost connection after X" */
+    struct smtpd_txn *tx;
+    long long bdat_discard; /* bytes of a refused BDAT chunk still to skip */
+    int skip_line;          /* discarding the rest of an overlong command line */
+    int delay_pending;      /* an error reply must be delayed (soft error limit) */
+    int paused;             /* waiting on delay_ev */
+    int wait_write;         /* output above the buffer limit */
+    int close_after;        /* close once the replies are flushed */
+    int dead;
+    char *line; /* command line buffer (line_length_limit + 1) */
+};
+
+/* smtpd_session.c */
+void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen);
+struct smtpd_session *smtpd_session_find(struct smtpd *srv, uint64_t id);
+void smtpd_session_close(struct smtpd_session *s);
+void smtpd_session_kill(struct smtpd_session *s);
+void smtpd_session_resume(struct smtpd_session *s);
+void smtpd_session_flush(struct smtpd_session *s);
+void smtpd_session_process(struct smtpd_session *s);
+void smtpd_session_free_all(struct smtpd *srv);
+void smtpd_session_check_drained(struct smtpd *srv);
+const char *smtpd_session_proto(const struct smtpd_session *s);
+
+/* smtpd_reply.c */
+void smtpd_reply(struct smtpd_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap);
+void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+void smtpd_reply_close(struct smtpd_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* smtpd_policy.c */
+int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa);
+int smtpd_policy_relay_ok(const struct smtpd_session *s, const char *rcpt);
+
+/* smtpd_proto.c */
+void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg);
+void smtpd_proto_greet(struct smtpd_session *s);
+
+/* smtpd_txn.c */
+struct smtpd_txn *smtpd_txn_new(void);
+void smtpd_txn_free(struct smtpd_txn *tx);
+void smtpd_txn_reset(struct smtpd_session *s);
+int smtpd_txn_add_rcpt(struct smtpd_txn *tx, const char *addr, const struct smtpd_rcpt_params *p);
+void smtpd_txn_body_start(struct smtpd_session *s, int dot);
+int smtpd_txn_body_push(struct smtpd_session *s);
+void smtpd_txn_end(struct smtpd_session *s);
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * smtpd_listen.c - the SMTP server object: listening sockets on
+ * in_address:smtp_port (empty: IPv6 wildcard with v4-mapped clients, or
+ * 0.0.0.0 when the host has no IPv6), backlog 4096, and graceful stop.
+ * Per-client and total session limits are applied at accept time
+ * (smtpd_session_accept). Not here: the session protocol.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mta/cidr.h"
+#include "mta/conf.h"
+#include "mta/log.h"
+#include "mta/smtpd.h"
+#include "smtpd_int.h"
+#include "smtpd_map.h"
+
+#define SMTPD_BACKLOG 4096
+
+struct event *smtpd_session_reaper_new(struct smtpd *srv);
+
+/* smtpd_listen_accept_cb - a new connection. */
+static void smtpd_listen_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+                                   struct sockaddr *sa, int salen, void *arg)
+{
+    smtpd_session_accept(arg, fd, sa, salen);
+}
+
+/* smtpd_listen_error_cb - accept() failed (e.g. EMFILE): log and keep listening. */
+static void smtpd_listen_error_cb(struct evconnlistener *l, void *arg)
+{
+    log_warning("smtpd", "accept: %s", strerror(errno));
+}
+
+/* smtpd_listen_socket - a bound, non-blocking socket for SA, or -1 with errno. */
+static int smtpd_listen_socket(const struct sockaddr *sa, socklen_t len, int v6only)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, e;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    if (bind(fd, sa, len) < 0) {
+        e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* smtpd_listen_add - listen on FD. 0 ok, -1 with errno. */
+static int smtpd_listen_add(struct smtpd *s, int fd)
+{
+    struct evconnlistener *l = evconnlistener_new(
+        s->base, smtpd_listen_accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+        SMTPD_BACKLOG, fd);
+    if (!l) {
+        int e = errno;
+        close(fd);
+        errno = e ? e : EADDRINUSE;
+        return -1;
+    }
+    evconnlistener_set_error_cb(l, smtpd_listen_error_cb);
+    s->lev[s->nlev++] = l;
+    return 0;
+}
+
+/* smtpd_listen_barelf - smtpd_forbid_bare_newline as an enum (unknown values: the safe one). */
+static int smtpd_listen_barelf(const char *v)
+{
+    if (strcmp(v, "reject") == 0)
+        return SMTPD_BARELF_REJECT;
+    if (strcmp(v, "no") == 0)
+        return SMTPD_BARELF_NO;
+    return SMTPD_BARELF_NORMALIZE;
+}
+
+struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct spool *spool,
+                        char **err)
+{
+    struct smtpd *s = calloc(1, sizeof(*s));
+    char *cerr = NULL, addr[256];
+    int fd;
+
+    *err = NULL;
+    if (!s)
+        goto oom;
+    s->base = base;
+    s->conf = conf;
+    s->spool = spool;
+    s->barelf = smtpd_listen_barelf(conf->smtpd_forbid_bare_newline);
+    if (conf->hostname && *conf->hostname)
+        snprintf(s->hostname, sizeof(s->hostname), "%s", conf->hostname);
+    else if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0 || !*s->hostname)
+        snprintf(s->hostname, sizeof(s->hostname), "localhost");
+    if (!(s->trusted = cidr_list_parse(conf->smtpd_trusted_networks, &cerr))) {
+        if (asprintf(err, "smtpd_trusted_networks: %s", cerr ? cerr : "bad value") < 0)
+            *err = NULL;
+        free(cerr);
+        smtpd_free(s);
+        return NULL;
+    }
+    if (!(s->by_id = smtpd_map_new()) || !(s->by_ip = smtpd_map_new()) ||
+        !(s->reaper = smtpd_session_reaper_new(s)))
+        goto oom;
+
+    snprintf(addr, sizeof(addr), "%s", conf->in_address);
+    if (addr[0] == '[' && addr[strlen(addr) - 1] == ']') { /* [::1] */
+        memmove(addr, addr + 1, strlen(addr));
+        addr[strlen(addr) - 1] = 0;
+    }
+    if (!*addr) {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(conf->smtp_port),
+                                  .sin6_addr = in6addr_any};
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(conf->smtp_port),
+                                 .sin_addr.s_addr = htonl(INADDR_ANY)};
+        fd = smtpd_listen_socket((struct sockaddr *)&a6, sizeof(a6), 0);
+        if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL))
+            fd = smtpd_listen_socket((struct sockaddr *)&a4, sizeof(a4), 0);
+        snprintf(addr, sizeof(addr), "*");
+    } else {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(conf->smtp_port)};
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(conf->smtp_port)};
+        if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
+            fd = smtpd_listen_socket((struct sockaddr *)&a4, sizeof(a4), 0);
+        } else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
+            fd = smtpd_listen_socket((struct sockaddr *)&a6, sizeof(a6), 1);
+        } else {
+            if (asprintf(err, "in_address: not an IP address: %s", addr) < 0)
+                *err = NULL;
+            smtpd_free(s);
+            return NULL;
+        }
+    }
+    if (fd < 0 || smtpd_listen_add(s, fd) < 0) {
+        if (asprintf(err, "cannot listen on %s:%ld: %s", addr, conf->smtp_port, strerror(errno)) < 0)
+            *err = NULL;
+        smtpd_free(s);
+        return NULL;
+    }
+    return s;
+oom:
+    if (asprintf(err, "smtpd: out of memory") < 0)
+        *err = NULL;
+    smtpd_free(s);
+    return NULL;
+}
+
+void smtpd_stop(struct smtpd *s, void (*drained)(void *arg), void *arg)
+{
+    struct smtpd_session *x, *nx;
+
+    s->stopping = 1;
+    s->drained = drained;
+    s->drained_arg = arg;
+    for (int i = 0; i < s->nlev; i++)
+        evconnlistener_free(s->lev[i]);
+    s->nlev = 0;
+    for (x = s->head; x; x = nx) {
+        nx = x->next;
+        if (x->state == SMTPD_STATE_COMMIT)
+            continue; /* its done callback replies 250, then closes */
+        smtpd_reply_close(x, "421 4.3.2 %s Service shutting down", s->hostname);
+        smtpd_session_close(x);
+    }
+    /* the reaper reports "no session left" from the loop, never from inside smtpd_stop */
+    event_active(s->reaper, EV_TIMEOUT, 1);
+}
+
+void smtpd_free(struct smtpd *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->nlev; i++)
+        evconnlistener_free(s->lev[i]);
+    s->nlev = 0;
+    s->drained = NULL;
+    if (s->by_id && s->reaper)
+        smtpd_session_free_all(s);
+    if (s->reaper)
+        event_free(s->reaper);
+    smtpd_map_free(s->by_id);
+    smtpd_map_free(s->by_ip);
+    if (s->trusted)
+        cidr_list_free(s->trusted);
+    if (s->commits > 0) {
+        s->freed = 1; /* the last commit's done callback frees the struct */
+        return;
+    }
+    free(s);
+}

@@ -1,0 +1,563 @@
+/*
+ * smtpd_session.c - one SMTP connection: accept-time limits, the read loop
+ * (command lines, DATA bodies, BDAT chunks), pipelining rules, backpressure,
+ * timeouts, the disconnect log line, and freeing outside the session's own
+ * callbacks (the reaper). Sessions are found by numeric id for async work.
+ * Not here: what each command does (smtpd_proto.c), commits (smtpd_txn.c).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mta/conf.h"
+#include "mta/counters.h"
+#include "mta/log.h"
+#include "smtpd_int.h"
+#include "smtpd_map.h"
+
+static void smtpd_session_read_cb(struct bufferevent *bev, void *arg);
+static void smtpd_session_write_cb(struct bufferevent *bev, void *arg);
+static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* smtpd_session_ipkey - the per-client key: IPv4 (also v4-mapped) as ::ffff:a.b.c.d. */
+static void smtpd_session_ipkey(const struct sockaddr *sa, unsigned char key[16], char *addr)
+{
+    memset(key, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &in->sin_addr, 4);
+        inet_ntop(AF_INET, &in->sin_addr, addr, INET6_ADDRSTRLEN);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(key, &in6->sin6_addr, 16);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            inet_ntop(AF_INET, key + 12, addr, INET6_ADDRSTRLEN);
+        else
+            inet_ntop(AF_INET6, &in6->sin6_addr, addr, INET6_ADDRSTRLEN);
+    }
+}
+
+/* smtpd_session_refuse - one reply on a fresh socket, then close (it always fits the socket buffer). */
+static void smtpd_session_refuse(int fd, const char *text)
+{
+    ssize_t r = send(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)r;
+    close(fd);
+}
+
+const char *smtpd_session_proto(const struct smtpd_session *s)
+{
+    if (!s->esmtp)
+        return "SMTP";
+    if (s->tx && s->tx->mp.smtputf8)
+        return s->tls ? (s->authenticated ? "UTF8SMTPSA" : "UTF8SMTPS")
+                      : (s->authenticated ? "UTF8SMTPA" : "UTF8SMTP");
+    return s->tls ? (s->authenticated ? "ESMTPSA" : "ESMTPS")
+                  : (s->authenticated ? "ESMTPA" : "ESMTP");
+}
+
+/* smtpd_session_delay_cb - the error sleep or a backpressure poll is over. */
+static void smtpd_session_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtpd_session *s = arg;
+    s->paused = 0;
+    smtpd_session_resume(s);
+}
+
+void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen)
+{
+    const struct conf *c = srv->conf;
+    unsigned char key[16], idk[16];
+    char addr[INET6_ADDRSTRLEN], peek[128], buf[512];
+    long count;
+    struct smtpd_session *s;
+    int one = 1;
+    ssize_t n;
+
+    (void)salen;
+    counter_add(CNT_CONNECTIONS, 1);
+    smtpd_session_ipkey(sa, key, addr);
+    if (srv->stopping) {
+        snprintf(buf, sizeof(buf), "421 4.3.2 %s Service shutting down\r\n", srv->hostname);
+        smtpd_session_refuse(fd, buf);
+        return;
+    }
+    if ((long)srv->nsessions >= c->smtpd_session_limit) {
+        log_mail("smtpd", "warning: session limit exceeded: %zu sessions, refusing %s[%s]",
+                 srv->nsessions, "unknown", addr);
+        counter_add(CNT_REJECTED, 1);
+        smtpd_session_refuse(fd, "421 4.3.2 Service not available, too many sessions\r\n");
+        return;
+    }
+    count = (long)(intptr_t)smtpd_map_get(srv->by_ip, key);
+    if (c->smtpd_client_connection_count_limit > 0 &&
+        count >= c->smtpd_client_connection_count_limit) {
+        log_mail("smtpd",
+                 "warning: Connection concurrency limit exceeded: %ld from unknown[%s] for "
+                 "service smtp",
+                 count + 1, addr);
+        counter_add(CNT_REJECTED, 1);
+        snprintf(buf, sizeof(buf), "421 4.7.0 %s Error: too many connections from %s\r\n",
+                 srv->hostname, addr);
+        smtpd_session_refuse(fd, buf);
+        return;
+    }
+    if (!(s = calloc(1, sizeof(*s)))) {
+        close(fd);
+        return;
+    }
+    s->srv = srv;
+    s->id = ++srv->next_id;
+    memcpy(s->ipkey, key, 16);
+    memcpy(s->addr, addr, sizeof(addr));
+    s->name = "unknown";
+    s->where = "CONNECT";
+    s->cur_cmd = -1;
+    s->trusted = smtpd_policy_trusted(srv, sa);
+    evutil_make_socket_nonblocking(fd);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->out = evbuffer_new();
+    s->delay_ev = evtimer_new(srv->base, smtpd_session_delay_cb, s);
+    s->line = malloc((size_t)c->line_length_limit + 2);
+    smtpd_map_key_u64(idk, s->id);
+    if (!s->bev || !s->out || !s->delay_ev || !s->line || smtpd_map_put(srv->by_id, idk, s) < 0) {
+        if (s->bev)
+            bufferevent_free(s->bev);
+        else
+            close(fd);
+        if (s->out)
+            evbuffer_free(s->out);
+        if (s->delay_ev)
+            event_free(s->delay_ev);
+        free(s->line);
+        free(s);
+        return;
+    }
+    smtpd_map_put(srv->by_ip, key, (void *)(intptr_t)(count + 1));
+    s->next = srv->head;
+    if (srv->head)
+        srv->head->prev = s;
+    srv->head = s;
+    srv->nsessions++;
+    counter_add(CNT_SMTP_ACTIVE, 1);
+
+    log_mail("smtpd", "connect from %s[%s]", s->name, s->addr);
+    bufferevent_setcb(s->bev, smtpd_session_read_cb, smtpd_session_write_cb,
+                      smtpd_session_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, (size_t)c->smtpd_session_buffer_limit);
+    bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)c->smtpd_session_buffer_limit / 2, 0);
+    {
+        struct timeval tv = {c->smtpd_timeout, 0};
+        bufferevent_set_timeouts(s->bev, &tv, &tv);
+    }
+    /* smtpd_forbid_unauth_pipelining: a client that talks before the banner is a bot */
+    n = recv(fd, peek, sizeof(peek) - 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+        char esc[400];
+        size_t o = 0;
+        for (ssize_t i = 0; i < n && o + 5 < sizeof(esc); i++) {
+            unsigned char ch = (unsigned char)peek[i];
+            if (ch == '\r')
+                o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\r");
+            else if (ch == '\n')
+                o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\n");
+            else if (ch < 32 || ch >= 127)
+                o += (size_t)snprintf(esc + o, sizeof(esc) - o, "?");
+            else
+                esc[o++] = (char)ch;
+        }
+        esc[o] = 0;
+        log_mail("smtpd", "improper command pipelining after CONNECT from %s[%s]: %s", s->name,
+                 s->addr, esc);
+        smtpd_reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
+        smtpd_session_close(s);
+        return;
+    }
+    smtpd_proto_greet(s);
+    smtpd_session_flush(s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+struct smtpd_session *smtpd_session_find(struct smtpd *srv, uint64_t id)
+{
+    unsigned char k[16];
+    smtpd_map_key_u64(k, id);
+    return smtpd_map_get(srv->by_id, k);
+}
+
+void smtpd_session_flush(struct smtpd_session *s)
+{
+    if (!s->dead && evbuffer_get_length(s->out) > 0)
+        bufferevent_write_buffer(s->bev, s->out);
+}
+
+/* smtpd_session_reaper_cb - free closed sessions, outside any of their callbacks. */
+static void smtpd_session_reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtpd *srv = arg;
+    struct smtpd_session *s, *nx;
+
+    for (s = srv->grave, srv->grave = NULL; s; s = nx) {
+        nx = s->next;
+        bufferevent_free(s->bev);
+        evbuffer_free(s->out);
+        event_free(s->delay_ev);
+        free(s->helo);
+        free(s->line);
+        free(s);
+    }
+    smtpd_session_check_drained(srv);
+}
+
+void smtpd_session_check_drained(struct smtpd *srv)
+{
+    if (srv->stopping && srv->nsessions == 0 && !srv->grave && srv->drained) {
+        void (*cb)(void *) = srv->drained;
+        srv->drained = NULL;
+        cb(srv->drained_arg);
+    }
+}
+
+/* smtpd_session_disconnect_log - Postfix 3.x "disconnect from ... ehlo=1 mail=1 ... commands=N". */
+static void smtpd_session_disconnect_log(struct smtpd_session *s)
+{
+    char buf[512];
+    size_t o = 0;
+    int ok = 0, all = 0;
+
+    for (int i = 0; i < SMTPD_CMD_COUNT; i++) {
+        if (s->cnt_all[i] == 0)
+            continue;
+        ok += s->cnt_ok[i];
+        all += s->cnt_all[i];
+        if (s->cnt_ok[i] == s->cnt_all[i])
+            o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d", smtpd_cmd_defs[i].lname,
+                                  s->cnt_all[i]);
+        else
+            o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d/%d",
+                                  smtpd_cmd_defs[i].lname, s->cnt_ok[i], s->cnt_all[i]);
+        if (o >= sizeof(buf))
+            o = sizeof(buf) - 1;
+    }
+    if (ok == all)
+        snprintf(buf + o, sizeof(buf) - o, " commands=%d", all);
+    else
+        snprintf(buf + o, sizeof(buf) - o, " commands=%d/%d", ok, all);
+    log_mail("smtpd", "disconnect from %s[%s]%s", s->name, s->addr, buf);
+}
+
+void smtpd_session_kill(struct smtpd_session *s)
+{
+    struct smtpd *srv = s->srv;
+    unsigned char k[16];
+    long count;
+
+    if (s->dead)
+        return;
+    s->dead = 1;
+    smtpd_session_disconnect_log(s);
+    smtpd_txn_reset(s);
+    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+    event_del(s->delay_ev);
+    smtpd_map_key_u64(k, s->id);
+    smtpd_map_del(srv->by_id, k);
+    count = (long)(intptr_t)smtpd_map_get(srv->by_ip, s->ipkey);
+    if (count <= 1)
+        smtpd_map_del(srv->by_ip, s->ipkey);
+    else
+        smtpd_map_put(srv->by_ip, s->ipkey, (void *)(intptr_t)(count - 1));
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->nsessions--;
+    counter_add(CNT_SMTP_ACTIVE, -1);
+    s->prev = NULL;
+    s->next = srv->grave;
+    srv->grave = s;
+    event_active(srv->reaper, EV_TIMEOUT, 1);
+}
+
+void smtpd_session_close(struct smtpd_session *s)
+{
+    if (s->dead)
+        return;
+    s->close_after = 1;
+    s->state = SMTPD_STATE_CLOSING;
+    smtpd_session_flush(s);
+    bufferevent_disable(s->bev, EV_READ);
+    event_del(s->delay_ev);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        smtpd_session_kill(s);
+        return;
+    }
+    /* wait for the write callback; the write timeout bounds a client that never reads */
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(s->bev, EV_WRITE);
+}
+
+/* smtpd_session_pause - stop reading for a while (error sleep, spool backpressure). */
+static void smtpd_session_pause(struct smtpd_session *s, long usec)
+{
+    struct timeval tv = {usec / 1000000, usec % 1000000};
+    s->paused = 1;
+    bufferevent_disable(s->bev, EV_READ);
+    evtimer_add(s->delay_ev, &tv);
+}
+
+void smtpd_session_resume(struct smtpd_session *s)
+{
+    if (s->dead || s->state == SMTPD_STATE_CLOSING)
+        return;
+    smtpd_session_process(s);
+}
+
+/* smtpd_session_pipelining_ok - RFC 2920 rules, enforced as smtpd_forbid_unauth_pipelining = yes. */
+static int smtpd_session_pipelining_ok(struct smtpd_session *s, enum smtpd_cmd_id id,
+                                       struct evbuffer *in)
+{
+    char peek[101], esc[400];
+    size_t n, o = 0;
+
+    if (evbuffer_get_length(in) == 0)
+        return 1;
+    if (!(smtpd_cmd_defs[id].flags & SMTPD_CMDF_LAST) && (s->esmtp || id == SMTPD_CMD_BDAT))
+        return 1;
+    if (id == SMTPD_CMD_QUIT)
+        return 1;
+    n = (size_t)evbuffer_copyout(in, peek, sizeof(peek) - 1);
+    for (size_t i = 0; i < n && o + 5 < sizeof(esc); i++) {
+        unsigned char ch = (unsigned char)peek[i];
+        if (ch == '\r' || ch == '\n')
+            o += (size_t)snprintf(esc + o, sizeof(esc) - o, "%s", ch == '\r' ? "\\r" : "\\n");
+        else
+            esc[o++] = (ch < 32 || ch >= 127) ? '?' : (char)ch;
+    }
+    esc[o] = 0;
+    log_mail("smtpd", "improper command pipelining after %s from %s[%s]: %s",
+             smtpd_cmd_defs[id].name, s->name, s->addr, esc);
+    return 0;
+}
+
+/* smtpd_session_line - handle one complete command line at the head of IN. */
+static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, size_t pos)
+{
+    const struct conf *c = s->srv->conf;
+    size_t len = pos, limit = (size_t)c->line_length_limit;
+    int bare;
+    const char *arg;
+    enum smtpd_cmd_id id;
+
+    if (s->skip_line || len > limit + 1) {
+        evbuffer_drain(in, pos + 1);
+        s->skip_line = 0;
+        smtpd_reply(s, "500 5.5.2 Error: line too long");
+        return;
+    }
+    evbuffer_remove(in, s->line, pos + 1);
+    s->line[pos] = 0;
+    bare = !(len > 0 && s->line[len - 1] == '\r');
+    if (!bare)
+        s->line[--len] = 0;
+    if (len > limit) {
+        smtpd_reply(s, "500 5.5.2 Error: line too long");
+        return;
+    }
+    if (bare && s->srv->barelf == SMTPD_BARELF_REJECT) {
+        log_mail("smtpd", "disconnect: bare <LF> received from %s[%s] after %s", s->name, s->addr,
+                 s->where);
+        counter_add(CNT_REJECTED, 1);
+        smtpd_reply_close(s, "521 5.5.2 %s Error: bare <LF> received", s->srv->hostname);
+        return;
+    }
+    if (memchr(s->line, 0, len) || len == 0) {
+        smtpd_reply(s, "500 5.5.2 Error: bad syntax");
+        return;
+    }
+    id = smtpd_cmd_parse(s->line, &arg);
+    s->cnt_all[id]++;
+    s->cur_cmd = id;
+    if (!smtpd_session_pipelining_ok(s, id, in)) {
+        s->cur_cmd = -1;
+        counter_add(CNT_REJECTED, 1);
+        smtpd_reply_close(s, "554 5.5.0 Error: SMTP protocol synchronization");
+        return;
+    }
+    smtpd_proto_dispatch(s, id, arg);
+}
+
+/* smtpd_session_body - feed buffered input to the DATA machine or the BDAT chunk. */
+static void smtpd_session_body(struct smtpd_session *s, struct evbuffer *in)
+{
+    struct evbuffer_iovec v[8];
+    int nv = evbuffer_peek(in, -1, NULL, v, 8);
+    size_t used = 0;
+
+    for (int i = 0; i < nv && i < 8; i++) {
+        size_t n = v[i].iov_len, k;
+        if (s->state == SMTPD_STATE_BDAT) {
+            long long left = s->tx ? s->tx->bdat_left : 0;
+            if ((long long)n > left)
+                n = (size_t)left;
+            k = s->tx && s->tx->body_active ? smtpd_body_feed(&s->tx->body, v[i].iov_base, n) : n;
+            s->tx->bdat_left -= (long long)k;
+        } else {
+            k = smtpd_body_feed(&s->tx->body, v[i].iov_base, n);
+        }
+        used += k;
+        if (k < v[i].iov_len)
+            break;
+    }
+    evbuffer_drain(in, used);
+    if (smtpd_txn_body_push(s) < 0)
+        s->tx->body.err |= SMTPD_BODY_ERR_IO;
+    if (s->state == SMTPD_STATE_DATA && s->tx->body.done)
+        smtpd_txn_end(s);
+    else if (s->state == SMTPD_STATE_BDAT && s->tx->bdat_left == 0) {
+        if (s->tx->bdat_last)
+            smtpd_txn_end(s);
+        else {
+            s->state = SMTPD_STATE_CMD;
+            s->cur_cmd = SMTPD_CMD_BDAT;
+            smtpd_reply(s, "250 2.0.0 Ok: %lld bytes", s->tx->bdat_chunk);
+        }
+    }
+}
+
+void smtpd_session_process(struct smtpd_session *s)
+{
+    const struct conf *c = s->srv->conf;
+    struct evbuffer *in;
+    size_t limit = (size_t)c->smtpd_session_buffer_limit;
+
+    if (s->dead || s->paused || s->state == SMTPD_STATE_COMMIT)
+        return;
+    in = bufferevent_get_input(s->bev);
+    while (!s->close_after && !s->dead && s->state != SMTPD_STATE_COMMIT) {
+        size_t avail = evbuffer_get_length(in);
+        if (evbuffer_get_length(s->out) + evbuffer_get_length(bufferevent_get_output(s->bev)) >
+            limit) {
+            s->wait_write = 1; /* the client does not read its replies: stop reading too */
+            break;
+        }
+        if (s->tx && s->tx->msg && spool_msg_buffered(s->tx->msg) > limit) {
+            smtpd_session_flush(s);
+            smtpd_session_pause(s, 10000); /* the spool has no callback for this: poll */
+            return;
+        }
+        if (avail == 0)
+            break;
+        if (s->bdat_discard > 0) {
+            size_t n = avail < (size_t)s->bdat_discard ? avail : (size_t)s->bdat_discard;
+            evbuffer_drain(in, n);
+            s->bdat_discard -= (long long)n;
+            continue;
+        }
+        if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
+            smtpd_session_body(s, in);
+            continue;
+        } else {
+            size_t eol_len;
+            struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+            if (p.pos < 0) {
+                if (avail > (size_t)c->line_length_limit + 1) {
+                    evbuffer_drain(in, avail); /* bounded: keep only the verdict */
+                    s->skip_line = 1;
+                }
+                break;
+            }
+            smtpd_session_line(s, in, (size_t)p.pos);
+        }
+        if (s->delay_pending && !s->close_after) {
+            s->delay_pending = 0;
+            smtpd_session_pause(s, c->smtpd_error_sleep_time * 1000000L);
+            return; /* the delayed reply is flushed when the timer fires */
+        }
+    }
+    if (s->dead)
+        return;
+    s->delay_pending = 0;
+    if (s->close_after) {
+        smtpd_session_close(s);
+        return;
+    }
+    smtpd_session_flush(s);
+    if (s->state == SMTPD_STATE_COMMIT || s->wait_write)
+        bufferevent_disable(s->bev, EV_READ);
+    else
+        bufferevent_enable(s->bev, EV_READ);
+}
+
+/* smtpd_session_read_cb - new input. */
+static void smtpd_session_read_cb(struct bufferevent *bev, void *arg)
+{
+    smtpd_session_process(arg);
+}
+
+/* smtpd_session_write_cb - output drained below the low watermark (or to zero). */
+static void smtpd_session_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_session *s = arg;
+    if (s->dead)
+        return;
+    if (s->state == SMTPD_STATE_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            smtpd_session_kill(s);
+        return;
+    }
+    if (s->wait_write) {
+        s->wait_write = 0;
+        smtpd_session_process(s);
+    }
+}
+
+/* smtpd_session_event_cb - EOF, error or timeout. */
+static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtpd_session *s = arg;
+
+    if (s->dead)
+        return;
+    if (s->state == SMTPD_STATE_CLOSING) {
+        smtpd_session_kill(s);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        log_mail("smtpd", "timeout after %s from %s[%s]", s->where, s->name, s->addr);
+        smtpd_reply_close(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->hostname);
+        smtpd_session_close(s);
+        return;
+    }
+    if (s->state == SMTPD_STATE_DATA && s->tx)
+        log_mail("smtpd", "lost connection after DATA (%lld bytes) from %s[%s]", s->tx->body.size,
+                 s->name, s->addr);
+    else
+        log_mail("smtpd", "lost connection after %s from %s[%s]", s->where, s->name, s->addr);
+    smtpd_session_kill(s);
+}
+
+void smtpd_session_free_all(struct smtpd *srv)
+{
+    while (srv->head)
+        smtpd_session_kill(srv->head);
+    smtpd_session_reaper_cb(-1, 0, srv);
+}
+
+/* smtpd_session_reaper_new - the event that frees closed sessions. */
+struct event *smtpd_session_reaper_new(struct smtpd *srv);
+struct event *smtpd_session_reaper_new(struct smtpd *srv)
+{
+    return event_new(srv->base, -1, 0, smtpd_session_reaper_cb, srv);
+}

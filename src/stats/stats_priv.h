@@ -1,0 +1,132 @@
+/*
+ * stats_priv.h - declarations shared by the files of src/stats only: the service
+ * object, the snapshot of figures every output is rendered from, and the pure
+ * formatting helpers (escaping, auth parsing, Prometheus, StatsD, dashboard
+ * messages) that the unit tests call directly.
+ * Not here: anything another module may use (that is include/mta/stats.h).
+ */
+#ifndef MTA_STATS_PRIV_H
+#define MTA_STATS_PRIV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mta/counters.h"
+
+struct evbuffer;
+struct evhttp;
+struct evhttp_request;
+struct evhttp_connection;
+struct event;
+struct event_base;
+struct conf;
+struct spool;
+struct sched;
+struct sched_view_msg;
+struct stats_mon;
+
+#define STATS_HTTP_MAX_HEADERS 8192 /* bytes of request line + headers */
+#define STATS_HTTP_MAX_BODY 65536   /* bytes of a request body */
+#define STATS_HTTP_TIMEOUT 30       /* seconds a connection may idle or dawdle */
+#define STATS_HTTP_MAX_CONNS 128    /* connections served at once; more get 503 */
+#define STATS_QUEUE_PAGE_ROWS 1000  /* messages listed on one /queue page */
+#define STATS_DASHBOARD_MAX 8       /* dashboard messages at most */
+
+/* The service: one per daemon. */
+struct stats {
+    struct event_base *base;
+    const struct conf *conf;
+    struct spool *spool;
+    struct sched *sched;
+    struct evhttp *http;
+    double start_mono;                /* monotonic seconds at stats_new (uptime) */
+    struct evhttp_connection **conns; /* connections seen, for the cap */
+    int nconns;
+    struct stats_mon *mon; /* NULL without mon_terminal */
+};
+
+/* Everything the pages, the JSON, /metrics and StatsD show, taken at one instant. */
+struct stats_snapshot {
+    long long cnt[CNT__COUNT];
+    long long mqueue_kilobytes; /* mqueue_bytes / 1024, rounded up */
+    long long uptime_seconds;
+    double cpu_seconds;       /* user + system CPU of the process */
+    long long rss_bytes;      /* resident memory of the process */
+    double free_percent;      /* data volume free space; < 0 when unknown */
+    int log_share_configured; /* log_terminal set and logs_enabled */
+    const char *msgs[STATS_DASHBOARD_MAX];
+    int nmsgs;
+    long long now; /* unix seconds */
+};
+
+/* snapshot.c */
+void stats_snapshot_take(struct stats *st, struct stats_snapshot *s);
+const char *stats_log_share_state(const struct stats_snapshot *s);
+
+/* resource.c */
+void stats_resource_read(double *cpu_seconds, long long *rss_bytes);
+double stats_mono_now(void);
+
+/* escape.c */
+void stats_html_escape(struct evbuffer *out, const char *s);
+void stats_json_string(struct evbuffer *out, const char *s);
+
+/* auth.c */
+int stats_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+long stats_base64_decode(const char *in, size_t inlen, unsigned char *out, size_t outmax);
+int stats_auth_check(const char *authorization, const char *user, const char *pass);
+
+/* dashboard.c */
+#define STATS_MSG_FREE_5 "Data volume free space is below 5%."
+#define STATS_MSG_FREE_1 "Data volume free space is below 1%."
+#define STATS_MSG_LOG_DOWN                                                                         \
+    "Log share is not reachable; mail log records wait on the data volume until it returns."
+struct stats_dashboard_input {
+    double free_percent; /* < 0: unknown */
+    int log_share_configured;
+    int log_share_up;
+};
+void stats_dashboard_update(const struct stats_dashboard_input *in);
+int stats_dashboard_messages(const char **out, int max);
+
+/* metrics.c */
+void stats_metrics_format(struct evbuffer *out, const struct stats_snapshot *s);
+
+/* mon_push.c */
+int stats_mon_parse_target(const char *text, void *sa, int *salen);
+void stats_statsd_format(struct evbuffer *out, const struct stats_snapshot *s, double cpu_percent);
+struct stats_mon *stats_mon_new(struct stats *st, const char *target, char **err);
+void stats_mon_free(struct stats_mon *m);
+
+/* queue_view.c */
+int stats_queue_match(const struct sched_view_msg *m, const char *q);
+long long stats_kilobytes(long long bytes);
+
+/* http_server.c */
+void http_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                struct evbuffer *body);
+void http_reply_text(struct evhttp_request *req, int code, const char *reason, const char *text);
+const char *http_query_param(struct evhttp_request *req, const char *name, char *buf, size_t len);
+
+/* http_pages.c */
+void http_page_dashboard(struct stats *st, struct evhttp_request *req);
+void http_page_queue(struct stats *st, struct evhttp_request *req);
+void http_page_message(struct stats *st, struct evhttp_request *req, const char *id);
+int http_page_asset(struct evhttp_request *req, const char *name);
+
+/* http_api.c */
+void http_api_stats(struct stats *st, struct evhttp_request *req);
+void http_api_queue(struct stats *st, struct evhttp_request *req);
+void http_api_metrics(struct stats *st, struct evhttp_request *req);
+void http_api_admin(struct stats *st, struct evhttp_request *req, const char *action);
+
+/* assets (generated from src/stats/assets/ by cmake/embed.cmake) */
+struct stats_asset {
+    const char *name;
+    const unsigned char *data; /* NUL-terminated; len excludes the NUL */
+    size_t len;
+};
+extern const struct stats_asset stats_assets[];
+extern const size_t stats_nassets;
+
+#endif

@@ -1,0 +1,276 @@
+"""
+test_log_share.py - the log terminal with a real Samba server on loopback
+(smbserver.py): the mail log reaches maillog_filename on the share (directory
+created) in Postfix's format and the configured timezone; the exact start-up
+errors; maillog_filename empty and logs_enabled = no write nothing there; the
+share stopped and restarted under load loses and doubles nothing while SMTP
+goes on at full speed; rotation by size; pflogsumm counts the file read back.
+Not here: the record texts themselves (test_maillog.py).
+"""
+
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mtatest  # noqa: E402
+from mtatest import queue_id_of, t  # noqa: E402
+from smbserver import SmbServer, free_port  # noqa: E402
+
+MSG = (b"From: s@example.org\r\nTo: a@example.com\r\nSubject: share\r\n"
+       b"Message-ID: <share-%d@client.example>\r\n\r\nhello share\r\n")
+TS_RE = re.compile(r"^([A-Z][a-z]{2}) ([ 1-3]\d) (\d\d):(\d\d):(\d\d) ")
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def have_samba():
+    return shutil.which("smbd") or os.path.exists("/usr/sbin/smbd")
+
+
+@unittest.skipUnless(have_samba() and shutil.which("smbclient"), "samba (smbd, smbclient) not installed")
+class LogShare(mtatest.MtaTestCase):
+    def setUp(self):
+        super().setUp()
+        self.srv = SmbServer(rundir=os.path.join(self.tmp, "smbd"))
+        os.makedirs(self.srv.dir, exist_ok=True)
+        self.srv.start()
+        # after the daemons' cleanup (cleanups run last-in first-out)
+        self.addCleanup(self.srv.stop)
+
+    def log_daemon(self, filename="/srv1_logs/maillog", start=True, **extra):
+        settings = {"log_terminal": self.srv.url, "logs_enabled": "yes",
+                    "maillog_filename": filename}
+        settings.update(extra)
+        return self.daemon(settings=settings, start=start)
+
+    def send(self, d, n, first=0, rcpts=("a@example.com",)):
+        """send - N messages in one session; returns their queue IDs in order."""
+        ids = []
+        with d.client() as c:
+            c.ehlo()
+            for i in range(first, first + n):
+                self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 250)
+                for r in rcpts:
+                    self.assertReply(c.cmd("RCPT TO:<%s>" % r), 250)
+                self.assertReply(c.cmd("DATA"), 354)
+                c.send((MSG % i) + b".\r\n")
+                r = c.reply()
+                self.assertReply(r, 250, "2.0.0 Ok: queued as ")
+                ids.append(queue_id_of(r))
+            c.cmd("QUIT")
+        return ids
+
+    def share_text(self, path="srv1_logs/maillog"):
+        """share_text - the file as read back through SMB."""
+        return self.srv.get(path).decode("utf-8", "replace")
+
+    def wait_share(self, pattern, count, path="srv1_logs/maillog", timeout=None):
+        """wait_share - until the file on the share has COUNT lines matching PATTERN."""
+        rx = re.compile(pattern)
+        full = os.path.join(self.srv.share_dir, path)
+        deadline = time.monotonic() + (timeout or t(20))
+        n = 0
+        while time.monotonic() < deadline:
+            try:
+                with open(full, "rb") as f:
+                    n = sum(1 for l in f.read().decode("utf-8", "replace").splitlines()
+                            if rx.search(l))
+            except OSError:
+                n = 0
+            if n >= count:
+                return n
+            time.sleep(0.1)
+        self.fail("share %s: %d lines matching %r, wanted %d" % (path, n, pattern, count))
+
+    def assertSuffixOfLocal(self, d, share_lines):
+        """The share holds exactly the local maillog's records from its first one on:
+        same order, nothing missing, nothing doubled."""
+        local = d.maillog().splitlines()
+        self.assertTrue(share_lines, "nothing on the share")
+        self.assertIn(share_lines[0], local)
+        k = local.index(share_lines[0])
+        self.assertEqual(share_lines, local[k:k + len(share_lines)])
+        # and nothing logged after it is missing (the daemon has stopped)
+        self.assertEqual(len(local) - k, len(share_lines),
+                         "records missing on the share: %r" % local[k + len(share_lines):][:5])
+
+    # ------------------------------------------------------------------
+
+    def test_records_reach_the_share_in_postfix_format(self):
+        d = self.log_daemon()
+        ids = self.send(d, 20)
+        self.wait_share(r"\]: [0-9A-Za-z]+: client=", 20)
+        self.assertTrue(os.path.isdir(os.path.join(self.srv.share_dir, "srv1_logs")))
+        self.assertEqual(d.stop(), 0)
+        text = self.share_text()
+        lines = text.splitlines()
+        for qid in ids:
+            self.assertEqual(len([l for l in lines if ("]: %s: client=" % qid) in l]), 1, qid)
+        rx = re.compile(r"^[A-Z][a-z]{2} [ 1-3]\d \d\d:\d\d:\d\d %s mta/[a-z]+\[%d\]: "
+                        % (re.escape(mtatest.HOSTNAME), d.pid()))
+        for l in lines:
+            self.assertRegex(l, rx)
+        self.assertSuffixOfLocal(d, lines)
+        # smbclient sees the file too
+        rc, out = self.srv.smbclient("ls srv1_logs/*")
+        self.assertEqual(rc, 0)
+        self.assertIn(b"maillog", out)
+
+    def first_share_time(self, tz):
+        d = self.log_daemon(filename="tz/maillog", timezone=tz)
+        self.send(d, 1)
+        self.wait_share(r"client=", 1, path="tz/maillog")
+        self.assertEqual(d.stop(), 0)
+        line = [l for l in self.share_text("tz/maillog").splitlines() if "client=" in l][-1]
+        os.unlink(os.path.join(self.srv.share_dir, "tz/maillog"))
+        m = TS_RE.match(line)
+        self.assertIsNotNone(m, line)
+        return m
+
+    def test_timezone_changes_the_timestamps(self):
+        from zoneinfo import ZoneInfo
+        for tz in ("Europe/Berlin", "UTC"):
+            m = self.first_share_time(tz)
+            now = datetime.datetime.now(ZoneInfo(tz)).replace(tzinfo=None)
+            stamp = datetime.datetime(now.year, MONTHS.index(m.group(1)) + 1, int(m.group(2)),
+                                      int(m.group(3)), int(m.group(4)), int(m.group(5)))
+            self.assertLess(abs((now - stamp).total_seconds()), 120,
+                            "%s: record at %s, now %s" % (tz, stamp, now))
+
+    def test_unknown_timezone_is_a_startup_error_naming_it(self):
+        d = self.log_daemon(start=False, timezone="Mars/Olympus_Mons")
+        with self.assertRaises(mtatest.StartError):
+            d.start(timeout=t(10))
+        self.assertNotEqual(d.proc.returncode, 0)
+        self.assertIn("Mars/Olympus_Mons", d.stderr())
+
+    def test_share_unreachable_at_start(self):
+        d = self.daemon(settings={"log_terminal": "smb://127.0.0.1:%d/share" % free_port(),
+                                  "logs_enabled": "yes", "maillog_filename": "maillog"},
+                        start=False)
+        with self.assertRaises(mtatest.StartError):
+            d.start(timeout=t(30))
+        self.assertNotEqual(d.proc.returncode, 0)
+        self.assertIn("Error: Failed to mount log share.\n", d.stderr())
+
+    def test_logs_enabled_without_terminal(self):
+        d = self.daemon(settings={"logs_enabled": "yes", "maillog_filename": "maillog"},
+                        start=False)
+        with self.assertRaises(mtatest.StartError):
+            d.start(timeout=t(10))
+        self.assertNotEqual(d.proc.returncode, 0)
+        self.assertIn("Error: Logs are enabled but 'log' terminal is not connected.\n", d.stderr())
+
+    def test_empty_filename_and_logs_disabled_write_nothing(self):
+        for extra in ({"maillog_filename": ""},
+                      {"logs_enabled": "no", "maillog_filename": "/srv1_logs/maillog"}):
+            d = self.daemon(settings=dict({"log_terminal": self.srv.url, "logs_enabled": "yes"},
+                                          **extra))
+            self.send(d, 3)
+            d.wait_log(r"client=", count=3)
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(os.listdir(self.srv.share_dir), [], extra)
+
+    def test_share_stopped_and_restarted_under_load(self):
+        d = self.log_daemon()
+        self.send(d, 5)
+        self.wait_share(r"client=", 5)
+
+        # load: one session after another, each a few messages, in a thread
+        acked, stop, times = [], threading.Event(), []
+
+        def load():
+            i = 1000
+            while not stop.is_set():
+                t0 = time.monotonic()
+                acked.extend(self.send(d, 5, first=i))
+                times.append((t0, time.monotonic() - t0))
+                i += 5
+
+        th = threading.Thread(target=load)
+        th.start()
+        try:
+            time.sleep(1.0)
+            down_at = time.monotonic()
+            self.srv.stop()  # SIGTERM, as an admin would
+            time.sleep(4.0)
+            # while it is down, the daemon says so
+            metrics = self.fetch("/metrics")
+            self.assertRegex(metrics, r"(?m)^mta_log_share_up 0$")
+            stats = json.loads(self.fetch("/api/stats"))
+            msgs = " ".join(stats.get("dashboard_messages", []))
+            self.assertRegex(msgs, r"The mail log share is unreachable; \d+ records are waiting\.")
+            up_at = time.monotonic()
+            self.srv.start()
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            th.join(t(30))
+        # full speed while the share was away: no session waited on it
+        before = [dt for (t0, dt) in times if t0 < down_at]
+        during = [dt for (t0, dt) in times if down_at + 0.5 < t0 < up_at]
+        self.assertTrue(before and during, (len(before), len(during)))
+        self.assertLess(max(during), max(1.0, 5 * max(before)), (max(before), max(during)))
+        self.assertGreater(len(during) / (up_at - down_at - 0.5),
+                           0.3 * len(before) / (down_at - times[0][0]))
+
+        self.wait_share(r"\]: [0-9A-Za-z]+: client=", 5 + len(acked), timeout=t(60))
+        self.assertEqual(d.stop(), 0)
+        lines = self.share_text().splitlines()
+        for qid in acked:
+            self.assertEqual(len([l for l in lines if ("]: %s: client=" % qid) in l]), 1, qid)
+        self.assertSuffixOfLocal(d, lines)
+        self.assertTrue(any("warning: mail log share unreachable" in l for l in lines))
+
+    def fetch(self, path):
+        d = self.daemons[-1]
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (d.ui_port, path),
+                                    timeout=t(10)) as r:
+            return r.read().decode("utf-8", "replace")
+
+    def test_rotation_by_size_keeps_every_record(self):
+        d = self.log_daemon(maillog_rotate_size="4k", maillog_rotate_count="30")
+        for k in range(6):
+            self.send(d, 5, first=k * 5)
+            time.sleep(0.2)
+        self.wait_share(r"client=", 1)
+        self.assertEqual(d.stop(), 0)
+        logdir = os.path.join(self.srv.share_dir, "srv1_logs")
+        names = sorted(os.listdir(logdir),
+                       key=lambda n: -int(n.rsplit(".", 1)[1]) if "." in n else 0)
+        self.assertGreater(len(names), 2, names)
+        lines = []
+        for n in names:
+            with open(os.path.join(logdir, n), "rb") as f:
+                data = f.read()
+            self.assertLessEqual(len(data), 4096, n)
+            lines += data.decode().splitlines()
+        self.assertSuffixOfLocal(d, lines)
+
+    def test_pflogsumm_counts_the_file(self):
+        if not shutil.which("pflogsumm"):
+            self.skipTest("pflogsumm not installed (apt-get install -y pflogsumm)")
+        d = self.log_daemon(syslog_name="relay7")
+        self.send(d, 25, rcpts=("a@example.com", "b@example.com"))
+        self.wait_share(r"client=", 25)
+        self.assertEqual(d.stop(), 0)
+        path = os.path.join(self.tmp, "maillog.read-back")
+        with open(path, "wb") as f:
+            f.write(self.srv.get("srv1_logs/maillog"))
+        out = subprocess.run(["pflogsumm", "--syslog-name=relay7", path], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=60).stdout.decode()
+        m = re.search(r"(?m)^\s*(\d+)\s+received\s*$", out)
+        self.assertIsNotNone(m, out[:2000])
+        self.assertEqual(int(m.group(1)), 25, out[:2000])
+
+
+if __name__ == "__main__":
+    mtatest.main()

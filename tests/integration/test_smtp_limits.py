@@ -1,0 +1,244 @@
+"""
+test_smtp_limits.py - every resource limit as a client meets it: SIZE= and the
+DATA stream against message_size_limit, overlong command lines, too many
+recipients, smtpd_timeout, connections per client, total sessions, queue_minfree
+(through the MTA_TEST_FREE_BYTES hook), and garbage without newlines.
+Not here: relay policy (test_smtp_relay_policy.py).
+"""
+
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mtatest  # noqa: E402
+from mtatest import ConnectionClosed, RawClient, queue_id_of, t  # noqa: E402
+
+LIMIT = 100000
+HDRS = (b"From: s@example.org\r\nTo: r@example.com\r\nSubject: limits\r\n"
+        b"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <lim@client.example>\r\n\r\n")
+
+
+def body_of(nbytes):
+    line = b"x" * 78 + b"\r\n"
+    return HDRS + line * (nbytes // len(line) + 1)
+
+
+class SmtpLimits(mtatest.MtaTestCase):
+    def open_tx(self, c, rcpt="r@example.com"):
+        c.ehlo()
+        self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
+
+    def test_size_parameter_over_limit(self):
+        d = self.daemon(settings={"message_size_limit": str(LIMIT)})
+        with d.client() as c:
+            r = c.ehlo()
+            self.assertIn("SIZE %d" % LIMIT, r.lines)
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org> SIZE=%d" % (LIMIT + 1)), 552,
+                             "5.3.4 Message size exceeds fixed limit")
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org> SIZE=%d" % (LIMIT // 2)), 250, "2.1.0 Ok")
+
+    def test_data_stream_over_limit(self):
+        d = self.daemon(settings={"message_size_limit": str(LIMIT)})
+        with d.client() as c:
+            self.open_tx(c)
+            self.assertReply(c.cmd("DATA"), 354)
+            c.send(body_of(LIMIT * 3) + b".\r\n")
+            # Postfix: SIZE= gets "Message size exceeds fixed limit", the stream
+            # "Error: message file too big" (cleanup's wording); both 552 5.3.4
+            self.assertReply(c.reply(t(20)), 552, "5.3.4 ")
+            # the session survives and the next message (under the limit) is taken
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<r@example.com>"), 250)
+            self.assertReply(c.cmd("DATA"), 354)
+            c.send(body_of(LIMIT // 2) + b".\r\n")
+            r = c.reply(t(20))
+            self.assertReply(r, 250, "2.0.0 Ok: queued as ")
+        self.assertEqual(d.queued_ids(), {queue_id_of(r)})
+        self.assertEqual(d.tmp_files(), [])
+
+    def test_bdat_over_limit(self):
+        d = self.daemon(settings={"message_size_limit": str(LIMIT)})
+        with d.client() as c:
+            self.open_tx(c)
+            chunk = body_of(LIMIT * 2)
+            c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+            r = c.reply(t(20))
+            self.assertReply(r, 552, "5.3.4 ")
+            self.assertReply(c.cmd("NOOP"), 250)
+        self.assertEqual(d.queued_ids(), set())
+
+    def test_command_line_too_long(self):
+        d = self.daemon(settings={"line_length_limit": "1024"})
+        with d.client() as c:
+            c.ehlo()
+            c.send(b"NOOP " + b"A" * 5000 + b"\r\n")
+            self.assertReply(c.reply(), 500, "5.5.2 Error: line too long")
+            # the rest of the long line is not taken for commands
+            self.assertReply(c.cmd("NOOP"), 250, "2.0.0 Ok")
+            self.assertFalse(c.wait_closed(t(0.5)), "closed after the long line")
+            self.assertEqual(c.buf, b"", "extra replies after the long line: %r" % c.buf)
+            # a line just under the limit is fine
+            self.assertReply(c.cmd("NOOP " + "B" * 900), 250)
+
+    def test_too_many_recipients(self):
+        d = self.daemon(settings={"smtpd_recipient_limit": "3"})
+        with d.client() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 250)
+            for i in range(3):
+                self.assertReply(c.cmd("RCPT TO:<r%d@example.com>" % i), 250, "2.1.5 Ok")
+            self.assertReply(c.cmd("RCPT TO:<r9@example.com>"), 452, "4.5.3 Error: too many recipients")
+            self.assertReply(c.cmd("DATA"), 354)
+            c.send(HDRS + b"hi\r\n.\r\n")
+            r = c.reply()
+            self.assertReply(r, 250, "2.0.0 Ok: queued as ")
+        env, _ = d.spool_message(queue_id_of(r))
+        self.assertNotIn(b"r9@example.com", env)
+        d.wait_log(r": %s: from=<s@example\.org>, size=\d+, nrcpt=3 \(queue active\)" % queue_id_of(r))
+
+    def test_idle_timeout(self):
+        d = self.daemon(settings={"smtpd_timeout": "2s"})
+        with d.client(timeout=t(15)) as c:
+            c.ehlo()
+            t0 = time.monotonic()
+            r = c.reply(t(15))
+            waited = time.monotonic() - t0
+            self.assertEqual(r.code, 421, r)
+            self.assertRegex(r.lines[-1], r"^4\.4\.2 .*timeout exceeded")
+            self.assertGreater(waited, 1.5, "timed out too early")
+            self.assertLess(waited, t(8), "timed out too late")
+            self.assertTrue(c.wait_closed(t(5)))
+        # timeouts in DATA too
+        with d.client(timeout=t(15)) as c:
+            self.open_tx(c)
+            self.assertReply(c.cmd("DATA"), 354)
+            c.send(HDRS + b"partial")
+            r = c.reply(t(15))
+            self.assertEqual(r.code, 421, r)
+            self.assertTrue(c.wait_closed(t(5)))
+        self.assertEqual(d.queued_ids(), set())
+        self.assertTrue(d.running())
+
+    def test_connection_count_per_client(self):
+        d = self.daemon(settings={"smtpd_client_connection_count_limit": "2"})
+        a = d.client()
+        b = d.client()
+        try:
+            with d.client(greet=False) as c:
+                r = c.reply()
+                self.assertEqual(r.code, 421, r)
+                self.assertRegex(r.lines[-1], r"^4\.7\.0 .*too many connections from 127\.0\.0\.1")
+                self.assertTrue(c.wait_closed(t(5)))
+            # another client address is not affected
+            with d.client(source="127.0.0.2") as c2:
+                self.assertReply(c2.cmd("QUIT"), 221)
+        finally:
+            a.cmd("QUIT")
+            a.close()
+        # one slot is free again once the daemon has seen the close
+        deadline = time.monotonic() + t(5)
+        while True:
+            with d.client(greet=False) as c:
+                r = c.reply()
+                if r.code == 220 or time.monotonic() > deadline:
+                    break
+            time.sleep(0.1)
+        self.assertEqual(r.code, 220, r)
+        b.close()
+
+    def test_session_limit(self):
+        d = self.daemon(settings={"smtpd_session_limit": "3"})
+        held = [d.client(source="127.0.0.%d" % i) for i in (1, 2, 3)]
+        try:
+            with d.client(source="127.0.0.4", greet=False) as c:
+                r = c.reply()
+                self.assertReply(r, 421, "4.3.2 Service not available, too many sessions")
+                self.assertTrue(c.wait_closed(t(5)))
+            for h in held:
+                self.assertReply(h.cmd("NOOP"), 250)
+        finally:
+            for h in held:
+                h.close()
+        deadline = time.monotonic() + t(5)
+        while True:
+            with d.client(greet=False) as c:
+                r = c.reply()
+            if r.code == 220 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.code, 220, r)
+
+    def test_queue_minfree(self):
+        d = self.daemon(settings={"queue_minfree": "2000000"},
+                        env={"MTA_TEST_FREE_BYTES": "1000000"})
+        with d.client() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 452, "4.3.1 Insufficient system storage")
+        self.assertEqual(d.queued_ids(), set())
+
+    def test_queue_minfree_with_size(self):
+        d = self.daemon(settings={"queue_minfree": "1000000"},
+                        env={"MTA_TEST_FREE_BYTES": "10000000"})
+        with d.client() as c:
+            c.ehlo()
+            # 9 MB usable: 8 MB needs 1.5 x 8 = 12 MB, as Postfix checks
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org> SIZE=8000000"), 452,
+                             "4.3.1 Insufficient system storage")
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org> SIZE=1000"), 250, "2.1.0 Ok")
+            self.assertReply(c.cmd("RCPT TO:<r@example.com>"), 250)
+            self.assertReply(c.cmd("DATA"), 354)
+            c.send(HDRS + b"fits\r\n.\r\n")
+            self.assertReply(c.reply(), 250, "2.0.0 Ok: queued as ")
+
+    def test_garbage_without_newline(self):
+        d = self.daemon()
+        junk = bytes(b for b in os.urandom(4000) if b not in (10, 13))[:1000]
+        with d.client() as c:
+            c.send(junk)
+            time.sleep(0.3)
+            try:
+                c.send(b"\r\n")
+                r = c.reply()
+                self.assertGreaterEqual(r.code, 500, r)
+            except (ConnectionClosed, OSError):
+                pass
+        self.assertTrue(d.running(), "daemon died on 1000 garbage bytes")
+        with d.client() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("QUIT"), 221)
+
+    def test_endless_line_memory_bounded(self):
+        d = self.daemon()
+        time.sleep(0.2)
+        rss0 = d.rss_kb()
+        total = 0
+        stop = time.monotonic() + t(8)
+        chunk = b"Z" * 65536
+        s = RawClient(d.smtp_port, timeout=t(10))
+        try:
+            s.greeting()
+            s.sock.setblocking(False)
+            while total < 32 * 1024 * 1024 and time.monotonic() < stop:
+                try:
+                    total += s.sock.send(chunk)
+                except BlockingIOError:
+                    time.sleep(0.01)  # the daemon stopped reading: backpressure
+                except OSError:
+                    break  # the daemon closed the connection: also fine
+            rss1 = d.rss_kb()
+        finally:
+            s.close()
+        self.assertTrue(d.running(), "daemon died on an endless line")
+        grown_mb = (rss1 - rss0) / 1024.0
+        self.assertLess(grown_mb, 48 if mtatest.SANITIZE else 16,
+                        "RSS grew by %.1f MB after %d bytes without newline" % (grown_mb, total))
+        with d.client() as c:
+            c.ehlo()
+
+
+if __name__ == "__main__":
+    mtatest.main()

@@ -1,0 +1,70 @@
+/*
+ * test_smtpd_cmd.c - the command lexer: verbs case-insensitive, arguments
+ * after any run of blanks, unknown verbs, and the RFC 2920 "last in group"
+ * flags that the pipelining rule relies on.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "smtpd/smtpd_cmd.h"
+
+static void test_verbs(void **st)
+{
+    const char *arg;
+    assert_int_equal(smtpd_cmd_parse("EHLO client.example", &arg), SMTPD_CMD_EHLO);
+    assert_string_equal(arg, "client.example");
+    assert_int_equal(smtpd_cmd_parse("ehlo   x", &arg), SMTPD_CMD_EHLO);
+    assert_string_equal(arg, "x");
+    assert_int_equal(smtpd_cmd_parse("Mail FROM:<a@b> SIZE=1", &arg), SMTPD_CMD_MAIL);
+    assert_string_equal(arg, "FROM:<a@b> SIZE=1");
+    assert_int_equal(smtpd_cmd_parse("RCPT\tTO:<a@b>", &arg), SMTPD_CMD_RCPT);
+    assert_string_equal(arg, "TO:<a@b>");
+    assert_int_equal(smtpd_cmd_parse("DATA", &arg), SMTPD_CMD_DATA);
+    assert_string_equal(arg, "");
+    assert_int_equal(smtpd_cmd_parse("bdat 100 LAST", &arg), SMTPD_CMD_BDAT);
+    assert_string_equal(arg, "100 LAST");
+    assert_int_equal(smtpd_cmd_parse("QUIT", &arg), SMTPD_CMD_QUIT);
+    assert_int_equal(smtpd_cmd_parse("rset", &arg), SMTPD_CMD_RSET);
+    assert_int_equal(smtpd_cmd_parse("NOOP x", &arg), SMTPD_CMD_NOOP);
+    assert_int_equal(smtpd_cmd_parse("VRFY a@b", &arg), SMTPD_CMD_VRFY);
+    assert_int_equal(smtpd_cmd_parse("HELP", &arg), SMTPD_CMD_HELP);
+    assert_int_equal(smtpd_cmd_parse("HELO h", &arg), SMTPD_CMD_HELO);
+}
+
+static void test_unknown(void **st)
+{
+    const char *arg;
+    /* a verb prefix or a longer word is not the command */
+    assert_int_equal(smtpd_cmd_parse("MAI FROM:<a@b>", &arg), SMTPD_CMD_UNKNOWN);
+    assert_int_equal(smtpd_cmd_parse("MAILX FROM:<a@b>", &arg), SMTPD_CMD_UNKNOWN);
+    assert_int_equal(smtpd_cmd_parse("STARTTLS", &arg), SMTPD_CMD_UNKNOWN);
+    assert_int_equal(smtpd_cmd_parse("GET / HTTP/1.0", &arg), SMTPD_CMD_UNKNOWN);
+    assert_int_equal(smtpd_cmd_parse("", &arg), SMTPD_CMD_UNKNOWN);
+    assert_int_equal(smtpd_cmd_parse("   ", &arg), SMTPD_CMD_UNKNOWN);
+}
+
+static void test_flags(void **st)
+{
+    /* RFC 2920 3.1: EHLO, DATA, VRFY, NOOP end a pipelined group; MAIL/RCPT/RSET/BDAT do not */
+    assert_true(smtpd_cmd_defs[SMTPD_CMD_EHLO].flags & SMTPD_CMDF_LAST);
+    assert_true(smtpd_cmd_defs[SMTPD_CMD_DATA].flags & SMTPD_CMDF_LAST);
+    assert_false(smtpd_cmd_defs[SMTPD_CMD_MAIL].flags & SMTPD_CMDF_LAST);
+    assert_false(smtpd_cmd_defs[SMTPD_CMD_RCPT].flags & SMTPD_CMDF_LAST);
+    assert_false(smtpd_cmd_defs[SMTPD_CMD_BDAT].flags & SMTPD_CMDF_LAST);
+    assert_string_equal(smtpd_cmd_defs[SMTPD_CMD_UNKNOWN].lname, "unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verbs),
+        cmocka_unit_test(test_unknown),
+        cmocka_unit_test(test_flags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,691 @@
+/*
+ * test_spool.c - the spool on real files in a temporary directory with a real
+ * event loop: commit and recovery, tmp purge, quarantine of unreadable files,
+ * group commit under 200 concurrent commits, streaming of a large message,
+ * abort, removal, the free-space rule with its test hook, and the lock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "mta/conf.h"
+#include "mta/counters.h"
+#include "mta/log.h"
+#include "mta/spool.h"
+#include "queue/spool_int.h"
+
+static char topdir[256];
+static char logpath[300];
+
+/* --- helpers --- */
+
+struct fixture {
+    struct event_base *base;
+    struct conf conf;
+    char dir[300];
+};
+
+static int fixture_setup(void **state)
+{
+    static int n;
+    struct fixture *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    snprintf(f->dir, sizeof f->dir, "%s/t%d/sub/data", topdir, ++n); /* also tests mkdir -p */
+    f->conf.data_volume = f->dir;
+    *state = f;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *f = *state;
+    event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+static struct spool *open_ok(struct fixture *f)
+{
+    char *err = NULL;
+    struct spool *sp = spool_open(f->base, &f->conf, &err);
+    if (!sp)
+        fail_msg("spool_open: %s", err ? err : "?");
+    return sp;
+}
+
+/* count_entries - files in DIR/SUB (not . and ..). */
+static int count_entries(const char *dir, const char *sub)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static int queued_files(const char *dir)
+{
+    int n = 0;
+    for (int h = 0; h < 16; h++) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "queue/%X", h);
+        n += count_entries(dir, sub);
+    }
+    return n;
+}
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    *len = fread(buf, 1, (size_t)n, fp);
+    buf[*len] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static void run_until(struct event_base *base, int *flag, int n)
+{
+    time_t end = time(NULL) + 30;
+    while (*flag < n && time(NULL) < end)
+        event_base_loop(base, EVLOOP_ONCE);
+}
+
+static struct spool_rcpt test_rcpts[] = {
+    {"alice@example.com", "rfc822;alice@example.com", SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE},
+    {"bob@example.org", "", 0},
+};
+
+static struct spool_envelope test_env(void)
+{
+    struct spool_envelope e = {0};
+    e.sender = "sender@example.net";
+    e.rcpt = test_rcpts;
+    e.nrcpt = 2;
+    e.envid = "ENV-1";
+    e.ret = SPOOL_RET_HDRS;
+    e.smtputf8 = 1;
+    e.body_8bit = 1;
+    e.client_name = "client.example.net";
+    e.client_addr = "192.0.2.7";
+    e.helo = "client.example.net";
+    e.arrival_us = 1700000000123456LL;
+    e.size = 999; /* the spool fills in the real size */
+    return e;
+}
+
+struct commit_result {
+    int done, err;
+    char id[SPOOL_ID_SIZE];
+};
+
+static void commit_done(void *arg, int err)
+{
+    struct commit_result *r = arg;
+    r->done++;
+    r->err = err;
+}
+
+static void append_str(struct spool_msg *m, const char *s, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, s, len);
+    assert_int_equal(spool_msg_append(m, b), 0);
+    assert_int_equal(evbuffer_get_length(b), 0); /* moved, not copied */
+    evbuffer_free(b);
+}
+
+/* commit_one - queue BODY and wait for the commit's done(); returns its ID in R. */
+static void commit_one(struct fixture *f, struct spool *sp, const char *body,
+                       struct commit_result *r)
+{
+    struct spool_msg *m = spool_msg_new(sp);
+    assert_non_null(m);
+    snprintf(r->id, sizeof r->id, "%s", spool_msg_id(m));
+    append_str(m, body, strlen(body));
+    struct spool_envelope e = test_env();
+    spool_msg_commit(m, &e, commit_done, r);
+    run_until(f->base, &r->done, 1);
+    assert_int_equal(r->done, 1);
+    assert_int_equal(r->err, 0);
+}
+
+/* read_message - the message bytes of ID via spool_open_message. */
+static char *read_message(struct spool *sp, const char *id, long long *size,
+                          struct spool_envelope **env)
+{
+    int fd = spool_open_message(sp, id, env, size);
+    assert_true(fd >= 0);
+    char *buf = malloc((size_t)*size + 1);
+    long long got = 0;
+    ssize_t n;
+    while (got < *size && (n = read(fd, buf + got, (size_t)(*size - got))) > 0)
+        got += n;
+    assert_int_equal(got, *size);
+    assert_int_equal(read(fd, buf, 1), 0); /* nothing after the message */
+    close(fd);
+    buf[got] = '\0';
+    return buf;
+}
+
+struct notified {
+    int n;
+    char ids[8][SPOOL_ID_SIZE];
+};
+
+static void notify_cb(void *arg, const char *id)
+{
+    struct notified *nt = arg;
+    if (nt->n < 8)
+        snprintf(nt->ids[nt->n], SPOOL_ID_SIZE, "%s", id);
+    nt->n++;
+}
+
+/* --- tests --- */
+
+static void test_commit_and_reopen(void **state)
+{
+    struct fixture *f = *state;
+    long long m0 = counter_get(CNT_MQUEUE_MESSAGES), b0 = counter_get(CNT_MQUEUE_BYTES);
+    long long c0 = counter_get(CNT_SPOOL_COMMITS);
+    struct spool *sp = open_ok(f);
+    struct notified nt = {0};
+    spool_set_notify(sp, notify_cb, &nt);
+    const char *body = "Subject: hi\r\n\r\nline one\r\n.dot\r\n\x01\xff 8bit\r\n";
+    struct commit_result r = {0};
+    commit_one(f, sp, body, &r);
+    assert_true(spool_id_valid(r.id));
+    assert_int_equal(nt.n, 1);
+    assert_string_equal(nt.ids[0], r.id);
+    assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0 + 1);
+    assert_int_equal(counter_get(CNT_MQUEUE_BYTES), b0 + (long long)strlen(body));
+    assert_int_equal(counter_get(CNT_SPOOL_COMMITS), c0 + 1);
+    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/queue/%c/%s", f->dir, r.id[15], r.id);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    spool_close(sp);
+    assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0);
+
+    /* a new process: the message is found again, announced once the loop runs */
+    sp = open_ok(f);
+    struct notified nt2 = {0};
+    spool_set_notify(sp, notify_cb, &nt2);
+    assert_int_equal(spool_count(sp), 1);
+    assert_true(spool_contains(sp, r.id));
+    assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0 + 1);
+    assert_int_equal(counter_get(CNT_MQUEUE_BYTES), b0 + (long long)strlen(body));
+    run_until(f->base, &nt2.n, 1);
+    assert_int_equal(nt2.n, 1);
+    assert_string_equal(nt2.ids[0], r.id);
+
+    struct spool_envelope *e = NULL;
+    assert_int_equal(spool_load_envelope(sp, r.id, &e), 0);
+    assert_string_equal(e->id, r.id);
+    assert_string_equal(e->sender, "sender@example.net");
+    assert_int_equal(e->nrcpt, 2);
+    assert_string_equal(e->rcpt[0].addr, "alice@example.com");
+    assert_string_equal(e->rcpt[0].orcpt, "rfc822;alice@example.com");
+    assert_int_equal(e->rcpt[0].notify, SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE);
+    assert_string_equal(e->rcpt[1].addr, "bob@example.org");
+    assert_string_equal(e->rcpt[1].orcpt, "");
+    assert_int_equal(e->rcpt[1].notify, 0);
+    assert_string_equal(e->envid, "ENV-1");
+    assert_int_equal(e->ret, SPOOL_RET_HDRS);
+    assert_int_equal(e->smtputf8, 1);
+    assert_int_equal(e->body_8bit, 1);
+    assert_string_equal(e->client_name, "client.example.net");
+    assert_string_equal(e->client_addr, "192.0.2.7");
+    assert_string_equal(e->helo, "client.example.net");
+    assert_int_equal(e->arrival_us, 1700000000123456LL);
+    assert_int_equal(e->size, (long long)strlen(body));
+    spool_envelope_free(e);
+
+    long long size;
+    char *got = read_message(sp, r.id, &size, NULL);
+    assert_int_equal(size, (long long)strlen(body));
+    assert_memory_equal(got, body, strlen(body));
+    free(got);
+
+    /* a new ID after recovery still sorts after the recovered one */
+    struct spool_msg *m = spool_msg_new(sp);
+    assert_true(strcmp(spool_msg_id(m), r.id) > 0);
+    spool_msg_abort(m);
+    spool_close(sp);
+}
+
+static void test_tmp_purged(void **state)
+{
+    struct fixture *f = *state;
+    spool_close(open_ok(f)); /* creates the layout */
+    char path[512];
+    snprintf(path, sizeof path, "%s/tmp/0000000000001000", f->dir);
+    write_file(path, "half a message", 14);
+    snprintf(path, sizeof path, "%s/tmp/0000000000001000.body", f->dir);
+    write_file(path, "x", 1);
+    assert_int_equal(count_entries(f->dir, "tmp"), 2);
+    struct spool *sp = open_ok(f);
+    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    assert_int_equal(spool_count(sp), 0);
+    assert_int_equal(count_entries(f->dir, "corrupt"), 0);
+    spool_close(sp);
+}
+
+/* log_contains - the mail log file gets TEXT within a few seconds. */
+static int log_contains(const char *text)
+{
+    for (int i = 0; i < 50; i++) {
+        size_t len;
+        char *s = read_file(logpath, &len);
+        int found = s && strstr(s, text);
+        free(s);
+        if (found)
+            return 1;
+        usleep(100000);
+    }
+    return 0;
+}
+
+static void test_garbage_quarantined(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    struct commit_result good = {0};
+    commit_one(f, sp, "Subject: good\r\n\r\nok\r\n", &good);
+    spool_close(sp);
+
+    /* a valid file copied under another ID, then damaged in several ways */
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s/queue/%c/%s", f->dir, good.id[15], good.id);
+    size_t len;
+    char *text = read_file(path, &len);
+    assert_non_null(text);
+    struct {
+        const char *name;
+        char data[2048];
+        size_t len;
+    } cases[5];
+    /* 1: garbage */
+    cases[0].name = "00000000000000A1";
+    cases[0].len = 11;
+    memcpy(cases[0].data, "garbage\n\0\r\n", 11);
+    /* 2: bad version line */
+    cases[1].name = "00000000000000A2";
+    cases[1].len = (size_t)snprintf(cases[1].data, sizeof cases[1].data, "MTA-QUEUE 9\n%s",
+                                    strchr(text, '\n') + 1);
+    /* 3: truncated (message bytes missing) */
+    cases[2].name = good.id; /* replaced below with the real ID, written in place */
+    cases[2].len = len - 3;
+    memcpy(cases[2].data, text, len - 3);
+    /* 4: no end marker */
+    cases[3].name = "00000000000000A4";
+    const char *endl = strstr(text, "\nend\n");
+    cases[3].len = (size_t)(endl - text) + 1;
+    memcpy(cases[3].data, text, cases[3].len);
+    /* 5: not a queue file name */
+    cases[4].name = "junk.txt";
+    cases[4].len = 4;
+    memcpy(cases[4].data, "junk", 4);
+    free(text);
+    for (int i = 0; i < 5; i++) {
+        snprintf(bad, sizeof bad, "%s/queue/%c/%s", f->dir,
+                 i == 2   ? good.id[15]
+                 : i == 4 ? '7'
+                          : '1',
+                 cases[i].name);
+        write_file(bad, cases[i].data, cases[i].len);
+    }
+    /* and an orphan status file */
+    snprintf(bad, sizeof bad, "%s/queue/5/00000000000000B5.st", f->dir);
+    write_file(bad, "x", 1);
+
+    sp = open_ok(f);
+    assert_int_equal(spool_count(sp), 0);
+    assert_int_equal(queued_files(f->dir), 0);
+    assert_int_equal(count_entries(f->dir, "corrupt"), 6); /* moved, never deleted */
+    /* the quarantined copy keeps its bytes */
+    snprintf(bad, sizeof bad, "%s/corrupt/%s", f->dir, good.id);
+    char *kept = read_file(bad, &len);
+    assert_non_null(kept);
+    assert_int_equal(len, cases[2].len);
+    free(kept);
+    assert_true(log_contains("warning: queue/1/00000000000000A1"));
+    assert_true(log_contains("moved to"));
+    spool_close(sp);
+}
+
+struct many {
+    int done, errors;
+};
+
+static void many_done(void *arg, int err)
+{
+    struct many *mm = arg;
+    mm->done++;
+    if (err)
+        mm->errors++;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static void test_group_commit(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    enum { N = 200 };
+    static char ids[N][SPOOL_ID_SIZE];
+    long long c0 = counter_get(CNT_SPOOL_COMMITS), fl0 = counter_get(CNT_SPOOL_FLUSHES);
+    struct many mm = {0};
+    struct spool_msg *msgs[N];
+    char body[4096];
+    memset(body, 'x', sizeof body);
+    memcpy(body + sizeof body - 2, "\r\n", 2);
+    for (int i = 0; i < N; i++) {
+        msgs[i] = spool_msg_new(sp);
+        snprintf(ids[i], SPOOL_ID_SIZE, "%s", spool_msg_id(msgs[i]));
+        if (i > 0)
+            assert_true(strcmp(ids[i - 1], ids[i]) < 0); /* increasing */
+        append_str(msgs[i], body, sizeof body);
+    }
+    struct spool_envelope e = test_env();
+    for (int i = 0; i < N; i++)
+        spool_msg_commit(msgs[i], &e, many_done, &mm);
+    run_until(f->base, &mm.done, N);
+    assert_int_equal(mm.done, N);
+    assert_int_equal(mm.errors, 0);
+    qsort(ids, N, SPOOL_ID_SIZE, cmp_id);
+    for (int i = 1; i < N; i++)
+        assert_true(strcmp(ids[i - 1], ids[i]) != 0);
+    long long commits = counter_get(CNT_SPOOL_COMMITS) - c0;
+    long long flushes = counter_get(CNT_SPOOL_FLUSHES) - fl0;
+    assert_int_equal(commits, N);
+    assert_true(flushes < commits); /* commits shared flushes */
+    print_message("200 commits used %lld flushes\n", flushes);
+    assert_int_equal(spool_count(sp), N);
+    assert_int_equal(queued_files(f->dir), N);
+    spool_close(sp);
+}
+
+static void test_stream_large(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    size_t total = 1536 * 1024 + 77;
+    char *data = malloc(total);
+    unsigned x = 12345;
+    for (size_t i = 0; i < total; i++) {
+        x = x * 1103515245u + 12345u;
+        data[i] = (char)(x >> 16);
+        if (i % 100 == 98)
+            data[i] = '\r';
+        else if (i % 100 == 99)
+            data[i] = '\n';
+    }
+    struct spool_msg *m = spool_msg_new(sp);
+    struct commit_result r = {0};
+    snprintf(r.id, sizeof r.id, "%s", spool_msg_id(m));
+    size_t max_buffered = 0;
+    for (size_t off = 0; off < total; off += 8192) {
+        size_t n = total - off < 8192 ? total - off : 8192;
+        append_str(m, data + off, n);
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        if (spool_msg_buffered(m) > max_buffered)
+            max_buffered = spool_msg_buffered(m);
+    }
+    /* the bulk went to disk while streaming; the streaming file lives in tmp/ */
+    for (int i = 0; i < 100 && spool_msg_buffered(m) > 64 * 1024 + 8192; i++)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_true(spool_msg_buffered(m) <= 64 * 1024 + 8192);
+    assert_int_equal(count_entries(f->dir, "tmp"), 1);
+    struct spool_envelope e = test_env();
+    spool_msg_commit(m, &e, commit_done, &r);
+    run_until(f->base, &r.done, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    long long size;
+    struct spool_envelope *env;
+    char *got = read_message(sp, r.id, &size, &env);
+    assert_int_equal(size, (long long)total);
+    assert_int_equal(env->size, (long long)total);
+    assert_memory_equal(got, data, total);
+    spool_envelope_free(env);
+    free(got);
+    free(data);
+    spool_close(sp);
+}
+
+static void test_abort(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    /* small: never touched the disk */
+    struct spool_msg *m = spool_msg_new(sp);
+    append_str(m, "tiny\r\n", 6);
+    spool_msg_abort(m);
+    /* large: its streaming file is removed */
+    m = spool_msg_new(sp);
+    char *big = calloc(1, 300000);
+    append_str(m, big, 300000);
+    append_str(m, big, 300000);
+    free(big);
+    spool_msg_abort(m);
+    for (int i = 0; i < 100 && count_entries(f->dir, "tmp") > 0; i++)
+        event_base_loop(f->base, EVLOOP_NONBLOCK), usleep(10000);
+    spool_close(sp); /* also waits for the abort job */
+    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    assert_int_equal(queued_files(f->dir), 0);
+    sp = open_ok(f);
+    assert_int_equal(spool_count(sp), 0);
+    spool_close(sp);
+}
+
+static void test_close_finishes_commits(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    struct many mm = {0};
+    for (int i = 0; i < 10; i++) {
+        struct spool_msg *m = spool_msg_new(sp);
+        append_str(m, "x\r\n", 3);
+        struct spool_envelope e = test_env();
+        spool_msg_commit(m, &e, many_done, &mm);
+    }
+    spool_close(sp); /* the loop never ran */
+    assert_int_equal(mm.done, 10);
+    assert_int_equal(mm.errors, 0);
+    assert_int_equal(queued_files(f->dir), 10);
+}
+
+static void remove_done(void *arg, int err)
+{
+    struct commit_result *r = arg;
+    r->done++;
+    r->err = err;
+}
+
+static void list_cb(void *arg, const char *id, long long size)
+{
+    int *n = arg;
+    (*n)++;
+    assert_true(spool_id_valid(id));
+    assert_int_equal(size, 3);
+}
+
+static void test_remove_and_list(void **state)
+{
+    struct fixture *f = *state;
+    long long m0 = counter_get(CNT_MQUEUE_MESSAGES), b0 = counter_get(CNT_MQUEUE_BYTES);
+    struct spool *sp = open_ok(f);
+    struct commit_result a = {0}, b = {0};
+    commit_one(f, sp, "a\r\n", &a);
+    commit_one(f, sp, "b\r\n", &b);
+    int n = 0;
+    spool_foreach(sp, list_cb, &n);
+    assert_int_equal(n, 2);
+    char st[64], path[512];
+    assert_int_equal(spool_status_path(a.id, st, sizeof st), 0);
+    snprintf(path, sizeof path, "%s/%s", f->dir, st);
+    write_file(path, "status", 6);
+    struct commit_result rm = {0};
+    spool_remove(sp, a.id, remove_done, &rm);
+    assert_int_equal(rm.done, 0); /* asynchronous */
+    run_until(f->base, &rm.done, 1);
+    assert_int_equal(rm.err, 0);
+    assert_false(spool_contains(sp, a.id));
+    assert_int_equal(spool_count(sp), 1);
+    assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0 + 1);
+    assert_int_equal(counter_get(CNT_MQUEUE_BYTES), b0 + 3);
+    assert_int_equal(access(path, F_OK), -1); /* status file gone too */
+    assert_int_equal(queued_files(f->dir), 1);
+    struct spool_envelope *e;
+    assert_int_equal(spool_load_envelope(sp, a.id, &e), ENOENT);
+    struct commit_result rm2 = {0};
+    spool_remove(sp, a.id, remove_done, &rm2);
+    run_until(f->base, &rm2.done, 1);
+    assert_int_equal(rm2.err, ENOENT);
+    spool_close(sp);
+}
+
+static void test_space_hook(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    double real = spool_free_percent(sp);
+    assert_true(real > 0.0 && real <= 100.0);
+    assert_true(spool_space_ok(sp, 1000));
+    spool_close(sp);
+
+    setenv("MTA_TEST_FREE_BYTES", "1000/100000", 1);
+    sp = open_ok(f);
+    unsetenv("MTA_TEST_FREE_BYTES");
+    assert_true(spool_free_percent(sp) > 0.99 && spool_free_percent(sp) < 1.01);
+    assert_true(spool_space_ok(sp, 0));
+    assert_true(spool_space_ok(sp, 600));  /* 900 < 1000 */
+    assert_false(spool_space_ok(sp, 700)); /* 1050 > 1000: 452 4.3.1 */
+    spool_close(sp);
+
+    f->conf.queue_minfree = 1000; /* free space at the floor: nothing more */
+    setenv("MTA_TEST_FREE_BYTES", "1000", 1);
+    sp = open_ok(f);
+    unsetenv("MTA_TEST_FREE_BYTES");
+    assert_false(spool_space_ok(sp, 0));
+    assert_false(spool_space_ok(sp, 1));
+    spool_close(sp);
+    f->conf.queue_minfree = 0;
+}
+
+static void test_lock(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    char *err = NULL;
+    struct spool *sp2 = spool_open(f->base, &f->conf, &err);
+    assert_null(sp2);
+    assert_non_null(err);
+    char want[512];
+    snprintf(want, sizeof want, "data volume %s is in use by another mtad", f->dir);
+    assert_string_equal(err, want);
+    free(err);
+    spool_close(sp);
+    sp = open_ok(f); /* released on close */
+    spool_close(sp);
+}
+
+static void test_ids(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    enum { N = 20000 };
+    int digits[16] = {0};
+    char prev[SPOOL_ID_SIZE] = "";
+    for (int i = 0; i < N; i++) {
+        struct spool_msg *m = spool_msg_new(sp);
+        const char *id = spool_msg_id(m);
+        assert_int_equal(strlen(id), 16);
+        assert_true(spool_id_valid(id));
+        assert_true(strcmp(prev, id) < 0);
+        snprintf(prev, sizeof prev, "%s", id);
+        digits[spool_id_hash(id)]++;
+        spool_msg_abort(m);
+    }
+    for (int h = 0; h < 16; h++)
+        assert_true(digits[h] > N / 32); /* every hash directory gets its share */
+    spool_close(sp);
+    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+}
+
+int main(void)
+{
+    snprintf(topdir, sizeof topdir, "%s/mta-spool-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(topdir))
+        return 1;
+    snprintf(logpath, sizeof logpath, "%s/maillog", topdir);
+    struct log_options lo = {.hostname = "test", .syslog_name = "mta", .maillog_file = logpath};
+    char *lerr = NULL;
+    if (log_init(&lo, &lerr) != 0) {
+        fprintf(stderr, "log_init: %s\n", lerr ? lerr : "?");
+        return 1;
+    }
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_commit_and_reopen),
+        T(test_tmp_purged),
+        T(test_garbage_quarantined),
+        T(test_group_commit),
+        T(test_stream_large),
+        T(test_abort),
+        T(test_close_finishes_commits),
+        T(test_remove_and_list),
+        T(test_space_hook),
+        T(test_lock),
+        T(test_ids),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    log_shutdown();
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", topdir);
+    if (rc == 0 && system(cmd) != 0)
+        rc = 1;
+    return rc;
+}
