@@ -51,7 +51,8 @@ static int mtactl_daemon(const char *file, char **overrides, int noverrides, int
     if (!strcmp(argv[0], "queue") && argc == 2 && !strcmp(argv[1], "--json")) {
         n = (size_t)snprintf(line, sizeof(line), "queue-json");
     } else if ((!strcmp(argv[0], "queue") || !strcmp(argv[0], "flush") ||
-                !strcmp(argv[0], "stats")) && argc != 1) {
+                !strcmp(argv[0], "stats")) &&
+               argc != 1) {
         fprintf(stderr, "mtactl: bad arguments for %s\n", argv[0]);
         conf_free(c);
         return 1;

@@ -16,8 +16,13 @@
 #include "mta/conf.h"
 #include "mta/counters.h"
 #include "mta/log.h"
+#include "mta/log_smb.h"
 #include "mta/smtpd.h"
 #include "mta/spool.h"
+#include "mta/dns.h"
+#include "mta/relay.h"
+#include "mta/control.h"
+#include "mta/sched.h"
 #include "mta/stats.h"
 
 #define MTAD_VERSION "0.1.0"
@@ -28,6 +33,9 @@ struct mtad {
     struct conf *conf;
     struct spool *spool;
     struct smtpd *smtpd;
+    struct dns *dns;
+    struct relay *relay;
+    struct control *control;
     struct sched *sched;
     struct stats *stats;
     struct event *sig_term, *sig_int, *sig_hup;
@@ -91,6 +99,7 @@ static void mtad_fail(const char *message, const char *detail)
         fprintf(stderr, "mtad: %s\n", detail);
     fprintf(stderr, "%s\n", message);
     log_shutdown();
+    log_smb_stop();
     exit(1);
 }
 
@@ -158,10 +167,40 @@ int main(int argc, char **argv)
     if (log_init(&lo, &err) != 0)
         mtad_fail("Error: Failed to pre-configure MTA.", err);
 
+    /* 2b. the log terminal: the mail log on the CIFS share */
+    if (d.conf->logs_enabled && d.conf->maillog_filename[0] && d.conf->log_terminal[0]) {
+        char *spill = NULL;
+
+        if (asprintf(&spill, "%s/log-spill", d.conf->data_volume) < 0)
+            mtad_fail("Error: Failed to pre-configure MTA.", "out of memory");
+        log_smb_set_rotation(d.conf->maillog_rotate_size, (int)d.conf->maillog_rotate_count);
+        if (log_smb_start(d.conf->log_terminal, d.conf->maillog_filename, spill, &err) != 0) {
+            if (err && strcmp(err, LOG_SMB_ERR_MOUNT) == 0)
+                mtad_fail("Error: Failed to mount log share.", NULL);
+            mtad_fail("Error: Failed to pre-configure MTA.", err);
+        }
+        free(spill);
+    }
+
     /* 3. the spool on the data volume (recovery runs here) */
     d.spool = spool_open(d.base, d.conf, &err);
     if (d.spool == NULL)
         mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+
+    /* 3b. delivery: resolver, scheduler (rebuilt from the spool), relay, control socket */
+    d.dns = dns_new(d.base, d.conf, &err);
+    if (d.dns == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+    d.sched = sched_new(d.base, d.conf, d.spool, &err);
+    if (d.sched == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+    d.relay = relay_new(d.base, d.conf, d.spool, d.sched, d.dns, &err);
+    if (d.relay == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+    d.control = control_new(d.base, d.conf, &err);
+    if (d.control == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+    sched_control_attach(d.sched, d.control);
 
     /* 4. intake */
     d.smtpd = smtpd_new(d.base, d.conf, d.spool, &err);
@@ -189,12 +228,17 @@ int main(int argc, char **argv)
     /* shutdown, in reverse order: nothing acknowledged is lost */
     stats_free(d.stats);
     smtpd_free(d.smtpd);
+    control_free(d.control);
+    relay_free(d.relay);
+    sched_free(d.sched);
+    dns_free(d.dns);
     spool_close(d.spool);
     event_free(d.sig_term);
     event_free(d.sig_int);
     event_free(d.sig_hup);
     log_info("stopped");
     log_shutdown();
+    log_smb_stop();
     event_base_free(d.base);
     conf_free(d.conf);
     return 0;

@@ -102,6 +102,14 @@ enum conf_type {
       "Delay of error replies after smtpd_soft_error_limit errors (never blocks the loop).")    \
     X(smtpd_forbid_bare_newline, CONF_STR, "normalize", 0, 0, "postfix",                         \
       "normalize (bare LF ends a line, never the DATA), reject (521 5.5.2), or no.")            \
+    X(smtpd_sasl_auth_enable, CONF_BOOL, "no", 0, 0, "postfix",                                  \
+      "yes: offer SMTP AUTH (Cyrus SASL); authenticated clients may relay.")                    \
+    X(smtpd_sasl_path, CONF_STR, "smtpd", 0, 0, "postfix",                                       \
+      "Cyrus SASL application name: its configuration file is NAME.conf.")                     \
+    X(smtpd_sasl_config_dir, CONF_STR, "", 0, 0, "mta",                                          \
+      "Directory holding the Cyrus SASL NAME.conf. Empty: the Cyrus default (/etc/sasl2 ...).") \
+    X(smtpd_tls_auth_only, CONF_BOOL, "yes", 0, 0, "postfix",                                    \
+      "yes: AUTH is offered and accepted only after STARTTLS or on SMTPS.")                     \
     X(maximal_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                           \
       "How long undeliverable mail stays queued before it bounces.")                            \
     X(bounce_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                            \

@@ -16,15 +16,15 @@
 #include <stdarg.h>
 
 struct log_options {
-    const char *hostname;    /* the host field of each record */
-    const char *syslog_name; /* "mta" -> "mta/smtpd[pid]" */
+    const char *hostname;     /* the host field of each record */
+    const char *syslog_name;  /* "mta" -> "mta/smtpd[pid]" */
     const char *maillog_file; /* "" or NULL: none */
     const char *timezone;     /* "" or NULL: unchanged; else a tz name, validated */
     int to_stderr;            /* 1: also to standard error */
     /* Tuning, mostly for tests; 0 = default. */
-    size_t max_records;         /* queue bound in records (default 65536) */
-    size_t max_bytes;           /* queue bound in bytes (default 16 MiB) */
-    unsigned sink_retry_ms;     /* pause before retrying a failed sink (default 1000) */
+    size_t max_records;     /* queue bound in records (default 65536) */
+    size_t max_bytes;       /* queue bound in bytes (default 16 MiB) */
+    unsigned sink_retry_ms; /* pause before retrying a failed sink (default 1000) */
 };
 
 #define LOG_RECORD_MAX 4096 /* bytes of one record, '\n' included */

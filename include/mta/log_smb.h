@@ -43,8 +43,7 @@ void log_smb_set_tuning(size_t queue_bytes, unsigned backoff_max_ms, unsigned ti
  * 0 ok; -1 and *err (malloc'd; LOG_SMB_ERR_MOUNT when the share is unreachable,
  * another text for a bad URL or file name or an unusable SPILL_DIR).
  */
-int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir,
-                  char **err);
+int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir, char **err);
 
 /*
  * log_smb_stop - after log_shutdown: write what is queued (at most ~5 s), spill

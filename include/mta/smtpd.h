@@ -9,6 +9,7 @@ struct event_base;
 struct conf;
 struct spool;
 struct smtpd;
+struct tls_ctx;
 
 /* smtpd_new - bind and listen on in_address:smtp_port. NULL and *err (malloc'd, names the address). */
 struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct spool *spool,
@@ -20,5 +21,13 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
  */
 void smtpd_stop(struct smtpd *s, void (*drained)(void *arg), void *arg);
 void smtpd_free(struct smtpd *s);
+/*
+ * smtpd_set_tls - hand the server a TLS context (it takes ownership). The first
+ * call also opens the SMTPS listener on in_address:smtps_port and turns on
+ * STARTTLS; later calls (SIGHUP reload) swap the context: new handshakes use
+ * the new one, live sessions keep theirs. 0 ok; -1 and *err (the context is
+ * freed).
+ */
+int smtpd_set_tls(struct smtpd *s, struct tls_ctx *ctx, char **err);
 
 #endif

@@ -36,8 +36,8 @@
 #include "mta/counters.h"
 #include "mta/log.h"
 
-#define LOG_SMB_BATCH (64 * 1024)            /* bytes per share write / replay step */
-#define LOG_SMB_QUEUE_DEFAULT (8u << 20)     /* memory queue bound */
+#define LOG_SMB_BATCH (64 * 1024)        /* bytes per share write / replay step */
+#define LOG_SMB_QUEUE_DEFAULT (8u << 20) /* memory queue bound */
 #define LOG_SMB_BACKOFF_MIN_MS 500
 #define LOG_SMB_BACKOFF_MAX_DEFAULT 30000
 #define LOG_SMB_TIMEOUT_DEFAULT 5000
@@ -49,15 +49,15 @@ struct log_smb {
     pthread_cond_t wake;    /* to the thread: records, stop */
     pthread_cond_t started; /* to log_smb_start: first connect done */
     pthread_t thread;
-    int running;       /* thread exists (start succeeded, stop not yet joined) */
+    int running; /* thread exists (start succeeded, stop not yet joined) */
     /* under mu */
-    char *q;           /* memory queue: bytes [qhead, qtail) */
+    char *q; /* memory queue: bytes [qhead, qtail) */
     size_t qhead, qtail, qcap, qbound;
     long long qrecords;
-    int stop;          /* stop requested */
-    int accepting;     /* sink accepts records */
-    int rejected;      /* the sink refused a write: make room now */
-    int start_state;   /* 0 pending, 1 up, -1 failed */
+    int stop;        /* stop requested */
+    int accepting;   /* sink accepts records */
+    int rejected;    /* the sink refused a write: make room now */
+    int start_state; /* 0 pending, 1 up, -1 failed */
     /* read by any thread (atomics) */
     int up;
     long long spill_records;
@@ -70,18 +70,18 @@ struct log_smb {
     long long spill_size, spill_off;
     SMBCCTX *ctx;
     SMBCFILE *fh;
-    int connected;            /* file open on the share (this thread's view) */
-    int reconf;               /* a new start: reload the client config into the kept context */
-    int warned;               /* the outage warning was logged; "back" not yet */
-    long long fsize;          /* size of the file on the share, as we know it */
-    int pending;              /* a batch failed: it may be partly on the share */
-    long long pending_base;   /* file size before that batch */
+    int connected;          /* file open on the share (this thread's view) */
+    int reconf;             /* a new start: reload the client config into the kept context */
+    int warned;             /* the outage warning was logged; "back" not yet */
+    long long fsize;        /* size of the file on the share, as we know it */
+    int pending;            /* a batch failed: it may be partly on the share */
+    long long pending_base; /* file size before that batch */
     size_t pending_len;
     unsigned backoff_ms;
     struct timespec next_try;
     struct timespec spill_retry;
     char *batch;
-    char why[2400];           /* last failure, for the warning */
+    char why[2400]; /* last failure, for the warning */
     /* settings */
     long long rot_size;
     int rot_count;
@@ -197,8 +197,7 @@ static int log_smb_append_enc(char *out, size_t cap, size_t *len, const char *s,
     return 0;
 }
 
-int log_smb_target_parse(struct log_smb_target *t, const char *url, const char *file,
-                         char **err)
+int log_smb_target_parse(struct log_smb_target *t, const char *url, const char *file, char **err)
 {
     char buf[2048];
     size_t len, ulen;
@@ -633,8 +632,8 @@ static int log_smb_open_file(void)
 
     /* O_RDWR, not O_WRONLY: with O_APPEND libsmbclient queries the size, which a
      * write-only handle may not do (ENXIO) */
-    smb.fh = smbc_getFunctionOpen(smb.ctx)(smb.ctx, smb.tgt.file_url, O_CREAT | O_RDWR | O_APPEND,
-                                           0644);
+    smb.fh =
+        smbc_getFunctionOpen(smb.ctx)(smb.ctx, smb.tgt.file_url, O_CREAT | O_RDWR | O_APPEND, 0644);
     if (smb.fh == NULL)
         return log_smb_fail("cannot open", smb.tgt.file_url);
     if (smbc_getFunctionFstat(smb.ctx)(smb.ctx, smb.fh, &st) != 0)
@@ -673,8 +672,7 @@ static SMBCCTX *log_smb_context(void)
     smbc_setOptionProtocols(c, "SMB2_02", "SMB3");
     smbc_setFunctionAuthDataWithContext(c, log_smb_auth_cb);
     if (smbc_init_context(c) == NULL) {
-        snprintf(smb.why, sizeof(smb.why), "cannot initialise the SMB client: %s",
-                 strerror(errno));
+        snprintf(smb.why, sizeof(smb.why), "cannot initialise the SMB client: %s", strerror(errno));
         smbc_free_context(c, 1);
         return NULL;
     }
@@ -697,7 +695,8 @@ static int log_smb_connect(void)
         return -1;
     if (smb.pending) {
         /* the last batch failed: whatever of it reached the file is not written again */
-        if (smb.fsize > smb.pending_base && smb.fsize - smb.pending_base <= (long long)smb.pending_len)
+        if (smb.fsize > smb.pending_base &&
+            smb.fsize - smb.pending_base <= (long long)smb.pending_len)
             log_smb_stream_drop((size_t)(smb.fsize - smb.pending_base));
         smb.pending = 0;
     }
@@ -806,8 +805,9 @@ static void log_smb_went_down(void)
     smb.connected = 0;
     log_smb_set_up(0);
     if (!smb.warned) {
-        log_warning(LOG_SMB_SERVICE, "mail log share unreachable (%s); records are kept and "
-                                     "written when it returns",
+        log_warning(LOG_SMB_SERVICE,
+                    "mail log share unreachable (%s); records are kept and "
+                    "written when it returns",
                     smb.why);
         smb.warned = 1;
     }
@@ -846,6 +846,11 @@ static void *log_smb_main(void *arg)
     (void)arg;
     int rc = log_smb_connect();
 
+    if (rc == 0) {
+        /* up before log_smb_start returns, so the counter is right from the start */
+        smb.connected = 1;
+        log_smb_went_up();
+    }
     pthread_mutex_lock(&smb.mu);
     smb.start_state = rc == 0 ? 1 : -1;
     pthread_cond_broadcast(&smb.started);
@@ -854,9 +859,6 @@ static void *log_smb_main(void *arg)
         log_smb_disconnect();
         return NULL;
     }
-    smb.connected = 1;
-    log_smb_went_up();
-
     for (;;) {
         int stop, spill, conn = smb.connected;
 
@@ -1005,8 +1007,7 @@ static void log_smb_cleanup(void)
     counter_set(CNT_LOG_SPILLED, 0);
 }
 
-int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir,
-                  char **err)
+int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir, char **err)
 {
     pthread_condattr_t ca;
 

@@ -12,14 +12,13 @@
 #define LOG_SMB_MAX_DIRS 16
 
 struct log_smb_target {
-    char *file_url;                      /* smb://host:port/share/dir/maillog */
-    char *dir_urls[LOG_SMB_MAX_DIRS];    /* each parent directory, outermost first */
+    char *file_url;                   /* smb://host:port/share/dir/maillog */
+    char *dir_urls[LOG_SMB_MAX_DIRS]; /* each parent directory, outermost first */
     int ndirs;
 };
 
 /* log_smb_target_parse - 0 ok; -1 and *err (malloc'd) for a bad URL or file name. */
-int log_smb_target_parse(struct log_smb_target *t, const char *url, const char *file,
-                         char **err);
+int log_smb_target_parse(struct log_smb_target *t, const char *url, const char *file, char **err);
 /* log_smb_target_free - release what parse allocated (safe on a zeroed struct). */
 void log_smb_target_free(struct log_smb_target *t);
 

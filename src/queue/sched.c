@@ -270,12 +270,13 @@ static void sched_msg_activate(struct sched *s, struct sched_msg *m)
     }
     for (k = 0; k < nopen; k++)
         sched_dest_push(s, open[k]->dest, open[k]);
-    if (any) {
+    if (any && (m->recovered || m->activations++ > 0))
+        /* intake logs the first entry of a new message (smtpd_txn.c); retries and
+         * messages recovered at start are logged here, as Postfix's qmgr does */
         log_mail("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", m->id,
                  m->env->sender, m->env->size, m->env->nrcpt);
-        if (s->ready_cb && !s->stopping)
-            s->ready_cb(s->ready_arg);
-    }
+    if (any && s->ready_cb && !s->stopping)
+        s->ready_cb(s->ready_arg);
 }
 
 struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const char *dest),
@@ -580,8 +581,12 @@ static void sched_notify_cb(void *arg, const char *id)
 
 static void sched_foreach_cb(void *arg, const char *id, long long size)
 {
+    struct sched_msg *m;
+
     (void)size;
     sched_notify_cb(arg, id);
+    if ((m = sched_msg_find(arg, id)))
+        m->recovered = 1;
 }
 
 /* sched_run_cb - the queue run (every queue_run_delay): deferred messages that are due. */

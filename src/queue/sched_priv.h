@@ -34,6 +34,8 @@ struct sched_msg {
     int had_defer;    /* a job of this round deferred a slot */
     int loading, writing, removing, gone;
     int status_dirty;
+    int recovered;   /* queued before this start */
+    int activations; /* entries into the active queue */
     int load_err, status_err, write_err, have_status;
     struct spool_status wst; /* the snapshot being written (or just read) */
 };

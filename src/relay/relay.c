@@ -280,6 +280,9 @@ struct relay_notify {
     struct spool_envelope env;
     struct spool_rcpt rcpt;
     struct spool_msg *msg;
+    char msgid[160];
+    char newid[SPOOL_ID_SIZE];
+    long long newsize;
 };
 
 static void relay_notify_next(struct relay *r, struct relay_job *rj, int success_done);
@@ -361,6 +364,7 @@ static void relay_notify_build(void *arg)
              nt->tok->r->myhostname);
     snprintf(msgid, sizeof(msgid), "%s.%lld@%s", rj->job->queue_id, relay_now_us(),
              nt->tok->r->myhostname);
+    snprintf(nt->msgid, sizeof(nt->msgid), "%s", msgid);
     memset(&info, 0, sizeof(info));
     info.hostname = nt->tok->r->myhostname;
     info.queue_id = rj->job->queue_id;
@@ -389,7 +393,7 @@ static void relay_notify_committed(void *arg, int err)
     struct relay_notify *nt = arg;
     struct relay *r = nt->tok->r;
     struct relay_job *rj = nt->rj;
-    const char *newid = nt->env.id;
+    const char *newid = nt->newid;
     int i;
 
     if (!r) {
@@ -412,6 +416,9 @@ static void relay_notify_committed(void *arg, int err)
             for (i = 0; i < nt->n; i++)
                 rj->job->result[nt->which[i]] = SCHED_RESULT_DEFER;
     } else {
+        /* the notification bypasses smtpd, so its intake records are logged here */
+        log_mail("cleanup", "%s: message-id=<%s>", newid, nt->msgid);
+        log_mail("qmgr", "%s: from=<>, size=%lld, nrcpt=1 (queue active)", newid, nt->newsize);
         log_mail("bounce", "%s: sender %s notification: %s", rj->job->queue_id,
                  nt->success ? "delivery status" : "non-delivery", newid);
     }
@@ -443,6 +450,8 @@ static void relay_notify_built(void *arg)
         relay_notify_next(r, rj, 1);
         return;
     }
+    snprintf(nt->newid, sizeof(nt->newid), "%s", spool_msg_id(nt->msg));
+    nt->newsize = (long long)evbuffer_get_length(nt->text);
     spool_msg_append(nt->msg, nt->text);
     evbuffer_free(nt->text);
     nt->text = NULL;

@@ -388,6 +388,16 @@ int smtpd_mail_params_parse(const char *text, struct smtpd_mail_params *p, char 
                 return -1;
             }
             p->envid_given = 1;
+        } else if (smtpd_param_is(&t, "AUTH") && t.val) {
+            char tmp[SMTPD_ADDR_MAX + 1];
+            if (seen & 32)
+                return smtpd_param_dup("AUTH", buf, buflen, reply);
+            seen |= 32;
+            if (t.vallen == 0 || smtpd_xtext_decode(t.val, t.vallen, tmp, sizeof(tmp)) < 0) {
+                *reply = "501 5.5.4 Bad AUTH parameter syntax";
+                return -1;
+            }
+            p->auth_given = 1;
         } else {
             return smtpd_param_unsupported(tok, toklen, buf, buflen, reply);
         }

@@ -44,6 +44,7 @@ struct smtpd_mail_params {
     int ret;          /* enum spool_ret: 0 default, 1 FULL, 2 HDRS */
     char envid[SMTPD_ENVID_MAX + 1]; /* decoded ENVID ("" if none) */
     int envid_given;
+    int auth_given;   /* AUTH=<mailbox> (RFC 4954): accepted, not used further */
 };
 
 /* The parsed parameters of RCPT TO. */

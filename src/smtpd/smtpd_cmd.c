@@ -11,6 +11,9 @@
 const struct smtpd_cmd_def smtpd_cmd_defs[SMTPD_CMD_COUNT] = {
     [SMTPD_CMD_HELO] = {"HELO", "helo", SMTPD_CMDF_LAST},
     [SMTPD_CMD_EHLO] = {"EHLO", "ehlo", SMTPD_CMDF_LAST},
+    /* STARTTLS is not LAST: pipelined input after it is dropped (smtpd_tls.c) */
+    [SMTPD_CMD_STARTTLS] = {"STARTTLS", "starttls", 0},
+    [SMTPD_CMD_AUTH] = {"AUTH", "auth", 0},
     [SMTPD_CMD_MAIL] = {"MAIL", "mail", 0},
     [SMTPD_CMD_RCPT] = {"RCPT", "rcpt", 0},
     [SMTPD_CMD_DATA] = {"DATA", "data", SMTPD_CMDF_LAST},

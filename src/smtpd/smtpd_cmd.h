@@ -13,6 +13,8 @@
 enum smtpd_cmd_id {
     SMTPD_CMD_HELO,
     SMTPD_CMD_EHLO,
+    SMTPD_CMD_STARTTLS,
+    SMTPD_CMD_AUTH,
     SMTPD_CMD_MAIL,
     SMTPD_CMD_RCPT,
     SMTPD_CMD_DATA,

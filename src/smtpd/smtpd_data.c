@@ -305,14 +305,16 @@ void smtpd_data_date(time_t t, char *buf, size_t len)
 
 void smtpd_data_received(struct evbuffer *out, const char *helo, const char *name,
                          const char *addr, const char *hostname, const char *proto,
-                         const char *id, const char *rcpt, time_t t)
+                         const char *id, const char *rcpt, time_t t, const char *tls)
 {
     char date[80];
     const char *v6 = strchr(addr, ':') ? "IPv6:" : "";
 
     smtpd_data_date(t, date, sizeof(date));
-    evbuffer_add_printf(out, "Received: from %s (%s [%s%s])\r\n\tby %s (mta) with %s id %s",
-                        helo, name, v6, addr, hostname, proto, id);
+    evbuffer_add_printf(out, "Received: from %s (%s [%s%s])\r\n", helo, name, v6, addr);
+    if (tls && *tls) /* Postfix's TLS note (smtpd_tls_received_header) */
+        evbuffer_add_printf(out, "\t(using %s)\r\n\t(No client certificate requested)\r\n", tls);
+    evbuffer_add_printf(out, "\tby %s (mta) with %s id %s", hostname, proto, id);
     if (rcpt)
         evbuffer_add_printf(out, "\r\n\tfor <%s>; %s\r\n", rcpt, date);
     else

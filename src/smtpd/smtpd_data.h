@@ -81,11 +81,12 @@ void smtpd_data_date(time_t t, char *buf, size_t len);
 /*
  * smtpd_data_received - the Received: header as Postfix writes it, into OUT.
  * ADDR is the printable client address (IPv6 gets the "IPv6:" prefix), PROTO
- * "SMTP", "ESMTP", "ESMTPS", ...; RCPT is the only recipient or NULL.
+ * "SMTP", "ESMTP", "ESMTPS", ...; RCPT is the only recipient or NULL; TLS is
+ * the tls_describe() text ("TLSv1.3 with cipher ...") or NULL without TLS.
  */
 void smtpd_data_received(struct evbuffer *out, const char *helo, const char *name,
                          const char *addr, const char *hostname, const char *proto,
-                         const char *id, const char *rcpt, time_t t);
+                         const char *id, const char *rcpt, time_t t, const char *tls);
 
 /* smtpd_data_msgid_line / smtpd_data_date_line - the header lines cleanup would add. */
 void smtpd_data_msgid_line(char *buf, size_t len, time_t t, const char *id, const char *hostname);

@@ -25,6 +25,7 @@ struct evconnlistener;
 struct conf;
 struct cidr_list;
 struct smtpd_map;
+struct tls_ctx;
 
 struct smtpd_session;
 
@@ -49,6 +50,9 @@ struct smtpd {
     void *drained_arg;
     int commits; /* commits in flight (their done callbacks hold this struct) */
     int freed;   /* smtpd_free ran while commits were in flight */
+    struct tls_ctx *tls;  /* NULL: no STARTTLS/SMTPS; swapped on reload (smtpd_set_tls) */
+    int sasl;             /* SMTP AUTH is enabled (Cyrus SASL initialised) */
+    char sasl_mechs[256]; /* the AUTH line of EHLO, e.g. "PLAIN LOGIN" */
 };
 
 struct smtpd_txn {
@@ -104,10 +108,18 @@ struct smtpd_session {
     int close_after;        /* close once the replies are flushed */
     int dead;
     char *line; /* command line buffer (line_length_limit + 1) */
+    int tls_pending;    /* a TLS handshake is running (STARTTLS or SMTPS) */
+    char tls_info[128]; /* "TLSv1.3 with cipher ... (256/256 bits)" once established */
+    void *sasl_conn;    /* sasl_conn_t of an AUTH exchange (smtpd_sasl.c) */
+    int sasl_active;    /* input lines are SASL responses, not commands */
+    char sasl_method[32];
+    char *sasl_username; /* after a successful AUTH */
 };
 
 /* smtpd_session.c */
-void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen);
+void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen,
+                          int implicit_tls);
+void smtpd_session_setup_bev(struct smtpd_session *s);
 struct smtpd_session *smtpd_session_find(struct smtpd *srv, uint64_t id);
 void smtpd_session_close(struct smtpd_session *s);
 void smtpd_session_kill(struct smtpd_session *s);
@@ -133,6 +145,23 @@ int smtpd_policy_relay_ok(const struct smtpd_session *s, const char *rcpt);
 /* smtpd_proto.c */
 void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg);
 void smtpd_proto_greet(struct smtpd_session *s);
+
+/* smtpd_listen.c */
+int smtpd_listen_open(struct smtpd *s, long port, int implicit_tls, char **err);
+
+/* smtpd_tls.c */
+struct bufferevent *smtpd_tls_socket_bev(struct smtpd *srv, int fd);
+void smtpd_tls_starttls(struct smtpd_session *s, const char *arg);
+void smtpd_tls_connected(struct smtpd_session *s);
+void smtpd_tls_failed(struct smtpd_session *s);
+void smtpd_tls_flush_underlying(struct smtpd_session *s);
+
+/* smtpd_sasl.c */
+int smtpd_sasl_init(struct smtpd *srv, char **err);
+int smtpd_sasl_offered(const struct smtpd_session *s);
+void smtpd_sasl_auth(struct smtpd_session *s, const char *arg);
+void smtpd_sasl_response(struct smtpd_session *s, const char *line);
+void smtpd_sasl_reset(struct smtpd_session *s);
 
 /* smtpd_txn.c */
 struct smtpd_txn *smtpd_txn_new(void);

@@ -20,6 +20,7 @@
 #include "mta/conf.h"
 #include "mta/log.h"
 #include "mta/smtpd.h"
+#include "mta/tls.h"
 #include "smtpd_int.h"
 #include "smtpd_map.h"
 
@@ -31,7 +32,14 @@ struct event *smtpd_session_reaper_new(struct smtpd *srv);
 static void smtpd_listen_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
                                    struct sockaddr *sa, int salen, void *arg)
 {
-    smtpd_session_accept(arg, fd, sa, salen);
+    smtpd_session_accept(arg, fd, sa, salen, 0);
+}
+
+/* smtpd_listen_accept_tls_cb - a new SMTPS connection (implicit TLS). */
+static void smtpd_listen_accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd,
+                                       struct sockaddr *sa, int salen, void *arg)
+{
+    smtpd_session_accept(arg, fd, sa, salen, 1);
 }
 
 /* smtpd_listen_error_cb - accept() failed (e.g. EMFILE): log and keep listening. */
@@ -59,11 +67,11 @@ static int smtpd_listen_socket(const struct sockaddr *sa, socklen_t len, int v6o
 }
 
 /* smtpd_listen_add - listen on FD. 0 ok, -1 with errno. */
-static int smtpd_listen_add(struct smtpd *s, int fd)
+static int smtpd_listen_add(struct smtpd *s, int fd, int implicit_tls)
 {
     struct evconnlistener *l = evconnlistener_new(
-        s->base, smtpd_listen_accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-        SMTPD_BACKLOG, fd);
+        s->base, implicit_tls ? smtpd_listen_accept_tls_cb : smtpd_listen_accept_cb, s,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, SMTPD_BACKLOG, fd);
     if (!l) {
         int e = errno;
         close(fd);
@@ -85,12 +93,53 @@ static int smtpd_listen_barelf(const char *v)
     return SMTPD_BARELF_NORMALIZE;
 }
 
+/* smtpd_listen_open - listen on in_address:PORT (plain SMTP or SMTPS). 0 ok, -1 and *err. */
+int smtpd_listen_open(struct smtpd *s, long port, int implicit_tls, char **err)
+{
+    const struct conf *conf = s->conf;
+    char addr[256];
+    int fd;
+
+    snprintf(addr, sizeof(addr), "%s", conf->in_address);
+    if (addr[0] == '[' && addr[strlen(addr) - 1] == ']') { /* [::1] */
+        memmove(addr, addr + 1, strlen(addr));
+        addr[strlen(addr) - 1] = 0;
+    }
+    if (!*addr) {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port),
+                                  .sin6_addr = in6addr_any};
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port),
+                                 .sin_addr.s_addr = htonl(INADDR_ANY)};
+        fd = smtpd_listen_socket((struct sockaddr *)&a6, sizeof(a6), 0);
+        if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL))
+            fd = smtpd_listen_socket((struct sockaddr *)&a4, sizeof(a4), 0);
+        snprintf(addr, sizeof(addr), "*");
+    } else {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+        if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
+            fd = smtpd_listen_socket((struct sockaddr *)&a4, sizeof(a4), 0);
+        } else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
+            fd = smtpd_listen_socket((struct sockaddr *)&a6, sizeof(a6), 1);
+        } else {
+            if (asprintf(err, "in_address: not an IP address: %s", addr) < 0)
+                *err = NULL;
+            return -1;
+        }
+    }
+    if (fd < 0 || smtpd_listen_add(s, fd, implicit_tls) < 0) {
+        if (asprintf(err, "cannot listen on %s:%ld: %s", addr, port, strerror(errno)) < 0)
+            *err = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct spool *spool,
                         char **err)
 {
     struct smtpd *s = calloc(1, sizeof(*s));
-    char *cerr = NULL, addr[256];
-    int fd;
+    char *cerr = NULL;
 
     *err = NULL;
     if (!s)
@@ -114,37 +163,11 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
         !(s->reaper = smtpd_session_reaper_new(s)))
         goto oom;
 
-    snprintf(addr, sizeof(addr), "%s", conf->in_address);
-    if (addr[0] == '[' && addr[strlen(addr) - 1] == ']') { /* [::1] */
-        memmove(addr, addr + 1, strlen(addr));
-        addr[strlen(addr) - 1] = 0;
+    if (smtpd_listen_open(s, conf->smtp_port, 0, err) < 0) {
+        smtpd_free(s);
+        return NULL;
     }
-    if (!*addr) {
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(conf->smtp_port),
-                                  .sin6_addr = in6addr_any};
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(conf->smtp_port),
-                                 .sin_addr.s_addr = htonl(INADDR_ANY)};
-        fd = smtpd_listen_socket((struct sockaddr *)&a6, sizeof(a6), 0);
-        if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL))
-            fd = smtpd_listen_socket((struct sockaddr *)&a4, sizeof(a4), 0);
-        snprintf(addr, sizeof(addr), "*");
-    } else {
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(conf->smtp_port)};
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(conf->smtp_port)};
-        if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
-            fd = smtpd_listen_socket((struct sockaddr *)&a4, sizeof(a4), 0);
-        } else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
-            fd = smtpd_listen_socket((struct sockaddr *)&a6, sizeof(a6), 1);
-        } else {
-            if (asprintf(err, "in_address: not an IP address: %s", addr) < 0)
-                *err = NULL;
-            smtpd_free(s);
-            return NULL;
-        }
-    }
-    if (fd < 0 || smtpd_listen_add(s, fd) < 0) {
-        if (asprintf(err, "cannot listen on %s:%ld: %s", addr, conf->smtp_port, strerror(errno)) < 0)
-            *err = NULL;
+    if (conf->smtpd_sasl_auth_enable && smtpd_sasl_init(s, err) < 0) {
         smtpd_free(s);
         return NULL;
     }
@@ -193,6 +216,8 @@ void smtpd_free(struct smtpd *s)
     smtpd_map_free(s->by_ip);
     if (s->trusted)
         cidr_list_free(s->trusted);
+    tls_ctx_free(s->tls);
+    s->tls = NULL;
     if (s->commits > 0) {
         s->freed = 1; /* the last commit's done callback frees the struct */
         return;

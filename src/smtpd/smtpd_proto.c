@@ -53,6 +53,10 @@ static void smtpd_proto_helo(struct smtpd_session *s, const char *arg, int esmtp
     smtpd_reply(s, "250-PIPELINING");
     smtpd_reply(s, "250-SIZE %lld", c->message_size_limit);
     smtpd_reply(s, "250-VRFY");
+    if (s->srv->tls && !s->tls)
+        smtpd_reply(s, "250-STARTTLS");
+    if (smtpd_sasl_offered(s) && !s->authenticated)
+        smtpd_reply(s, "250-AUTH %s", s->srv->sasl_mechs);
     smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
     smtpd_reply(s, "250-8BITMIME");
     smtpd_reply(s, "250-DSN");
@@ -99,6 +103,12 @@ static void smtpd_proto_mail(struct smtpd_session *s, const char *arg)
     }
     if (smtpd_mail_params_parse(end, &mp, rbuf, sizeof(rbuf), &reply) < 0) {
         smtpd_reply(s, "%s", reply);
+        return;
+    }
+    if (mp.auth_given && !smtpd_sasl_offered(s)) { /* AUTH= only where AUTH is offered */
+        const char *a = strcasestr(end, "AUTH=");
+        smtpd_reply(s, "555 5.5.4 Unsupported option: %.*s", a ? (int)strcspn(a, " ") : 4,
+                    a ? a : "AUTH");
         return;
     }
     if (!mp.smtputf8 && smtpd_addr_has_8bit(addr)) {
@@ -169,7 +179,11 @@ static void smtpd_proto_rcpt(struct smtpd_session *s, const char *arg)
             return;
         }
         snprintf(tx->id, sizeof(tx->id), "%s", spool_msg_id(tx->msg));
-        log_mail("smtpd", "%s: client=%s[%s]", tx->id, s->name, s->addr);
+        if (s->authenticated)
+            log_mail("smtpd", "%s: client=%s[%s], sasl_method=%s, sasl_username=%s", tx->id,
+                     s->name, s->addr, s->sasl_method, s->sasl_username ? s->sasl_username : "");
+        else
+            log_mail("smtpd", "%s: client=%s[%s]", tx->id, s->name, s->addr);
     }
     if (smtpd_txn_add_rcpt(tx, addr, &rp) < 0) {
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");
@@ -285,6 +299,12 @@ void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const c
     case SMTPD_CMD_EHLO:
         smtpd_proto_helo(s, arg, 1);
         break;
+    case SMTPD_CMD_STARTTLS:
+        smtpd_tls_starttls(s, smtpd_proto_trim(arg));
+        break;
+    case SMTPD_CMD_AUTH:
+        smtpd_sasl_auth(s, smtpd_proto_trim(arg));
+        break;
     case SMTPD_CMD_MAIL:
         smtpd_proto_mail(s, arg);
         break;
@@ -312,7 +332,8 @@ void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const c
         smtpd_proto_vrfy(s, arg);
         break;
     case SMTPD_CMD_HELP:
-        smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT");
+        smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP "
+                       "VRFY HELP QUIT");
         break;
     case SMTPD_CMD_QUIT:
         smtpd_reply(s, "221 2.0.0 Bye");

@@ -73,7 +73,20 @@ static void smtpd_session_delay_cb(evutil_socket_t fd, short what, void *arg)
     smtpd_session_resume(s);
 }
 
-void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen)
+void smtpd_session_setup_bev(struct smtpd_session *s)
+{
+    const struct conf *c = s->srv->conf;
+    struct timeval tv = {c->smtpd_timeout, 0};
+
+    bufferevent_setcb(s->bev, smtpd_session_read_cb, smtpd_session_write_cb,
+                      smtpd_session_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, (size_t)c->smtpd_session_buffer_limit);
+    bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)c->smtpd_session_buffer_limit / 2, 0);
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen,
+                          int implicit_tls)
 {
     const struct conf *c = srv->conf;
     unsigned char key[16], idk[16];
@@ -125,7 +138,12 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     s->trusted = smtpd_policy_trusted(srv, sa);
     evutil_make_socket_nonblocking(fd);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (implicit_tls) { /* SMTPS: the handshake runs first, the greeting waits for it */
+        s->bev = smtpd_tls_socket_bev(srv, fd);
+        s->tls_pending = 1;
+    } else {
+        s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     s->out = evbuffer_new();
     s->delay_ev = evtimer_new(srv->base, smtpd_session_delay_cb, s);
     s->line = malloc((size_t)c->line_length_limit + 2);
@@ -152,16 +170,10 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     counter_add(CNT_SMTP_ACTIVE, 1);
 
     log_mail("smtpd", "connect from %s[%s]", s->name, s->addr);
-    bufferevent_setcb(s->bev, smtpd_session_read_cb, smtpd_session_write_cb,
-                      smtpd_session_event_cb, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, (size_t)c->smtpd_session_buffer_limit);
-    bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)c->smtpd_session_buffer_limit / 2, 0);
-    {
-        struct timeval tv = {c->smtpd_timeout, 0};
-        bufferevent_set_timeouts(s->bev, &tv, &tv);
-    }
-    /* smtpd_forbid_unauth_pipelining: a client that talks before the banner is a bot */
-    n = recv(fd, peek, sizeof(peek) - 1, MSG_PEEK | MSG_DONTWAIT);
+    smtpd_session_setup_bev(s);
+    /* smtpd_forbid_unauth_pipelining: a client that talks before the banner is a bot
+     * (on SMTPS the client speaks first: its ClientHello) */
+    n = implicit_tls ? 0 : recv(fd, peek, sizeof(peek) - 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0) {
         char esc[400];
         size_t o = 0;
@@ -209,6 +221,8 @@ static void smtpd_session_reaper_cb(evutil_socket_t fd, short what, void *arg)
 
     for (s = srv->grave, srv->grave = NULL; s; s = nx) {
         nx = s->next;
+        smtpd_tls_flush_underlying(s); /* a last reply still below the TLS layer */
+        smtpd_sasl_reset(s);
         bufferevent_free(s->bev);
         evbuffer_free(s->out);
         event_free(s->delay_ev);
@@ -297,7 +311,10 @@ void smtpd_session_close(struct smtpd_session *s)
     s->close_after = 1;
     s->state = SMTPD_STATE_CLOSING;
     smtpd_session_flush(s);
-    bufferevent_disable(s->bev, EV_READ);
+    /* TLS may need to read to finish a write (OpenSSL WANT_READ): keep reading there;
+     * input is ignored once close_after is set */
+    if (!s->tls && !s->tls_pending)
+        bufferevent_disable(s->bev, EV_READ);
     event_del(s->delay_ev);
     if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
         smtpd_session_kill(s);
@@ -375,6 +392,10 @@ static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, siz
         smtpd_reply(s, "500 5.5.2 Error: line too long");
         return;
     }
+    if (s->sasl_active) { /* a SASL response line, never a command */
+        smtpd_sasl_response(s, s->line);
+        return;
+    }
     if (bare && s->srv->barelf == SMTPD_BARELF_REJECT) {
         log_mail("smtpd", "disconnect: bare <LF> received from %s[%s] after %s", s->name, s->addr,
                  s->where);
@@ -446,7 +467,9 @@ void smtpd_session_process(struct smtpd_session *s)
         return;
     in = bufferevent_get_input(s->bev);
     while (!s->close_after && !s->dead && s->state != SMTPD_STATE_COMMIT) {
-        size_t avail = evbuffer_get_length(in);
+        size_t avail;
+        in = bufferevent_get_input(s->bev); /* STARTTLS replaces the bufferevent */
+        avail = evbuffer_get_length(in);
         if (evbuffer_get_length(s->out) + evbuffer_get_length(bufferevent_get_output(s->bev)) >
             limit) {
             s->wait_write = 1; /* the client does not read its replies: stop reading too */
@@ -530,6 +553,12 @@ static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *ar
 
     if (s->dead)
         return;
+    if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake is complete */
+        smtpd_tls_connected(s);
+        return;
+    }
+    if (s->tls_pending && (what & BEV_EVENT_ERROR))
+        smtpd_tls_failed(s);
     if (s->state == SMTPD_STATE_CLOSING) {
         smtpd_session_kill(s);
         return;

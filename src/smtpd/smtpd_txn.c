@@ -98,7 +98,7 @@ void smtpd_txn_body_start(struct smtpd_session *s, int dot)
 
     smtpd_data_received(tx->buf, s->helo ? s->helo : s->addr, s->name, s->addr, srv->hostname,
                         smtpd_session_proto(s), tx->id, tx->nrcpt == 1 ? tx->rcpt[0].addr : NULL,
-                        now);
+                        now, s->tls ? s->tls_info : NULL);
     memset(&o, 0, sizeof(o));
     o.dot = dot;
     o.barelf = srv->barelf;

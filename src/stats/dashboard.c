@@ -6,9 +6,11 @@
  * Not here: where the figures come from (snapshot.c) or how messages are shown.
  */
 #include "stats_priv.h"
+#include "mta/log_smb.h"
 
 static const char *stats_dash_msgs[STATS_DASHBOARD_MAX];
 static int stats_dash_n;
+static char stats_dash_log[256]; /* the log terminal's own wording, with its count */
 
 /* stats_dashboard_update - recompute the messages from IN (called on the loop thread). */
 void stats_dashboard_update(const struct stats_dashboard_input *in)
@@ -18,7 +20,10 @@ void stats_dashboard_update(const struct stats_dashboard_input *in)
         stats_dash_msgs[n++] = STATS_MSG_FREE_1;
     else if (in->free_percent >= 0 && in->free_percent < 5.0)
         stats_dash_msgs[n++] = STATS_MSG_FREE_5;
-    if (in->log_share_configured && !in->log_share_up)
+    /* the log sink words its state itself ("unreachable; N records are waiting") */
+    if (in->log_share_configured && log_smb_message(stats_dash_log, sizeof(stats_dash_log)))
+        stats_dash_msgs[n++] = stats_dash_log;
+    else if (in->log_share_configured && !in->log_share_up)
         stats_dash_msgs[n++] = STATS_MSG_LOG_DOWN;
     stats_dash_n = n;
 }

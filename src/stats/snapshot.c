@@ -22,7 +22,8 @@ void stats_snapshot_take(struct stats *st, struct stats_snapshot *s)
     s->uptime_seconds = (long long)(stats_mono_now() - st->start_mono);
     stats_resource_read(&s->cpu_seconds, &s->rss_bytes);
     s->free_percent = st->spool ? spool_free_percent(st->spool) : -1;
-    s->log_share_configured = st->conf->log_terminal[0] != '\0' && st->conf->logs_enabled;
+    s->log_share_configured = st->conf->log_terminal[0] != '\0' && st->conf->logs_enabled &&
+                              st->conf->maillog_filename[0] != '\0';
     s->now = (long long)time(NULL);
 
     struct stats_dashboard_input in = {

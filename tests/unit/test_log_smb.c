@@ -45,8 +45,7 @@ static double now_s(void)
 static int have(const char *prog)
 {
     char cmd[256];
-    snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1 || test -x /usr/sbin/%s", prog,
-             prog);
+    snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1 || test -x /usr/sbin/%s", prog, prog);
     return system(cmd) == 0;
 }
 
@@ -144,8 +143,8 @@ static int wait_written(double secs)
 /* start_log - the log writer (no stderr) plus our sink. */
 static int start_log(const char *file, char **err)
 {
-    struct log_options lo = {.hostname = "mx.test", .syslog_name = "mta", .to_stderr = 0,
-                             .sink_retry_ms = 100};
+    struct log_options lo = {
+        .hostname = "mx.test", .syslog_name = "mta", .to_stderr = 0, .sink_retry_ms = 100};
     char *e = NULL;
 
     assert_int_equal(log_init(&lo, &e), 0);
@@ -214,8 +213,8 @@ static void test_parse(void **state)
     assert_string_equal(t.dir_urls[1], "smb://h/share/a/b%20c");
     log_smb_target_free(&t);
 
-    const char *bad[][2] = {{"http://h/share", "m"}, {"smb://h", "m"},    {"smb:///share", "m"},
-                            {"smb://h/", "m"},       {"smb://h/s", ""},   {"smb://h/s", "/"},
+    const char *bad[][2] = {{"http://h/share", "m"}, {"smb://h", "m"},       {"smb:///share", "m"},
+                            {"smb://h/", "m"},       {"smb://h/s", ""},      {"smb://h/s", "/"},
                             {"smb://h/s", "../m"},   {"smb://h/s", "a/./m"}, {"smb://h/s", "a\nb"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err = NULL;

@@ -509,8 +509,10 @@ static void test_abort(void **state)
     append_str(m, big, 300000);
     free(big);
     spool_msg_abort(m);
-    for (int i = 0; i < 100 && count_entries(f->dir, "tmp") > 0; i++)
-        event_base_loop(f->base, EVLOOP_NONBLOCK), usleep(10000);
+    for (int i = 0; i < 100 && count_entries(f->dir, "tmp") > 0; i++) {
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        usleep(10000);
+    }
     spool_close(sp); /* also waits for the abort job */
     assert_int_equal(count_entries(f->dir, "tmp"), 0);
     assert_int_equal(queued_files(f->dir), 0);

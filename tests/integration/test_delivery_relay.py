@@ -1,0 +1,320 @@
+"""
+test_delivery_relay.py - delivery through smart_relay to Python SMTP sinks on
+free high ports of 127.0.0.1: byte-for-byte delivery and Postfix's maillog
+lines, upstream down then up (deferred, mtactl queue / --json, flush),
+mtactl delete, 4xx then 2xx, 5xx bounce as a parseable RFC 3464 DSN, DSN
+NOTIFY=NEVER / SUCCESS, crash safety (kill -9 after a partial delivery), and
+pflogsumm's counts of the daemon's log.
+Not here: MX delivery and STARTTLS (test_delivery_mx.py).
+"""
+
+import email
+import email.policy
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mtatest  # noqa: E402
+import smtpsink  # noqa: E402
+from mtatest import t  # noqa: E402
+
+SENT_RE = (r"\b([0-9A-F]+): to=<%s>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, delay=[0-9.]+, "
+           r"delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: "
+           r"queued as SINK\d+\)$")
+
+FAST_RETRY = {"minimal_backoff_time": "1s", "maximal_backoff_time": "2s", "queue_run_delay": "1s"}
+
+
+class DeliveryRelayTest(mtatest.MtaTestCase):
+
+    def sink(self, **kw):
+        s = smtpsink.Sink("127.0.0.1", kw.pop("port", 0), **kw).start()
+        self.addCleanup(s.stop)
+        return s
+
+    def mtactl(self, d, *args):
+        return subprocess.run([mtatest.MTACTL, "-c", d.config_path] + list(args),
+                              capture_output=True, text=True, timeout=t(20))
+
+    def send(self, d, sender, rcpts, body, mail_options=(), rcpt_options=()):
+        s = d.smtp()
+        try:
+            s.ehlo("client.example")
+            s.sendmail(sender, rcpts, body, mail_options=list(mail_options),
+                       rcpt_options=list(rcpt_options))
+        finally:
+            s.quit()
+
+    def test_delivered_byte_for_byte_with_postfix_log_lines(self):
+        sink = self.sink()
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port})
+        body = (b"Subject: relay test\r\nFrom: a@src.test\r\n\r\nline one\r\n.starts with a dot\r\n"
+                b"..two dots\r\n" + b"x" * 5000 + b"\r\nend\r\n")
+        self.send(d, "a@src.test", ["b@dst.test", "c@dst.test"], body)
+        msgs = sink.wait_messages(1, t(10))
+        self.assertEqual(len(msgs), 1)
+        m = msgs[0]
+        self.assertEqual(m.mail_from, "a@src.test")
+        self.assertEqual(sorted(m.rcpts), ["b@dst.test", "c@dst.test"])
+        # the body arrives byte for byte; the client's headers in order, after Received:
+        head, _, rest = m.data.partition(b"\r\n\r\n")
+        self.assertEqual(rest, body.split(b"\r\n\r\n", 1)[1])
+        self.assertTrue(head.startswith(b"Received: "), head)
+        self.assertIn(b"\r\nSubject: relay test\r\nFrom: a@src.test", head)
+        for rcpt in ("b@dst\\.test", "c@dst\\.test"):
+            d.wait_log(SENT_RE % (rcpt, sink.port), t(5))
+        qid = re.search(SENT_RE % ("b@dst\\.test", sink.port), d.maillog(), re.M).group(1)
+        d.wait_log(r"\b%s: removed$" % qid, t(5))
+        self.assertEqual(d.queued_ids(), set())
+        r = self.mtactl(d, "queue")
+        self.assertEqual((r.returncode, r.stdout), (0, "Mail queue is empty\n"), r.stderr)
+        st = self.mtactl(d, "stats")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        self.assertIn("delivered 2\n", st.stdout)
+
+    def test_upstream_down_then_up_queue_flush(self):
+        port = mtatest.free_port()
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % port, "minimal_backoff_time": "1h",
+                         "maximal_backoff_time": "2h", "queue_run_delay": "1h"})
+        for i in range(3):
+            self.send(d, "s%d@src.test" % i, ["r%d@dst.test" % i], b"Subject: %d\r\n\r\nbody\r\n" % i)
+        lines = d.wait_log(r"status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: "
+                           r"Connection refused\)$" % port, t(10), count=3)
+        self.assertTrue(all(", dsn=4.4.1, " in l for l in lines), lines)
+        q = self.mtactl(d, "queue")
+        self.assertEqual(q.returncode, 0, q.stderr)
+        out = q.stdout
+        self.assertTrue(out.startswith("-Queue ID-  --Size-- ----Arrival Time---- "
+                                       "-Sender/Recipient-------\n"), out)
+        self.assertIn("(connect to 127.0.0.1[127.0.0.1]:%d: Connection refused)\n" % port, out)
+        self.assertRegex(out, r"\n {41}r0@dst\.test\n")
+        self.assertRegex(out, r"-- \d+ Kbytes in 3 Requests\.\n$")
+        js = self.mtactl(d, "queue", "--json")
+        self.assertEqual(js.returncode, 0, js.stderr)
+        objs = [json.loads(l) for l in js.stdout.splitlines()]
+        self.assertEqual(len(objs), 3)
+        for o in objs:
+            self.assertEqual(o["queue_name"], "deferred")
+            self.assertRegex(o["queue_id"], r"^[0-9A-F]+$")
+            self.assertIn("Connection refused", o["recipients"][0]["delay_reason"])
+            self.assertIn(o["queue_id"], out)
+        self.assertEqual(sorted(o["sender"] for o in objs), ["s0@src.test", "s1@src.test",
+                                                            "s2@src.test"])
+        # start the upstream, flush: everything is delivered
+        sink = self.sink(port=port)
+        r = self.mtactl(d, "flush")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(sink.wait_messages(3, t(10))), 3)
+        d.wait_log(r": removed$", t(5), count=3)
+        self.assertEqual(self.mtactl(d, "queue").stdout, "Mail queue is empty\n")
+
+    def test_delete_one_and_all(self):
+        port = mtatest.free_port()
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % port, "queue_run_delay": "1h",
+                         "minimal_backoff_time": "1h"})
+        for i in range(3):
+            self.send(d, "s@src.test", ["r%d@dst.test" % i], b"Subject: x\r\n\r\nbody\r\n")
+        d.wait_log(r"status=deferred", t(10), count=3)
+        objs = [json.loads(l) for l in self.mtactl(d, "queue", "--json").stdout.splitlines()]
+        victim = objs[0]["queue_id"]
+        r = self.mtactl(d, "delete", victim)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d.wait_log(r"\b%s: removed$" % victim, t(5))
+        left = [json.loads(l)["queue_id"] for l in self.mtactl(d, "queue", "--json").stdout.splitlines()]
+        self.assertEqual(len(left), 2)
+        self.assertNotIn(victim, left)
+        r = self.mtactl(d, "delete", "NOSUCHID")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("NOSUCHID", r.stderr)
+        r = self.mtactl(d, "delete", "ALL")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d.wait_log(r": removed$", t(5), count=3)
+        deadline = time.monotonic() + t(5)
+        while d.queued_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(d.queued_ids(), set())
+        self.assertEqual(self.mtactl(d, "queue").stdout, "Mail queue is empty\n")
+
+    def test_4xx_then_2xx_is_retried(self):
+        sink = self.sink(replies={"dot": ["451 4.3.0 Error: try again later", None]})
+        settings = {"smart_relay": "[127.0.0.1]:%d" % sink.port}
+        settings.update(FAST_RETRY)
+        d = self.daemon(settings)
+        self.send(d, "a@src.test", ["b@dst.test"], b"Subject: retry\r\n\r\nbody\r\n")
+        d.wait_log(r"to=<b@dst\.test>, .*dsn=4\.3\.0, status=deferred \(host 127\.0\.0\.1"
+                   r"\[127\.0\.0\.1\] said: 451 4\.3\.0 Error: try again later \(in reply to end "
+                   r"of DATA command\)\)$", t(10))
+        d.wait_log(SENT_RE % ("b@dst\\.test", sink.port), t(15))
+        self.assertEqual(len(sink.messages), 1)
+        st = self.mtactl(d, "stats").stdout
+        self.assertIn("deferred 1\n", st)
+        self.assertIn("delivered 1\n", st)
+
+    def test_5xx_bounce_is_an_rfc3464_report(self):
+        sink = self.sink(rcpt_map={"bad@dst.test": "550 5.1.1 <bad@dst.test>: Recipient address "
+                                                   "rejected: User unknown"})
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port})
+        original = b"Subject: will bounce\r\nMessage-Id: <orig-1@src.test>\r\n\r\nhello\r\n"
+        self.send(d, "sender@src.test", ["good@dst.test", "bad@dst.test"], original)
+        d.wait_log(r"to=<bad@dst\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*dsn=5\.1\.1, "
+                   r"status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1 "
+                   r"<bad@dst\.test>: Recipient address rejected: User unknown \(in reply to RCPT "
+                   r"TO command\)\)$" % sink.port, t(10))
+        line = d.wait_log(r"sender non-delivery notification: [0-9A-F]+$", t(10))[0]
+        newid = line.rsplit(" ", 1)[1]
+        msgs = sink.wait_messages(2, t(10))
+        bounces = [m for m in msgs if m.mail_from == ""]
+        self.assertEqual(len(bounces), 1, msgs)
+        b = bounces[0]
+        self.assertEqual(b.rcpts, ["sender@src.test"])
+        msg = email.message_from_bytes(b.data, policy=email.policy.default)
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "delivery-status")
+        self.assertTrue(msg["From"].startswith("MAILER-DAEMON@"))
+        self.assertEqual(msg["Subject"], "Undelivered Mail Returned to Sender")
+        parts = list(msg.iter_parts())
+        self.assertEqual([p.get_content_type() for p in parts],
+                         ["text/plain", "message/delivery-status", "message/rfc822"])
+        status = parts[1].get_payload()
+        # per-message fields, then one block per recipient
+        fields = [dict(b.items()) for b in status]
+        self.assertEqual(fields[0]["Reporting-MTA"], "dns; mta.test.example")
+        self.assertEqual(len(fields), 2, fields)
+        r = fields[1]
+        self.assertEqual(r["Final-Recipient"], "rfc822; bad@dst.test")
+        self.assertEqual(r["Action"], "failed")
+        self.assertEqual(r["Status"], "5.1.1")
+        self.assertIn("550 5.1.1", r["Diagnostic-Code"])
+        returned = parts[2].get_payload()[0]
+        self.assertEqual(returned["Subject"], "will bounce")
+        d.wait_log(r"\b%s: removed$" % newid, t(10))
+        st = self.mtactl(d, "stats").stdout
+        self.assertIn("bounced 1\n", st)
+
+    def test_null_sender_bounce_is_not_bounced_again(self):
+        sink = self.sink(rcpt_map={"bad@dst.test": "550 5.1.1 no such user"})
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port})
+        self.send(d, "", ["bad@dst.test"], b"Subject: a bounce\r\n\r\nx\r\n")
+        d.wait_log(r"to=<bad@dst\.test>.*status=bounced", t(10))
+        d.wait_log(r"no notification sent", t(5))
+        d.wait_log(r": removed$", t(5))
+        time.sleep(t(0.5))
+        self.assertEqual(d.log_lines(r"non-delivery notification: "), [])
+        self.assertEqual(sink.messages, [])
+
+    def test_dsn_notify_never_and_success(self):
+        sink = self.sink(rcpt_map={"bad@dst.test": "550 5.1.1 no such user"})
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port})
+        self.send(d, "s@src.test", ["bad@dst.test"], b"Subject: never\r\n\r\nx\r\n",
+                  rcpt_options=["NOTIFY=NEVER"])
+        d.wait_log(r"to=<bad@dst\.test>.*status=bounced", t(10))
+        d.wait_log(r": removed$", t(5))
+        self.assertEqual(d.log_lines(r"notification: "), [])
+        # NOTIFY=SUCCESS to a server without DSN: we report "relayed" ourselves
+        self.send(d, "s@src.test", ["ok@dst.test"], b"Subject: success\r\n\r\nx\r\n",
+                  rcpt_options=["NOTIFY=SUCCESS", "ORCPT=rfc822;ok@dst.test"])
+        d.wait_log(r"sender delivery status notification: [0-9A-F]+$", t(10))
+        msgs = sink.wait_messages(2, t(10))
+        dsn = [m for m in msgs if m.mail_from == ""]
+        self.assertEqual(len(dsn), 1, msgs)
+        msg = email.message_from_bytes(dsn[0].data, policy=email.policy.default)
+        self.assertEqual(msg["Subject"], "Successful Mail Delivery Report")
+        status = [dict(b.items()) for b in list(msg.iter_parts())[1].get_payload()]
+        self.assertEqual(status[1]["Action"], "relayed")
+        self.assertEqual(status[1]["Original-Recipient"], "rfc822;ok@dst.test")
+        self.assertEqual(status[1]["Status"], "2.0.0")
+
+    def test_dsn_passed_through_when_offered(self):
+        sink = self.sink(dsn=True)
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port})
+        self.send(d, "s@src.test", ["ok@dst.test"], b"Subject: dsn\r\n\r\nx\r\n",
+                  mail_options=["RET=HDRS", "ENVID=abc+2Bdef"],
+                  rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;orig@dst.test"])
+        m = sink.wait_messages(1, t(10))[0]
+        self.assertIn("RET=HDRS", m.mail_params)
+        self.assertIn("ENVID=abc+2Bdef", m.mail_params)
+        self.assertIn("NOTIFY=SUCCESS,FAILURE", m.rcpt_params[0])
+        self.assertIn("ORCPT=rfc822;orig@dst.test", m.rcpt_params[0])
+        d.wait_log(r": removed$", t(5))
+        # the next hop reports success now: no notification of our own
+        self.assertEqual(d.log_lines(r"notification: "), [])
+
+    def test_kill_9_after_partial_delivery_delivers_only_the_rest(self):
+        sink = self.sink(rcpt_map={"later@dst.test": "451 4.2.0 mailbox busy"})
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port, "minimal_backoff_time": "1h",
+                         "queue_run_delay": "1h"})
+        self.send(d, "s@src.test", ["now@dst.test", "later@dst.test"], b"Subject: crash\r\n\r\nx\r\n")
+        d.wait_log(r"to=<now@dst\.test>.*status=sent", t(10))
+        d.wait_log(r"to=<later@dst\.test>.*status=deferred", t(10))
+        # the status file is written after the results; give it a moment, then crash
+        qid = next(iter(d.queued_ids() - {i for i in d.queued_ids() if i.endswith(".st")}))
+        deadline = time.monotonic() + t(5)
+        while qid + ".st" not in d.queued_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        d.kill()
+        sink.rcpt_map.clear()
+        d.start()
+        self.mtactl(d, "flush")
+        d.wait_log(r"to=<later@dst\.test>.*status=sent", t(15))
+        msgs = sink.wait_messages(2, t(5))
+        self.assertEqual([m.rcpts for m in msgs], [["now@dst.test"], ["later@dst.test"]])
+        d.wait_log(r"\b%s: removed$" % qid, t(5))
+
+    def test_kill_9_with_queued_mail_loses_nothing(self):
+        port = mtatest.free_port()
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % port})
+        for i in range(5):
+            self.send(d, "s@src.test", ["r%d@dst.test" % i], b"Subject: %d\r\n\r\nx\r\n" % i)
+        d.wait_log(r"status=deferred", t(10), count=5)
+        d.kill()
+        sink = self.sink(port=port)
+        d.start()
+        self.assertEqual(len(sink.wait_messages(5, t(15))), 5)
+        self.assertEqual(sorted(m.rcpts[0] for m in sink.messages),
+                         ["r%d@dst.test" % i for i in range(5)])
+
+    def test_pflogsumm_counts(self):
+        if not shutil.which("pflogsumm"):
+            self.skipTest("pflogsumm is not installed (apt-get install -y pflogsumm)")
+        sink = self.sink(rcpt_map={"bad@dst.test": "550 5.1.1 no such user"})
+        port_down = mtatest.free_port()
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port})
+        for i in range(3):
+            self.send(d, "s@src.test", ["ok%d@dst.test" % i], b"Subject: ok\r\n\r\nx\r\n")
+        self.send(d, "s@src.test", ["bad@dst.test"], b"Subject: bad\r\n\r\nx\r\n")
+        d.wait_log(r"status=sent", t(10), count=4)  # 3 + the bounce to s@src.test
+        d.wait_log(r"status=bounced", t(10))
+        d.stop()
+        # a second daemon on the same log shape with a dead upstream gives a deferral
+        d2 = self.daemon({"smart_relay": "[127.0.0.1]:%d" % port_down}, name="mtadown")
+        self.send(d2, "s@src.test", ["later@dst.test"], b"Subject: later\r\n\r\nx\r\n")
+        d2.wait_log(r"status=deferred", t(10))
+        d2.stop()
+        log = os.path.join(self.tmp, "all.log")
+        with open(log, "w") as f:
+            f.write(d.maillog())
+            f.write(d2.maillog())
+        out = subprocess.run(["pflogsumm", "--syslog-name=mta", "-e", log], capture_output=True,
+                             text=True, timeout=60).stdout
+
+        def count(label):
+            m = re.search(r"^\s*(\d+)\s+%s\b" % label, out, re.M)
+            self.assertIsNotNone(m, "no %r in pflogsumm output:\n%s" % (label, out))
+            return int(m.group(1))
+
+        self.assertEqual(count("received"), 5)   # 4 + 1 from clients (bounces are not "received")
+        self.assertEqual(count("delivered"), 4)  # 3 + the bounce message
+        self.assertEqual(count("deferred"), 1)
+        self.assertEqual(count("bounced"), 1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MTA_SRCDIR", os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    mtatest.main()

@@ -1,0 +1,191 @@
+/*
+ * test_relay_util.c - the delivery engine's pure helpers: SMTP reply collection
+ * (multi-line, malformed), enhanced status codes, Postfix's delay notation,
+ * xtext, EHLO keywords, and the RFC 3464 notification text.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay/relay_int.h"
+
+static int feed(struct relay_reply *r, const char *line)
+{
+    return relay_reply_feed(r, line, strlen(line));
+}
+
+static void test_reply_multiline(void **state)
+{
+    struct relay_reply r;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(feed(&r, "250-mx.example"), 0);
+    assert_int_equal(feed(&r, "250-PIPELINING"), 0);
+    assert_int_equal(feed(&r, "250 SIZE 1000"), 1);
+    assert_int_equal(r.code, 250);
+    assert_string_equal(r.text, "250-mx.example PIPELINING SIZE 1000");
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(feed(&r, "hello"), -1);
+    assert_int_equal(feed(&r, "25"), -1);
+    assert_int_equal(feed(&r, "250x"), -1);
+    assert_int_equal(feed(&r, "354"), 1); /* a bare code is a complete reply */
+    assert_int_equal(r.code, 354);
+}
+
+static void test_reply_long_is_cut(void **state)
+{
+    struct relay_reply r;
+    char *line = malloc(10000);
+    int i;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    memset(line, 'a', 9999);
+    line[9999] = '\0';
+    memcpy(line, "550-", 4);
+    for (i = 0; i < 5; i++)
+        assert_int_equal(feed(&r, line), 0);
+    line[3] = ' ';
+    assert_int_equal(feed(&r, line), 1);
+    assert_true(r.len < sizeof(r.text));
+    assert_int_equal(strlen(r.text), r.len);
+    free(line);
+}
+
+static void dsn_of(const char *line, const char *want)
+{
+    struct relay_reply r;
+    char dsn[16];
+
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(feed(&r, line), 1);
+    relay_reply_dsn(&r, dsn, sizeof(dsn));
+    assert_string_equal(dsn, want);
+}
+
+static void test_reply_dsn(void **state)
+{
+    (void)state;
+    dsn_of("250 2.0.0 Ok: queued as X", "2.0.0");
+    dsn_of("550 5.1.1 <u@x>: Recipient address rejected", "5.1.1");
+    dsn_of("451 4.7.1 Greylisted", "4.7.1");
+    dsn_of("550 User unknown", "5.0.0");        /* no enhanced code: class default */
+    dsn_of("450 5.1.1 mismatch", "4.0.0");      /* class must agree with the reply */
+    dsn_of("421 4.4.2", "4.4.2");
+    dsn_of("554 5.x.1 junk", "5.0.0");
+    dsn_of("250 2.1.5.9 too many", "2.0.0");
+}
+
+static void delay(double s, const char *want)
+{
+    char buf[32];
+
+    relay_fmt_delay(s, buf, sizeof(buf));
+    assert_string_equal(buf, want);
+}
+
+static void test_delay_format(void **state)
+{
+    (void)state;
+    delay(0, "0");
+    delay(0.004, "0");
+    delay(0.01, "0.01");
+    delay(0.1, "0.1");
+    delay(0.31, "0.31");
+    delay(1.23, "1.2");
+    delay(1.0, "1");
+    delay(17.4, "17");
+    delay(367.0, "367");
+}
+
+static void test_xtext(void **state)
+{
+    char buf[64];
+
+    (void)state;
+    relay_xtext("a+b=c d", buf, sizeof(buf));
+    assert_string_equal(buf, "a+2Bb+3Dc+20d");
+    relay_xtext("user@example.com", buf, sizeof(buf));
+    assert_string_equal(buf, "user@example.com");
+    relay_xtext("++++", buf, 8); /* cut, never overrun */
+    assert_string_equal(buf, "+2B+2B");
+}
+
+static void test_ehlo_keywords(void **state)
+{
+    long long size = -1;
+
+    (void)state;
+    assert_int_equal(relay_ehlo_line("PIPELINING", 10, &size), RELAY_EXT_PIPELINING);
+    assert_int_equal(relay_ehlo_line("size 10240000", 13, &size), RELAY_EXT_SIZE);
+    assert_int_equal(size, 10240000);
+    assert_int_equal(relay_ehlo_line("STARTTLS", 8, NULL), RELAY_EXT_STARTTLS);
+    assert_int_equal(relay_ehlo_line("DSN", 3, NULL), RELAY_EXT_DSN);
+    assert_int_equal(relay_ehlo_line("8BITMIME", 8, NULL), RELAY_EXT_8BITMIME);
+    assert_int_equal(relay_ehlo_line("SMTPUTF8", 8, NULL), RELAY_EXT_SMTPUTF8);
+    assert_int_equal(relay_ehlo_line("PIPELININGX", 11, NULL), 0);
+    assert_int_equal(relay_ehlo_line("AUTH PLAIN", 10, NULL), 0);
+}
+
+static void test_dsn_text(void **state)
+{
+    struct relay_dsn_info info = {
+        .hostname = "mta.example", .queue_id = "ABC123", .sender = "s@src.example",
+        .envid = "env-1", .arrival_us = 1700000000LL * 1000000, .now = 1700000100,
+        .boundary = "ABC123.1700000100/mta.example", .msgid = "x@mta.example",
+        .success = 0, .hdrs_only = 1,
+    };
+    struct relay_dsn_rcpt r[2] = {
+        {"bad@dst.example", "rfc822;Bad@dst.example", "failed", "5.1.1", "mx.dst.example",
+         "550 5.1.1 unknown\r\ninjected: header"},
+        {"other@dst.example", "", "failed", "4.4.1", "", "connect to x: Connection refused"},
+    };
+    const char *orig = "Subject: hi\r\nFrom: s@src.example\r\n";
+    struct evbuffer *out = evbuffer_new();
+    char *text;
+    size_t len;
+
+    (void)state;
+    relay_dsn_build(&info, r, 2, orig, strlen(orig), out);
+    len = evbuffer_get_length(out);
+    text = calloc(1, len + 1);
+    evbuffer_remove(out, text, len);
+    assert_non_null(strstr(text, "From: MAILER-DAEMON@mta.example (Mail Delivery System)\r\n"));
+    assert_non_null(strstr(text, "Subject: Undelivered Mail Returned to Sender\r\n"));
+    assert_non_null(strstr(text, "Content-Type: multipart/report; report-type=delivery-status;"));
+    assert_non_null(strstr(text, "Reporting-MTA: dns; mta.example\r\n"));
+    assert_non_null(strstr(text, "Original-Envelope-Id: env-1\r\n"));
+    assert_non_null(strstr(text, "Final-Recipient: rfc822; bad@dst.example\r\n"
+                                 "Original-Recipient: rfc822;Bad@dst.example\r\n"
+                                 "Action: failed\r\nStatus: 5.1.1\r\n"
+                                 "Remote-MTA: dns; mx.dst.example\r\n"
+                                 "Diagnostic-Code: smtp; 550 5.1.1 unknown  injected: header\r\n"));
+    assert_non_null(strstr(text, "Final-Recipient: rfc822; other@dst.example\r\n"
+                                 "Action: failed\r\nStatus: 4.4.1\r\n"
+                                 "Diagnostic-Code: X-Postfix; connect to x"));
+    assert_null(strstr(text, "\r\ninjected: header"));
+    assert_non_null(strstr(text, "Content-Type: text/rfc822-headers\r\n"));
+    assert_non_null(strstr(text, "\r\n--ABC123.1700000100/mta.example--\r\n"));
+    /* every line ends in CRLF */
+    assert_null(strstr(text, "\n\n"));
+    free(text);
+    evbuffer_free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reply_multiline), cmocka_unit_test(test_reply_long_is_cut),
+        cmocka_unit_test(test_reply_dsn),       cmocka_unit_test(test_delay_format),
+        cmocka_unit_test(test_xtext),           cmocka_unit_test(test_ehlo_keywords),
+        cmocka_unit_test(test_dsn_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
