@@ -239,6 +239,7 @@ class Daemon:
         self.ui_port = None
         self.host = self.user_settings.get("in_address") or "127.0.0.1"
         self.starts = 0
+        self._stderr_offset = 0
 
     # -- configuration --
     def settings(self):
@@ -277,9 +278,9 @@ class Daemon:
                 self._start_once(timeout)
                 return self
             except StartError as e:
-                err = self.stderr()
-                if "in use" in err.lower() or "EADDRINUSE" in err:
-                    continue
+                err = self.stderr(since=self._stderr_offset)
+                if "address already in use" in err.lower() or "EADDRINUSE" in err:
+                    continue  # a port was taken between free_port() and the bind
                 raise
         raise StartError("mtad could not get free ports after 5 attempts:\n" + self.stderr())
 
@@ -349,9 +350,11 @@ class Daemon:
             self.proc.wait()
 
     # -- observations --
-    def stderr(self):
+    def stderr(self, since=0):
+        """stderr - the daemon's standard error (from byte offset SINCE)."""
         try:
             with open(self.stderr_path, "rb") as f:
+                f.seek(since)
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""

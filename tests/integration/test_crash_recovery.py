@@ -175,6 +175,30 @@ class CrashRecovery(mtatest.MtaTestCase):
         self.check_all_present(d, acked)
         self.accepts_mail(d)
 
+    def test_sigterm_closes_idle_sessions_with_421(self):
+        d = self.daemon()
+        with d.client() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 250)
+            d.proc.send_signal(15)
+            r = c.reply(t(10))
+            self.assertEqual(r.code, 421, r)
+            self.assertRegex(r.lines[-1], r"^4\.3\.2 ")
+            self.assertTrue(c.wait_closed(t(5)))
+        self.assertEqual(d.proc.wait(t(15)), 0, d.stderr()[-3000:])
+
+    def test_second_daemon_on_same_volume_refused(self):
+        d = self.daemon()
+        other = mtatest.Daemon(self.tmp, name="other")
+        other.data_volume = d.data_volume
+        self.daemons.append(other)
+        with self.assertRaises(mtatest.StartError):
+            other.start(timeout=t(5))
+        self.assertNotEqual(other.proc.returncode, 0)
+        self.assertIn(d.data_volume, other.stderr())
+        # the first one is unharmed
+        self.accepts_mail(d)
+
 
 if __name__ == "__main__":
     mtatest.main()

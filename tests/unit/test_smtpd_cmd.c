@@ -42,7 +42,9 @@ static void test_unknown(void **st)
     /* a verb prefix or a longer word is not the command */
     assert_int_equal(smtpd_cmd_parse("MAI FROM:<a@b>", &arg), SMTPD_CMD_UNKNOWN);
     assert_int_equal(smtpd_cmd_parse("MAILX FROM:<a@b>", &arg), SMTPD_CMD_UNKNOWN);
-    assert_int_equal(smtpd_cmd_parse("STARTTLS", &arg), SMTPD_CMD_UNKNOWN);
+    assert_int_equal(smtpd_cmd_parse("STARTTLSX", &arg), SMTPD_CMD_UNKNOWN);
+    assert_int_equal(smtpd_cmd_parse("starttls", &arg), SMTPD_CMD_STARTTLS);
+    assert_int_equal(smtpd_cmd_parse("AUTH PLAIN", &arg), SMTPD_CMD_AUTH);
     assert_int_equal(smtpd_cmd_parse("GET / HTTP/1.0", &arg), SMTPD_CMD_UNKNOWN);
     assert_int_equal(smtpd_cmd_parse("", &arg), SMTPD_CMD_UNKNOWN);
     assert_int_equal(smtpd_cmd_parse("   ", &arg), SMTPD_CMD_UNKNOWN);

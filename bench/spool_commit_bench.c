@@ -1,5 +1,5 @@
 /*
- * test_spool_bench.c - informational throughput of durable commits (4 KB
+ * spool_commit_bench.c - informational throughput of durable commits (4 KB
  * messages) with 1 and with 50 commits kept in flight, and how many messages
  * shared each flush. Figures are printed, not asserted (machines differ); the
  * test only checks that every commit succeeded.
