@@ -468,7 +468,8 @@ def one_load(server, sessions, count, size, wait_sent=None, limit=None):
         res["e2e_s"] = t_end - t0
         res["e2e_rate"] = sent.count / (t_end - t0)
         if sent.count < wait_sent:
-            log("%s: only %d of %d sent within %ds" % (server.name, sent.count, wait_sent, limit))
+            log("%s: only %d of %d sent after %.0fs (stopped waiting: limit %ds or 30 s without progress)"
+                % (server.name, sent.count, wait_sent, t_end - t0, limit))
     quiet = wait_quiet(root)
     sampler.stop()
     res["cpu"] = tree_cpu(root) - cpu0

@@ -15,6 +15,7 @@
 
 #include "mta/conf.h"
 #include "mta/counters.h"
+#include "mta/keystore.h"
 #include "mta/log.h"
 #include "mta/log_smb.h"
 #include "mta/smtpd.h"
@@ -24,6 +25,8 @@
 #include "mta/control.h"
 #include "mta/sched.h"
 #include "mta/stats.h"
+#include "mta/tls.h"
+#include "mta/workers.h"
 
 #define MTAD_VERSION "0.1.0"
 #define MTAD_MAX_OVERRIDES 256
@@ -39,6 +42,8 @@ struct mtad {
     struct sched *sched;
     struct stats *stats;
     struct event *sig_term, *sig_int, *sig_hup;
+    struct workers *keyw; /* SIGHUP certificate reload (NULL: TLS off) */
+    int reloading;
     int stopping;
     int stop_signal;
 };
@@ -58,7 +63,23 @@ static void mtad_drained(void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
-/* mtad_signal_cb - SIGTERM/SIGINT: graceful stop; SIGHUP: reopen logs. */
+/* mtad_tls_reloaded - the new certificate is ready (or not): swap it in, or keep the old one. */
+static void mtad_tls_reloaded(struct tls_ctx *ctx, const char *why, void *arg)
+{
+    struct mtad *d = arg;
+    char *err = NULL;
+
+    d->reloading = 0;
+    if (!ctx) {
+        log_warning("tls", "certificate reload failed, keeping the current one: %s", why);
+        return;
+    }
+    if (smtpd_set_tls(d->smtpd, ctx, &err) < 0)
+        log_warning("tls", "certificate reload failed: %s", err ? err : "");
+    free(err);
+}
+
+/* mtad_signal_cb - SIGTERM/SIGINT: graceful stop; SIGHUP: reopen logs, reload the certificate. */
 static void mtad_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct mtad *d = arg;
@@ -66,6 +87,10 @@ static void mtad_signal_cb(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         log_info("reload -- version %s, configuration %s", MTAD_VERSION, d->conf->path);
         log_reopen();
+        if (d->keyw && d->smtpd && !d->reloading && !d->stopping) {
+            d->reloading = 1;
+            keystore_reload(d->keyw, d->conf, mtad_tls_reloaded, d);
+        }
         return;
     }
     if (d->stopping)
@@ -202,10 +227,22 @@ int main(int argc, char **argv)
         mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
     sched_control_attach(d.sched, d.control);
 
-    /* 4. intake */
+    /* 4. intake; with SSL the key and certificate are read first (may block start-up) */
+    struct tls_ctx *tls = NULL;
+    if (!d.conf->ssl_disabled) {
+        const char *msg = NULL;
+        tls = keystore_tls_new(d.conf, &msg, &err);
+        if (tls == NULL)
+            mtad_fail(msg, err);
+    }
     d.smtpd = smtpd_new(d.base, d.conf, d.spool, &err);
     if (d.smtpd == NULL)
         mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+    if (tls) {
+        if (smtpd_set_tls(d.smtpd, tls, &err) < 0)
+            mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        d.keyw = workers_new(d.base, 1, "keys");
+    }
 
     /* 5. statistics: web UI, JSON API, /metrics, the mon push */
     d.stats = stats_new(d.base, d.conf, d.spool, d.sched, &err);
@@ -227,6 +264,8 @@ int main(int argc, char **argv)
 
     /* shutdown, in reverse order: nothing acknowledged is lost */
     stats_free(d.stats);
+    if (d.keyw)
+        workers_free(d.keyw); /* a reload in flight finishes while smtpd still exists */
     smtpd_free(d.smtpd);
     control_free(d.control);
     relay_free(d.relay);

@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -271,7 +272,23 @@ static void smtpd_proto_bdat(struct smtpd_session *s, const char *arg)
     s->state = SMTPD_STATE_BDAT;
 }
 
-/* smtpd_proto_vrfy - VRFY: Postfix without a local recipient table answers 252. */
+/* smtpd_proto_local_part - 1 when A is a bare RFC 5321 dot-atom local part ("postmaster"). */
+static int smtpd_proto_local_part(const char *a)
+{
+    size_t n = strlen(a);
+
+    if (n == 0 || n > 64 || a[0] == '.' || a[n - 1] == '.' || strstr(a, ".."))
+        return 0;
+    for (; *a; a++)
+        if (!isalnum((unsigned char)*a) && !strchr("!#$%&'*+-/=?^_`{|}~.", *a))
+            return 0;
+    return 1;
+}
+
+/*
+ * smtpd_proto_vrfy - VRFY: Postfix without a local recipient table answers 252,
+ * for a full address and for a bare local part alike (RFC 5321 3.5.3).
+ */
 static void smtpd_proto_vrfy(struct smtpd_session *s, const char *arg)
 {
     char addr[SMTPD_ADDR_MAX + 1];
@@ -280,6 +297,10 @@ static void smtpd_proto_vrfy(struct smtpd_session *s, const char *arg)
 
     if (!*a) {
         smtpd_reply(s, "501 5.5.4 Syntax: VRFY address");
+        return;
+    }
+    if (smtpd_proto_local_part(a)) {
+        smtpd_reply(s, "252 2.0.0 %s", a);
         return;
     }
     if (smtpd_addr_parse(a, 0, 1, addr, &end) != SMTPD_ADDR_OK || *end) {

@@ -240,6 +240,10 @@ class Daemon:
         self.host = self.user_settings.get("in_address") or "127.0.0.1"
         self.starts = 0
         self._stderr_offset = 0
+        # a TCP port nobody listens on while this daemon lives (see settings())
+        self._hold_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._hold_sock.bind(("127.0.0.1", 0))
+        self.hold_port = self._hold_sock.getsockname()[1]
 
     # -- configuration --
     def settings(self):
@@ -251,6 +255,9 @@ class Daemon:
             "ui_port": str(self.ui_port),
             "maillog_file": self.maillog_path,
             "smtpd_trusted_networks": "127.0.0.1/32",
+            # Intake tests keep their mail queued: deliveries go to a port that is
+            # bound but never listens (connection refused: deferred, never lost).
+            "smart_relay": "[127.0.0.1]:%d" % self.hold_port,
         }
         s.update(self.user_settings)
         return s
@@ -564,6 +571,7 @@ class MtaTestCase(unittest.TestCase):
 
     def _stop_daemon(self, d):
         if not d.running():
+            d._hold_sock.close()
             return
         rc = d.stop()
         self.assertEqual(rc, 0, "mtad did not exit 0 on SIGTERM (rc=%r); stderr:\n%s"

@@ -82,7 +82,7 @@ class DeliveryMxTest(mtatest.MtaTestCase):
         return s
 
     def mtad(self, extra=None):
-        s = {"dns_servers": self.dns.server, "minimal_backoff_time": "1s",
+        s = {"dns_servers": self.dns.server, "smart_relay": "", "minimal_backoff_time": "1s",
              "maximal_backoff_time": "2s", "queue_run_delay": "1s"}
         s.update(extra or {})
         return self.daemon(s)
