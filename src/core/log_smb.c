@@ -65,6 +65,7 @@ struct log_smb {
     struct log_smb_target tgt;
     char *url;
     char *conf_path;
+    char *home_path; /* HOME while libsmbclient initialises: its .smb/smb.conf is ours */
     char *spill_path, *offset_path;
     int spill_fd, offset_fd;
     long long spill_size, spill_off;
@@ -656,7 +657,22 @@ static SMBCCTX *log_smb_context(void)
         return smb.ctx;
     }
     errno = 0;
-    if ((c = smbc_new_context()) == NULL) {
+    {
+        /* the library loads its configuration once, in the first smbc_new_context: only
+         * from $HOME/.smb/smb.conf when that exists (ours), else from the system's file */
+        const char *home = getenv("HOME");
+        char *saved = home ? strdup(home) : NULL;
+
+        setenv("HOME", smb.home_path, 1);
+        c = smbc_new_context();
+        if (saved) {
+            setenv("HOME", saved, 1);
+            free(saved);
+        } else {
+            unsetenv("HOME");
+        }
+    }
+    if (c == NULL) {
         snprintf(smb.why, sizeof(smb.why), "cannot create an SMB client context");
         return NULL;
     }
@@ -942,17 +958,28 @@ static int log_smb_write_conf(const char *dir, char **err)
     char *state = NULL;
     FILE *f;
 
-    if (asprintf(&smb.conf_path, "%s/smb-client.conf", dir) < 0 ||
+    char *dotsmb = NULL;
+
+    /* libsmbclient reads $HOME/.smb/smb.conf instead of /etc/samba/smb.conf when it
+     * exists, so the file lives there and HOME points at it while the library starts */
+    if (asprintf(&smb.home_path, "%s/smb-home", dir) < 0 ||
+        asprintf(&dotsmb, "%s/smb-home/.smb", dir) < 0 ||
+        asprintf(&smb.conf_path, "%s/smb-home/.smb/smb.conf", dir) < 0 ||
         asprintf(&state, "%s/smb-client", dir) < 0) {
         log_smb_errf(err, "out of memory");
         free(state);
+        free(dotsmb);
         return -1;
     }
-    if (mkdir(state, 0700) != 0 && errno != EEXIST) {
-        log_smb_errf(err, "cannot create %s: %s", state, strerror(errno));
+    if ((mkdir(state, 0700) != 0 && errno != EEXIST) ||
+        (mkdir(smb.home_path, 0700) != 0 && errno != EEXIST) ||
+        (mkdir(dotsmb, 0700) != 0 && errno != EEXIST)) {
+        log_smb_errf(err, "cannot create %s: %s", dotsmb, strerror(errno));
         free(state);
+        free(dotsmb);
         return -1;
     }
+    free(dotsmb);
     f = fopen(smb.conf_path, "we");
     if (f == NULL) {
         log_smb_errf(err, "cannot write %s: %s", smb.conf_path, strerror(errno));
@@ -990,11 +1017,12 @@ static void log_smb_cleanup(void)
     log_smb_target_free(&smb.tgt);
     free(smb.url);
     free(smb.conf_path);
+    free(smb.home_path);
     free(smb.spill_path);
     free(smb.offset_path);
     free(smb.batch);
     free(smb.q);
-    smb.url = smb.conf_path = smb.spill_path = smb.offset_path = smb.batch = smb.q = NULL;
+    smb.url = smb.conf_path = smb.home_path = smb.spill_path = smb.offset_path = smb.batch = smb.q = NULL;
     smb.qhead = smb.qtail = smb.qcap = 0;
     if (smb.spill_fd >= 0)
         close(smb.spill_fd);

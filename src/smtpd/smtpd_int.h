@@ -26,6 +26,7 @@ struct conf;
 struct cidr_list;
 struct smtpd_map;
 struct tls_ctx;
+struct workers;
 
 struct smtpd_session;
 
@@ -53,6 +54,7 @@ struct smtpd {
     struct tls_ctx *tls;  /* NULL: no STARTTLS/SMTPS; swapped on reload (smtpd_set_tls) */
     int sasl;             /* SMTP AUTH is enabled (Cyrus SASL initialised) */
     char sasl_mechs[256]; /* the AUTH line of EHLO, e.g. "PLAIN LOGIN" */
+    struct workers *saslw; /* threads that run the SASL password checks (smtpd_sasl.c) */
 };
 
 struct smtpd_txn {
@@ -66,6 +68,7 @@ struct smtpd_txn {
     int body_active;
     struct evbuffer *buf; /* stored bytes on their way to spool_msg_append */
     long long stored;     /* bytes appended to the message */
+    int nospace;          /* the spool refused the body: queue_minfree (452 4.3.1) */
     int bdat;             /* BDAT used: DATA is refused */
     long long bdat_left;
     long long bdat_chunk; /* size of the current chunk, for its 250 reply */
@@ -112,6 +115,7 @@ struct smtpd_session {
     char tls_info[128]; /* "TLSv1.3 with cipher ... (256/256 bits)" once established */
     void *sasl_conn;    /* sasl_conn_t of an AUTH exchange (smtpd_sasl.c) */
     int sasl_active;    /* input lines are SASL responses, not commands */
+    int sasl_busy;      /* a SASL step runs on a worker: not reading (the job owns the conn) */
     char sasl_method[32];
     char *sasl_username; /* after a successful AUTH */
 };
@@ -162,6 +166,7 @@ int smtpd_sasl_offered(const struct smtpd_session *s);
 void smtpd_sasl_auth(struct smtpd_session *s, const char *arg);
 void smtpd_sasl_response(struct smtpd_session *s, const char *line);
 void smtpd_sasl_reset(struct smtpd_session *s);
+void smtpd_sasl_free(struct smtpd *srv);
 
 /* smtpd_txn.c */
 struct smtpd_txn *smtpd_txn_new(void);

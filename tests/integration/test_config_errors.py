@@ -2,17 +2,25 @@
 test_config_errors.py - start-up refusals an administrator sees: the exact
 appliance messages (appliance-spec.md), messages that name the setting, file and
 line, `-o` overrides, and `mtactl check` (all errors, exit 2; exit 0 when good).
+Every configuration refusal ends with mtad's summary line
+`Error: Failed to pre-configure MTA.`; a start-up failure after the configuration
+was read (a port in use, a data volume that is a file) ends with
+`Error: Failed to start MTA server. See the appliance log for details.`
 Not here: the behaviour of valid settings (the other test files).
 """
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtatest  # noqa: E402
 from mtatest import t  # noqa: E402
+
+PRECONFIGURE = "Error: Failed to pre-configure MTA."
+START_FAILED = "Error: Failed to start MTA server. See the appliance log for details."
 
 
 class ConfigErrors(mtatest.MtaTestCase):
@@ -46,9 +54,17 @@ class ConfigErrors(mtatest.MtaTestCase):
             self.fail("mtad started although the configuration is bad: %s %s" % (cf, overrides))
         return p.returncode, err.decode("utf-8", "replace")
 
-    def assertRefused(self, cf, exact=None, contains=(), overrides=()):
+    def assertLastLine(self, err, line):
+        """assertLastLine - LINE is stderr's last line (the summary after the details)."""
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertTrue(lines, "stderr is empty")
+        self.assertEqual(lines[-1], line, "stderr does not end with %r:\n%s" % (line, err))
+
+    def assertRefused(self, cf, exact=None, contains=(), overrides=(), summary=PRECONFIGURE):
         rc, err = self.run_mtad(cf, *overrides)
         self.assertNotEqual(rc, 0, "mtad exited 0 on a bad configuration; stderr:\n" + err)
+        if summary is not None:
+            self.assertLastLine(err, summary)
         if exact is not None:
             self.assertIn(exact, err.splitlines(), "stderr lacks the exact line %r:\n%s" % (exact, err))
         for c in contains:
@@ -118,6 +134,34 @@ class ConfigErrors(mtatest.MtaTestCase):
         rc, err = self.run_mtad(os.path.join(self.tmp, "nonexistent.cf"))
         self.assertNotEqual(rc, 0)
         self.assertIn("nonexistent.cf", err)
+        self.assertLastLine(err, PRECONFIGURE)
+
+    # --- start-up failures after a good configuration ---
+    def test_smtp_port_in_use_fails_to_start(self):
+        # a socket this test holds (bound and listening) has the port: mtad cannot bind it
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen(1)
+            port = held.getsockname()[1]
+            cf = self.write(self.base(smtp_port=str(port)))
+            rc, err = self.run_mtad(cf)
+        self.assertNotEqual(rc, 0, err)
+        self.assertIn(START_FAILED, err.splitlines(), err)
+        self.assertLastLine(err, START_FAILED)
+        self.assertNotIn(PRECONFIGURE, err)
+
+    def test_data_volume_is_a_regular_file_fails_to_start(self):
+        path = os.path.join(self.tmp, "data")
+        with open(path, "w") as f:
+            f.write("not a directory\n")
+        cf = self.write(self.base())
+        rc, err = self.run_mtad(cf)
+        self.assertNotEqual(rc, 0, err)
+        self.assertIn(START_FAILED, err.splitlines(), err)
+        self.assertLastLine(err, START_FAILED)
+        self.assertNotIn(PRECONFIGURE, err)
+        with open(path) as f:
+            self.assertEqual(f.read(), "not a directory\n", "mtad changed the file")
 
     def test_later_lines_and_overrides_win(self):
         # A bad value overridden later in the file, and on the command line: mtad starts.
