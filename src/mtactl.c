@@ -3,7 +3,8 @@
  *   mtactl [-c FILE] [-o name=value]... COMMAND
  * check     load and validate the configuration, print every error, exit 2 on error
  * settings  print the table of settings (the body of docs/configuration.md)
- * queue [--json]  the mail queue (mailq format, or postqueue -j JSON lines)
+ * queue [--json] [limit=N] [offset=N|after=ID]  the mail queue (mailq format, or
+ *                  postqueue -j JSON lines), one page of at most N (1000) messages
  * flush           retry all deferred mail now
  * delete ID...|ALL  remove messages from the queue
  * stats           the daemon's counters
@@ -29,7 +30,8 @@ static void mtactl_usage(FILE *out)
                  "  check           validate the configuration, print every error "
                  "(exit 2 on error)\n"
                  "  settings        print the table of all settings (Markdown)\n"
-                 "  queue [--json]  list the mail queue (mailq / postqueue -j format)\n"
+                 "  queue [--json] [limit=N] [offset=N|after=ID]  list the mail queue (mailq /\n"
+                 "                  postqueue -j format), at most N (1000) messages\n"
                  "  flush           retry all deferred mail now\n"
                  "  delete ID...|ALL  remove messages from the queue\n"
                  "  stats           print the daemon's counters\n");
@@ -48,11 +50,13 @@ static int mtactl_daemon(const char *file, char **overrides, int noverrides, int
         free(errors);
         return 2;
     }
-    if (!strcmp(argv[0], "queue") && argc == 2 && !strcmp(argv[1], "--json")) {
-        n = (size_t)snprintf(line, sizeof(line), "queue-json");
-    } else if ((!strcmp(argv[0], "queue") || !strcmp(argv[0], "flush") ||
-                !strcmp(argv[0], "stats")) &&
-               argc != 1) {
+    if (!strcmp(argv[0], "queue") && argc >= 2 && !strcmp(argv[1], "--json")) {
+        /* "queue --json [limit=N ...]" is "queue-json [limit=N ...]": join the rest below */
+        argv[1] = "queue-json";
+        argv++;
+        argc--;
+    }
+    if ((!strcmp(argv[0], "flush") || !strcmp(argv[0], "stats")) && argc != 1) {
         fprintf(stderr, "mtactl: bad arguments for %s\n", argv[0]);
         conf_free(c);
         return 1;

@@ -55,12 +55,24 @@ static void mtad_usage(void)
                     "       mtad -V\n");
 }
 
-/* mtad_drained - the intake is closed and empty: end the loop. */
-static void mtad_drained(void *arg)
+/* mtad_relay_drained - outbound transactions have their replies: end the loop. */
+static void mtad_relay_drained(void *arg)
 {
     struct mtad *d = arg;
 
     event_base_loopexit(d->base, NULL);
+}
+
+/* mtad_drained - the intake is closed and empty: let deliveries in mid-transaction
+ * finish (so no recipient is sent twice), then end the loop. */
+static void mtad_drained(void *arg)
+{
+    struct mtad *d = arg;
+
+    if (d->relay)
+        relay_stop(d->relay, mtad_relay_drained, d);
+    else
+        event_base_loopexit(d->base, NULL);
 }
 
 /* mtad_tls_reloaded - the new certificate is ready (or not): swap it in, or keep the old one. */
@@ -101,7 +113,7 @@ static void mtad_signal_cb(evutil_socket_t sig, short what, void *arg)
     if (d->smtpd)
         smtpd_stop(d->smtpd, mtad_drained, d);
     else
-        event_base_loopexit(d->base, NULL);
+        mtad_drained(d);
 }
 
 /* mtad_hostname - the configured hostname, else the system's. */

@@ -27,6 +27,14 @@ struct relay;
 struct relay *relay_new(struct event_base *base, const struct conf *conf, struct spool *spool,
                         struct sched *sched, struct dns *dns, char **err);
 /*
+ * relay_stop - begin a graceful stop: take no more jobs, close connections that
+ * are not inside a transaction (their recipients stay queued), let those that
+ * sent the final dot read the server's reply, and let notifications in flight
+ * be committed. DRAINED(ARG) runs once when all that is over, or after at most
+ * 10 seconds. Then call relay_free. A second call does nothing.
+ */
+void relay_stop(struct relay *r, void (*drained)(void *arg), void *arg);
+/*
  * relay_free - graceful stop: close every outbound connection, hand every job
  * back to the scheduler (results already logged are kept; the rest stay queued).
  * Call before sched_free and dns_free. NULL is fine.

@@ -57,6 +57,9 @@ struct spool_envelope {
 struct spool *spool_open(struct event_base *base, const struct conf *conf, char **err);
 /* spool_close - wait for every commit in flight (running its done callback), then free. */
 void spool_close(struct spool *sp);
+/* spool_drain - on the loop thread while the loop does not run (shutdown): wait for
+ * every commit, write and removal in flight and run its done(). Returns how many ran. */
+int spool_drain(struct spool *sp);
 
 /* --- intake --- */
 

@@ -30,6 +30,8 @@ struct dns {
     struct event *timer;
     struct dns_sock *socks;
     int in_submit; /* >0 while inside ares_query/ares_getaddrinfo: results are deferred */
+    struct dns_req *deferred; /* results waiting for the next loop turn */
+    struct event *deliver_ev; /* delivers them */
 };
 
 /* A finished or pending request; results are delivered through dns_deliver_cb. */
@@ -45,9 +47,11 @@ struct dns_req {
     struct dns_mx mx[DNS_MAX_RECORDS];
     struct dns_addr addr[DNS_MAX_RECORDS];
     int n;
+    struct dns_req *next; /* on dns->deferred */
 };
 
 static void dns_rearm(struct dns *d);
+static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg);
 
 /* dns_sock_cb - a resolver socket is readable/writable: let c-ares work on it. */
 static void dns_sock_cb(evutil_socket_t fd, short what, void *arg)
@@ -173,9 +177,12 @@ struct dns *dns_new(struct event_base *base, const struct conf *conf, char **err
         }
     }
     d->timer = evtimer_new(base, dns_timer_cb, d);
+    d->deliver_ev = event_new(base, -1, 0, dns_deliver_cb, d);
     if (!d->timer) {
         if (err)
             *err = strdup("out of memory");
+        if (d->deliver_ev)
+            event_free(d->deliver_ev);
         ares_destroy(d->ch);
         free(d);
         return NULL;
@@ -183,10 +190,29 @@ struct dns *dns_new(struct event_base *base, const struct conf *conf, char **err
     return d;
 }
 
+static void dns_deliver(struct dns_req *r);
+
+/* dns_deferred_cancel - deferred results not delivered yet complete as DNS_CANCELLED now,
+ * so no caller is called back later (its object may be gone) and nothing leaks. */
+static void dns_deferred_cancel(struct dns *d)
+{
+    struct dns_req *r;
+
+    while ((r = d->deferred)) {
+        d->deferred = r->next;
+        r->st = DNS_CANCELLED;
+        r->errtext = "cancelled";
+        r->n = 0;
+        dns_deliver(r);
+    }
+}
+
 void dns_cancel_all(struct dns *d)
 {
-    if (d)
-        ares_cancel(d->ch);
+    if (!d)
+        return;
+    ares_cancel(d->ch);
+    dns_deferred_cancel(d);
 }
 
 void dns_free(struct dns *d)
@@ -198,6 +224,9 @@ void dns_free(struct dns *d)
     event_free(d->timer);
     d->timer = NULL;
     ares_destroy(d->ch); /* runs every pending callback with ARES_EDESTRUCTION */
+    dns_deferred_cancel(d);
+    if (d->deliver_ev)
+        event_free(d->deliver_ev);
     while ((s = d->socks)) {
         d->socks = s->next;
         event_free(s->ev);
@@ -217,20 +246,32 @@ static void dns_deliver(struct dns_req *r)
     free(r);
 }
 
-/* dns_deliver_cb - deferred delivery of a result that c-ares produced synchronously. */
+/* dns_deliver_cb - deferred delivery of results that c-ares produced synchronously. */
 static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
 {
+    struct dns *d = arg;
+    struct dns_req *r;
+
     (void)fd;
     (void)what;
-    dns_deliver(arg);
+    while ((r = d->deferred)) {
+        d->deferred = r->next;
+        dns_deliver(r);
+    }
 }
 
-/* dns_finish - deliver now, or on the next loop turn when still inside the submit call. */
+/* dns_finish - deliver now, or on the next loop turn when still inside the submit call
+ * (kept on a list the resolver owns, so dns_cancel_all and dns_free can end it). */
 static void dns_finish(struct dns_req *r)
 {
-    if (r->d->in_submit && r->st != DNS_CANCELLED &&
-        event_base_once(r->d->base, -1, EV_TIMEOUT, dns_deliver_cb, r, NULL) == 0)
+    struct dns *d = r->d;
+
+    if (d->in_submit && r->st != DNS_CANCELLED && d->deliver_ev) {
+        r->next = d->deferred;
+        d->deferred = r;
+        event_active(d->deliver_ev, EV_TIMEOUT, 0);
         return;
+    }
     dns_deliver(r);
 }
 

@@ -357,7 +357,7 @@ void sched_job_done(struct sched *s, struct sched_job *job)
         }
     }
     if (changed)
-        m->status_dirty = 1;
+        m->status_dirty = m->round_final = 1;
     m->njobs--;
     free(j->rcpt);
     free(j->result);
@@ -404,10 +404,14 @@ static void sched_status_done(void *arg)
     m->writing = 0;
     free(m->wst.slots);
     m->wst.slots = NULL;
-    if (m->write_err && m->write_err != ENOENT)
+    if (m->write_err && m->write_err != ENOENT) {
         log_warning("qmgr", "%s: cannot write status file: %s (recipients already delivered may "
                             "be delivered again after a restart)",
                     m->id, strerror(m->write_err));
+        /* not written: try again at the next queue run (not now: the disk may be full) */
+        m->status_dirty = 1;
+        m->write_retry = 1;
+    }
     sched_msg_settle(s, m);
 }
 
@@ -427,12 +431,21 @@ static void sched_remove_done(void *arg, int err)
     if (!err || err == ENOENT)
         log_mail(rm->service, "%s: removed", rm->id);
     else
-        log_warning(rm->service, "%s: cannot remove: %s", rm->id, strerror(err));
+        log_warning(rm->service, "%s: cannot remove: %s; retrying at the next queue run", rm->id,
+                    strerror(err));
     if (s && (m = sched_msg_find(s, rm->id)) && m->removing) {
         m->removing = 0;
-        m->gone = 1;
-        if (sched_msg_idle(m))
-            sched_msg_free(s, m);
+        if (err && err != ENOENT && m->env && !m->gone) {
+            /* still queued: record that every slot is done (a restart must not deliver
+             * again), and remove it at the next queue run */
+            m->remove_retry = 1;
+            m->status_dirty = 1;
+            sched_msg_settle(s, m);
+        } else {
+            m->gone = 1;
+            if (sched_msg_idle(m))
+                sched_msg_free(s, m);
+        }
     }
     if (--rm->tok->refs == 0 && !rm->tok->s)
         free(rm->tok);
@@ -469,26 +482,33 @@ static void sched_msg_settle(struct sched *s, struct sched_msg *m)
     for (i = 0; i < m->nslots; i++)
         if (m->slots[i] == SCHED_SLOT_PENDING)
             pending++;
-    if (!pending) {
-        if (!m->njobs)
-            sched_msg_remove(s, m, "qmgr");
+    if (!pending && !m->njobs && !m->remove_retry) {
+        sched_msg_remove(s, m, "qmgr"); /* removes the status file too: no write needed */
         return;
     }
-    if (m->njobs)
-        return; /* other jobs of this message still run: decide when the last ends */
-    if (m->had_defer || m->status_dirty) {
+    if (pending && !m->njobs && (m->had_defer || m->round_final)) {
+        /* the round is over with slots left: retry after the backoff */
         long delay;
         m->had_defer = 0;
+        m->round_final = 0;
         m->attempts++;
         delay = sched_backoff(m->attempts, s->conf->minimal_backoff_time,
                               s->conf->maximal_backoff_time);
         m->next_retry = (long long)time(NULL) + delay;
         m->deferred = 1;
+        for (i = 0; i < m->nslots; i++)
+            if (m->slots[i] != SCHED_SLOT_PENDING)
+                m->status_dirty = 1; /* a status file exists: keep its retry time right */
     }
-    if (m->status_dirty && !s->stopping) {
+    /* a final slot is written at once, even while other jobs of the message still
+     * run or wait behind the concurrency limits: a crash or a stop must not
+     * deliver it again. At shutdown sched_free writes synchronously instead. */
+    if (m->status_dirty && !m->write_retry && !s->stopping) {
         sched_status_write(s, m);
         return;
     }
+    if (!pending || m->njobs)
+        return; /* other jobs of this message still run: decide when the last ends */
     if (!m->deferred && !s->stopping)
         sched_msg_activate(s, m); /* NONE results (shutdown) or recipients left over */
 }
@@ -600,7 +620,20 @@ static void sched_run_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     for (m = s->head; m; m = next) {
         next = m->next;
-        if (m->deferred && !m->removing && !m->gone && !m->loading && m->next_retry <= now)
+        if (m->removing || m->gone || m->loading)
+            continue;
+        if (m->remove_retry && !m->status_dirty && !m->writing && !m->njobs) {
+            /* the removal failed last time (its status file says all done): again */
+            m->remove_retry = 0;
+            sched_msg_remove(s, m, "qmgr");
+            continue;
+        }
+        if (m->write_retry) {
+            /* the status write failed last time: again */
+            m->write_retry = 0;
+            sched_msg_settle(s, m);
+        }
+        if (m->deferred && m->next_retry <= now)
             sched_msg_activate(s, m);
     }
 }
@@ -652,29 +685,63 @@ void sched_set_ready(struct sched *s, void (*cb)(void *arg), void *arg)
         cb(arg);
 }
 
+/* sched_status_write_now - write M's status file on this thread (shutdown only: blocks). */
+static void sched_status_write_now(struct sched *s, struct sched_msg *m)
+{
+    struct spool_status st;
+    int err;
+
+    st.attempts = m->attempts;
+    st.next_retry = m->next_retry;
+    st.nslots = m->nslots;
+    st.slots = m->slots;
+    err = spool_status_write(s->spool, m->id, &st);
+    if (err && err != ENOENT)
+        log_warning("qmgr", "%s: cannot write status file: %s (recipients already delivered may "
+                            "be delivered again after a restart)",
+                    m->id, strerror(err));
+    else
+        m->status_dirty = 0;
+}
+
 void sched_free(struct sched *s)
 {
     struct sched_dest *d;
     struct sched_jobx *j;
+    struct sched_msg *m;
+    int i;
 
     if (!s)
         return;
     s->stopping = 1;
     if (s->spool)
         spool_set_notify(s->spool, NULL, NULL);
-    if (s->io)
-        workers_free(s->io); /* runs the pending done callbacks: loads and writes end */
-    if (s->run_ev)
-        event_free(s->run_ev);
-    while ((d = s->dests)) {
-        s->dests = d->next;
+    /* jobs still waiting for a connection: dropped (their slots stay pending) */
+    for (d = s->dests; d; d = d->next) {
         while ((j = d->qhead)) {
             d->qhead = j->qnext;
+            for (i = 0; i < j->pub.nrcpt; i++)
+                j->m->active[j->rcpt[i]] = 0;
             j->m->njobs--;
             free(j->rcpt);
             free(j->result);
             free(j);
         }
+        d->qtail = NULL;
+    }
+    s->nready = 0;
+    if (s->io)
+        workers_free(s->io); /* runs the pending done callbacks: loads and writes end */
+    s->io = NULL;
+    /* every final slot not yet on disk is written now (blocking is fine at shutdown),
+     * so a restart never delivers it again */
+    for (m = s->head; m; m = m->next)
+        if (m->env && m->slots && m->status_dirty && !m->removing && !m->gone)
+            sched_status_write_now(s, m);
+    if (s->run_ev)
+        event_free(s->run_ev);
+    while ((d = s->dests)) {
+        s->dests = d->next;
         free(d->name);
         free(d);
     }

@@ -36,6 +36,7 @@ struct sched_admin_acc {
     long shown;        /* messages written to OUT */
     long total;        /* every message in the queue */
     long long bytes;   /* their sizes */
+    char last_id[65];  /* the last message shown: where the next page starts */
 };
 
 /* sched_json_str - S as a JSON string (control characters escaped). */
@@ -118,8 +119,16 @@ static int sched_admin_each(void *arg, const struct sched_view_msg *m)
     if (a->seen > a->pg->offset && a->shown < a->pg->limit) {
         a->show(a, m);
         a->shown++;
+        snprintf(a->last_id, sizeof(a->last_id), "%s", m->queue_id);
     }
     return 0;
+}
+
+/* sched_admin_none - sched_view_get callback when only the existence matters. */
+static void sched_admin_none(void *arg, const struct sched_view_msg *m)
+{
+    (void)arg;
+    (void)m;
 }
 
 /*
@@ -129,13 +138,12 @@ static int sched_admin_each(void *arg, const struct sched_view_msg *m)
  */
 static int sched_admin_list(struct sched *s, struct sched_admin_acc *a)
 {
-    a->skipping = a->pg->after != NULL;
-    sched_view_foreach(s, sched_admin_each, a);
-    if (a->skipping) {
-        evbuffer_drain(a->out, evbuffer_get_length(a->out));
+    if (a->pg->after && sched_view_get(s, a->pg->after, sched_admin_none, NULL) < 0) {
         evbuffer_add_printf(a->out, "after=%.64s: no such queue ID", a->pg->after);
         return -1;
     }
+    a->skipping = a->pg->after != NULL;
+    sched_view_foreach(s, sched_admin_each, a);
     return 0;
 }
 
@@ -203,7 +211,7 @@ static int sched_admin_mailq_cb(struct sched_admin_acc *a, const struct sched_vi
 static int sched_admin_queue(void *arg, int argc, char **argv, struct evbuffer *out)
 {
     struct sched_admin_page pg;
-    struct sched_admin_acc a = {out, &pg, sched_admin_mailq_cb, 0, 0, 0, 0, 0};
+    struct sched_admin_acc a = {out, &pg, sched_admin_mailq_cb, 0, 0, 0, 0, 0, ""};
     long rest;
 
     if (sched_admin_parse(argc, argv, &pg, out) < 0 || sched_admin_list(arg, &a) < 0)
@@ -214,9 +222,8 @@ static int sched_admin_queue(void *arg, int argc, char **argv, struct evbuffer *
     }
     rest = a.seen - (pg.offset < a.seen ? pg.offset : a.seen) - a.shown;
     if (rest > 0)
-        evbuffer_add_printf(out, "\n... %ld more Request%s: mtactl queue offset=%ld\n", rest,
-                            rest == 1 ? "" : "s", pg.offset + (long)a.shown +
-                            (pg.after ? a.total - a.seen : 0));
+        evbuffer_add_printf(out, "\n... %ld more Request%s: mtactl queue after=%s\n", rest,
+                            rest == 1 ? "" : "s", a.last_id);
     evbuffer_add_printf(out, "%s-- %lld Kbytes in %ld Request%s.\n", a.shown || rest ? "\n" : "",
                         a.bytes / 1024, a.total, a.total == 1 ? "" : "s");
     return 0;
@@ -254,7 +261,7 @@ static int sched_admin_json_cb(struct sched_admin_acc *a, const struct sched_vie
 static int sched_admin_queue_json(void *arg, int argc, char **argv, struct evbuffer *out)
 {
     struct sched_admin_page pg;
-    struct sched_admin_acc a = {out, &pg, sched_admin_json_cb, 0, 0, 0, 0, 0};
+    struct sched_admin_acc a = {out, &pg, sched_admin_json_cb, 0, 0, 0, 0, 0, ""};
 
     if (sched_admin_parse(argc, argv, &pg, out) < 0 || sched_admin_list(arg, &a) < 0)
         return -1;

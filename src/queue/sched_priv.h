@@ -33,7 +33,10 @@ struct sched_msg {
     int deferred;     /* waiting for next_retry */
     int had_defer;    /* a job of this round deferred a slot */
     int loading, writing, removing, gone;
-    int status_dirty;
+    int status_dirty; /* slots changed since the status file was last written */
+    int round_final;  /* a slot became final in this round (decides the retry) */
+    int write_retry;  /* the last status write failed: retried at the next queue run */
+    int remove_retry; /* spool_remove failed: retried at the next queue run */
     int recovered;   /* queued before this start */
     int activations; /* entries into the active queue */
     int load_err, status_err, write_err, have_status;

@@ -197,6 +197,14 @@ static void spool_scan_dir(struct spool *sp, int h)
                 moved = 1;
                 continue;
             }
+            /* its status file goes along (delivered recipients must stay delivered);
+             * the status is moved after the message so a crash between the two
+             * leaves at worst a status file without its message, quarantined later */
+            char stname[SPOOL_ID_LEN + 4];
+            snprintf(stname, sizeof(stname), "%s.st", name);
+            if (renameat(sp->qfd[h], stname, sp->qfd[want], stname) < 0 && errno != ENOENT)
+                log_warning("queue", "%s/%s: cannot move it with its message: %s", where, stname,
+                            strerror(errno));
             spool_fsync_dir(sp->qfd[want]);
             moved = 1;
         }
@@ -452,6 +460,15 @@ fail_errno:
 fail:
     spool_close(sp);
     return NULL;
+}
+
+int spool_drain(struct spool *sp)
+{
+    int n = 0;
+
+    while (sp && sp->io && sp->busy > 0)
+        n += workers_run_done(sp->io, 1000);
+    return n;
 }
 
 void spool_close(struct spool *sp)

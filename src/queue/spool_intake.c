@@ -11,6 +11,8 @@
  * each into queue/X/ID, makes the renames durable with one more flush (fsync of
  * the one directory touched, else syncfs), and only then lets done() run on the
  * loop. So many sessions share two flushes, and no 250 precedes durability.
+ * Each append re-checks queue_minfree against the bytes received so far
+ * (spool_space_ok); below it the message fails with ENOSPC.
  * Not here: the envelope text (spool_envelope.c), recovery and space (spool.c).
  */
 #include <errno.h>
@@ -24,6 +26,8 @@
 #include <event2/buffer.h>
 
 #include "mta/counters.h"
+#include "mta/log.h"
+#include "mta/spool.h"
 #include "mta/workers.h"
 #include "spool_int.h"
 
@@ -244,8 +248,17 @@ int spool_msg_append(struct spool_msg *m, struct evbuffer *buf)
         return -1;
     m->size += (long long)evbuffer_get_length(buf);
     evbuffer_add_buffer(m->buf, buf);
+    if (!m->loop_err && !spool_space_ok(m->sp, m->size)) {
+        /* queue_minfree also while streaming: MAIL only saw SIZE=, which a client may omit
+         * or understate. The commit then fails with ENOSPC (452 4.3.1 at the SMTP level). */
+        log_warning("queue", "%s: not enough free space in the queue: %lld bytes received, "
+                             "free space minus queue_minfree is below 1.5 times that",
+                    m->id, m->size);
+        m->loop_err = ENOSPC;
+    }
     if (m->loop_err) {
         evbuffer_drain(m->buf, evbuffer_get_length(m->buf)); /* it will never be written */
+        errno = m->loop_err;
         return -1;
     }
     spool_stream_kick(m);

@@ -150,6 +150,7 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
 struct relay_load {
     struct relay *r;
     unsigned long long conn_id;
+    unsigned long long job_id; /* rj is only used while its connection still runs this job */
     struct relay_job *rj;
     char id[SPOOL_ID_SIZE];
     char *body;
@@ -233,9 +234,10 @@ static void relay_load_work(void *arg)
 static void relay_load_done(void *arg)
 {
     struct relay_load *ld = arg;
-    struct relay_conn *c = ld->r->stopping ? NULL : relay_conn_find(ld->r, ld->conn_id);
+    struct relay_conn *c = ld->r->freeing ? NULL : relay_conn_find(ld->r, ld->conn_id);
 
-    if (c) {
+    /* the connection may have dropped this job meanwhile (failure, retry): RJ may be freed */
+    if (c && relay_conn_job(c) == ld->rj && ld->rj->job->id == ld->job_id) {
         ld->rj->body = ld->err ? NULL : ld->body;
         ld->rj->body_len = ld->err ? 0 : ld->len;
         ld->rj->msg_size = ld->size;
@@ -260,6 +262,7 @@ void relay_job_load(struct relay *r, struct relay_job *rj, unsigned long long co
     ld->r = r;
     ld->conn_id = conn_id;
     ld->rj = rj;
+    ld->job_id = rj->job->id;
     snprintf(ld->id, sizeof(ld->id), "%s", rj->job->queue_id);
     workers_submit(r->io, relay_load_work, relay_load_done, ld);
 }
@@ -309,6 +312,7 @@ static void relay_job_release(struct relay *r, struct relay_job *rj)
     free(rj->ri);
     free(rj->body);
     free(rj);
+    relay_drain_check(r);
 }
 
 /* relay_wants_failure_dsn - job recipient I bounced and its sender asked (or did not refuse) to hear. */
@@ -438,7 +442,7 @@ static void relay_notify_built(void *arg)
 
     free(nt->orig);
     nt->orig = NULL;
-    if (r->stopping || !(nt->msg = spool_msg_new(r->spool))) {
+    if (!(nt->msg = spool_msg_new(r->spool))) {
         int i;
         evbuffer_free(nt->text);
         if (!nt->success)
@@ -504,14 +508,16 @@ static int relay_notify_start(struct relay *r, struct relay_job *rj, int success
 static void relay_notify_next(struct relay *r, struct relay_job *rj, int success_done)
 {
     (void)success_done;
+    /* also while stopping: a recipient marked bounced must have its bounce queued
+     * (relay_stop and relay_free wait for the notifications) */
     if (rj->notify_stage == 0) {
         rj->notify_stage = 1;
-        if (!r->stopping && relay_notify_start(r, rj, 1))
+        if (relay_notify_start(r, rj, 1))
             return;
     }
     if (rj->notify_stage == 1) {
         rj->notify_stage = 2;
-        if (!r->stopping && relay_notify_start(r, rj, 0))
+        if (relay_notify_start(r, rj, 0))
             return;
     }
     relay_job_release(r, rj);
@@ -628,23 +634,102 @@ oom:
     return NULL;
 }
 
+/* relay_drain_done - relay_stop is over (or its time is up): tell the caller once. */
+static void relay_drain_done(struct relay *r)
+{
+    void (*cb)(void *) = r->drained;
+
+    r->drained = NULL;
+    if (r->drain_ev)
+        event_del(r->drain_ev);
+    if (cb)
+        cb(r->drained_arg);
+}
+
+void relay_drain_check(struct relay *r)
+{
+    if (r->drained && !r->freeing && !r->conns && !r->notifying)
+        relay_drain_done(r);
+}
+
+static void relay_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+
+    (void)fd;
+    (void)what;
+    if (r->conns)
+        log_warning("smtp", "stop: %d outbound connection(s) still waiting for a reply; closing",
+                    r->nconn);
+    relay_drain_done(r);
+}
+
+void relay_stop(struct relay *r, void (*drained)(void *arg), void *arg)
+{
+    struct relay_conn *c, *next;
+    struct timeval tv = {RELAY_STOP_SECONDS, 0};
+
+    if (!r) {
+        if (drained)
+            drained(arg);
+        return;
+    }
+    if (r->stopping)
+        return;
+    r->stopping = 1;
+    r->drained = drained;
+    r->drained_arg = arg;
+    if (r->sched)
+        sched_set_ready(r->sched, NULL, NULL);
+    /* a connection whose server has the whole message must hear the reply, or the
+     * recipients would be sent again after the restart; every other one closes now
+     * (nothing was handed over: its recipients simply stay queued) */
+    for (c = r->conns; c; c = next) {
+        next = relay_conn_next(c);
+        if (!relay_conn_awaits_dot(c))
+            relay_conn_free(c);
+    }
+    if (!r->drain_ev)
+        r->drain_ev = evtimer_new(r->base, relay_drain_timeout_cb, r);
+    if (r->drain_ev)
+        evtimer_add(r->drain_ev, &tv);
+    relay_drain_check(r);
+    if (r->drained && !r->drain_ev)
+        relay_drain_done(r); /* out of memory: no time limit possible */
+}
+
 void relay_free(struct relay *r)
 {
     struct relay_dest *d;
+    int rounds = 0;
 
     if (!r)
         return;
     r->stopping = 1;
+    r->freeing = 1;
+    r->drained = NULL;
+    if (r->drain_ev)
+        event_free(r->drain_ev);
+    r->drain_ev = NULL;
     if (r->sched)
         sched_set_ready(r->sched, NULL, NULL);
     if (r->dns)
         dns_cancel_all(r->dns);
     while (r->conns)
         relay_conn_free(r->conns);
+    /* notifications in flight (built on r->io, committed by the spool): finish them,
+     * so a bounced recipient is recorded bounced only with its bounce queued, and
+     * a bounce that made it to the spool is not made again after the restart */
+    while (r->notifying && r->io && rounds++ < 1000) {
+        if (workers_pending(r->io) > 0)
+            workers_run_done(r->io, 1000);
+        else if (spool_drain(r->spool) == 0)
+            break; /* nothing left that could end them */
+    }
     if (r->io)
         workers_free(r->io); /* pending loads and notification builds end here */
     while (r->notifying) {
-        /* notifications still being committed: their recipients stay queued */
+        /* cannot happen unless a commit hangs: their recipients stay queued */
         struct relay_job *rj = r->notifying;
         int i;
         for (i = 0; i < rj->job->nrcpt; i++)

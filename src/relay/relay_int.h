@@ -22,6 +22,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define RELAY_REPLY_MAX 2048   /* one (possibly multi-line) reply, joined; longer is cut */
 #define RELAY_HOSTS_MAX 16     /* MX hosts tried per delivery */
 #define RELAY_IDLE_SECONDS 2   /* Postfix smtp_connection_cache_time_limit */
+#define RELAY_STOP_SECONDS 10 /* relay_stop waits this long for replies to the final dot */
 #define RELAY_BOUNCE_FULL_MAX (1024 * 1024) /* larger originals are returned as headers only */
 
 /* --- pure helpers (relay_util.c) --- */
@@ -106,7 +107,11 @@ struct relay {
     unsigned long long conn_seq;
     const char *myhostname;
     char hostbuf[256];
-    int stopping;
+    int stopping; /* relay_stop or relay_free: no new jobs */
+    int freeing;  /* relay_free: the loop no longer runs */
+    void (*drained)(void *arg); /* relay_stop's callback, until it ran */
+    void *drained_arg;
+    struct event *drain_ev; /* relay_stop's time limit */
     struct relay_token *tok;
     struct event *kick_ev;
     struct relay_job *notifying;
@@ -149,6 +154,10 @@ int relay_conn_idle_take(struct relay_conn *c); /* try to reuse an idle connecti
 int relay_conn_is_idle(const struct relay_conn *c);
 const char *relay_conn_dest(const struct relay_conn *c);
 struct relay_conn *relay_conn_next(const struct relay_conn *c);
+/* relay_conn_job - the job the connection works on, NULL when none. */
+struct relay_job *relay_conn_job(const struct relay_conn *c);
+/* relay_conn_awaits_dot - the message and its final dot went out, the reply has not come. */
+int relay_conn_awaits_dot(const struct relay_conn *c);
 
 /* relay.c */
 struct relay_dest *relay_dest_get(struct relay *r, const char *name);
@@ -166,6 +175,8 @@ void relay_conn_body_loaded(struct relay_conn *c);
 void relay_kick(void *arg);
 /* relay_kick_later - run relay_kick on the next loop turn (no re-entry from callbacks). */
 void relay_kick_later(struct relay *r);
+/* relay_drain_check - during relay_stop: run the drained callback once nothing is left. */
+void relay_drain_check(struct relay *r);
 long long relay_now_us(void);
 
 #endif

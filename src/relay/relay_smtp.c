@@ -106,6 +106,16 @@ int relay_conn_is_idle(const struct relay_conn *c)
     return c->state == RS_IDLE;
 }
 
+struct relay_job *relay_conn_job(const struct relay_conn *c)
+{
+    return c->rj;
+}
+
+int relay_conn_awaits_dot(const struct relay_conn *c)
+{
+    return c->state == RS_DOT && c->rj && c->bev;
+}
+
 const char *relay_conn_dest(const struct relay_conn *c)
 {
     return c->destname;
@@ -233,6 +243,7 @@ void relay_conn_free(struct relay_conn *c)
     r->nconn--;
     free(c);
     relay_kick_later(r); /* capacity is free again */
+    relay_drain_check(r);
 }
 
 /* relay_all_results - give every unresolved recipient the same result, then end the job. */
@@ -251,15 +262,46 @@ static void relay_all_results(struct relay_conn *c, enum sched_result res, const
 
 static void relay_conn_connect(struct relay_conn *c);
 
+/* What a DNS query carries: the relay's token (it may be freed before the answer
+ * comes) and the connection's id (it may be gone or have moved on). */
+struct relay_dns_ref {
+    struct relay_token *tok;
+    unsigned long long conn_id;
+};
+
+/* relay_dns_ref_new - the reference for a query made by C; NULL when out of memory. */
+static struct relay_dns_ref *relay_dns_ref_new(struct relay_conn *c)
+{
+    struct relay_dns_ref *ref = calloc(1, sizeof(*ref));
+
+    if (!ref)
+        return NULL;
+    ref->tok = c->r->tok;
+    ref->tok->refs++;
+    ref->conn_id = c->id;
+    return ref;
+}
+
+/* relay_dns_ref_end - the connection REF names, if the relay and it still exist; frees REF. */
+static struct relay_conn *relay_dns_ref_end(struct relay_dns_ref *ref, enum dns_status st)
+{
+    struct relay *r = ref->tok->r;
+    struct relay_conn *c = NULL;
+
+    if (r && st != DNS_CANCELLED && !r->freeing)
+        c = relay_conn_find(r, ref->conn_id);
+    if (--ref->tok->refs == 0 && !ref->tok->r)
+        free(ref->tok);
+    free(ref);
+    return c;
+}
+
 /* relay_addr_done - addresses of hosts[hi]. */
 static void relay_addr_done(void *arg, enum dns_status st, const struct dns_addr *a, int n,
                             const char *errtext)
 {
-    unsigned long long *idp = arg;
-    struct relay *r = (struct relay *)(uintptr_t)idp[1];
-    struct relay_conn *c = st == DNS_CANCELLED ? NULL : relay_conn_find(r, idp[0]);
+    struct relay_conn *c = relay_dns_ref_end(arg, st);
 
-    free(idp);
     if (!c || c->state != RS_DNS)
         return;
     if (st != DNS_OK) {
@@ -288,7 +330,7 @@ static void relay_conn_resolve(struct relay_conn *c)
     struct sockaddr_in *sin = (struct sockaddr_in *)&c->addrs[0].ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c->addrs[0].ss;
     const char *h = c->hosts[c->hi].host;
-    unsigned long long *idp;
+    struct relay_dns_ref *ref;
 
     memset(&c->addrs[0], 0, sizeof(c->addrs[0]));
     if (inet_pton(AF_INET, h, &sin->sin_addr) == 1) {
@@ -304,29 +346,24 @@ static void relay_conn_resolve(struct relay_conn *c)
         relay_conn_connect(c);
         return;
     }
-    idp = calloc(2, sizeof(*idp));
-    if (!idp) {
+    ref = relay_dns_ref_new(c);
+    if (!ref) {
         relay_conn_fail(c, "out of memory", "4.3.0", 0);
         return;
     }
-    idp[0] = c->id;
-    idp[1] = (uintptr_t)c->r;
     c->state = RS_DNS;
-    dns_query_addr(c->r->dns, h, relay_addr_done, idp);
+    dns_query_addr(c->r->dns, h, relay_addr_done, ref);
 }
 
 /* relay_mx_done - the MX answer for the destination (or next-hop host). */
 static void relay_mx_done(void *arg, enum dns_status st, const struct dns_mx *mx, int n,
                           const char *errtext)
 {
-    unsigned long long *idp = arg;
-    struct relay *r = (struct relay *)(uintptr_t)idp[1];
-    struct relay_conn *c = st == DNS_CANCELLED ? NULL : relay_conn_find(r, idp[0]);
+    struct relay_conn *c = relay_dns_ref_end(arg, st);
     const char *name;
     char text[700];
     int i;
 
-    free(idp);
     if (!c || c->state != RS_DNS)
         return;
     name = c->hosts[0].host; /* the name looked up */
@@ -378,7 +415,7 @@ static void relay_mx_done(void *arg, enum dns_status st, const struct dns_mx *mx
 static void relay_conn_route(struct relay_conn *c)
 {
     struct nexthop nh;
-    unsigned long long *idp;
+    struct relay_dns_ref *ref;
     int mx = 1;
 
     c->hi = c->ai = c->nhosts = c->naddrs = 0;
@@ -404,15 +441,13 @@ static void relay_conn_route(struct relay_conn *c)
         relay_conn_resolve(c);
         return;
     }
-    idp = calloc(2, sizeof(*idp));
-    if (!idp) {
+    ref = relay_dns_ref_new(c);
+    if (!ref) {
         relay_conn_fail(c, "out of memory", "4.3.0", 0);
         return;
     }
-    idp[0] = c->id;
-    idp[1] = (uintptr_t)c->r;
     c->state = RS_DNS;
-    dns_query_mx(c->r->dns, c->hosts[0].host, relay_mx_done, idp);
+    dns_query_mx(c->r->dns, c->hosts[0].host, relay_mx_done, ref);
 }
 
 /* relay_conn_try_next - this address failed: next address, next MX host, or give up. */
@@ -671,6 +706,10 @@ static void relay_conn_next_job(struct relay_conn *c)
     struct sched_job *job = c->r->stopping ? NULL : sched_job_take(c->r->sched, relay_same_dest_cb, c);
     struct timeval tv = {RELAY_IDLE_SECONDS, 0};
 
+    if (!job && c->r->stopping) {
+        relay_conn_free(c); /* relay_stop: this was the reply it waited for */
+        return;
+    }
     if (!job) {
         c->state = RS_IDLE;
         relay_conn_timeout(c, 3600, 3600);
@@ -704,7 +743,7 @@ static void relay_conn_next_job(struct relay_conn *c)
 
 int relay_conn_idle_take(struct relay_conn *c)
 {
-    if (c->state != RS_IDLE)
+    if (c->state != RS_IDLE || c->r->stopping)
         return 0;
     relay_conn_next_job(c);
     return c->state != RS_IDLE && c->state != RS_QUIT;

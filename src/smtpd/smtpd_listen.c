@@ -210,6 +210,7 @@ void smtpd_free(struct smtpd *s)
     s->drained = NULL;
     if (s->by_id && s->reaper)
         smtpd_session_free_all(s);
+    smtpd_sasl_free(s); /* after the sessions: a check still in flight finds none */
     if (s->reaper)
         event_free(s->reaper);
     smtpd_map_free(s->by_id);

@@ -9,11 +9,21 @@
  * smtpd_sasl_path (it reads NAME.conf) and, when smtpd_sasl_config_dir is
  * set, a SASL_CB_GETCONFPATH callback pointing there. No SASL security layer
  * is negotiated (max_ssf 0), as in Postfix: TLS protects the session.
- * The password check runs inline: with auxprop/sasldb it is a local lookup.
+ *
+ * sasl_server_start/step (the password check: saslauthd, PAM, LDAP, SQL may
+ * take seconds) run on a small worker pool, never on the event loop. While a
+ * step is in flight the job owns the sasl_conn_t (one thread at a time uses
+ * it) and the session stops reading, as during a commit; the result comes
+ * back on the loop to the session found by its numeric id. A session that is
+ * gone by then is not touched: the job disposes of the connection itself.
+ * Cyrus gets real pthread mutexes (sasl_set_mutex) because several
+ * connections are now used by several threads at once.
  * Not here: the relay decision (smtpd_policy.c reads s->authenticated).
  */
+#include <pthread.h>
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +31,24 @@
 
 #include "mta/conf.h"
 #include "mta/log.h"
+#include "mta/workers.h"
 #include "smtpd_int.h"
+
+#define SMTPD_SASL_THREADS 2 /* concurrent password checks; more sessions queue */
+
+/* One AUTH step on a worker: the job owns CONN until its done() runs on the loop. */
+struct smtpd_sasl_job {
+    struct smtpd *srv;
+    uint64_t session; /* looked up again on the loop: the session may be gone */
+    sasl_conn_t *conn;
+    int start;        /* sasl_server_start (else sasl_server_step) */
+    char mech[32];
+    char *in;         /* client data (NULL: no initial response); wiped after use */
+    unsigned inlen;
+    int r;            /* the SASL result */
+    char *out;        /* a copy of the challenge on SASL_CONTINUE */
+    unsigned outlen;
+};
 
 static int smtpd_sasl_ready;      /* sasl_server_init succeeded (process-wide) */
 static char smtpd_sasl_dir[1024]; /* smtpd_sasl_config_dir, for the callback */
@@ -41,6 +68,38 @@ static int smtpd_sasl_log_cb(void *ctx, int level, const char *msg)
     if (level <= SASL_LOG_WARN)
         log_mail("smtpd", "warning: SASL: %s", msg ? msg : "");
     return SASL_OK;
+}
+
+/* smtpd_sasl_mutex_alloc - Cyrus's mutexes (its defaults do nothing): we use it from several threads. */
+static void *smtpd_sasl_mutex_alloc(void)
+{
+    pthread_mutex_t *m = malloc(sizeof(*m));
+    if (m && pthread_mutex_init(m, NULL) != 0) {
+        free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+/* smtpd_sasl_mutex_lock - lock a mutex from smtpd_sasl_mutex_alloc. */
+static int smtpd_sasl_mutex_lock(void *m)
+{
+    return m && pthread_mutex_lock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+/* smtpd_sasl_mutex_unlock - unlock a mutex from smtpd_sasl_mutex_alloc. */
+static int smtpd_sasl_mutex_unlock(void *m)
+{
+    return m && pthread_mutex_unlock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+/* smtpd_sasl_mutex_free - free a mutex from smtpd_sasl_mutex_alloc. */
+static void smtpd_sasl_mutex_free(void *m)
+{
+    if (m) {
+        pthread_mutex_destroy(m);
+        free(m);
+    }
 }
 
 /* smtpd_sasl_conn_new - a server connection with Postfix's security properties. */
@@ -79,6 +138,8 @@ int smtpd_sasl_init(struct smtpd *srv, char **err)
         } else { /* the Cyrus default: drop our callback */
             cbs[1].id = SASL_CB_LIST_END;
         }
+        sasl_set_mutex(smtpd_sasl_mutex_alloc, smtpd_sasl_mutex_lock, smtpd_sasl_mutex_unlock,
+                       smtpd_sasl_mutex_free);
         if ((r = sasl_server_init(cbs, c->smtpd_sasl_path)) != SASL_OK) {
             if (asprintf(err, "SASL: cannot initialise (%s): %s", c->smtpd_sasl_path,
                          sasl_errstring(r, NULL, NULL)) < 0)
@@ -99,8 +160,21 @@ int smtpd_sasl_init(struct smtpd *srv, char **err)
     }
     snprintf(srv->sasl_mechs, sizeof(srv->sasl_mechs), "%s", list);
     sasl_dispose(&conn);
+    if (!(srv->saslw = workers_new(srv->base, SMTPD_SASL_THREADS, "sasl"))) {
+        if (asprintf(err, "SASL: cannot start the authentication threads") < 0)
+            *err = NULL;
+        return -1;
+    }
     srv->sasl = 1;
     return 0;
+}
+
+void smtpd_sasl_free(struct smtpd *srv)
+{
+    /* waits for checks in flight; their sessions are gone, so done() only disposes */
+    if (srv->saslw)
+        workers_free(srv->saslw);
+    srv->saslw = NULL;
 }
 
 int smtpd_sasl_offered(const struct smtpd_session *s)
@@ -192,13 +266,102 @@ static int smtpd_sasl_decode(const char *text, char **buf, unsigned *len)
     return 0;
 }
 
+/* smtpd_sasl_wipe_free - free client data that may hold a password. */
+static void smtpd_sasl_wipe_free(char *p, unsigned len)
+{
+    if (p)
+        explicit_bzero(p, len);
+    free(p);
+}
+
+/* smtpd_sasl_work - worker: the SASL step itself (may block on the password backend). */
+static void smtpd_sasl_work(void *arg)
+{
+    struct smtpd_sasl_job *j = arg;
+    const char *out = NULL;
+    unsigned outlen = 0;
+
+    if (j->start)
+        j->r = sasl_server_start(j->conn, j->mech, j->in, j->inlen, &out, &outlen);
+    else
+        j->r = sasl_server_step(j->conn, j->in, j->inlen, &out, &outlen);
+    smtpd_sasl_wipe_free(j->in, j->inlen);
+    j->in = NULL;
+    if (j->r == SASL_CONTINUE) { /* OUT belongs to the conn: copy it while we own both */
+        if (!(j->out = malloc((size_t)outlen + 1))) {
+            j->r = SASL_NOMEM;
+        } else {
+            if (outlen)
+                memcpy(j->out, out, outlen);
+            j->outlen = outlen;
+        }
+    }
+}
+
+/* smtpd_sasl_job_free - dispose of what the job still owns (loop thread). */
+static void smtpd_sasl_job_free(struct smtpd_sasl_job *j)
+{
+    if (j->conn)
+        sasl_dispose(&j->conn);
+    smtpd_sasl_wipe_free(j->in, j->inlen);
+    free(j->out);
+    free(j);
+}
+
+/* smtpd_sasl_done - loop: the step's result goes back to its session, if it still exists. */
+static void smtpd_sasl_done(void *arg)
+{
+    struct smtpd_sasl_job *j = arg;
+    struct smtpd_session *s = smtpd_session_find(j->srv, j->session);
+
+    if (!s || s->dead || !s->sasl_busy) {
+        smtpd_sasl_job_free(j); /* the client left (or the server stops): just dispose */
+        return;
+    }
+    s->sasl_busy = 0;
+    if (s->close_after || s->state == SMTPD_STATE_CLOSING) { /* 421 already said */
+        smtpd_sasl_job_free(j);
+        s->sasl_active = 0;
+        return;
+    }
+    s->sasl_conn = j->conn;
+    j->conn = NULL;
+    smtpd_sasl_result(s, j->r, j->out, j->outlen);
+    smtpd_sasl_job_free(j);
+    smtpd_session_resume(s); /* the error delay, the reply, then reading again */
+}
+
+/* smtpd_sasl_submit - hand a start (START) or a step to a worker; takes IN. */
+static void smtpd_sasl_submit(struct smtpd_session *s, int start, const char *mech, char *in,
+                              unsigned inlen)
+{
+    struct smtpd_sasl_job *j = calloc(1, sizeof(*j));
+
+    if (!j) {
+        smtpd_sasl_wipe_free(in, inlen);
+        smtpd_sasl_end(s);
+        smtpd_reply(s, "454 4.7.0 Temporary authentication failure: out of memory");
+        return;
+    }
+    j->srv = s->srv;
+    j->session = s->id;
+    j->conn = s->sasl_conn;
+    j->start = start;
+    if (mech)
+        snprintf(j->mech, sizeof(j->mech), "%s", mech);
+    j->in = in;
+    j->inlen = inlen;
+    s->sasl_conn = NULL; /* the job's until done(): smtpd_sasl_reset must not dispose it */
+    s->sasl_busy = 1;    /* smtpd_session_process stops reading */
+    workers_submit(s->srv->saslw, smtpd_sasl_work, smtpd_sasl_done, j);
+}
+
 void smtpd_sasl_auth(struct smtpd_session *s, const char *arg)
 {
     char mech[32], *init = NULL;
-    const char *out = NULL, *sp;
-    unsigned outlen = 0, inlen = 0;
+    const char *sp;
+    unsigned inlen = 0;
     size_t n;
-    int r;
 
     if (!smtpd_sasl_offered(s)) {
         smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
@@ -247,17 +410,13 @@ void smtpd_sasl_auth(struct smtpd_session *s, const char *arg)
         smtpd_reply(s, "454 4.7.0 Temporary authentication failure: no SASL connection");
         return;
     }
-    r = sasl_server_start(s->sasl_conn, mech, init, inlen, &out, &outlen);
-    free(init);
-    smtpd_sasl_result(s, r, out, outlen);
+    smtpd_sasl_submit(s, 1, mech, init, inlen);
 }
 
 void smtpd_sasl_response(struct smtpd_session *s, const char *line)
 {
-    const char *out = NULL;
-    unsigned outlen = 0, inlen = 0;
+    unsigned inlen = 0;
     char *in = NULL;
-    int r;
 
     if (strcmp(line, "*") == 0) {
         smtpd_sasl_end(s);
@@ -269,7 +428,5 @@ void smtpd_sasl_response(struct smtpd_session *s, const char *line)
         smtpd_reply(s, "501 5.5.2 Invalid base64 data in continued response");
         return;
     }
-    r = sasl_server_step(s->sasl_conn, in, inlen, &out, &outlen);
-    free(in);
-    smtpd_sasl_result(s, r, out, outlen);
+    smtpd_sasl_submit(s, 0, NULL, in, inlen);
 }

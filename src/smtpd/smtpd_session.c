@@ -2,7 +2,8 @@
  * smtpd_session.c - one SMTP connection: accept-time limits, the read loop
  * (command lines, DATA bodies, BDAT chunks), pipelining rules, backpressure,
  * timeouts, the disconnect log line, and freeing outside the session's own
- * callbacks (the reaper). Sessions are found by numeric id for async work.
+ * callbacks (the reaper). Sessions are found by numeric id for async work
+ * (commits, SASL steps); while such work is in flight the session does not read.
  * Not here: what each command does (smtpd_proto.c), commits (smtpd_txn.c).
  */
 #include <arpa/inet.h>
@@ -463,10 +464,15 @@ void smtpd_session_process(struct smtpd_session *s)
     struct evbuffer *in;
     size_t limit = (size_t)c->smtpd_session_buffer_limit;
 
-    if (s->dead || s->paused || s->state == SMTPD_STATE_COMMIT)
+    if (s->dead || s->paused || s->state == SMTPD_STATE_COMMIT || s->sasl_busy)
         return;
+    if (s->delay_pending && !s->close_after) { /* a failed AUTH came back from its worker */
+        s->delay_pending = 0;
+        smtpd_session_pause(s, c->smtpd_error_sleep_time * 1000000L);
+        return;
+    }
     in = bufferevent_get_input(s->bev);
-    while (!s->close_after && !s->dead && s->state != SMTPD_STATE_COMMIT) {
+    while (!s->close_after && !s->dead && s->state != SMTPD_STATE_COMMIT && !s->sasl_busy) {
         size_t avail;
         in = bufferevent_get_input(s->bev); /* STARTTLS replaces the bufferevent */
         avail = evbuffer_get_length(in);
@@ -517,7 +523,7 @@ void smtpd_session_process(struct smtpd_session *s)
         return;
     }
     smtpd_session_flush(s);
-    if (s->state == SMTPD_STATE_COMMIT || s->wait_write)
+    if (s->state == SMTPD_STATE_COMMIT || s->sasl_busy || s->wait_write)
         bufferevent_disable(s->bev, EV_READ);
     else
         bufferevent_enable(s->bev, EV_READ);

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,12 @@ int smtpd_txn_body_push(struct smtpd_session *s)
     if (n == 0)
         return 0;
     tx->stored += (long long)n;
-    return spool_msg_append(tx->msg, tx->buf);
+    if (spool_msg_append(tx->msg, tx->buf) < 0) {
+        if (errno == ENOSPC)
+            tx->nospace = 1; /* queue_minfree reached mid-message: 452, not 451 */
+        return -1;
+    }
+    return 0;
 }
 
 /* smtpd_txn_commit_done - the spool's verdict; the session may be gone. */
@@ -156,6 +162,8 @@ static void smtpd_txn_commit_done(void *arg, int err)
         s->where = "END-OF-MESSAGE";
         if (err == 0)
             smtpd_reply(s, "250 2.0.0 Ok: queued as %s", cm->id);
+        else if (err == ENOSPC)
+            smtpd_reply(s, "452 4.3.1 Insufficient system storage");
         else
             smtpd_reply(s, "451 4.3.0 Error: queue file write error");
         if (srv->stopping) {
@@ -197,6 +205,8 @@ void smtpd_txn_end(struct smtpd_session *s)
             smtpd_reply(s, "552 5.3.4 Error: message file too big");
         } else if (err & SMTPD_BODY_ERR_HOPS) {
             smtpd_reply(s, "554 5.4.6 Error: too many hops");
+        } else if (tx->nospace) {
+            smtpd_reply(s, "452 4.3.1 Insufficient system storage");
         } else {
             smtpd_reply(s, "451 4.3.0 Error: queue file write error");
         }

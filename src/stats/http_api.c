@@ -1,7 +1,8 @@
 /*
  * http_api.c - the machine-readable side of the HTTP service: /api/stats (one
  * JSON object), /api/queue (JSON lines, one postqueue -j object per message, like
- * `postqueue -j` and `mtactl queue --json`, Content-Type application/x-ndjson),
+ * `postqueue -j` and `mtactl queue --json`, Content-Type application/x-ndjson,
+ * one bounded page per reply: ?limit=N&offset=N or &after=ID),
  * /metrics (Prometheus text) and the admin actions POST /api/flush and POST
  * /api/delete?id=ID.
  * The admin actions exist only when username is set (else 403) and are
@@ -11,6 +12,7 @@
  * Not here: authentication and routing (http_server.c).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -87,50 +89,6 @@ static void http_api_msg_json(struct evbuffer *b, const struct sched_view_msg *m
     evbuffer_add(b, "]}\n", 3);
 }
 
-struct http_api_queue_ctx {
-    struct evbuffer *b;
-    const char *q;
-};
-
-/* http_api_queue_each - one message of the view into the listing when it matches. */
-static int http_api_queue_each(void *arg, const struct sched_view_msg *m)
-{
-    struct http_api_queue_ctx *c = arg;
-    if (stats_queue_match(m, c->q))
-        http_api_msg_json(c->b, m);
-    return 0;
-}
-
-/* http_api_queue - GET /api/queue[?q=TEXT]: JSON lines, none when the queue is empty. */
-void http_api_queue(struct stats *st, struct evhttp_request *req)
-{
-    char qbuf[256];
-    struct http_api_queue_ctx c = {evbuffer_new(), http_query_param(req, "q", qbuf, sizeof qbuf)};
-    if (!c.b) {
-        http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
-        return;
-    }
-    if (st->sched)
-        sched_view_foreach(st->sched, http_api_queue_each, &c);
-    http_reply(req, 200, "OK", "application/x-ndjson; charset=utf-8", c.b);
-    evbuffer_free(c.b);
-}
-
-/* http_api_metrics - GET /metrics. */
-void http_api_metrics(struct stats *st, struct evhttp_request *req)
-{
-    struct stats_snapshot s;
-    stats_snapshot_take(st, &s);
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
-        return;
-    }
-    stats_metrics_format(b, &s);
-    http_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
-    evbuffer_free(b);
-}
-
 /* http_api_json - a one-line JSON reply {"KEY":N} or {"error":TEXT}. */
 static void http_api_json(struct evhttp_request *req, int code, const char *reason, const char *key,
                           long n, const char *error)
@@ -148,6 +106,126 @@ static void http_api_json(struct evhttp_request *req, int code, const char *reas
     http_reply(req, code, reason, "application/json", b);
     if (b)
         evbuffer_free(b);
+}
+
+/* One /api/queue reply lists at most this many messages (?limit=N). */
+#define HTTP_API_QUEUE_LIMIT 1000
+#define HTTP_API_QUEUE_LIMIT_MAX 100000
+#define HTTP_API_QUEUE_OFFSET_MAX 1000000000L
+
+struct http_api_queue_ctx {
+    struct evbuffer *b;
+    const char *q;
+    long limit, offset;   /* the page: skip OFFSET matches, then list up to LIMIT */
+    const char *after;    /* or: start after this queue ID (NULL: not used) */
+    int skipping;         /* after=ID not seen yet */
+    long total;           /* every match in the queue (X-Total-Count) */
+    long matched, shown;  /* matches after the skipped ones; lines written */
+    char last_id[65];     /* the last message listed: where the next page starts */
+};
+
+/* http_api_queue_each - one message of the view into the listing when it matches and is on the page. */
+static int http_api_queue_each(void *arg, const struct sched_view_msg *m)
+{
+    struct http_api_queue_ctx *c = arg;
+    int match = stats_queue_match(m, c->q);
+    c->total += match;
+    if (c->skipping) {
+        if (strcmp(m->queue_id, c->after) == 0)
+            c->skipping = 0;
+        return 0;
+    }
+    if (!match)
+        return 0;
+    c->matched++;
+    if (c->matched > c->offset && c->shown < c->limit) {
+        http_api_msg_json(c->b, m);
+        c->shown++;
+        snprintf(c->last_id, sizeof c->last_id, "%s", m->queue_id);
+    }
+    return 0;
+}
+
+/* http_api_number - query parameter NAME as a decimal in [MIN, MAX]: DEF when absent, -1 when bad. */
+static long http_api_number(struct evhttp_request *req, const char *name, long def, long min,
+                            long max)
+{
+    char buf[1024], *end; /* longer than any request line we accept: NULL means absent */
+    const char *v = http_query_param(req, name, buf, sizeof buf);
+    if (!v)
+        return def;
+    if (v[0] < '0' || v[0] > '9' || strlen(v) > 10)
+        return -1;
+    long n = strtol(v, &end, 10);
+    return *end || n < min || n > max ? -1 : n;
+}
+
+/* http_api_queue_cb_none - sched_view_get callback when only the existence matters. */
+static void http_api_queue_cb_none(void *arg, const struct sched_view_msg *m)
+{
+    (void)arg;
+    (void)m;
+}
+
+/*
+ * http_api_queue - GET /api/queue[?q=TEXT][&limit=N][&offset=N|&after=ID]: JSON
+ * lines, none when nothing matches. One reply holds at most LIMIT messages
+ * (default 1000, at most 100000); X-Total-Count says how many match in all and,
+ * when more follow, X-Next-After names the ID to pass as after= for the next page.
+ */
+void http_api_queue(struct stats *st, struct evhttp_request *req)
+{
+    char qbuf[256], abuf[65];
+    struct http_api_queue_ctx c = {NULL, http_query_param(req, "q", qbuf, sizeof qbuf), 0, 0,
+                                   http_query_param(req, "after", abuf, sizeof abuf), 0, 0, 0, 0, ""};
+    c.limit = http_api_number(req, "limit", HTTP_API_QUEUE_LIMIT, 1, HTTP_API_QUEUE_LIMIT_MAX);
+    c.offset = http_api_number(req, "offset", 0, 0, HTTP_API_QUEUE_OFFSET_MAX);
+    if (c.limit < 0 || c.offset < 0) {
+        http_api_json(req, 400, "Bad Request", NULL, 0,
+                      "limit must be 1..100000 and offset a number of messages.");
+        return;
+    }
+    if (c.after && c.offset) {
+        http_api_json(req, 400, "Bad Request", NULL, 0, "Give offset or after, not both.");
+        return;
+    }
+    if (c.after && (!st->sched || sched_view_get(st->sched, c.after, http_api_queue_cb_none,
+                                                 NULL) < 0)) {
+        http_api_json(req, 404, "Not Found", NULL, 0, "after: no such message in the queue.");
+        return;
+    }
+    c.skipping = c.after != NULL;
+    if (!(c.b = evbuffer_new())) {
+        http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
+        return;
+    }
+    if (st->sched)
+        sched_view_foreach(st->sched, http_api_queue_each, &c);
+    /* matches after the page: those past OFFSET (or after ID) that were not listed */
+    char n[32];
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    long rest = c.matched - (c.offset < c.matched ? c.offset : c.matched) - c.shown;
+    snprintf(n, sizeof n, "%ld", c.total);
+    evhttp_add_header(h, "X-Total-Count", n);
+    if (rest > 0)
+        evhttp_add_header(h, "X-Next-After", c.last_id);
+    http_reply(req, 200, "OK", "application/x-ndjson; charset=utf-8", c.b);
+    evbuffer_free(c.b);
+}
+
+/* http_api_metrics - GET /metrics. */
+void http_api_metrics(struct stats *st, struct evhttp_request *req)
+{
+    struct stats_snapshot s;
+    stats_snapshot_take(st, &s);
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
+        return;
+    }
+    stats_metrics_format(b, &s);
+    http_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+    evbuffer_free(b);
 }
 
 /* http_api_same_origin - 1 when the request has no Origin or one naming this very host. */

@@ -5,6 +5,10 @@ untrusted address 127.0.0.2 with smtpd_trusted_networks = 127.0.0.1/32:
 good credentials relay (PLAIN and LOGIN, smtplib and swaks), bad ones get 535
 after the delay and the Postfix warning line, no AUTH gets Relay access
 denied; AUTH only after TLS; 503 already authenticated; MAIL ... AUTH=<>.
+The password check runs off the event loop: with a saslauthd stand-in (a Unix
+socket served here, answering only when the test says so) other sessions get
+their banner and queue mail while a check is pending; a check still pending at
+shutdown is answered and the daemon exits cleanly.
 Not here: TLS itself (test_tls.py).
 """
 
@@ -12,11 +16,15 @@ import base64
 import os
 import shutil
 import smtplib
+import socket
 import ssl
+import struct
 import subprocess
 import sys
+import threading
 import time
 import unittest
+import queue
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtatest  # noqa: E402
@@ -35,6 +43,67 @@ def noverify():
 
 def b64(s):
     return base64.b64encode(s.encode()).decode()
+
+
+class FakeSaslauthd:
+    """A saslauthd stand-in on a Unix socket: each request (four counted strings:
+    login, password, service, realm) is put on self.requests and answered only
+    once self.release is set: "OK" for PASSWORD, else "NO"."""
+
+    def __init__(self, path, password):
+        self.password = password.encode()
+        self.requests = queue.Queue()
+        self.release = threading.Event()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read(conn, n):
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def _serve(self, conn):
+        with conn:
+            conn.settimeout(60)
+            try:
+                fields = []
+                for _ in range(4):
+                    (n,) = struct.unpack("!H", self._read(conn, 2))
+                    fields.append(self._read(conn, n))
+            except (EOFError, OSError):
+                return
+            self.requests.put(fields)
+            self.release.wait(60)
+            answer = b"OK" if fields[1] == self.password else b"NO bad password"
+            try:
+                conn.sendall(struct.pack("!H", len(answer)) + answer)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopping = True
+        self.release.set()
+        self.sock.close()
 
 
 @unittest.skipUnless(shutil.which("saslpasswd2"), "sasl2-bin not installed")
@@ -135,6 +204,77 @@ class Auth(mtatest.MtaTestCase):
                            timeout=mtatest.t(30))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(b"535 5.7.8 Error: authentication failed", r.stdout)
+
+    def send_mail(self, d):
+        """send_mail - a whole trusted session (banner to 250 queued) on its own connection."""
+        with d.client(timeout=mtatest.t(10)) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<other@example.org>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<x@example.com>"), 250)
+            self.assertReply(c.cmd("DATA"), 354)
+            self.assertReply(c.cmd(MSG.decode() + "."), 250, "2.0.0 Ok: queued as ")
+            self.assertReply(c.cmd("QUIT"), 221)
+
+    def test_auth_in_progress_does_not_block_others(self):
+        d = self.auth_daemon(smtpd_tls_auth_only="no")
+        with d.client(source=SRC) as a:
+            a.ehlo()
+            r = a.cmd("AUTH LOGIN " + b64(tlskeys.SASL_USER))
+            self.assertEqual((r.code, base64.b64decode(r.text)), (334, b"Password:"))
+            self.send_mail(d)  # while A sits at the password prompt
+            self.assertEqual(a.cmd(b64(tlskeys.SASL_PASS)).full(),
+                             "235 2.7.0 Authentication successful")
+            self.assertReply(a.cmd("MAIL FROM:<user@example.org>"), 250)
+            self.assertReply(a.cmd("RCPT TO:<x@example.com>"), 250)
+        self.assertEqual(len(self.wait_queued(d, 1)), 1)
+
+    def saslauthd_daemon(self, password="s3cret"):
+        """saslauthd_daemon - mtad whose Cyrus config checks passwords through a FakeSaslauthd."""
+        conf = os.path.join(self.tmp, "sasl-slow")
+        os.makedirs(conf)
+        fake = FakeSaslauthd(os.path.join(conf, "mux"), password)
+        self.addCleanup(fake.close)
+        with open(os.path.join(conf, "smtpd.conf"), "w") as f:
+            f.write("pwcheck_method: saslauthd\nsaslauthd_path: %s\nmech_list: PLAIN LOGIN\n"
+                    % os.path.join(conf, "mux"))
+        d = self.auth_daemon(smtpd_tls_auth_only="no", smtpd_sasl_config_dir=conf)
+        return d, fake
+
+    def test_slow_password_backend_does_not_stall_the_daemon(self):
+        d, fake = self.saslauthd_daemon()
+        with d.client(source=SRC) as good, d.client(source=SRC) as bad:
+            good.ehlo()
+            bad.ehlo()
+            good.send("AUTH PLAIN " + b64("\0user\0s3cret") + "\r\n")
+            bad.send("AUTH PLAIN " + b64("\0user\0wrong") + "\r\n")
+            got = [fake.requests.get(timeout=mtatest.t(10))[1] for _ in range(2)]
+            self.assertEqual(sorted(got), [b"s3cret", b"wrong"])
+            # both checks hang in the backend: new sessions are still served
+            self.send_mail(d)
+            self.send_mail(d)
+            with self.assertRaises(socket.timeout):
+                good.reply(timeout=0.3)  # no answer before the backend's
+            fake.release.set()
+            self.assertEqual(good.reply().full(), "235 2.7.0 Authentication successful")
+            self.assertReply(good.cmd("MAIL FROM:<user@example.org>"), 250)
+            self.assertReply(good.cmd("RCPT TO:<x@example.com>"), 250)
+            r = bad.reply()
+            self.assertEqual(r.code, 535, r.full())
+            self.assertTrue(r.text.startswith("5.7.8 Error: authentication failed: "), r.full())
+            self.assertReply(bad.cmd("NOOP"), 250)
+        d.wait_log(r"warning: unknown\[127\.0\.0\.2\]: SASL PLAIN authentication failed: ")
+        self.assertEqual(len(self.wait_queued(d, 2)), 2)
+
+    def test_check_pending_at_shutdown(self):
+        d, fake = self.saslauthd_daemon()
+        with d.client(source=SRC) as a:
+            a.ehlo()
+            a.send("AUTH PLAIN " + b64("\0user\0s3cret") + "\r\n")
+            fake.requests.get(timeout=mtatest.t(10))
+            threading.Timer(1.0, fake.release.set).start()
+            self.assertEqual(d.stop(), 0)  # the session is closed; the late answer is dropped
+            self.assertTrue(a.wait_closed(mtatest.t(5)))
+        self.assertRegex(d.maillog(), r"disconnect from unknown\[127\.0\.0\.2\]")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ private dnsmasq (dns_servers), Python sinks on 127.0.0.10-19 port 25 (this file
 only; other files use other 127.0.0.N addresses, so they may run in parallel):
 lowest preference first, fallback to the next MX when one is dead or answers
 4xx, implicit MX (A record), null MX and NXDOMAIN bounces, SERVFAIL deferral,
-recipients in several domains in one message, a 5xx bounce that arrives at the
+recipients in several domains in one message (a recipient delivered while another
+destination stalls is not delivered again after a stop or a crash), a 5xx bounce that arrives at the
 sender's own MX as a parseable DSN, cc_mta copies, STARTTLS to a TLS sink.
 Not here: the smart_relay path and queue administration (test_delivery_relay.py).
 """
@@ -14,6 +15,8 @@ import email.policy
 import os
 import socket
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +66,44 @@ def can_bind_25():
         return True
     except OSError:
         return False
+
+
+class Staller:
+    """A server on ADDR:25 that accepts connections and never says anything."""
+
+    def __init__(self, addr):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, 25))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.conns = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def wait_connections(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        while len(self.conns) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(self.conns)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
 
 
 class DeliveryMxTest(mtatest.MtaTestCase):
@@ -186,6 +227,40 @@ class DeliveryMxTest(mtatest.MtaTestCase):
                    r"TLSv1\.3 with cipher \S+ \(\d+/\d+ bits\)$", t(5))
         d.wait_log(r"to=<t@tls\.test>, relay=mx\.tls\.test\[127\.0\.0\.16\]:25, .*status=sent",
                    t(5))
+
+
+    def stalled_destination_then_restart(self, crash):
+        # one connection per destination; nomx.test never greets, so the second
+        # message's nomx.test job waits in the queue while its one.test recipient is
+        # delivered. After a stop (or a crash) that recipient must not get it again.
+        one = self.sink(A_PRIMARY)
+        staller = Staller(A_NOMX)
+        self.addCleanup(staller.stop)
+        d = self.mtad({"default_destination_concurrency_limit": "1"})
+        self.send(d, "s@sender.test", ["first@nomx.test"])
+        self.assertEqual(staller.wait_connections(1, t(10)), 1)
+        self.send(d, "s@sender.test", ["a@one.test", "b@nomx.test"])
+        d.wait_log(r"to=<a@one\.test>, relay=mx1\.one\.test\[127\.0\.0\.10\]:25, .*status=sent",
+                   t(10))
+        if crash:
+            time.sleep(t(1))  # the status file is written right after the result
+            d.kill()
+        else:
+            self.assertEqual(d.stop(), 0, d.stderr()[-2000:])
+        staller.stop()
+        nomx = self.sink(A_NOMX)
+        d.start()
+        msgs = nomx.wait_messages(2, t(15))
+        self.assertEqual(sorted(r for m in msgs for r in m.rcpts), ["b@nomx.test", "first@nomx.test"])
+        d.wait_log(r": removed$", t(5), count=2)
+        time.sleep(t(1))
+        self.assertEqual([m.rcpts for m in one.messages], [["a@one.test"]])
+
+    def test_delivered_recipient_not_sent_again_after_sigterm(self):
+        self.stalled_destination_then_restart(crash=False)
+
+    def test_delivered_recipient_not_sent_again_after_kill_9(self):
+        self.stalled_destination_then_restart(crash=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """
 test_delivery_relay.py - delivery through smart_relay to Python SMTP sinks on
 free high ports of 127.0.0.1: byte-for-byte delivery and Postfix's maillog
-lines, upstream down then up (deferred, mtactl queue / --json, flush),
+lines, upstream down then up (deferred, mtactl queue exactly in Postfix's
+long-ID mailq layout, its pages, --json, flush),
 mtactl delete, 4xx then 2xx, 5xx bounce as a parseable RFC 3464 DSN, DSN
 NOTIFY=NEVER / SUCCESS, crash safety (kill -9 after a partial delivery), and
 pflogsumm's counts of the daemon's log.
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +31,22 @@ SENT_RE = (r"\b([0-9A-F]+): to=<%s>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, dela
            r"queued as SINK\d+\)$")
 
 FAST_RETRY = {"minimal_backoff_time": "1s", "maximal_backoff_time": "2s", "queue_run_delay": "1s"}
+
+
+class SlowDotSink(smtpsink.Sink):
+    """A sink that, once the first message and its final dot arrived, waits DOT_DELAY
+    seconds before it replies (a slow content filter): at_dot is set when it starts waiting."""
+
+    def __init__(self, *a, dot_delay=2.0, **kw):
+        super().__init__(*a, **kw)
+        self.dot_delay = dot_delay
+        self.at_dot = threading.Event()
+
+    def _reply(self, stage, default):
+        if stage == "dot" and not self.at_dot.is_set():
+            self.at_dot.set()
+            time.sleep(self.dot_delay)
+        return super()._reply(stage, default)
 
 
 class DeliveryRelayTest(mtatest.MtaTestCase):
@@ -87,25 +105,49 @@ class DeliveryRelayTest(mtatest.MtaTestCase):
         lines = d.wait_log(r"status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: "
                            r"Connection refused\)$" % port, t(10), count=3)
         self.assertTrue(all(", dsn=4.4.1, " in l for l in lines), lines)
-        q = self.mtactl(d, "queue")
-        self.assertEqual(q.returncode, 0, q.stderr)
-        out = q.stdout
-        self.assertTrue(out.startswith("-Queue ID-  --Size-- ----Arrival Time---- "
-                                       "-Sender/Recipient-------\n"), out)
-        self.assertIn("(connect to 127.0.0.1[127.0.0.1]:%d: Connection refused)\n" % port, out)
-        self.assertRegex(out, r"\n {41}r0@dst\.test\n")
-        self.assertRegex(out, r"-- \d+ Kbytes in 3 Requests\.\n$")
         js = self.mtactl(d, "queue", "--json")
         self.assertEqual(js.returncode, 0, js.stderr)
         objs = [json.loads(l) for l in js.stdout.splitlines()]
         self.assertEqual(len(objs), 3)
         for o in objs:
             self.assertEqual(o["queue_name"], "deferred")
-            self.assertRegex(o["queue_id"], r"^[0-9A-F]+$")
+            self.assertRegex(o["queue_id"], r"^[0-9A-F]{16}$")
             self.assertIn("Connection refused", o["recipients"][0]["delay_reason"])
-            self.assertIn(o["queue_id"], out)
         self.assertEqual(sorted(o["sender"] for o in objs), ["s0@src.test", "s1@src.test",
                                                             "s2@src.test"])
+        # mailq exactly as Postfix's showq_compat prints long queue IDs
+        q = self.mtactl(d, "queue")
+        self.assertEqual(q.returncode, 0, q.stderr)
+        reason = "connect to 127.0.0.1[127.0.0.1]:%d: Connection refused" % port
+        want = [r"----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------"]
+        for i, o in enumerate(objs):
+            if i:
+                want.append(r"")
+            want += [r"%s  %8d (Sun|Mon|Tue|Wed|Thu|Fri|Sat) "
+                     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 123]\d "
+                     r"\d\d:\d\d:\d\d %s" % (o["queue_id"], o["message_size"],
+                                             re.escape(o["sender"])),
+                     r" {%d}\(%s\)" % (76 - len(reason), re.escape(reason)),
+                     r" {47}%s" % re.escape(o["recipients"][0]["address"])]
+        kbytes = sum(o["message_size"] for o in objs) // 1024
+        want += [r"", r"-- %d Kbytes in 3 Requests\." % kbytes]
+        got = q.stdout.split("\n")
+        self.assertEqual(got[-1], "", q.stdout)
+        self.assertEqual(len(got) - 1, len(want), q.stdout)
+        for line, rx in zip(got, want):
+            self.assertRegex(line, "^%s$" % rx)
+        # one page: the first two, a line naming the next page, the trailer counts them all
+        p1 = self.mtactl(d, "queue", "limit=2")
+        self.assertEqual(p1.returncode, 0, p1.stderr)
+        self.assertEqual(p1.stdout, "\n".join(got[:8]) + "\n\n... 1 more Request: mtactl queue "
+                         "after=%s\n\n%s\n" % (objs[1]["queue_id"], got[-2]))
+        p2 = self.mtactl(d, "queue", "after=" + objs[1]["queue_id"])
+        self.assertEqual(p2.stdout, "\n".join(got[:1] + got[9:]))
+        js2 = self.mtactl(d, "queue", "--json", "limit=1", "offset=1")
+        self.assertEqual([json.loads(l) for l in js2.stdout.splitlines()], objs[1:2])
+        bad = self.mtactl(d, "queue", "limit=0")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("limit=1..100000", bad.stderr)
         # start the upstream, flush: everything is delivered
         sink = self.sink(port=port)
         r = self.mtactl(d, "flush")
@@ -265,6 +307,46 @@ class DeliveryRelayTest(mtatest.MtaTestCase):
         msgs = sink.wait_messages(2, t(5))
         self.assertEqual([m.rcpts for m in msgs], [["now@dst.test"], ["later@dst.test"]])
         d.wait_log(r"\b%s: removed$" % qid, t(5))
+
+    def test_sigterm_waits_for_the_reply_to_the_final_dot(self):
+        # SIGTERM while the server holds the whole message: the reply is read, the
+        # recipient logged sent and the message removed, so the restart sends nothing
+        sink = SlowDotSink("127.0.0.1", 0, dot_delay=2.0).start()
+        self.addCleanup(sink.stop)
+        settings = {"smart_relay": "[127.0.0.1]:%d" % sink.port}
+        settings.update(FAST_RETRY)
+        d = self.daemon(settings)
+        self.send(d, "s@src.test", ["r@dst.test"], b"Subject: slow\r\n\r\nx\r\n")
+        self.assertTrue(sink.at_dot.wait(t(10)), "the message never reached the sink")
+        self.assertEqual(d.stop(), 0, d.stderr()[-2000:])
+        self.assertEqual(len(d.log_lines(SENT_RE % ("r@dst\\.test", sink.port))), 1,
+                         d.maillog())
+        self.assertEqual(d.queued_ids(), set())
+        d.start()
+        time.sleep(t(2))
+        self.assertEqual(len(sink.messages), 1)
+
+    def test_bounce_made_during_stop_is_sent_once(self):
+        # the reply to the final dot is a 5xx that arrives after SIGTERM: the bounce
+        # is queued before the daemon exits and the restart does not bounce again
+        sink = SlowDotSink("127.0.0.1", 0, dot_delay=2.0,
+                           replies={"dot": ["554 5.7.1 rejected by content filter", None]}).start()
+        self.addCleanup(sink.stop)
+        settings = {"smart_relay": "[127.0.0.1]:%d" % sink.port}
+        settings.update(FAST_RETRY)
+        d = self.daemon(settings)
+        self.send(d, "s@src.test", ["r@dst.test"], b"Subject: slow bounce\r\n\r\nx\r\n")
+        self.assertTrue(sink.at_dot.wait(t(10)), "the message never reached the sink")
+        self.assertEqual(d.stop(), 0, d.stderr()[-2000:])
+        self.assertEqual(len(d.log_lines(r"to=<r@dst\.test>, .*status=bounced")), 1, d.maillog())
+        self.assertEqual(len(d.log_lines(r"sender non-delivery notification: ")), 1, d.maillog())
+        self.assertEqual(len(d.queued_ids()), 1)  # the bounce only
+        d.start()
+        msgs = sink.wait_messages(1, t(10))
+        time.sleep(t(2))
+        self.assertEqual([(m.mail_from, m.rcpts) for m in sink.messages], [("", ["s@src.test"])],
+                         msgs)
+        self.assertEqual(len(d.log_lines(r"sender non-delivery notification: ")), 1, d.maillog())
 
     def test_kill_9_with_queued_mail_loses_nothing(self):
         port = mtatest.free_port()

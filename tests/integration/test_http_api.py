@@ -3,7 +3,7 @@ test_http_api.py - the HTTP service as a user and a program see it: every page
 and API endpoint, Basic auth (none, wrong, right; the 401 header), /healthz
 without auth, HTTP/1.0 and keep-alive, admin actions (403 without username,
 CSRF header, 405 on GET), escaping of a hostile sender and recipient in the
-pages and the JSON, the queue search, request limits, and /metrics through
+pages and the JSON, the queue search, /api/queue paging, request limits, and /metrics through
 promtool (skipped, with the reason, when promtool is not installed).
 Not here: start-up errors, free space, StatsD, the browser (their own files).
 """
@@ -150,6 +150,34 @@ class HttpOpen(mtatest.MtaTestCase):
         self.assertGreater(m["message_size"], 0)
         self.assertEqual([r["address"] for r in m["recipients"]],
                          ["bob@example.com", "carol@example.net"])
+
+    def test_api_queue_pages(self):
+        ids = [submit(self.d, "p%d@example.org" % i, ["q%d@example.com" % i]) for i in range(3)]
+        everything = [m["queue_id"] for m in self.wait_api_queue(3)]
+        self.assertEqual(sorted(everything), sorted(ids))
+        st, h, body = fetch(self.d, "GET", "/api/queue?limit=2")
+        self.assertEqual(st, 200)
+        self.assertEqual([json.loads(x)["queue_id"] for x in body.decode().splitlines()],
+                         everything[:2])
+        self.assertEqual((h["x-total-count"], h["x-next-after"]), ("3", everything[1]))
+        st, h, body = fetch(self.d, "GET", "/api/queue?limit=2&after=" + everything[1])
+        self.assertEqual([json.loads(x)["queue_id"] for x in body.decode().splitlines()],
+                         everything[2:])
+        self.assertEqual(h["x-total-count"], "3")
+        self.assertNotIn("x-next-after", h)
+        st, h, body = fetch(self.d, "GET", "/api/queue?offset=1&limit=1")
+        self.assertEqual([json.loads(x)["queue_id"] for x in body.decode().splitlines()],
+                         everything[1:2])
+        self.assertEqual(h["x-next-after"], everything[1])
+        # paging and search together: the page counts matches only
+        st, h, body = fetch(self.d, "GET", "/api/queue?q=q2%40example&limit=1")
+        self.assertEqual([json.loads(x)["queue_id"] for x in body.decode().splitlines()], [ids[2]])
+        self.assertEqual(h["x-total-count"], "1")
+        for bad in ("limit=0", "limit=100001", "limit=x", "offset=-1", "offset=1&after=" + ids[0]):
+            st, h, body = fetch(self.d, "GET", "/api/queue?" + bad)
+            self.assertEqual(st, 400, bad)
+            self.assertIn(b'"error":', body)
+        self.assertEqual(fetch(self.d, "GET", "/api/queue?after=NOSUCHID0")[0], 404)
 
     def test_hostile_addresses_are_escaped(self):
         qid = submit(self.d, HOSTILE_SENDER, [HOSTILE_RCPT])

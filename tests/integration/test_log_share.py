@@ -4,7 +4,8 @@ test_log_share.py - the log terminal with a real Samba server on loopback
 created) in Postfix's format and the configured timezone; the exact start-up
 errors; maillog_filename empty and logs_enabled = no write nothing there; the
 share stopped and restarted under load loses and doubles nothing while SMTP
-goes on at full speed; rotation by size; pflogsumm counts the file read back.
+goes on at full speed; rotation by size; pflogsumm counts the file read back
+(received, delivered, deferred and bounced of a known load through a sink).
 Not here: the record texts themselves (test_maillog.py).
 """
 
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtatest  # noqa: E402
 from mtatest import queue_id_of, t  # noqa: E402
 from smbserver import SmbServer, free_port  # noqa: E402
+import smtpsink  # noqa: E402
 
 MSG = (b"From: s@example.org\r\nTo: a@example.com\r\nSubject: share\r\n"
        b"Message-ID: <share-%d@client.example>\r\n\r\nhello share\r\n")
@@ -267,19 +269,39 @@ class LogShare(mtatest.MtaTestCase):
     def test_pflogsumm_counts_the_file(self):
         if not shutil.which("pflogsumm"):
             self.skipTest("pflogsumm not installed (apt-get install -y pflogsumm)")
-        d = self.log_daemon(syslog_name="relay7")
-        self.send(d, 25, rcpts=("a@example.com", "b@example.com"))
-        self.wait_share(r"client=", 25)
+        # a known load through a smart_relay sink: 20 accepted, 5 refused for good (5xx:
+        # bounced, and the 5 notifications to s@example.org delivered), 3 refused for now
+        # (4xx: deferred; the default backoff keeps it to one attempt in this test)
+        sink = smtpsink.Sink("127.0.0.1", 0, rcpt_map={
+            "bad@example.com": "550 5.1.1 <bad@example.com>: Recipient address rejected",
+            "busy@example.com": "451 4.2.0 <busy@example.com>: try again later"}).start()
+        self.addCleanup(sink.stop)
+        d = self.log_daemon(syslog_name="relay7", smart_relay="[127.0.0.1]:%d" % sink.port)
+        self.send(d, 20, rcpts=("good@example.com",))
+        self.send(d, 5, first=20, rcpts=("bad@example.com",))
+        self.send(d, 3, first=25, rcpts=("busy@example.com",))
+        self.wait_share(r"client=", 28)
+        self.wait_share(r"status=sent ", 25)
+        self.wait_share(r"status=bounced ", 5)
+        self.wait_share(r"status=deferred ", 3)
+        self.assertEqual(len(sink.wait_messages(25, t(10))), 25)
         self.assertEqual(d.stop(), 0)
         path = os.path.join(self.tmp, "maillog.read-back")
         with open(path, "wb") as f:
             f.write(self.srv.get("srv1_logs/maillog"))
         out = subprocess.run(["pflogsumm", "--syslog-name=relay7", path], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, timeout=60).stdout.decode()
-        m = re.search(r"(?m)^\s*(\d+)\s+received\s*$", out)
-        self.assertIsNotNone(m, out[:2000])
-        self.assertEqual(int(m.group(1)), 25, out[:2000])
 
+        def count(label):
+            m = re.search(r"(?m)^\s*(\d+)\s+%s\b" % label, out)
+            self.assertIsNotNone(m, "no %r in pflogsumm's output:\n%s" % (label, out[:3000]))
+            return int(m.group(1))
+
+        self.assertEqual(count("received"), 28, out[:3000])   # notifications are not "received"
+        self.assertEqual(count("delivered"), 25, out[:3000])  # 20 + the 5 notifications
+        self.assertEqual(count("deferred"), 3, out[:3000])
+        self.assertEqual(count("bounced"), 5, out[:3000])
+        self.assertRegex(out, r"(?m)^\s*3\s+deferred\s+\(3\s+deferrals\)")
 
 if __name__ == "__main__":
     mtatest.main()

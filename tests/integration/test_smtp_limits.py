@@ -2,7 +2,8 @@
 test_smtp_limits.py - every resource limit as a client meets it: SIZE= and the
 DATA stream against message_size_limit, overlong command lines, too many
 recipients, smtpd_timeout, connections per client, total sessions, queue_minfree
-(through the MTA_TEST_FREE_BYTES hook), and garbage without newlines.
+(through the MTA_TEST_FREE_BYTES hook: at MAIL and while a body streams in),
+and garbage without newlines.
 Not here: relay policy (test_smtp_relay_policy.py).
 """
 
@@ -262,6 +263,33 @@ class SmtpLimits(mtatest.MtaTestCase):
                         "RSS grew by %.1f MB after %d bytes without newline" % (grown_mb, total))
         with d.client() as c:
             c.ehlo()
+
+    def test_queue_minfree_while_streaming(self):
+        # 2 MB usable above queue_minfree: a body of more than 2 / 1.5 MB fails at end of
+        # data, with or without (or with an understated) SIZE=; small mail still queues
+        d = self.daemon(settings={"queue_minfree": "1000000"},
+                        env={"MTA_TEST_FREE_BYTES": "3000000"})
+        big = HDRS + (b"x" * 998 + b"\r\n") * 2000 + b".\r\n"  # about 2 MB
+        with d.client() as c:
+            c.ehlo()
+            for mail in ("MAIL FROM:<s@example.org>", "MAIL FROM:<s@example.org> SIZE=1000"):
+                self.assertReply(c.cmd(mail), 250)
+                self.assertReply(c.cmd("RCPT TO:<r@example.com>"), 250)
+                self.assertReply(c.cmd("DATA"), 354)
+                c.send(big)
+                self.assertEqual(c.reply(timeout=t(20)).full(),
+                                 "452 4.3.1 Insufficient system storage")
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<r@example.com>"), 250)
+            self.assertReply(c.cmd("DATA"), 354)
+            c.send(HDRS + b"small\r\n.\r\n")
+            self.assertReply(c.reply(), 250, "2.0.0 Ok: queued as ")
+        self.assertEqual(len(self.wait_queued(d, 1)), 1)
+        self.assertRegex(d.stderr() + d.maillog(), r"not enough free space in the queue")
+        deadline = time.monotonic() + t(5)
+        while d.tmp_files() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(d.tmp_files(), [], "the refused bodies were left in tmp/")
 
 
 if __name__ == "__main__":
