@@ -157,12 +157,19 @@ static int sched_msg_idle(const struct sched_msg *m)
 
 /* --- destinations --- */
 
+static unsigned sched_dest_slot(const char *name, enum sched_dest_kind kind)
+{
+    return (sched_hash(name) * 3u + (unsigned)kind) % SCHED_DEST_HSIZE;
+}
+
+/* sched_dest_get - the destination NAME of KIND, created when missing (NULL: out of memory). */
 static struct sched_dest *sched_dest_get(struct sched *s, const char *name,
                                          enum sched_dest_kind kind)
 {
+    unsigned h = sched_dest_slot(name, kind);
     struct sched_dest *d;
 
-    for (d = s->dests; d; d = d->next)
+    for (d = s->dtab[h]; d; d = d->hnext)
         if (d->kind == kind && strcmp(d->name, name) == 0)
             return d;
     d = calloc(1, sizeof(*d));
@@ -174,9 +181,38 @@ static struct sched_dest *sched_dest_get(struct sched *s, const char *name,
         return NULL;
     }
     d->kind = kind;
+    d->hnext = s->dtab[h];
+    s->dtab[h] = d;
     d->next = s->dests;
+    if (s->dests)
+        s->dests->prev = d;
     s->dests = d;
     return d;
+}
+
+/* sched_dest_release - free D once it has no ready and no taken job (keeps the
+ * destination table as small as the active queue). */
+static void sched_dest_release(struct sched *s, struct sched_dest *d)
+{
+    struct sched_dest **pp;
+
+    if (d->qhead || d->ntaken > 0)
+        return;
+    for (pp = &s->dtab[sched_dest_slot(d->name, d->kind)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == d) {
+            *pp = d->hnext;
+            break;
+        }
+    if (s->rr == d)
+        s->rr = d->prev; /* round robin goes on with the one after D */
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        s->dests = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    free(d->name);
+    free(d);
 }
 
 /* sched_slot_dest - the destination of slot I of M: smart_relay, cc_mta, or the domain. */
@@ -299,6 +335,7 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
                 d->qtail = NULL;
             s->nready--;
             s->rr = d;
+            d->ntaken++;
             j->pub.dispatch_us = sched_now_us();
             j->taken = 1;
             return &j->pub;
@@ -359,6 +396,10 @@ void sched_job_done(struct sched *s, struct sched_job *job)
     if (changed)
         m->status_dirty = m->round_final = 1;
     m->njobs--;
+    if (j->taken) {
+        j->dest->ntaken--;
+        sched_dest_release(s, j->dest);
+    }
     free(j->rcpt);
     free(j->result);
     free(j);
@@ -435,7 +476,7 @@ static void sched_remove_done(void *arg, int err)
                     strerror(err));
     if (s && (m = sched_msg_find(s, rm->id)) && m->removing) {
         m->removing = 0;
-        if (err && err != ENOENT && m->env && !m->gone) {
+        if (err && err != ENOENT && m->env && !m->gone && strcmp(rm->service, "qmgr") == 0) {
             /* still queued: record that every slot is done (a restart must not deliver
              * again), and remove it at the next queue run */
             m->remove_retry = 1;
@@ -651,8 +692,9 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
     s->spool = spool;
     s->hsize = 1024;
     s->htab = calloc(s->hsize, sizeof(*s->htab));
+    s->dtab = calloc(SCHED_DEST_HSIZE, sizeof(*s->dtab));
     s->tok = calloc(1, sizeof(*s->tok));
-    if (!s->htab || !s->tok)
+    if (!s->htab || !s->dtab || !s->tok)
         goto oom;
     s->tok->s = s;
     s->io = workers_new(base, 2, "sched");
@@ -748,6 +790,7 @@ void sched_free(struct sched *s)
     while (s->head)
         sched_msg_free(s, s->head);
     free(s->htab);
+    free(s->dtab);
     if (s->tok) {
         s->tok->s = NULL;
         if (s->tok->refs == 0)
@@ -784,10 +827,11 @@ int sched_delete(struct sched *s, const char *id)
         if (!all && strcmp(m->id, id) != 0)
             continue;
         if (!m->removing && !m->gone) {
-            struct sched_dest *d;
+            struct sched_dest *d, *dnext;
             struct sched_jobx **pp;
             /* drop its jobs that no delivery has taken yet */
-            for (d = s->dests; d; d = d->next) {
+            for (d = s->dests; d; d = dnext) {
+                dnext = d->next;
                 d->qtail = NULL;
                 for (pp = &d->qhead; *pp;) {
                     if ((*pp)->m == m) {
@@ -803,6 +847,7 @@ int sched_delete(struct sched *s, const char *id)
                         pp = &(*pp)->qnext;
                     }
                 }
+                sched_dest_release(s, d);
             }
             m->deferred = 0;
             if (m->loading)

@@ -52,12 +52,17 @@ struct sched_jobx {
     int taken;
 };
 
+/* A destination exists while it has ready or taken jobs (then it is freed). */
 struct sched_dest {
     char *name;
     enum sched_dest_kind kind;
-    struct sched_dest *next;
+    struct sched_dest *prev, *next; /* s->dests, the round-robin order */
+    struct sched_dest *hnext;       /* s->dtab chain */
     struct sched_jobx *qhead, *qtail; /* ready jobs */
+    int ntaken;                     /* jobs handed to the relay, not done yet */
 };
+
+#define SCHED_DEST_HSIZE 1024
 
 struct sched {
     struct event_base *base;
@@ -70,6 +75,7 @@ struct sched {
     size_t hsize, nmsg;
     struct sched_msg *head, *tail;
     struct sched_dest *dests, *rr;
+    struct sched_dest **dtab; /* SCHED_DEST_HSIZE chains: lookup by name and kind */
     size_t nready;
     unsigned long long job_seq;
     void (*ready_cb)(void *arg);

@@ -38,6 +38,23 @@ long long relay_now_us(void)
     return (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
 }
 
+/* relay_dest_put - C's connection to D is gone: free D when it has none left, so the
+ * list holds only destinations with connections (at most default_process_limit). */
+void relay_dest_put(struct relay *r, struct relay_dest *d)
+{
+    struct relay_dest **pp;
+
+    if (--d->nconn > 0)
+        return;
+    for (pp = &r->dests; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    free(d->name);
+    free(d);
+}
+
 struct relay_dest *relay_dest_get(struct relay *r, const char *name)
 {
     struct relay_dest *d;

@@ -161,6 +161,8 @@ int relay_conn_awaits_dot(const struct relay_conn *c);
 
 /* relay.c */
 struct relay_dest *relay_dest_get(struct relay *r, const char *name);
+/* relay_dest_put - one connection to D fewer; D is freed with its last connection. */
+void relay_dest_put(struct relay *r, struct relay_dest *d);
 int relay_can_cb(void *arg, const char *dest);
 /* relay_result - record and log the result of job recipient I. */
 void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,

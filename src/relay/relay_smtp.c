@@ -239,7 +239,7 @@ void relay_conn_free(struct relay_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     if (c->dest)
-        c->dest->nconn--;
+        relay_dest_put(r, c->dest);
     r->nconn--;
     free(c);
     relay_kick_later(r); /* capacity is free again */

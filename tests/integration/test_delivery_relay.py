@@ -348,6 +348,33 @@ class DeliveryRelayTest(mtatest.MtaTestCase):
                          msgs)
         self.assertEqual(len(d.log_lines(r"sender non-delivery notification: ")), 1, d.maillog())
 
+    def test_status_file_moves_with_a_message_in_the_wrong_directory(self):
+        # recovery moves a message found in the wrong queue/X directory: its status
+        # file goes along, so the recipient already delivered is not sent again
+        sink = self.sink(rcpt_map={"later@dst.test": "451 4.2.0 mailbox busy"})
+        d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % sink.port, "minimal_backoff_time": "1h",
+                         "queue_run_delay": "1h"})
+        self.send(d, "s@src.test", ["now@dst.test", "later@dst.test"], b"Subject: moved\r\n\r\nx\r\n")
+        d.wait_log(r"to=<later@dst\.test>.*status=deferred", t(10))
+        qid = next(iter(d.queued_ids()))
+        path = d.spool_files()[qid]
+        deadline = time.monotonic() + t(5)
+        while not os.path.exists(path + ".st") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(path + ".st"))
+        d.kill()
+        wrong = os.path.join(d.queue_dir(), "%X" % ((int(qid[-1], 16) + 1) % 16))
+        for suffix in ("", ".st"):
+            os.rename(path + suffix, os.path.join(wrong, qid + suffix))
+        sink.rcpt_map.clear()
+        d.start()
+        self.mtactl(d, "flush")
+        d.wait_log(r"to=<later@dst\.test>.*status=sent", t(15))
+        d.wait_log(r"\b%s: removed$" % qid, t(5))
+        self.assertEqual([m.rcpts for m in sink.messages], [["now@dst.test"], ["later@dst.test"]])
+        corrupt = os.path.join(d.data_volume, "corrupt")
+        self.assertEqual(os.listdir(corrupt) if os.path.isdir(corrupt) else [], [])
+
     def test_kill_9_with_queued_mail_loses_nothing(self):
         port = mtatest.free_port()
         d = self.daemon({"smart_relay": "[127.0.0.1]:%d" % port})
