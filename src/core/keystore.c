@@ -13,8 +13,10 @@
  * Not here: the TLS policy (tls.c), the SMTP glue (smtpd_tls.c).
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@
 #include <sys/time.h> /* before libnfs.h: it uses struct timeval without including it */
 #include <unistd.h>
 
-#include <nfsc/libnfs.h>
+#include <nfsc/libnfs.h> /* types only: the library itself is loaded by keystore_nfs_load */
 
 #include "mta/conf.h"
 #include "mta/keystore.h"
@@ -157,6 +159,56 @@ static int keystore_load_local(const struct conf *c, struct keystore_pem *out,
     return r;
 }
 
+/* libnfs is loaded with dlopen only when the fs terminal is used, so a daemon that reads
+ * its keys from a local volume (or runs without TLS) never maps it. Every libnfs function
+ * this file calls is in this list and called via ks_nfs. */
+#define KEYSTORE_NFS_LIBNAME "libnfs.so.13"
+#define KEYSTORE_NFS_FUNCS(X)                                                                  \
+    X(nfs_init_context) X(nfs_destroy_context) X(nfs_set_timeout) X(nfs_set_autoreconnect)     \
+    X(nfs_parse_url_dir) X(nfs_destroy_url) X(nfs_mount) X(nfs_umount) X(nfs_open)             \
+    X(nfs_fstat64) X(nfs_read) X(nfs_close) X(nfs_get_error)
+
+#define KEYSTORE_NFS_FIELD(f) __typeof__(f) *f;
+static struct {
+    void *handle; /* kept for the life of the process once loaded */
+    KEYSTORE_NFS_FUNCS(KEYSTORE_NFS_FIELD)
+} ks_nfs;
+static pthread_once_t keystore_nfs_once = PTHREAD_ONCE_INIT;
+static char keystore_nfs_why[512]; /* why the load failed; set once, read-only afterwards */
+
+/* keystore_nfs_load_once - dlopen libnfs and resolve every function used (pthread_once:
+ * a SIGHUP reload runs on a worker thread). */
+static void keystore_nfs_load_once(void)
+{
+    void *h = dlopen(KEYSTORE_NFS_LIBNAME, RTLD_NOW | RTLD_LOCAL);
+    const char *missing = NULL;
+
+    if (h == NULL) {
+        snprintf(keystore_nfs_why, sizeof(keystore_nfs_why), "cannot load %s: %.400s",
+                 KEYSTORE_NFS_LIBNAME, dlerror());
+        return;
+    }
+#define KEYSTORE_NFS_LOAD(f)                                                                   \
+    if ((ks_nfs.f = (__typeof__(f) *)dlsym(h, #f)) == NULL && missing == NULL)                 \
+        missing = #f;
+    KEYSTORE_NFS_FUNCS(KEYSTORE_NFS_LOAD)
+#undef KEYSTORE_NFS_LOAD
+    if (missing != NULL) {
+        snprintf(keystore_nfs_why, sizeof(keystore_nfs_why), "cannot load %s: symbol %s not found",
+                 KEYSTORE_NFS_LIBNAME, missing);
+        dlclose(h);
+        return;
+    }
+    ks_nfs.handle = h;
+}
+
+/* keystore_nfs_load - libnfs ready: 0; -1 and the reason in keystore_nfs_why. */
+static int keystore_nfs_load(void)
+{
+    pthread_once(&keystore_nfs_once, keystore_nfs_load_once);
+    return ks_nfs.handle != NULL ? 0 : -1;
+}
+
 /* keystore_read_nfs - one file of the mounted export into *BUF. */
 static int keystore_read_nfs(struct nfs_context *nfs, const char *url, const char *name,
                              int is_key, struct keystore_pem *out, char **buf, size_t *len,
@@ -169,38 +221,38 @@ static int keystore_read_nfs(struct nfs_context *nfs, const char *url, const cha
 
     snprintf(path, sizeof(path), "/%s", keystore_rel(name));
     snprintf(where, sizeof(where), "%s: %s", url, path + 1);
-    if (nfs_open(nfs, path, O_RDONLY, &fh) < 0)
+    if (ks_nfs.nfs_open(nfs, path, O_RDONLY, &fh) < 0)
         return keystore_fail(message, detail, KEYSTORE_MSG_MISSING, "%s: %s", where,
-                             nfs_get_error(nfs));
-    if (nfs_fstat64(nfs, fh, &st) < 0 || !S_ISREG((mode_t)st.nfs_mode)) {
-        nfs_close(nfs, fh);
+                             ks_nfs.nfs_get_error(nfs));
+    if (ks_nfs.nfs_fstat64(nfs, fh, &st) < 0 || !S_ISREG((mode_t)st.nfs_mode)) {
+        ks_nfs.nfs_close(nfs, fh);
         return keystore_fail(message, detail, KEYSTORE_MSG_MISSING, "%s: not a regular file",
                              where);
     }
     if (st.nfs_size > KEYSTORE_FILE_MAX) {
-        nfs_close(nfs, fh);
+        ks_nfs.nfs_close(nfs, fh);
         return keystore_fail(message, detail, KEYSTORE_MSG_BADPEM, "%s: larger than %d bytes",
                              where, KEYSTORE_FILE_MAX);
     }
     if (is_key && keystore_mode_check((unsigned)st.nfs_mode, where, out, message, detail) < 0) {
-        nfs_close(nfs, fh);
+        ks_nfs.nfs_close(nfs, fh);
         return -1;
     }
     if (!(*buf = malloc((size_t)st.nfs_size + 1))) {
-        nfs_close(nfs, fh);
+        ks_nfs.nfs_close(nfs, fh);
         return keystore_fail(message, detail, KEYSTORE_MSG_MISSING, "out of memory");
     }
     while (got < (size_t)st.nfs_size) {
-        int n = nfs_read(nfs, fh, (uint64_t)(st.nfs_size - got), *buf + got);
+        int n = ks_nfs.nfs_read(nfs, fh, (uint64_t)(st.nfs_size - got), *buf + got);
         if (n <= 0) {
             int r = keystore_fail(message, detail, KEYSTORE_MSG_MISSING, "%s: read: %s", where,
-                                  n < 0 ? nfs_get_error(nfs) : "short file");
-            nfs_close(nfs, fh);
+                                  n < 0 ? ks_nfs.nfs_get_error(nfs) : "short file");
+            ks_nfs.nfs_close(nfs, fh);
             return r;
         }
         got += (size_t)n;
     }
-    nfs_close(nfs, fh);
+    ks_nfs.nfs_close(nfs, fh);
     (*buf)[got] = 0;
     *len = got;
     return 0;
@@ -211,23 +263,26 @@ static int keystore_load_nfs(const struct conf *c, struct keystore_pem *out,
                              const char **message, char **detail)
 {
     const char *url = c->fs_terminal;
-    struct nfs_context *nfs = nfs_init_context();
+    struct nfs_context *nfs;
     struct nfs_url *u = NULL;
     int r = -1;
 
-    if (!nfs)
+    if (keystore_nfs_load() < 0)
+        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: %s", url,
+                             keystore_nfs_why);
+    if (!(nfs = ks_nfs.nfs_init_context()))
         return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: cannot create an NFS context",
                              url);
-    nfs_set_timeout(nfs, 5000);
-    nfs_set_autoreconnect(nfs, 0);
-    if (!(u = nfs_parse_url_dir(nfs, url))) {
+    ks_nfs.nfs_set_timeout(nfs, 5000);
+    ks_nfs.nfs_set_autoreconnect(nfs, 0);
+    if (!(u = ks_nfs.nfs_parse_url_dir(nfs, url))) {
         keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: bad NFS URL: %s", url,
-                      nfs_get_error(nfs));
+                      ks_nfs.nfs_get_error(nfs));
         goto out;
     }
-    if (nfs_mount(nfs, u->server, u->path) < 0) {
+    if (ks_nfs.nfs_mount(nfs, u->server, u->path) < 0) {
         keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "cannot mount %s: %s", url,
-                      nfs_get_error(nfs));
+                      ks_nfs.nfs_get_error(nfs));
         goto out;
     }
     r = keystore_read_nfs(nfs, url, c->ssl_key_file, 1, out, &out->key, &out->key_len, message,
@@ -235,11 +290,11 @@ static int keystore_load_nfs(const struct conf *c, struct keystore_pem *out,
     if (r == 0)
         r = keystore_read_nfs(nfs, url, c->ssl_cert_file, 0, out, &out->cert, &out->cert_len,
                               message, detail);
-    nfs_umount(nfs);
+    ks_nfs.nfs_umount(nfs);
 out:
     if (u)
-        nfs_destroy_url(u);
-    nfs_destroy_context(nfs);
+        ks_nfs.nfs_destroy_url(u);
+    ks_nfs.nfs_destroy_context(nfs);
     return r;
 }
 

@@ -20,6 +20,7 @@
 #include "mta/log_smb.h"
 #include "log_smb_int.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libsmbclient.h>
+#include <libsmbclient.h> /* types only: the library itself is loaded by log_smb_lib_load */
 
 #include "mta/counters.h"
 #include "mta/log.h"
@@ -43,6 +44,26 @@
 #define LOG_SMB_TIMEOUT_DEFAULT 5000
 #define LOG_SMB_STOP_WAIT_MS 5000
 #define LOG_SMB_SERVICE "maillog"
+
+/* libsmbclient pulls in Samba's whole library tree (~10 MB resident): it is loaded with
+ * dlopen only when the log terminal is started, so a daemon without one never maps it.
+ * Every libsmbclient function this file calls is in this list and called via smb_lib. */
+#define LOG_SMB_LIBNAME "libsmbclient.so.0"
+#define LOG_SMB_FUNCS(X)                                                                       \
+    X(smbc_new_context) X(smbc_init_context) X(smbc_free_context) X(smbc_setDebug)             \
+    X(smbc_setLogCallback) X(smbc_setConfiguration) X(smbc_setTimeout)                         \
+    X(smbc_setOptionUseKerberos) X(smbc_setOptionFallbackAfterKerberos)                        \
+    X(smbc_setOptionNoAutoAnonymousLogin) X(smbc_setOptionUseCCache)                           \
+    X(smbc_setOptionProtocols) X(smbc_setFunctionAuthDataWithContext) X(smbc_getFunctionOpen)  \
+    X(smbc_getFunctionClose) X(smbc_getFunctionFstat) X(smbc_getFunctionWrite)                 \
+    X(smbc_getFunctionMkdir) X(smbc_getFunctionUnlink) X(smbc_getFunctionRename)               \
+    X(smbc_getFunctionPurgeCachedServers)
+
+#define LOG_SMB_FN_FIELD(f) __typeof__(f) *f;
+static struct {
+    void *handle; /* kept for the life of the process: Samba does not unload cleanly */
+    LOG_SMB_FUNCS(LOG_SMB_FN_FIELD)
+} smb_lib;
 
 struct log_smb {
     pthread_mutex_t mu;
@@ -599,6 +620,35 @@ static void log_smb_auth_cb(SMBCCTX *c, const char *srv, const char *shr, char *
         pw[0] = 0;
 }
 
+/* log_smb_lib_load - dlopen libsmbclient once and resolve every function used.
+ * 0 ok; -1 with the reason in smb.why (the library stays unloaded then). */
+static int log_smb_lib_load(void)
+{
+    void *h;
+    const char *missing = NULL;
+
+    if (smb_lib.handle != NULL)
+        return 0;
+    if ((h = dlopen(LOG_SMB_LIBNAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        snprintf(smb.why, sizeof(smb.why), "cannot load %s: %.400s", LOG_SMB_LIBNAME, dlerror());
+        return -1;
+    }
+#define LOG_SMB_FN_LOAD(f)                                                                     \
+    if ((smb_lib.f = (__typeof__(f) *)dlsym(h, #f)) == NULL && missing == NULL)                \
+        missing = #f;
+    LOG_SMB_FUNCS(LOG_SMB_FN_LOAD)
+#undef LOG_SMB_FN_LOAD
+    if (missing != NULL) {
+        snprintf(smb.why, sizeof(smb.why), "cannot load %s: symbol %s not found", LOG_SMB_LIBNAME,
+                 missing);
+        memset(&smb_lib, 0, sizeof(smb_lib));
+        dlclose(h);
+        return -1;
+    }
+    smb_lib.handle = h;
+    return 0;
+}
+
 /* log_smb_debug_cb - libsmbclient's own chatter: dropped (our warnings say what matters). */
 static void log_smb_debug_cb(void *priv, int level, const char *msg)
 {
@@ -613,9 +663,9 @@ static void log_smb_disconnect(void)
     if (smb.ctx == NULL)
         return;
     if (smb.fh != NULL)
-        smbc_getFunctionClose(smb.ctx)(smb.ctx, smb.fh);
+        smb_lib.smbc_getFunctionClose(smb.ctx)(smb.ctx, smb.fh);
     smb.fh = NULL;
-    smbc_getFunctionPurgeCachedServers(smb.ctx)(smb.ctx);
+    smb_lib.smbc_getFunctionPurgeCachedServers(smb.ctx)(smb.ctx);
 }
 
 /* log_smb_fail - remember why (for the warning) and drop the connection. */
@@ -633,11 +683,11 @@ static int log_smb_open_file(void)
 
     /* O_RDWR, not O_WRONLY: with O_APPEND libsmbclient queries the size, which a
      * write-only handle may not do (ENXIO) */
-    smb.fh =
-        smbc_getFunctionOpen(smb.ctx)(smb.ctx, smb.tgt.file_url, O_CREAT | O_RDWR | O_APPEND, 0644);
+    smb.fh = smb_lib.smbc_getFunctionOpen(smb.ctx)(smb.ctx, smb.tgt.file_url,
+                                                   O_CREAT | O_RDWR | O_APPEND, 0644);
     if (smb.fh == NULL)
         return log_smb_fail("cannot open", smb.tgt.file_url);
-    if (smbc_getFunctionFstat(smb.ctx)(smb.ctx, smb.fh, &st) != 0)
+    if (smb_lib.smbc_getFunctionFstat(smb.ctx)(smb.ctx, smb.fh, &st) != 0)
         return log_smb_fail("cannot stat", smb.tgt.file_url);
     smb.fsize = st.st_size;
     return 0;
@@ -650,8 +700,8 @@ static SMBCCTX *log_smb_context(void)
 
     if (smb.ctx != NULL) {
         if (smb.reconf) { /* a later start (tests) may use another config and timeout */
-            smbc_setConfiguration(smb.ctx, smb.conf_path);
-            smbc_setTimeout(smb.ctx, (int)smb.timeout_ms);
+            smb_lib.smbc_setConfiguration(smb.ctx, smb.conf_path);
+            smb_lib.smbc_setTimeout(smb.ctx, (int)smb.timeout_ms);
             smb.reconf = 0;
         }
         return smb.ctx;
@@ -664,7 +714,7 @@ static SMBCCTX *log_smb_context(void)
         char *saved = home ? strdup(home) : NULL;
 
         setenv("HOME", smb.home_path, 1);
-        c = smbc_new_context();
+        c = smb_lib.smbc_new_context();
         if (saved) {
             setenv("HOME", saved, 1);
             free(saved);
@@ -676,20 +726,20 @@ static SMBCCTX *log_smb_context(void)
         snprintf(smb.why, sizeof(smb.why), "cannot create an SMB client context");
         return NULL;
     }
-    smbc_setDebug(c, 0);
-    smbc_setLogCallback(c, NULL, log_smb_debug_cb);
+    smb_lib.smbc_setDebug(c, 0);
+    smb_lib.smbc_setLogCallback(c, NULL, log_smb_debug_cb);
     /* our own client settings, loaded over whatever the library read at first use */
-    smbc_setConfiguration(c, smb.conf_path);
-    smbc_setTimeout(c, (int)smb.timeout_ms);
-    smbc_setOptionUseKerberos(c, 0);
-    smbc_setOptionFallbackAfterKerberos(c, 1);
-    smbc_setOptionNoAutoAnonymousLogin(c, 0);
-    smbc_setOptionUseCCache(c, 0);
-    smbc_setOptionProtocols(c, "SMB2_02", "SMB3");
-    smbc_setFunctionAuthDataWithContext(c, log_smb_auth_cb);
-    if (smbc_init_context(c) == NULL) {
+    smb_lib.smbc_setConfiguration(c, smb.conf_path);
+    smb_lib.smbc_setTimeout(c, (int)smb.timeout_ms);
+    smb_lib.smbc_setOptionUseKerberos(c, 0);
+    smb_lib.smbc_setOptionFallbackAfterKerberos(c, 1);
+    smb_lib.smbc_setOptionNoAutoAnonymousLogin(c, 0);
+    smb_lib.smbc_setOptionUseCCache(c, 0);
+    smb_lib.smbc_setOptionProtocols(c, "SMB2_02", "SMB3");
+    smb_lib.smbc_setFunctionAuthDataWithContext(c, log_smb_auth_cb);
+    if (smb_lib.smbc_init_context(c) == NULL) {
         snprintf(smb.why, sizeof(smb.why), "cannot initialise the SMB client: %s", strerror(errno));
-        smbc_free_context(c, 1);
+        smb_lib.smbc_free_context(c, 1);
         return NULL;
     }
     smb.ctx = c;
@@ -704,7 +754,7 @@ static int log_smb_connect(void)
     if (c == NULL)
         return -1;
     for (int i = 0; i < smb.tgt.ndirs; i++) {
-        if (smbc_getFunctionMkdir(c)(c, smb.tgt.dir_urls[i], 0755) != 0 && errno != EEXIST)
+        if (smb_lib.smbc_getFunctionMkdir(c)(c, smb.tgt.dir_urls[i], 0755) != 0 && errno != EEXIST)
             return log_smb_fail("cannot create directory", smb.tgt.dir_urls[i]);
     }
     if (log_smb_open_file() != 0)
@@ -735,15 +785,15 @@ static int log_smb_rotate(void)
     char from[2100], to[2100];
     SMBCCTX *c = smb.ctx;
 
-    smbc_getFunctionClose(c)(c, smb.fh);
+    smb_lib.smbc_getFunctionClose(c)(c, smb.fh);
     smb.fh = NULL;
     log_smb_rotated_url(to, sizeof(to), smb.rot_count);
-    if (smbc_getFunctionUnlink(c)(c, to) != 0 && errno != ENOENT)
+    if (smb_lib.smbc_getFunctionUnlink(c)(c, to) != 0 && errno != ENOENT)
         return log_smb_fail("cannot remove", to);
     for (int i = smb.rot_count - 1; i >= 0; i--) {
         log_smb_rotated_url(from, sizeof(from), i);
         log_smb_rotated_url(to, sizeof(to), i + 1);
-        if (smbc_getFunctionRename(c)(c, from, c, to) != 0 && errno != ENOENT)
+        if (smb_lib.smbc_getFunctionRename(c)(c, from, c, to) != 0 && errno != ENOENT)
             return log_smb_fail("cannot rename", from);
     }
     return log_smb_open_file();
@@ -755,7 +805,7 @@ static int log_smb_write_all(const char *buf, size_t len)
     size_t done = 0;
 
     while (done < len) {
-        ssize_t w = smbc_getFunctionWrite(smb.ctx)(smb.ctx, smb.fh, buf + done, len - done);
+        ssize_t w = smb_lib.smbc_getFunctionWrite(smb.ctx)(smb.ctx, smb.fh, buf + done, len - done);
         if (w <= 0) {
             if (w == 0)
                 errno = EIO;
@@ -1047,6 +1097,12 @@ int log_smb_start(const char *url, const char *maillog_filename, const char *spi
     }
     if (log_smb_target_parse(&smb.tgt, url, maillog_filename, err) != 0)
         return -1;
+    if (log_smb_lib_load() != 0) {
+        log_warning(LOG_SMB_SERVICE, "%s", smb.why);
+        log_smb_errf(err, "%s", LOG_SMB_ERR_MOUNT);
+        log_smb_cleanup();
+        return -1;
+    }
     smb.url = strdup(url);
     if (!smb.qbound)
         smb.qbound = LOG_SMB_QUEUE_DEFAULT;

@@ -92,6 +92,14 @@ static void *workers_main(void *arg)
             w->todo.tail = NULL;
         pthread_mutex_unlock(&w->mu);
         j->work(j->arg);
+        if (j->done == NULL) {
+            /* nothing to run on the loop: don't wake it */
+            free(j);
+            pthread_mutex_lock(&w->mu);
+            w->pending--;
+            pthread_cond_broadcast(&w->done_cv);
+            continue;
+        }
         workers_post_ready(w, j);
         pthread_mutex_lock(&w->mu);
     }

@@ -629,19 +629,9 @@ struct relay *relay_new(struct event_base *base, const struct conf *conf, struct
     r->kick_ev = event_new(base, -1, 0, relay_kick_cb, r);
     if (!r->kick_ev)
         goto oom;
-    if (strcmp(conf->smtp_tls_security_level, "none") != 0) {
-        r->tls = SSL_CTX_new(TLS_client_method());
-        if (!r->tls) {
-            if (err && asprintf(err, "cannot create the outbound TLS context") < 0)
-                *err = NULL;
-            relay_free(r);
-            return NULL;
-        }
-        SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION);
-        SSL_CTX_set_default_verify_paths(r->tls);
-        /* opportunistic ("may"): any certificate is accepted; trust is only logged */
-        SSL_CTX_set_verify(r->tls, SSL_VERIFY_NONE, NULL);
-    }
+    /* the TLS context is made at the first STARTTLS (relay_tls_ctx): OpenSSL's
+     * initialisation costs ~4 MB resident that a relay without TLS peers never needs */
+    r->tls_wanted = strcmp(conf->smtp_tls_security_level, "none") != 0;
     sched_set_ready(sched, relay_kick, r);
     return r;
 oom:
@@ -649,6 +639,23 @@ oom:
         *err = strdup("relay: out of memory");
     relay_free(r);
     return NULL;
+}
+
+SSL_CTX *relay_tls_ctx(struct relay *r)
+{
+    if (r->tls || !r->tls_wanted || r->tls_failed)
+        return r->tls;
+    if (!(r->tls = SSL_CTX_new(TLS_client_method()))) {
+        r->tls_failed = 1;
+        log_warning("smtp", "cannot create the outbound TLS context; delivering without TLS");
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION);
+    SSL_CTX_set_default_verify_paths(r->tls);
+    /* opportunistic ("may"): any certificate is accepted; trust is only logged */
+    SSL_CTX_set_verify(r->tls, SSL_VERIFY_NONE, NULL);
+    return r->tls;
 }
 
 /* relay_drain_done - relay_stop is over (or its time is up): tell the caller once. */

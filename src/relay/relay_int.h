@@ -100,7 +100,9 @@ struct relay {
     struct sched *sched;
     struct dns *dns;
     struct workers *io;
-    SSL_CTX *tls;
+    SSL_CTX *tls;   /* outbound client context: made at the first STARTTLS (relay_tls_ctx) */
+    int tls_wanted; /* smtp_tls_security_level is not "none" */
+    int tls_failed; /* creating it failed once: plaintext from then on */
     struct relay_conn *conns;
     struct relay_dest *dests;
     int nconn;
@@ -179,6 +181,9 @@ void relay_kick(void *arg);
 void relay_kick_later(struct relay *r);
 /* relay_drain_check - during relay_stop: run the drained callback once nothing is left. */
 void relay_drain_check(struct relay *r);
+/* relay_tls_ctx - the outbound TLS context, created on first use (a relay that never meets a
+ * STARTTLS server never initialises OpenSSL); NULL when TLS is off or it cannot be made. */
+SSL_CTX *relay_tls_ctx(struct relay *r);
 long long relay_now_us(void);
 
 #endif

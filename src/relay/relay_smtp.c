@@ -898,7 +898,7 @@ static void relay_conn_reply(struct relay_conn *c)
             relay_ehlo_send(c, "HELO");
             return;
         }
-        if ((c->ext & RELAY_EXT_STARTTLS) && !c->tls_on && c->r->tls) {
+        if ((c->ext & RELAY_EXT_STARTTLS) && !c->tls_on && relay_tls_ctx(c->r)) {
             c->state = RS_STARTTLS;
             relay_conn_send(c, "STARTTLS");
             relay_conn_timeout(c, c->r->conf->smtp_helo_timeout, c->r->conf->smtp_helo_timeout);
