@@ -708,7 +708,9 @@ def bench_tls(work, sessions, count, out):
             srv.stop()
         return
     figures = {}
+    mtad_srv = srv
     for name in ("Postfix", "mtad"):
+        srv = mtad_srv
         if name == "Postfix":
             pd = tempfile.mkdtemp(prefix="tls-postfix.", dir=work)
             os.chmod(pd, 0o755)

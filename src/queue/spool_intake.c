@@ -329,9 +329,6 @@ static void spool_commit_finish(struct spool_msg *m, int err)
     spool_msg_free(m);
 }
 
-static void spool_commit_enqueue(struct spool_msg *m);
-static void spool_commit_posted(void *arg);
-
 /* spool_commit_prepare_work - worker: write tmp/ID = envelope + streamed body + the rest. */
 static void spool_commit_prepare_work(void *arg)
 {
@@ -357,7 +354,6 @@ static void spool_commit_prepare_work(void *arg)
         goto fail;
     }
     spool_msg_close_body(m);
-    spool_commit_enqueue(m); /* straight to the committer: no trip through the loop */
     return;
 fail:
     if (m->fd >= 0) {
@@ -367,14 +363,17 @@ fail:
     }
     spool_msg_close_body(m);
     evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
-    workers_submit(m->sp->io, NULL, spool_commit_posted, m); /* report the failure on the loop */
 }
 
-/* spool_commit_enqueue - any thread: hand a written file to the committer. */
-static void spool_commit_enqueue(struct spool_msg *m)
+/* spool_commit_prepare_done - loop: hand a written file to the committer, or fail. */
+static void spool_commit_prepare_done(void *arg)
 {
+    struct spool_msg *m = arg;
     struct spool *sp = m->sp;
-
+    if (m->err) {
+        spool_commit_finish(m, m->err);
+        return;
+    }
     pthread_mutex_lock(&sp->cmu);
     m->cnext = NULL;
     if (sp->cq_tail)
@@ -389,7 +388,7 @@ static void spool_commit_enqueue(struct spool_msg *m)
 static void spool_commit_start(struct spool_msg *m)
 {
     m->sp->busy++;
-    workers_submit(m->sp->io, spool_commit_prepare_work, NULL, m);
+    workers_submit(m->sp->io, spool_commit_prepare_work, spool_commit_prepare_done, m);
 }
 
 void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
