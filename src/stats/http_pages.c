@@ -1,11 +1,13 @@
 /*
  * http_pages.c - the HTML pages for people: the dashboard (/), the queue listing
  * (/queue, mailq-like, ?q= searches queue ID, sender and recipients) and one
- * message (/queue/ID), plus the embedded static assets (/assets/NAME). Every
- * figure is in the HTML as served, so the pages work without JavaScript;
- * assets/app.js only refreshes them from /api/stats. Everything from mail goes
- * through stats_html_escape.
- * Not here: the JSON API (http_api.c), auth and routing (http_server.c).
+ * message (/queue/ID), plus the embedded static assets (/assets/NAME). The HTML
+ * is in the *.html templates of src/stats/assets (rendered by template.c, which
+ * escapes every text value); this file only picks the figures, formats them and
+ * decides which fragments a page gets. Every figure is in the HTML as served, so
+ * the pages work without JavaScript; assets/app.js only refreshes them from
+ * /api/stats.
+ * Not here: the JSON API (http_api.c), auth and routing (http_server.c), markup.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include <event2/http.h>
 
 #include "mta/conf.h"
+#include "mta/log.h"
 #include "mta/sched.h"
 
 #include "stats_priv.h"
@@ -31,48 +34,19 @@ static const char *http_page_host(const struct stats *st, char *buf, size_t len)
     return buf;
 }
 
-/* http_page_head - doctype, head and the top bar with PAGE marked active in the navigation. */
-static void http_page_head(struct stats *st, struct evbuffer *b, const char *title,
-                           const char *page)
+/*
+ * http_page_send - a finished page (RC 0), or 500 when a template did not match the
+ * code (RC -1, ERR says which; the unit test renders every page, so this is a bug).
+ */
+static void http_page_send(struct evhttp_request *req, int rc, int code, const char *reason,
+                           struct evbuffer *b, const char *err)
 {
-    char hbuf[256];
-    const char *host = http_page_host(st, hbuf, sizeof hbuf);
-    evbuffer_add_printf(b,
-                        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-                        "<title>%s · ",
-                        title);
-    stats_html_escape(b, host);
-    evbuffer_add_printf(b,
-                        "</title><link rel=\"icon\" href=\"data:,\">"
-                        "<link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\n"
-                        "<body data-page=\"%s\" data-admin=\"%d\"><header class=\"top\">"
-                        "<div class=\"brand\"><span class=\"logo\" aria-hidden=\"true\"></span>"
-                        "mta <span class=\"host\">",
-                        page, st->conf->username[0] != '\0');
-    stats_html_escape(b, host);
-    evbuffer_add_printf(
-        b,
-        "</span></div><nav>"
-        "<a href=\"/\"%s>Dashboard</a><a href=\"/queue\"%s>Queue</a>"
-        "<a href=\"/metrics\">Metrics</a><a href=\"/api/stats\">JSON</a></nav>"
-        "<div class=\"live\" id=\"live\" title=\"Live refresh\"></div></header>\n<main>",
-        strcmp(page, "dashboard") == 0 ? " class=\"active\"" : "",
-        strcmp(page, "dashboard") ? " class=\"active\"" : "");
-}
-
-/* http_page_tail - closes the page and loads the refresh script. */
-static void http_page_tail(struct evbuffer *b)
-{
-    evbuffer_add_printf(b, "</main><footer>mta mail relay · figures refresh every 5 seconds"
-                           "</footer><script src=\"/assets/app.js\"></script></body></html>\n");
-}
-
-/* http_page_send - a finished page. */
-static void http_page_send(struct evhttp_request *req, int code, const char *reason,
-                           struct evbuffer *b)
-{
-    http_reply(req, code, reason, "text/html; charset=utf-8", b);
+    if (rc < 0) {
+        log_error("stats", "page template error: %s", err);
+        http_reply_text(req, 500, "Internal Server Error", "Page template error.");
+    } else {
+        http_reply(req, code, reason, "text/html; charset=utf-8", b);
+    }
     evbuffer_free(b);
 }
 
@@ -117,89 +91,165 @@ static void http_fmt_time(char *buf, size_t len, long long t)
         snprintf(buf, len, "-");
 }
 
-/* http_card - one figure: LABEL, the value as text, KEY/FMT for the refresh script, a CLASS. */
-static void http_card(struct evbuffer *b, const char *cls, const char *label, const char *key,
-                      const char *fmt, const char *text, const char *hint)
+/*
+ * A page being rendered: the fragments made so far (freed together) and the first
+ * error. After an error every further fragment is NULL (renders as nothing) and
+ * the page fails as a whole, so the code building it needs no error paths.
+ */
+#define HTTP_RENDER_PARTS 16
+struct http_render {
+    struct evbuffer *parts[HTTP_RENDER_PARTS];
+    int nparts;
+    int failed;
+    char *err;
+    size_t errlen;
+};
+
+/* http_render_fail - remember the first error of R (ERR is set by the renderer or here). */
+static void http_render_fail(struct http_render *r, const char *why)
 {
-    evbuffer_add_printf(b,
-                        "<div class=\"card %s\"><div class=\"label\">%s</div>"
-                        "<div class=\"value%s\" data-k=\"%s\" data-f=\"%s\">",
-                        cls, label, strcmp(fmt, "text") == 0 ? " text" : "", key, fmt);
-    stats_html_escape(b, text);
-    evbuffer_add_printf(b, "</div>%s%s%s</div>", hint ? "<div class=\"hint\">" : "",
-                        hint ? hint : "", hint ? "</div>" : "");
+    if (!r->failed && why && r->err && r->errlen)
+        snprintf(r->err, r->errlen, "%s", why);
+    r->failed = 1;
 }
 
-/* http_card_num - a card with an integer value. */
-static void http_card_num(struct evbuffer *b, const char *cls, const char *label, const char *key,
-                          long long v, const char *hint)
+/* http_part_new - an empty fragment buffer owned by R; NULL after a failure. */
+static struct evbuffer *http_part_new(struct http_render *r)
 {
-    char t[32];
-    snprintf(t, sizeof t, "%lld", v);
-    http_card(b, cls, label, key, "int", t, hint);
+    if (r->failed)
+        return NULL;
+    if (r->nparts == HTTP_RENDER_PARTS) {
+        http_render_fail(r, "too many fragments on one page (HTTP_RENDER_PARTS)");
+        return NULL;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        http_render_fail(r, "out of memory");
+        return NULL;
+    }
+    r->parts[r->nparts++] = b;
+    return b;
+}
+
+/* http_add - append template TMPL rendered with VARS to OUT; R fails on a mismatch. */
+static void http_add(struct http_render *r, struct evbuffer *out, const char *tmpl,
+                     const struct stats_tvar *vars, size_t nvars)
+{
+    if (r->failed || !out)
+        return;
+    if (stats_template_render(out, tmpl, vars, nvars, r->err, r->errlen) < 0)
+        r->failed = 1;
+}
+
+/* http_part - TMPL rendered with VARS as a new fragment of R (NULL after a failure). */
+static struct evbuffer *http_part(struct http_render *r, const char *tmpl,
+                                  const struct stats_tvar *vars, size_t nvars)
+{
+    struct evbuffer *b = http_part_new(r);
+    http_add(r, b, tmpl, vars, nvars);
+    return b;
+}
+
+/* http_render_done - free R's fragments; 0 when the page rendered, else -1. */
+static int http_render_done(struct http_render *r)
+{
+    for (int i = 0; i < r->nparts; i++)
+        evbuffer_free(r->parts[i]);
+    r->nparts = 0;
+    return r->failed ? -1 : 0;
+}
+
+/* http_layout - CONTENT framed by layout.html onto OUT, PAGE ("dashboard", "queue") marked. */
+static void http_layout(struct http_render *r, struct evbuffer *out, const char *title,
+                        const char *page, const char *host, int admin, struct evbuffer *content)
+{
+    struct evbuffer *active = http_part(r, "nav_active.html", NULL, 0);
+    int dash = strcmp(page, "dashboard") == 0;
+    const struct stats_tvar v[] = {
+        STATS_TEXT("title", title),
+        STATS_TEXT("host", host),
+        STATS_TEXT("page", page),
+        STATS_TEXT("admin", admin ? "1" : "0"),
+        STATS_HTML("nav_dashboard", dash ? active : NULL),
+        STATS_HTML("nav_queue", dash ? NULL : active),
+        STATS_HTML("content", content),
+    };
+    http_add(r, out, "layout.html", v, STATS_NVARS(v));
+}
+
+/* http_render_dashboard - the dashboard of snapshot S as a whole page onto OUT. */
+int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
+                          const struct stats_snapshot *s, char *err, size_t errlen)
+{
+    struct http_render r = {.err = err, .errlen = errlen};
+    const long long figures[] = {
+        s->cnt[CNT_MQUEUE_MESSAGES], s->mqueue_kilobytes,   s->cnt[CNT_SMTP_ACTIVE],
+        s->cnt[CNT_RECEIVED],        s->cnt[CNT_DELIVERED], s->cnt[CNT_DEFERRED],
+        s->cnt[CNT_BOUNCED],         s->cnt[CNT_REJECTED],
+    };
+    char n[STATS_NVARS(figures)][32], cpu[32], rss[32], pct[32], bar[32], up[32];
+    for (size_t i = 0; i < STATS_NVARS(figures); i++)
+        snprintf(n[i], sizeof n[i], "%lld", figures[i]);
+    snprintf(cpu, sizeof cpu, "%.2f s", s->cpu_seconds);
+    http_fmt_bytes(rss, sizeof rss, s->rss_bytes);
+    if (s->free_percent >= 0)
+        snprintf(pct, sizeof pct, "%.1f%%", s->free_percent);
+    else
+        snprintf(pct, sizeof pct, "unknown");
+    snprintf(bar, sizeof bar, "%.1f", s->free_percent >= 0 ? s->free_percent : 0.0);
+    http_fmt_duration(up, sizeof up, s->uptime_seconds);
+
+    struct evbuffer *alerts = http_part_new(&r);
+    for (int i = 0; i < s->nmsgs; i++) {
+        const struct stats_tvar a[] = {
+            STATS_TEXT("level", strcmp(s->msgs[i], STATS_MSG_FREE_5) == 0 ? "warn" : "crit"),
+            STATS_TEXT("message", s->msgs[i]),
+        };
+        http_add(&r, alerts, "alert.html", a, STATS_NVARS(a));
+    }
+    if (s->nmsgs == 0)
+        http_add(&r, alerts, "alert_ok.html", NULL, 0);
+    const struct stats_tvar v[] = {
+        STATS_HTML("alerts", alerts),
+        STATS_TEXT("mqueue_messages", n[0]),
+        STATS_TEXT("mqueue_kilobytes", n[1]),
+        STATS_TEXT("smtp_active_sessions", n[2]),
+        STATS_TEXT("received", n[3]),
+        STATS_TEXT("delivered", n[4]),
+        STATS_TEXT("deferred", n[5]),
+        STATS_TEXT("bounced", n[6]),
+        STATS_TEXT("rejected", n[7]),
+        STATS_TEXT("cpu_seconds", cpu),
+        STATS_TEXT("rss_bytes", rss),
+        STATS_TEXT("free_percent", pct),
+        STATS_TEXT("free_bar", bar),
+        STATS_TEXT("log_share", stats_log_share_state(s)),
+        STATS_TEXT("uptime", up),
+    };
+    struct evbuffer *content = http_part(&r, "dashboard.html", v, STATS_NVARS(v));
+    http_layout(&r, out, "Dashboard", "dashboard", host, admin, content);
+    return http_render_done(&r);
 }
 
 /* http_page_dashboard - GET /: the counters, resources and dashboard messages. */
 void http_page_dashboard(struct stats *st, struct evhttp_request *req)
 {
     struct stats_snapshot s;
-    char t[64];
+    char hbuf[256], err[256] = "";
     stats_snapshot_take(st, &s);
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    http_page_head(st, b, "Dashboard", "dashboard");
-
-    evbuffer_add_printf(b, "<section id=\"messages\" class=\"alerts\" aria-live=\"polite\">");
-    for (int i = 0; i < s.nmsgs; i++) {
-        evbuffer_add_printf(b, "<div class=\"alert %s\">",
-                            strcmp(s.msgs[i], STATS_MSG_FREE_5) == 0 ? "warn" : "crit");
-        stats_html_escape(b, s.msgs[i]);
-        evbuffer_add_printf(b, "</div>");
-    }
-    if (s.nmsgs == 0)
-        evbuffer_add_printf(b, "<div class=\"alert ok\">All systems normal.</div>");
-    evbuffer_add_printf(b, "</section>\n<h2>Mail queue</h2><section class=\"grid hero\">");
-    http_card_num(b, "big", "Mqueue messages", "mqueue_messages", s.cnt[CNT_MQUEUE_MESSAGES],
-                  "messages waiting for delivery");
-    http_card_num(b, "big", "Mqueue kilobytes", "mqueue_kilobytes", s.mqueue_kilobytes,
-                  "size of the mail queue");
-    http_card_num(b, "big", "SMTP active sessions", "smtp_active_sessions", s.cnt[CNT_SMTP_ACTIVE],
-                  "clients connected now");
-    evbuffer_add_printf(b, "</section>\n<h2>Mail flow <span class=\"sub\">since start</span></h2>"
-                           "<section class=\"grid flow\">");
-    http_card_num(b, "in", "Received", "received", s.cnt[CNT_RECEIVED], "messages accepted");
-    http_card_num(b, "good", "Delivered", "delivered", s.cnt[CNT_DELIVERED], "recipients");
-    http_card_num(b, "warn", "Deferred", "deferred", s.cnt[CNT_DEFERRED], "attempts");
-    http_card_num(b, "bad", "Bounced", "bounced", s.cnt[CNT_BOUNCED], "recipients");
-    http_card_num(b, "bad", "Rejected", "rejected", s.cnt[CNT_REJECTED], "SMTP commands");
-    evbuffer_add_printf(b, "</section>\n<h2>System</h2><section class=\"grid sys\">");
-    snprintf(t, sizeof t, "%.2f s", s.cpu_seconds);
-    http_card(b, "", "CPU time", "cpu_seconds", "sec", t, "user + system");
-    http_fmt_bytes(t, sizeof t, s.rss_bytes);
-    http_card(b, "", "Memory (RSS)", "rss_bytes", "bytes", t, "resident set");
-    if (s.free_percent >= 0)
-        snprintf(t, sizeof t, "%.1f%%", s.free_percent);
-    else
-        snprintf(t, sizeof t, "unknown");
-    evbuffer_add_printf(b,
-                        "<div class=\"card\"><div class=\"label\">Data volume free</div>"
-                        "<div class=\"value\" data-k=\"data_volume_free_percent\" "
-                        "data-f=\"pct\">%s</div><progress id=\"freebar\" max=\"100\" "
-                        "value=\"%.1f\"></progress></div>",
-                        t, s.free_percent >= 0 ? s.free_percent : 0.0);
-    http_card(b, "", "Log share", "log_share", "text", stats_log_share_state(&s), "CIFS mail log");
-    http_fmt_duration(t, sizeof t, s.uptime_seconds);
-    http_card(b, "", "Uptime", "uptime_seconds", "dur", t, NULL);
-    evbuffer_add_printf(b, "</section>\n");
-    http_page_tail(b);
-    http_page_send(req, 200, "OK", b);
+    int rc = http_render_dashboard(b, http_page_host(st, hbuf, sizeof hbuf),
+                                   st->conf->username[0] != '\0', &s, err, sizeof err);
+    http_page_send(req, rc, 200, "OK", b, err);
 }
 
 struct http_queue_ctx {
-    struct evbuffer *b;
+    struct http_render *r;
+    struct evbuffer *rows, *rcpts, *reason; /* rcpts and reason: scratch, per row */
     const char *q;
     long long matched, bytes;
 };
@@ -208,183 +258,202 @@ struct http_queue_ctx {
 static int http_page_queue_row(void *arg, const struct sched_view_msg *m)
 {
     struct http_queue_ctx *c = arg;
-    char t[64];
+    char size[32], arrival[64];
     if (!stats_queue_match(m, c->q))
         return 0;
     c->matched++;
     c->bytes += m->message_size;
-    if (c->matched > STATS_QUEUE_PAGE_ROWS)
+    if (c->matched > STATS_QUEUE_PAGE_ROWS || c->r->failed)
         return 0; /* keep counting for the summary */
-    evbuffer_add_printf(c->b, "<tr><td class=\"id\"><a href=\"/queue/");
-    stats_html_escape(c->b, m->queue_id);
-    evbuffer_add_printf(c->b, "\">");
-    stats_html_escape(c->b, m->queue_id);
-    evbuffer_add_printf(c->b, "</a></td><td><span class=\"tag q-");
-    stats_html_escape(c->b, m->queue_name);
-    evbuffer_add_printf(c->b, "\">");
-    stats_html_escape(c->b, m->queue_name);
-    http_fmt_time(t, sizeof t, m->arrival_time);
-    evbuffer_add_printf(c->b,
-                        "</span></td><td class=\"num\">%lld</td><td class=\"time\">%s</td>"
-                        "<td class=\"addr\">",
-                        m->message_size, t);
-    stats_html_escape(c->b, m->sender[0] ? m->sender : "<>");
-    evbuffer_add_printf(c->b, "</td><td>");
+    evbuffer_drain(c->rcpts, evbuffer_get_length(c->rcpts));
     for (int i = 0; i < m->nrecipients; i++) {
-        const struct sched_view_rcpt *r = &m->recipients[i];
-        evbuffer_add_printf(c->b, "<div class=\"addr\">");
-        stats_html_escape(c->b, r->address);
-        evbuffer_add_printf(c->b, "</div>");
-        if (r->delay_reason && r->delay_reason[0]) {
-            evbuffer_add_printf(c->b, "<div class=\"reason\">(");
-            stats_html_escape(c->b, r->delay_reason);
-            evbuffer_add_printf(c->b, ")</div>");
+        const struct sched_view_rcpt *rc = &m->recipients[i];
+        int deferred = rc->delay_reason && rc->delay_reason[0];
+        evbuffer_drain(c->reason, evbuffer_get_length(c->reason));
+        if (deferred) {
+            const struct stats_tvar w[] = {STATS_TEXT("reason", rc->delay_reason)};
+            http_add(c->r, c->reason, "queue_rcpt_reason.html", w, STATS_NVARS(w));
         }
+        const struct stats_tvar v[] = {
+            STATS_TEXT("address", rc->address),
+            STATS_HTML("reason", c->reason),
+        };
+        http_add(c->r, c->rcpts, "queue_rcpt.html", v, STATS_NVARS(v));
     }
-    evbuffer_add_printf(c->b, "</td></tr>\n");
+    snprintf(size, sizeof size, "%lld", m->message_size);
+    http_fmt_time(arrival, sizeof arrival, m->arrival_time);
+    const struct stats_tvar v[] = {
+        STATS_TEXT("queue_id", m->queue_id),
+        STATS_TEXT("queue_name", m->queue_name),
+        STATS_TEXT("size", size),
+        STATS_TEXT("arrival", arrival),
+        STATS_TEXT("sender", m->sender[0] ? m->sender : "<>"),
+        STATS_HTML("recipients", c->rcpts),
+    };
+    http_add(c->r, c->rows, "queue_row.html", v, STATS_NVARS(v));
     return 0;
+}
+
+/* http_render_queue - the /queue page for search Q (NULL: all) onto OUT; EACH(SRC) lists the queue.
+ */
+int http_render_queue(struct evbuffer *out, const char *host, int admin, const char *q,
+                      void (*each)(void *src, int (*cb)(void *arg, const struct sched_view_msg *m),
+                                   void *arg),
+                      void *src, char *err, size_t errlen)
+{
+    struct http_render r = {.err = err, .errlen = errlen};
+    struct http_queue_ctx c = {&r, http_part_new(&r), http_part_new(&r), http_part_new(&r), q, 0,
+                               0};
+    if (!r.failed && each)
+        each(src, http_page_queue_row, &c);
+
+    char summary[160];
+    if (c.matched == 0)
+        snprintf(summary, sizeof summary, "%s",
+                 q && q[0] ? "No message matches." : "Mail queue is empty");
+    else
+        snprintf(summary, sizeof summary, "-- %lld Kbytes in %lld Request%s.%s",
+                 stats_kilobytes(c.bytes), c.matched, c.matched == 1 ? "" : "s",
+                 c.matched > STATS_QUEUE_PAGE_ROWS ? " Showing the first 1000." : "");
+    const struct stats_tvar t[] = {STATS_HTML("rows", c.rows)};
+    const struct stats_tvar v[] = {
+        STATS_TEXT("q", q ? q : ""),
+        STATS_HTML("clear", q && q[0] ? http_part(&r, "queue_clear.html", NULL, 0) : NULL),
+        STATS_HTML("flush", admin ? http_part(&r, "queue_flush.html", NULL, 0) : NULL),
+        STATS_TEXT("summary", summary),
+        STATS_HTML("table", c.matched ? http_part(&r, "queue_table.html", t, 1) : NULL),
+    };
+    struct evbuffer *content = http_part(&r, "queue.html", v, STATS_NVARS(v));
+    http_layout(&r, out, "Queue", "queue", host, admin, content);
+    return http_render_done(&r);
+}
+
+/* http_page_queue_each - the live queue for http_render_queue. */
+static void http_page_queue_each(void *src, int (*cb)(void *arg, const struct sched_view_msg *m),
+                                 void *arg)
+{
+    struct sched *sched = src;
+    if (sched)
+        sched_view_foreach(sched, cb, arg);
 }
 
 /* http_page_queue - GET /queue[?q=TEXT]: the queue like mailq, with search. */
 void http_page_queue(struct stats *st, struct evhttp_request *req)
 {
-    char qbuf[256];
-    struct http_queue_ctx c = {evbuffer_new(), http_query_param(req, "q", qbuf, sizeof qbuf), 0, 0};
-    struct evbuffer *rows = evbuffer_new();
-    if (!c.b || !rows) {
-        if (c.b)
-            evbuffer_free(c.b);
-        if (rows)
-            evbuffer_free(rows);
+    char qbuf[256], hbuf[256], err[256] = "";
+    const char *q = http_query_param(req, "q", qbuf, sizeof qbuf);
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    struct evbuffer *page = c.b;
-    c.b = rows;
-    if (st->sched)
-        sched_view_foreach(st->sched, http_page_queue_row, &c);
-
-    http_page_head(st, page, "Queue", "queue");
-    evbuffer_add_printf(page, "<div class=\"toolbar\"><form class=\"search\" method=\"get\" "
-                              "action=\"/queue\"><input type=\"search\" name=\"q\" value=\"");
-    stats_html_escape(page, c.q ? c.q : "");
-    evbuffer_add_printf(page, "\" placeholder=\"Search queue ID, sender or recipient\" "
-                              "aria-label=\"Search\"><button type=\"submit\">Search</button>");
-    if (c.q && c.q[0])
-        evbuffer_add_printf(page, "<a class=\"clear\" href=\"/queue\">Clear</a>");
-    evbuffer_add_printf(page, "</form>");
-    if (st->conf->username[0])
-        evbuffer_add_printf(page, "<button class=\"action\" data-action=\"flush\">Flush queue"
-                                  "</button>");
-    evbuffer_add_printf(page, "</div>\n<p class=\"summary\" id=\"summary\">");
-    if (c.matched == 0)
-        evbuffer_add_printf(page, "%s",
-                            c.q && c.q[0] ? "No message matches." : "Mail queue is empty");
-    else
-        evbuffer_add_printf(page, "-- %lld Kbytes in %lld Request%s.%s", stats_kilobytes(c.bytes),
-                            c.matched, c.matched == 1 ? "" : "s",
-                            c.matched > STATS_QUEUE_PAGE_ROWS ? " Showing the first 1000." : "");
-    evbuffer_add_printf(page, "</p>\n");
-    if (c.matched) {
-        evbuffer_add_printf(page,
-                            "<table class=\"queue\"><thead><tr><th>Queue ID</th><th>Queue</th>"
-                            "<th class=\"num\">Size</th><th>Arrival time</th><th>Sender</th>"
-                            "<th>Recipients</th></tr></thead><tbody>\n");
-        evbuffer_add_buffer(page, rows);
-        evbuffer_add_printf(page, "</tbody></table>\n");
-    }
-    evbuffer_free(rows);
-    http_page_tail(page);
-    http_page_send(req, 200, "OK", page);
+    int rc =
+        http_render_queue(b, http_page_host(st, hbuf, sizeof hbuf), st->conf->username[0] != '\0',
+                          q, http_page_queue_each, st->sched, err, sizeof err);
+    http_page_send(req, rc, 200, "OK", b, err);
 }
 
-/* http_page_message_cb - the envelope and recipients of one message. */
+/* http_render_message - the page of message ID onto OUT; M is NULL when it is not queued. */
+int http_render_message(struct evbuffer *out, const char *host, int admin, const char *id,
+                        const struct sched_view_msg *m, char *err, size_t errlen)
+{
+    struct http_render r = {.err = err, .errlen = errlen};
+    struct evbuffer *body;
+    if (m) {
+        struct evbuffer *rcpts = http_part_new(&r), *orig = http_part_new(&r);
+        char t[64], n[64], size[32], attempts[32];
+        for (int i = 0; i < m->nrecipients && !r.failed; i++) {
+            const struct sched_view_rcpt *rc = &m->recipients[i];
+            evbuffer_drain(orig, evbuffer_get_length(orig));
+            if (rc->orig_address && rc->orig_address[0]) {
+                const struct stats_tvar o[] = {STATS_TEXT("address", rc->orig_address)};
+                http_add(&r, orig, "message_original.html", o, STATS_NVARS(o));
+            }
+            http_fmt_time(t, sizeof t, rc->next_retry);
+            const struct stats_tvar v[] = {
+                STATS_TEXT("address", rc->address),
+                STATS_HTML("original", orig),
+                STATS_TEXT("status", rc->status),
+                STATS_TEXT("next_retry", t),
+                STATS_TEXT("reason",
+                           rc->delay_reason && rc->delay_reason[0] ? rc->delay_reason : "-"),
+            };
+            http_add(&r, rcpts, "message_rcpt.html", v, STATS_NVARS(v));
+        }
+        http_fmt_time(t, sizeof t, m->arrival_time);
+        http_fmt_bytes(n, sizeof n, m->message_size);
+        snprintf(size, sizeof size, "%lld", m->message_size);
+        snprintf(attempts, sizeof attempts, "%d", m->attempts);
+        const struct stats_tvar v[] = {
+            STATS_TEXT("queue_id", m->queue_id),
+            STATS_TEXT("queue_name", m->queue_name),
+            STATS_TEXT("arrival", t),
+            STATS_TEXT("size", size),
+            STATS_TEXT("size_human", n),
+            STATS_TEXT("sender", m->sender[0] ? m->sender : "<> (null sender)"),
+            STATS_TEXT("attempts", attempts),
+            STATS_HTML("recipients", rcpts),
+        };
+        body = http_part(&r, "message_envelope.html", v, STATS_NVARS(v));
+    } else {
+        const struct stats_tvar v[] = {STATS_TEXT("queue_id", id)};
+        body = http_part(&r, "message_missing.html", v, STATS_NVARS(v));
+    }
+    const struct stats_tvar d[] = {STATS_TEXT("queue_id", id)};
+    const struct stats_tvar v[] = {
+        STATS_HTML("delete", m && admin ? http_part(&r, "message_delete.html", d, 1) : NULL),
+        STATS_HTML("body", body),
+    };
+    struct evbuffer *content = http_part(&r, "message.html", v, STATS_NVARS(v));
+    http_layout(&r, out, "Message", "queue", host, admin, content);
+    return http_render_done(&r);
+}
+
+struct http_message_ctx {
+    struct evbuffer *out;
+    const char *host, *id;
+    int admin, rc;
+    char *err;
+    size_t errlen;
+};
+
+/* http_page_message_cb - render the page while the scheduler lends us the message. */
 static void http_page_message_cb(void *arg, const struct sched_view_msg *m)
 {
-    struct evbuffer *b = arg;
-    char t[64], n[64];
-    evbuffer_add_printf(b, "<h2>Message <span class=\"mono\">");
-    stats_html_escape(b, m->queue_id);
-    evbuffer_add_printf(b, "</span></h2><section class=\"panel\"><dl class=\"env\"><dt>Queue</dt>"
-                           "<dd><span class=\"tag q-");
-    stats_html_escape(b, m->queue_name);
-    evbuffer_add_printf(b, "\">");
-    stats_html_escape(b, m->queue_name);
-    http_fmt_time(t, sizeof t, m->arrival_time);
-    http_fmt_bytes(n, sizeof n, m->message_size);
-    evbuffer_add_printf(b,
-                        "</span></dd><dt>Arrival time</dt><dd>%s</dd><dt>Size</dt>"
-                        "<dd>%lld bytes (%s)</dd><dt>Sender</dt><dd class=\"addr\">",
-                        t, m->message_size, n);
-    stats_html_escape(b, m->sender[0] ? m->sender : "<> (null sender)");
-    evbuffer_add_printf(b,
-                        "</dd><dt>Delivery attempts</dt><dd>%d</dd></dl></section>\n"
-                        "<h2>Recipients</h2><table class=\"queue\"><thead><tr><th>Address</th>"
-                        "<th>Status</th><th>Next retry</th><th>Reason of the last delay</th>"
-                        "</tr></thead><tbody>\n",
-                        m->attempts);
-    for (int i = 0; i < m->nrecipients; i++) {
-        const struct sched_view_rcpt *r = &m->recipients[i];
-        evbuffer_add_printf(b, "<tr><td class=\"addr\">");
-        stats_html_escape(b, r->address);
-        if (r->orig_address && r->orig_address[0]) {
-            evbuffer_add_printf(b, "<div class=\"reason\">original: ");
-            stats_html_escape(b, r->orig_address);
-            evbuffer_add_printf(b, "</div>");
-        }
-        evbuffer_add_printf(b, "</td><td><span class=\"tag s-");
-        stats_html_escape(b, r->status);
-        evbuffer_add_printf(b, "\">");
-        stats_html_escape(b, r->status);
-        http_fmt_time(t, sizeof t, r->next_retry);
-        evbuffer_add_printf(b, "</span></td><td>%s</td><td class=\"reason\">", t);
-        stats_html_escape(b, r->delay_reason && r->delay_reason[0] ? r->delay_reason : "-");
-        evbuffer_add_printf(b, "</td></tr>\n");
-    }
-    evbuffer_add_printf(b, "</tbody></table>\n");
+    struct http_message_ctx *c = arg;
+    c->rc = http_render_message(c->out, c->host, c->admin, c->id, m, c->err, c->errlen);
 }
 
 /* http_page_message - GET /queue/ID: one message, 404 when it is not queued (any more). */
 void http_page_message(struct stats *st, struct evhttp_request *req, const char *id)
 {
-    struct evbuffer *b = evbuffer_new(), *body = evbuffer_new();
-    if (!b || !body) {
-        if (b)
-            evbuffer_free(b);
-        if (body)
-            evbuffer_free(body);
+    char hbuf[256], err[256] = "";
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    int found = st->sched && sched_view_get(st->sched, id, http_page_message_cb, body) == 0;
-    http_page_head(st, b, "Message", "queue");
-    evbuffer_add_printf(
-        b, "<div class=\"toolbar\"><a class=\"back\" href=\"/queue\">&larr; Queue</a>");
-    if (found && st->conf->username[0]) {
-        evbuffer_add_printf(b, "<button class=\"action danger\" data-action=\"delete\" data-id=\"");
-        stats_html_escape(b, id);
-        evbuffer_add_printf(b, "\">Delete message</button>");
-    }
-    evbuffer_add_printf(b, "</div>\n");
-    if (found) {
-        evbuffer_add_buffer(b, body);
-    } else {
-        evbuffer_add_printf(b, "<p class=\"summary\">Message ");
-        stats_html_escape(b, id);
-        evbuffer_add_printf(b, " is not in the queue (delivered, bounced or deleted).</p>\n");
-    }
-    evbuffer_free(body);
-    http_page_tail(b);
-    http_page_send(req, found ? 200 : 404, found ? "OK" : "Not Found", b);
+    struct http_message_ctx c = {
+        b,         http_page_host(st, hbuf, sizeof hbuf), id, st->conf->username[0] != '\0', 0, err,
+        sizeof err};
+    int found = st->sched && sched_view_get(st->sched, id, http_page_message_cb, &c) == 0;
+    if (!found)
+        c.rc = http_render_message(b, c.host, c.admin, id, NULL, err, sizeof err);
+    http_page_send(req, c.rc, found ? 200 : 404, found ? "OK" : "Not Found", b, err);
 }
 
-/* http_page_asset - GET /assets/NAME from the embedded files; 0 when there is no such asset. */
+/*
+ * http_page_asset - GET /assets/NAME from the embedded files; 0 when there is no such
+ * asset. The *.html files are the page templates, not pages: never served raw.
+ */
 int http_page_asset(struct evhttp_request *req, const char *name)
 {
+    const char *dot = strrchr(name, '.');
+    if (dot && strcmp(dot, ".html") == 0)
+        return 0;
     for (size_t i = 0; i < stats_nassets; i++) {
         if (strcmp(stats_assets[i].name, name) != 0)
             continue;
-        const char *dot = strrchr(name, '.');
         const char *ctype = "application/octet-stream";
         if (dot && strcmp(dot, ".css") == 0)
             ctype = "text/css; charset=utf-8";

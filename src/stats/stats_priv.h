@@ -108,11 +108,42 @@ void http_reply(struct evhttp_request *req, int code, const char *reason, const 
 void http_reply_text(struct evhttp_request *req, int code, const char *reason, const char *text);
 const char *http_query_param(struct evhttp_request *req, const char *name, char *buf, size_t len);
 
+/* template.c: {{text}} always HTML-escaped, {{{html}}} only for rendered templates */
+#define STATS_TEMPLATE_NAME_MAX 48 /* bytes of a placeholder name */
+struct stats_tvar {
+    const char *name;
+    const char *text;      /* for {{name}}: escaped on output; NULL renders as "" */
+    struct evbuffer *html; /* for {{{name}}}: rendered templates, copied; NULL renders as "" */
+    int is_html;
+};
+#define STATS_TEXT(n, v) {.name = (n), .text = (v), .html = NULL, .is_html = 0}
+#define STATS_HTML(n, b) {.name = (n), .text = NULL, .html = (b), .is_html = 1}
+#define STATS_NVARS(a) (sizeof(a) / sizeof((a)[0]))
+const char *stats_template_get(const char *name, size_t *len);
+int stats_template_render(struct evbuffer *out, const char *name, const struct stats_tvar *vars,
+                          size_t nvars, char *err, size_t errlen);
+int stats_template_render_text(struct evbuffer *out, const char *tname, const char *tmpl,
+                               size_t len, const struct stats_tvar *vars, size_t nvars, char *err,
+                               size_t errlen);
+int stats_template_scan(const char *tname, const char *tmpl, size_t len,
+                        void (*cb)(void *arg, const char *name, int is_html), void *arg,
+                        char *err, size_t errlen);
+
 /* http_pages.c */
 void http_page_dashboard(struct stats *st, struct evhttp_request *req);
 void http_page_queue(struct stats *st, struct evhttp_request *req);
 void http_page_message(struct stats *st, struct evhttp_request *req, const char *id);
 int http_page_asset(struct evhttp_request *req, const char *name);
+/* the pages as HTML from the templates, without a request (the unit test renders them):
+ * HOST for the title, ADMIN when username is set; 0, or -1 with ERR (a template mismatch) */
+int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
+                          const struct stats_snapshot *s, char *err, size_t errlen);
+int http_render_queue(struct evbuffer *out, const char *host, int admin, const char *q,
+                      void (*each)(void *src, int (*cb)(void *arg, const struct sched_view_msg *m),
+                                   void *arg),
+                      void *src, char *err, size_t errlen);
+int http_render_message(struct evbuffer *out, const char *host, int admin, const char *id,
+                        const struct sched_view_msg *m, char *err, size_t errlen);
 
 /* http_api.c */
 void http_api_stats(struct stats *st, struct evhttp_request *req);
