@@ -68,7 +68,13 @@ void spool_index_free(struct spool_index *ix);
 /* --- the spool --- */
 struct spool_msg;
 
+struct spool_remove_job;
+
 struct spool {
+    /* removals waiting for the next batch (loop thread only); one batch in flight at a time */
+    struct spool_remove_job *rm_head, *rm_tail;
+    struct spool_remove_job *rm_batch; /* the batch a worker is removing (NULL: none) */
+    int rm_inflight;
     struct event_base *base;
     char *dir;
     int dirfd, tmpfd, corruptfd, lockfd;

@@ -93,28 +93,46 @@ struct spool_remove_job {
     int gone; /* the file no longer exists (even if the directory fsync failed) */
     void (*done)(void *arg, int err);
     void *arg;
+    struct spool_remove_job *next;
 };
 
-/* spool_remove_work - worker: unlink the message and its status file, fsync the directory. */
+/* A batch of removals (sp->rm_batch, one in flight): all unlinked, then each touched
+ * directory fsync'd once, so removals that arrive together share the flush (like commits). */
+static void spool_remove_kick(struct spool *sp);
+
+/* spool_remove_work - worker: unlink each message (and status file), fsync each directory once. */
 static void spool_remove_work(void *arg)
 {
-    struct spool_remove_job *j = arg;
-    int dfd = j->sp->qfd[spool_id_hash(j->id)];
-    char st[SPOOL_ID_SIZE + 4];
-    snprintf(st, sizeof st, "%s.st", j->id);
-    if (unlinkat(dfd, j->id, 0) < 0) {
-        j->err = errno;
-        j->gone = errno == ENOENT;
-        return;
+    struct spool *sp = arg;
+    int touched[SPOOL_NHASH] = {0};
+    int derr[SPOOL_NHASH] = {0};
+
+    for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next) {
+        int h = spool_id_hash(j->id);
+        int dfd = sp->qfd[h];
+        char st[SPOOL_ID_SIZE + 4];
+
+        snprintf(st, sizeof st, "%s.st", j->id);
+        if (unlinkat(dfd, j->id, 0) < 0) {
+            j->err = errno;
+            j->gone = errno == ENOENT;
+            continue;
+        }
+        j->gone = 1;
+        unlinkat(dfd, st, 0); /* usually absent */
+        touched[h] = 1;
     }
-    j->gone = 1;
-    unlinkat(dfd, st, 0); /* usually absent */
-    j->err = spool_fsync_dir(dfd);
+    for (int h = 0; h < SPOOL_NHASH; h++)
+        if (touched[h])
+            derr[h] = spool_fsync_dir(sp->qfd[h]);
+    for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next)
+        if (!j->err)
+            j->err = derr[spool_id_hash(j->id)];
 }
 
-static void spool_remove_done(void *arg)
+/* spool_remove_finish - loop: account for one removal and report it. */
+static void spool_remove_finish(struct spool_remove_job *j)
 {
-    struct spool_remove_job *j = arg;
     struct spool *sp = j->sp;
     sp->busy--;
     if (j->gone) {
@@ -127,6 +145,32 @@ static void spool_remove_done(void *arg)
     if (j->done)
         j->done(j->arg, j->err);
     free(j);
+}
+
+/* spool_remove_done - loop: the batch is durable; report each, then start the next batch. */
+static void spool_remove_done(void *arg)
+{
+    struct spool *sp = arg;
+    struct spool_remove_job *jobs = sp->rm_batch;
+
+    sp->rm_batch = NULL;
+    sp->rm_inflight = 0;
+    for (struct spool_remove_job *j = jobs, *next; j; j = next) {
+        next = j->next;
+        spool_remove_finish(j);
+    }
+    spool_remove_kick(sp);
+}
+
+/* spool_remove_kick - loop: hand every waiting removal to a worker as one batch. */
+static void spool_remove_kick(struct spool *sp)
+{
+    if (sp->rm_inflight || !sp->rm_head)
+        return;
+    sp->rm_batch = sp->rm_head;
+    sp->rm_head = sp->rm_tail = NULL;
+    sp->rm_inflight = 1;
+    workers_submit(sp->io, spool_remove_work, spool_remove_done, sp);
 }
 
 /* spool_remove_unknown - loop: report ENOENT for an ID that is not queued. */
@@ -156,7 +200,12 @@ void spool_remove(struct spool *sp, const char *id, void (*done)(void *arg, int 
         return;
     }
     memcpy(j->id, id, SPOOL_ID_SIZE);
-    workers_submit(sp->io, spool_remove_work, spool_remove_done, j);
+    if (sp->rm_tail)
+        sp->rm_tail->next = j;
+    else
+        sp->rm_head = j;
+    sp->rm_tail = j;
+    spool_remove_kick(sp);
 }
 
 /* --- listing --- */
