@@ -246,7 +246,7 @@ void relay_conn_free(struct relay_conn *c)
     relay_drain_check(r);
 }
 
-/* relay_all_results - give every unresolved recipient the same result, then end the job. */
+/* relay_all_results - give every unresolved recipient the same result. */
 static void relay_all_results(struct relay_conn *c, enum sched_result res, const char *dsn,
                               const char *text)
 {
@@ -256,6 +256,15 @@ static void relay_all_results(struct relay_conn *c, enum sched_result res, const
         if (c->rj->job->result[i] == SCHED_RESULT_NONE)
             relay_result(c->r, c->rj, i, res, dsn, c->relay_field[0] ? c->relay_field : "none",
                          c->bev ? c->hosts[c->hi].host : "", text, text);
+}
+
+/* relay_conn_give_up - every unresolved recipient gets RES, the job ends, the connection goes. */
+static void relay_conn_give_up(struct relay_conn *c, enum sched_result res, const char *dsn,
+                               const char *text)
+{
+    relay_all_results(c, res, dsn, text);
+    relay_conn_finish_job(c);
+    relay_conn_free(c);
 }
 
 /* --- next hop --- */
@@ -279,6 +288,19 @@ static struct relay_dns_ref *relay_dns_ref_new(struct relay_conn *c)
     ref->tok = c->r->tok;
     ref->tok->refs++;
     ref->conn_id = c->id;
+    return ref;
+}
+
+/* relay_conn_dns_begin - C waits for DNS: the reference for its query, or NULL (C failed). */
+static struct relay_dns_ref *relay_conn_dns_begin(struct relay_conn *c)
+{
+    struct relay_dns_ref *ref = relay_dns_ref_new(c);
+
+    if (!ref) {
+        relay_conn_fail(c, "out of memory", "4.3.0", 0);
+        return NULL;
+    }
+    c->state = RS_DNS;
     return ref;
 }
 
@@ -346,13 +368,8 @@ static void relay_conn_resolve(struct relay_conn *c)
         relay_conn_connect(c);
         return;
     }
-    ref = relay_dns_ref_new(c);
-    if (!ref) {
-        relay_conn_fail(c, "out of memory", "4.3.0", 0);
-        return;
-    }
-    c->state = RS_DNS;
-    dns_query_addr(c->r->dns, h, relay_addr_done, ref);
+    if ((ref = relay_conn_dns_begin(c)) != NULL)
+        dns_query_addr(c->r->dns, h, relay_addr_done, ref);
 }
 
 /* relay_mx_done - the MX answer for the destination (or next-hop host). */
@@ -371,9 +388,7 @@ static void relay_mx_done(void *arg, enum dns_status st, const struct dns_mx *mx
     case DNS_OK:
         if (n == 1 && mx[0].host[0] == '\0') {
             snprintf(text, sizeof(text), "Domain %s does not accept mail (nullMX)", name);
-            relay_all_results(c, SCHED_RESULT_BOUNCE, "5.1.0", text);
-            relay_conn_finish_job(c);
-            relay_conn_free(c);
+            relay_conn_give_up(c, SCHED_RESULT_BOUNCE, "5.1.0", text);
             return;
         }
         {
@@ -390,21 +405,14 @@ static void relay_mx_done(void *arg, enum dns_status st, const struct dns_mx *mx
         /* no MX: the domain itself is the implicit MX (RFC 5321 5.1) */
         c->nhosts = 1;
         break;
-    case DNS_NXDOMAIN:
+    default: /* NXDOMAIN bounces; SERVFAIL, timeouts and the like defer */
         snprintf(text, sizeof(text),
                  "Host or domain name not found. Name service error for name=%s type=MX: %s", name,
                  errtext);
-        relay_all_results(c, SCHED_RESULT_BOUNCE, "5.1.2", text);
-        relay_conn_finish_job(c);
-        relay_conn_free(c);
-        return;
-    default:
-        snprintf(text, sizeof(text),
-                 "Host or domain name not found. Name service error for name=%s type=MX: %s", name,
-                 errtext);
-        relay_all_results(c, SCHED_RESULT_DEFER, "4.4.3", text);
-        relay_conn_finish_job(c);
-        relay_conn_free(c);
+        if (st == DNS_NXDOMAIN)
+            relay_conn_give_up(c, SCHED_RESULT_BOUNCE, "5.1.2", text);
+        else
+            relay_conn_give_up(c, SCHED_RESULT_DEFER, "4.4.3", text);
         return;
     }
     c->hi = 0;
@@ -426,9 +434,7 @@ static void relay_conn_route(struct relay_conn *c)
         c->port = 25;
     } else {
         if (nexthop_parse(c->destname, &nh, NULL) < 0) {
-            relay_all_results(c, SCHED_RESULT_DEFER, "4.3.5", "bad next-hop syntax in configuration");
-            relay_conn_finish_job(c);
-            relay_conn_free(c);
+            relay_conn_give_up(c, SCHED_RESULT_DEFER, "4.3.5", "bad next-hop syntax in configuration");
             return;
         }
         snprintf(c->hosts[0].host, sizeof(c->hosts[0].host), "%s", nh.host);
@@ -441,13 +447,8 @@ static void relay_conn_route(struct relay_conn *c)
         relay_conn_resolve(c);
         return;
     }
-    ref = relay_dns_ref_new(c);
-    if (!ref) {
-        relay_conn_fail(c, "out of memory", "4.3.0", 0);
-        return;
-    }
-    c->state = RS_DNS;
-    dns_query_mx(c->r->dns, c->hosts[0].host, relay_mx_done, ref);
+    if ((ref = relay_conn_dns_begin(c)) != NULL)
+        dns_query_mx(c->r->dns, c->hosts[0].host, relay_mx_done, ref);
 }
 
 /* relay_conn_try_next - this address failed: next address, next MX host, or give up. */
@@ -470,10 +471,8 @@ static void relay_conn_try_next(struct relay_conn *c)
     /* every host failed: the last reason decides (a 5xx session refusal bounces) */
     if (!c->last_err[0])
         snprintf(c->last_err, sizeof(c->last_err), "delivery temporarily suspended");
-    relay_all_results(c, c->last_perm ? SCHED_RESULT_BOUNCE : SCHED_RESULT_DEFER,
+    relay_conn_give_up(c, c->last_perm ? SCHED_RESULT_BOUNCE : SCHED_RESULT_DEFER,
                       c->last_dsn[0] ? c->last_dsn : "4.4.1", c->last_err);
-    relay_conn_finish_job(c);
-    relay_conn_free(c);
 }
 
 /* relay_conn_fail - the session with the current host failed (TEXT is the reason). */

@@ -76,6 +76,7 @@ void smtpd_tls_starttls(struct smtpd_session *s, const char *arg)
         return;
     }
     if (!srv->tls) {
+        /* ssl_disabled = yes: Postfix's exact reply when TLS is off (not offered in EHLO) */
         smtpd_reply(s, "502 5.5.1 Error: command not implemented");
         return;
     }
