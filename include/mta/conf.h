@@ -62,7 +62,7 @@ enum conf_type {
     X(log_terminal, CONF_STR, "", 0, 0, "terminal",                                              \
       "smb://server[:port]/share: CIFS share for the mail log (anonymous login).")              \
     X(mon_terminal, CONF_STR, "", 0, 0, "terminal",                                              \
-      "host:port: counters are pushed here as StatsD gauges over UDP.")                         \
+      "ip:port: counters are pushed here as StatsD gauges over UDP.")                           \
     X(net_source_address, CONF_STR, "", 0, 0, "terminal",                                        \
       "Source IP address of outgoing SMTP connections.")                                        \
     X(in_address, CONF_STR, "", 0, 0, "terminal",                                                \
@@ -174,6 +174,9 @@ extern const size_t conf_ndefs;
  */
 struct conf *conf_load(const char *file, char *const *overrides, int noverrides, char **errors);
 void conf_free(struct conf *c);
+
+/* conf_timezone_valid - 1 when NAME is a compiled zone of the tz database (TZDIR honoured). */
+int conf_timezone_valid(const char *name);
 
 /* conf_print_table - the settings table as Markdown (docs/configuration.md body). */
 void conf_print_table(FILE *out);

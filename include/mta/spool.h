@@ -131,8 +131,6 @@ int spool_open_message(struct spool *sp, const char *id, struct spool_envelope *
  * Returns 0, or -1 when ID is not a queue ID.
  */
 int spool_status_path(const char *id, char *buf, size_t len);
-/* spool_dir_fd - the data volume's directory fd (for openat by the delivery layer). */
-int spool_dir_fd(const struct spool *sp);
 
 /*
  * spool_remove - remove queued message ID (and its status file) in a worker:

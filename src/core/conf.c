@@ -392,17 +392,20 @@ static int conf_check_ip(const char *v, char *why, size_t n)
     return -1;
 }
 
-static int conf_check_hostport(const char *v, char *why, size_t n)
+static int conf_check_ip_port(const char *v, char *why, size_t n)
 {
     struct nexthop nh;
     char *err = NULL;
+    unsigned char a[16];
     const char *port = v[0] == '[' ? strstr(v, "]:") : strrchr(v, ':');
 
     if (!*v)
         return 0;
-    if (port && nexthop_parse(v, &nh, &err) == 0)
+    /* an IP literal: the push never resolves names (no blocking DNS on the loop) */
+    if (port && nexthop_parse(v, &nh, &err) == 0 &&
+        (inet_pton(AF_INET, nh.host, a) == 1 || inet_pton(AF_INET6, nh.host, a) == 1))
         return 0;
-    snprintf(why, n, "expected host:port or [ipv6]:port");
+    snprintf(why, n, "expected ip:port or [ipv6]:port");
     free(err);
     return -1;
 }
@@ -505,36 +508,42 @@ static int conf_check_tls_level(const char *v, char *why, size_t n)
 }
 
 /*
- * conf_check_timezone - a tz database file under TZDIR (glibc's variable; default
- * /usr/share/zoneinfo). Relative names only and no "..": the value is used to
+ * conf_timezone_valid - 1 when V is a tz database file under TZDIR (glibc's variable;
+ * default /usr/share/zoneinfo). Relative names only and no "..": the value is used to
  * open a file, it must not reach outside the zone directory.
  */
-static int conf_check_timezone(const char *v, char *why, size_t n)
+int conf_timezone_valid(const char *v)
 {
     const char *dir = getenv("TZDIR");
     char path[PATH_MAX], magic[4];
     struct stat st;
     int ok = 0;
 
-    if (!*v)
-        return 0;
-    snprintf(why, n, "unknown timezone");
     if (v[0] == '/' || strstr(v, "..") || strlen(v) > 200 ||
         strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-") !=
             strlen(v))
-        return -1;
+        return 0;
     if (!dir || !*dir)
         dir = "/usr/share/zoneinfo";
     snprintf(path, sizeof(path), "%s/%s", dir, v);
     FILE *f = fopen(path, "r");
     if (!f)
-        return -1;
+        return 0;
     /* zone.tab and friends live there too: only real TZif files are zones */
     if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && fread(magic, 1, 4, f) == 4 &&
         memcmp(magic, "TZif", 4) == 0)
         ok = 1;
     fclose(f);
-    return ok ? 0 : -1;
+    return ok;
+}
+
+/* conf_check_timezone - empty, or a zone conf_timezone_valid accepts. */
+static int conf_check_timezone(const char *v, char *why, size_t n)
+{
+    if (!*v || conf_timezone_valid(v))
+        return 0;
+    snprintf(why, n, "unknown timezone");
+    return -1;
 }
 
 struct conf_check {
@@ -553,7 +562,7 @@ static const struct conf_check conf_checks[] = {
     {"timezone", conf_check_timezone, "tz name or empty"},
     {"fs_terminal", conf_check_nfs, "nfs:// URL or empty"},
     {"log_terminal", conf_check_smb, "smb:// URL or empty"},
-    {"mon_terminal", conf_check_hostport, "host:port or empty"},
+    {"mon_terminal", conf_check_ip_port, "ip:port or empty"},
     {"net_source_address", conf_check_ip, "IP address or empty"},
     {"in_address", conf_check_ip, "IP address or empty"},
     {"dns_servers", conf_check_dns, "ip[:port] list or empty"},

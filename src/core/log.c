@@ -6,6 +6,7 @@
  * Not here: the wording of records (each module owns its own), the CIFS share
  * (a sink registered by the log-share module, which keeps its own backlog).
  */
+#include "mta/conf.h"
 #include "mta/log.h"
 #include "mta/counters.h"
 
@@ -28,7 +29,6 @@
 #define LOG_MAX_SINKS 8
 #define LOG_FLUSH_WAIT_SEC 10
 #define LOG_NAME_MAX 255
-#define LOG_ZONEINFO "/usr/share/zoneinfo/"
 
 /* One queued record; data holds the whole line, '\n' included. */
 struct log_rec {
@@ -234,33 +234,6 @@ static int log_open_file(const char *path)
     if (log_mkdirs(path) != 0)
         return -1;
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
-
-/* log_check_tz - 0 when name is a tz database zone (a file under /usr/share/zoneinfo). */
-static int log_check_tz(const char *name)
-{
-    char path[PATH_MAX];
-    struct stat st;
-    if (name[0] == '/' || strstr(name, ".."))
-        return -1;
-    for (const char *p = name; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (!(c == '/' || c == '_' || c == '-' || c == '+' || c == '.' || (c >= '0' && c <= '9') ||
-              (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
-            return -1;
-    }
-    if ((size_t)snprintf(path, sizeof(path), LOG_ZONEINFO "%s", name) >= sizeof(path))
-        return -1;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return -1;
-    /* zone.tab, tzdata.zi, ... sit there too: only compiled zones count */
-    char magic[4];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, magic, sizeof(magic));
-    close(fd);
-    return (n == 4 && memcmp(magic, "TZif", 4) == 0) ? 0 : -1;
 }
 
 /* log_deadline - CLOCK_MONOTONIC now + ms. */
@@ -528,7 +501,7 @@ int log_init(const struct log_options *opt, char **err)
     }
 
     if (opt->timezone && *opt->timezone) {
-        if (log_check_tz(opt->timezone) != 0) {
+        if (!conf_timezone_valid(opt->timezone)) {
             if (err && asprintf(err, "unknown timezone \"%.200s\"", opt->timezone) < 0)
                 *err = NULL;
             return -1;

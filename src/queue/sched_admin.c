@@ -8,6 +8,7 @@
  */
 #include "mta/control.h"
 #include "mta/sched.h"
+#include "mta/text.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -38,22 +39,6 @@ struct sched_admin_acc {
     long long bytes;   /* their sizes */
     char last_id[65];  /* the last message shown: where the next page starts */
 };
-
-/* sched_json_str - S as a JSON string (control characters escaped). */
-static void sched_json_str(struct evbuffer *out, const char *s)
-{
-    evbuffer_add(out, "\"", 1);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            evbuffer_add_printf(out, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            evbuffer_add_printf(out, "\\u%04x", ch);
-        else
-            evbuffer_add(out, s, 1);
-    }
-    evbuffer_add(out, "\"", 1);
-}
 
 /* sched_admin_num - VALUE as a decimal in [MIN, MAX]; -1 when it is not one. */
 static long sched_admin_num(const char *value, long min, long max)
@@ -235,21 +220,21 @@ static int sched_admin_json_cb(struct sched_admin_acc *a, const struct sched_vie
     int i;
 
     evbuffer_add_printf(a->out, "{\"queue_name\": ");
-    sched_json_str(a->out, m->queue_name);
+    text_json_string(a->out, m->queue_name);
     evbuffer_add_printf(a->out, ", \"queue_id\": ");
-    sched_json_str(a->out, m->queue_id);
+    text_json_string(a->out, m->queue_id);
     evbuffer_add_printf(a->out,
                         ", \"arrival_time\": %lld, \"message_size\": %lld, \"forced_expire\": "
                         "false, \"sender\": ",
                         m->arrival_time, m->message_size);
-    sched_json_str(a->out, m->sender);
+    text_json_string(a->out, m->sender);
     evbuffer_add_printf(a->out, ", \"recipients\": [");
     for (i = 0; i < m->nrecipients; i++) {
         evbuffer_add_printf(a->out, "%s{\"address\": ", i ? ", " : "");
-        sched_json_str(a->out, m->recipients[i].address);
+        text_json_string(a->out, m->recipients[i].address);
         if (m->recipients[i].delay_reason && m->recipients[i].delay_reason[0]) {
             evbuffer_add_printf(a->out, ", \"delay_reason\": ");
-            sched_json_str(a->out, m->recipients[i].delay_reason);
+            text_json_string(a->out, m->recipients[i].delay_reason);
         }
         evbuffer_add_printf(a->out, "}");
     }

@@ -135,6 +135,8 @@ void spool_committer_stop(struct spool *sp);
 void spool_msg_drop_live(struct spool *sp);
 /* spool_queued - a message is now in queue/ (loop): index, counters, notify. */
 void spool_queued(struct spool *sp, const char *id, long long size);
+/* spool_write_all - write all N bytes (retrying short writes); 0, or -1 and errno. */
+int spool_write_all(int fd, const char *p, size_t n);
 /* spool_fsync_dir - fsync a directory fd; 0 or errno. */
 int spool_fsync_dir(int fd);
 

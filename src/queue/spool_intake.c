@@ -34,7 +34,7 @@
 /* --- small I/O helpers (worker threads) --- */
 
 /* spool_write_all - write N bytes or fail with errno. */
-static int spool_write_all(int fd, const char *p, size_t n)
+int spool_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -453,9 +453,8 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
     }
     /* 3. the renames: fsync the one directory, or syncfs for several */
     if (ntouched > 0) {
-        int derr = 0;
-        if ((ntouched == 1 ? fsync(sp->qfd[last]) : syncfs(sp->dirfd)) < 0)
-            derr = errno;
+        int derr = ntouched == 1 ? spool_fsync_dir(sp->qfd[last])
+                                 : (syncfs(sp->dirfd) < 0 ? errno : 0);
         counter_add(CNT_SPOOL_FLUSHES, 1);
         if (derr) {
             /* Not known to be durable: take them back out so nothing stays that

@@ -79,11 +79,6 @@ int spool_status_path(const char *id, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-int spool_dir_fd(const struct spool *sp)
-{
-    return sp->dirfd;
-}
-
 /* --- remove --- */
 
 struct spool_remove_job {

@@ -107,7 +107,7 @@ int spool_status_decode(const char *text, size_t len, struct spool_status *st)
 int spool_status_write(struct spool *sp, const char *id, const struct spool_status *st)
 {
     char tmpname[SPOOL_ID_SIZE + 16], name[SPOOL_ID_SIZE + 8];
-    size_t len, off = 0;
+    size_t len;
     char *text;
     int fd, err = 0, qfd;
 
@@ -124,16 +124,8 @@ int spool_status_write(struct spool *sp, const char *id, const struct spool_stat
         free(text);
         return errno;
     }
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            err = errno;
-            break;
-        }
-        off += (size_t)w;
-    }
+    if (spool_write_all(fd, text, len) < 0)
+        err = errno;
     free(text);
     if (!err && fsync(fd) < 0)
         err = errno;

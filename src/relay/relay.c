@@ -374,8 +374,6 @@ static void relay_notify_build(void *arg)
         close(fd);
     }
     hdrs_only = env->ret == SPOOL_RET_HDRS || size > RELAY_BOUNCE_FULL_MAX || nt->success;
-    if (env->ret == SPOOL_RET_FULL && !nt->success && size <= RELAY_BOUNCE_FULL_MAX)
-        hdrs_only = 0;
     if (hdrs_only && nt->orig) {
         char *end = memmem(nt->orig, nt->origlen, "\r\n\r\n", 4);
         if (end)

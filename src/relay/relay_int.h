@@ -154,7 +154,6 @@ struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job);
 void relay_conn_free(struct relay_conn *c);
 int relay_conn_idle_take(struct relay_conn *c); /* try to reuse an idle connection; 1 if it took a job */
 int relay_conn_is_idle(const struct relay_conn *c);
-const char *relay_conn_dest(const struct relay_conn *c);
 struct relay_conn *relay_conn_next(const struct relay_conn *c);
 /* relay_conn_job - the job the connection works on, NULL when none. */
 struct relay_job *relay_conn_job(const struct relay_conn *c);

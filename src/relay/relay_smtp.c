@@ -14,6 +14,7 @@
 #include "mta/conf.h"
 #include "mta/log.h"
 #include "mta/nexthop.h"
+#include "mta/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -66,7 +67,6 @@ struct relay_conn {
     int nhosts, hi;
     struct dns_addr addrs[DNS_MAX_RECORDS];
     int naddrs, ai;
-    int dns_temp, dns_nx;
     /* the session */
     struct bufferevent *bev;
     char ip[INET6_ADDRSTRLEN];
@@ -114,11 +114,6 @@ struct relay_job *relay_conn_job(const struct relay_conn *c)
 int relay_conn_awaits_dot(const struct relay_conn *c)
 {
     return c->state == RS_DOT && c->rj && c->bev;
-}
-
-const char *relay_conn_dest(const struct relay_conn *c)
-{
-    return c->destname;
 }
 
 struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id)
@@ -327,10 +322,6 @@ static void relay_addr_done(void *arg, enum dns_status st, const struct dns_addr
     if (!c || c->state != RS_DNS)
         return;
     if (st != DNS_OK) {
-        if (st == DNS_TEMPFAIL)
-            c->dns_temp = 1;
-        else
-            c->dns_nx = 1;
         snprintf(c->last_err, sizeof(c->last_err),
                  "Host or domain name not found. Name service error for name=%s type=A: %s",
                  c->hosts[c->hi].host, errtext);
@@ -427,7 +418,6 @@ static void relay_conn_route(struct relay_conn *c)
     int mx = 1;
 
     c->hi = c->ai = c->nhosts = c->naddrs = 0;
-    c->dns_temp = c->dns_nx = 0;
     c->relay_field[0] = '\0';
     if (c->kind == SCHED_DEST_DOMAIN) {
         snprintf(c->hosts[0].host, sizeof(c->hosts[0].host), "%s", c->destname);
@@ -994,14 +984,13 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
 static void relay_conn_tls_log(struct relay_conn *c, SSL *ssl)
 {
     X509 *peer = SSL_get1_peer_certificate(ssl);
-    const SSL_CIPHER *ciph = SSL_get_current_cipher(ssl);
-    int alg = 0, bits = SSL_CIPHER_get_bits(ciph, &alg);
     const char *trust = !peer                                          ? "Anonymous"
                         : SSL_get_verify_result(ssl) == X509_V_OK ? "Trusted"
                                                                   : "Untrusted";
+    char how[200];
 
-    log_mail("smtp", "%s TLS connection established to %s: %s with cipher %s (%d/%d bits)", trust,
-             c->relay_field, SSL_get_version(ssl), SSL_CIPHER_get_name(ciph), bits, alg);
+    tls_describe(ssl, how, sizeof(how));
+    log_mail("smtp", "%s TLS connection established to %s: %s", trust, c->relay_field, how);
     if (peer)
         X509_free(peer);
 }
@@ -1047,7 +1036,7 @@ static void relay_conn_event_cb(struct bufferevent *bev, short what, void *arg)
     else
         snprintf(text, sizeof(text), "lost connection with %s[%s] while %s", c->hosts[c->hi].host,
                  c->ip, relay_stage_name(c));
-    relay_conn_fail(c, text, (what & BEV_EVENT_TIMEOUT) ? "4.4.2" : "4.4.2", 0);
+    relay_conn_fail(c, text, "4.4.2", 0);
 }
 
 static void relay_conn_tls_start(struct relay_conn *c)

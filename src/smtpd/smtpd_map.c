@@ -119,11 +119,6 @@ void smtpd_map_del(struct smtpd_map *m, const unsigned char key[16])
     }
 }
 
-size_t smtpd_map_count(const struct smtpd_map *m)
-{
-    return m->n;
-}
-
 void smtpd_map_key_u64(unsigned char key[16], uint64_t id)
 {
     memset(key, 0, 16);

@@ -19,7 +19,6 @@ void *smtpd_map_get(const struct smtpd_map *m, const unsigned char key[16]);
 int smtpd_map_put(struct smtpd_map *m, const unsigned char key[16], void *val);
 /* smtpd_map_del - remove KEY (no-op when absent). */
 void smtpd_map_del(struct smtpd_map *m, const unsigned char key[16]);
-size_t smtpd_map_count(const struct smtpd_map *m);
 /* smtpd_map_key_u64 - the key of a numeric id. */
 void smtpd_map_key_u64(unsigned char key[16], uint64_t id);
 

@@ -182,18 +182,6 @@ int smtpd_sasl_offered(const struct smtpd_session *s)
     return s->srv->sasl && (s->tls || !s->srv->conf->smtpd_tls_auth_only);
 }
 
-void smtpd_sasl_reset(struct smtpd_session *s)
-{
-    if (s->sasl_conn) {
-        sasl_conn_t *conn = s->sasl_conn;
-        sasl_dispose(&conn);
-        s->sasl_conn = NULL;
-    }
-    s->sasl_active = 0;
-    free(s->sasl_username);
-    s->sasl_username = NULL;
-}
-
 /* smtpd_sasl_end - drop the exchange (not the authenticated identity). */
 static void smtpd_sasl_end(struct smtpd_session *s)
 {
@@ -203,6 +191,13 @@ static void smtpd_sasl_end(struct smtpd_session *s)
         s->sasl_conn = NULL;
     }
     s->sasl_active = 0;
+}
+
+void smtpd_sasl_reset(struct smtpd_session *s)
+{
+    smtpd_sasl_end(s);
+    free(s->sasl_username);
+    s->sasl_username = NULL;
 }
 
 /* smtpd_sasl_failed - log, 535 after the error delay, forget the exchange. */

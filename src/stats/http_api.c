@@ -24,6 +24,7 @@
 #include "mta/sched.h"
 
 #include "stats_priv.h"
+#include "mta/text.h"
 
 /* http_api_stats - GET /api/stats. */
 void http_api_stats(struct stats *st, struct evhttp_request *req)
@@ -41,7 +42,7 @@ void http_api_stats(struct stats *st, struct evhttp_request *req)
         return;
     }
     evbuffer_add(b, "{\"hostname\":", 12);
-    stats_json_string(b, st->conf->hostname);
+    text_json_string(b, st->conf->hostname);
     for (int i = 0; i < CNT__COUNT; i++)
         evbuffer_add_printf(b, ",\"%s\":%lld", names[i], s.cnt[i]);
     evbuffer_add_printf(b, ",\"mqueue_kilobytes\":%lld,\"uptime_seconds\":%lld", s.mqueue_kilobytes,
@@ -56,7 +57,7 @@ void http_api_stats(struct stats *st, struct evhttp_request *req)
     for (int i = 0; i < s.nmsgs; i++) {
         if (i)
             evbuffer_add(b, ",", 1);
-        stats_json_string(b, s.msgs[i]);
+        text_json_string(b, s.msgs[i]);
     }
     evbuffer_add_printf(b, "],\"time\":%lld}\n", s.now);
     http_reply(req, 200, "OK", "application/json", b);
@@ -67,22 +68,22 @@ void http_api_stats(struct stats *st, struct evhttp_request *req)
 static void http_api_msg_json(struct evbuffer *b, const struct sched_view_msg *m)
 {
     evbuffer_add(b, "{\"queue_name\":", 14);
-    stats_json_string(b, m->queue_name);
+    text_json_string(b, m->queue_name);
     evbuffer_add(b, ",\"queue_id\":", 12);
-    stats_json_string(b, m->queue_id);
+    text_json_string(b, m->queue_id);
     evbuffer_add_printf(b,
                         ",\"arrival_time\":%lld,\"message_size\":%lld,\"forced_expire\":false,"
                         "\"sender\":",
                         m->arrival_time, m->message_size);
-    stats_json_string(b, m->sender);
+    text_json_string(b, m->sender);
     evbuffer_add(b, ",\"recipients\":[", 15);
     for (int i = 0; i < m->nrecipients; i++) {
         const struct sched_view_rcpt *r = &m->recipients[i];
         evbuffer_add(b, i ? ",{\"address\":" : "{\"address\":", i ? 12 : 11);
-        stats_json_string(b, r->address);
+        text_json_string(b, r->address);
         if (r->delay_reason && r->delay_reason[0]) { /* as postqueue -j: only when there is one */
             evbuffer_add(b, ",\"delay_reason\":", 16);
-            stats_json_string(b, r->delay_reason);
+            text_json_string(b, r->delay_reason);
         }
         evbuffer_add(b, "}", 1);
     }
@@ -97,7 +98,7 @@ static void http_api_json(struct evhttp_request *req, int code, const char *reas
     if (b) {
         if (error) {
             evbuffer_add(b, "{\"error\":", 9);
-            stats_json_string(b, error);
+            text_json_string(b, error);
             evbuffer_add(b, "}\n", 2);
         } else {
             evbuffer_add_printf(b, "{\"%s\":%ld}\n", key, n);

@@ -69,7 +69,6 @@ double stats_mono_now(void);
 
 /* escape.c */
 void stats_html_escape(struct evbuffer *out, const char *s);
-void stats_json_string(struct evbuffer *out, const char *s);
 
 /* auth.c */
 int stats_ct_equal(const void *a, size_t alen, const void *b, size_t blen);

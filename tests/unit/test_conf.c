@@ -421,15 +421,17 @@ static void test_string_checks(void **state)
          "Error: -o net_source_address=192.0.2.300: bad value '192.0.2.300' for "
          "net_source_address: expected an IPv4 or IPv6 address or nothing\n"},
         {"mon_terminal=127.0.0.1:8125", ""},
-        {"mon_terminal=statsd.example:8125", ""},
+        {"mon_terminal=statsd.example:8125",
+         "Error: -o mon_terminal=statsd.example:8125: bad value 'statsd.example:8125' for "
+         "mon_terminal: expected ip:port or [ipv6]:port\n"},
         {"mon_terminal=[::1]:8125", ""},
         {"mon_terminal=statsd.example",
          "Error: -o mon_terminal=statsd.example: bad value 'statsd.example' for mon_terminal: "
-         "expected host:port or [ipv6]:port\n"},
+         "expected ip:port or [ipv6]:port\n"},
         {"mon_terminal=[::1]", "Error: -o mon_terminal=[::1]: bad value '[::1]' for mon_terminal: "
-                               "expected host:port or [ipv6]:port\n"},
+                               "expected ip:port or [ipv6]:port\n"},
         {"mon_terminal=h:0", "Error: -o mon_terminal=h:0: bad value 'h:0' for mon_terminal: "
-                             "expected host:port or [ipv6]:port\n"},
+                             "expected ip:port or [ipv6]:port\n"},
         {"dns_servers=1.1.1.1, 8.8.8.8:53 [2001:db8::1]:5353 ::1 [::2]", ""},
         {"dns_servers=1.1.1.1,dns.example",
          "Error: -o dns_servers=1.1.1.1,dns.example: bad value '1.1.1.1,dns.example' for "

@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 
 #include "mta/sched.h"
+#include "mta/text.h"
 #include "stats/stats_priv.h"
 
 /* text - the evbuffer's content as a NUL-terminated string (static, per call). */
@@ -48,15 +49,15 @@ static void test_html_escape(void **state)
 static void test_json_string(void **state)
 {
     struct evbuffer *b = evbuffer_new();
-    stats_json_string(b, "a\"b\\c\n\r\t\b\f\x01\x1f\x7f");
+    text_json_string(b, "a\"b\\c\n\r\t\b\f\x01\x1f\x7f");
     assert_string_equal(text(b), "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\"");
     /* valid UTF-8 (2, 3, 4 bytes) passes through unchanged */
-    stats_json_string(b, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x93\xa7");
+    text_json_string(b, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x93\xa7");
     assert_string_equal(text(b), "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x93\xa7\"");
     /* invalid: lone continuation, overlong, surrogate, truncated */
-    stats_json_string(b, "\x80|\xc0\xaf|\xed\xa0\x80|\xe2\x82");
+    text_json_string(b, "\x80|\xc0\xaf|\xed\xa0\x80|\xe2\x82");
     assert_string_equal(text(b), "\"\\ufffd|\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|\\ufffd\\ufffd\"");
-    stats_json_string(b, "");
+    text_json_string(b, "");
     assert_string_equal(text(b), "\"\"");
     evbuffer_free(b);
 }
