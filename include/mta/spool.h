@@ -135,10 +135,14 @@ int spool_status_path(const char *id, char *buf, size_t len);
 /*
  * spool_remove - remove queued message ID (and its status file) in a worker:
  * unlink, then fsync the directory; the mqueue counters drop when it is gone.
- * DONE(arg, 0 or errno) runs on the loop (ENOENT when ID is not queued).
- * Called on the loop.
+ * With REUSE the file may instead be kept and overwritten by a later message
+ * (docs/spool-format.md, recycled files): pass it only when nothing can still
+ * be reading the message (no delivery or load in flight), since a reader's open
+ * file would then change under it. DONE(arg, 0 or errno) runs on the loop
+ * (ENOENT when ID is not queued). Called on the loop.
  */
-void spool_remove(struct spool *sp, const char *id, void (*done)(void *arg, int err), void *arg);
+void spool_remove(struct spool *sp, const char *id, int reuse, void (*done)(void *arg, int err),
+                  void *arg);
 /* spool_foreach - CB(arg, id, size) for every queued message, oldest ID first,
  * from a snapshot (CB may remove messages). Loop thread. */
 void spool_foreach(struct spool *sp, void (*cb)(void *arg, const char *id, long long size),

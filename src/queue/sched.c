@@ -505,7 +505,8 @@ static void sched_msg_remove(struct sched *s, struct sched_msg *m, const char *s
     rm->tok->refs++;
     rm->service = service;
     snprintf(rm->id, sizeof(rm->id), "%s", m->id);
-    spool_remove(s->spool, m->id, sched_remove_done, rm);
+    /* its file may be reused only when no delivery or load can still be reading it */
+    spool_remove(s->spool, m->id, !m->loading && !m->njobs, sched_remove_done, rm);
 }
 
 /* sched_msg_settle - after a result or write: persist, remove when all done, or defer. */

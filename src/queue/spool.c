@@ -79,7 +79,8 @@ static int spool_subdir(int parent, const char *name)
     return openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* spool_purge_tmp - remove what a previous run left in tmp/: never acknowledged. */
+/* spool_purge_tmp - remove what a previous run left in tmp/ (never acknowledged), except the
+ * recycled files the pool takes back. */
 static void spool_purge_tmp(struct spool *sp)
 {
     int fd = dup(sp->tmpfd);
@@ -93,8 +94,11 @@ static void spool_purge_tmp(struct spool *sp)
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
+        unsigned seq;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
+        if (spool_pool_is_name(de->d_name, &seq) && spool_pool_adopt(&sp->pool, seq))
+            continue; /* a recycled file: reused, never held queued mail */
         if (unlinkat(sp->tmpfd, de->d_name, 0) == 0)
             n++;
     }
@@ -395,6 +399,7 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     sp->base = base;
     pthread_mutex_init(&sp->cmu, NULL);
     pthread_cond_init(&sp->ccv, NULL);
+    spool_pool_init(&sp->pool);
     sp->dirfd = sp->tmpfd = sp->corruptfd = sp->lockfd = -1;
     for (int h = 0; h < SPOOL_NHASH; h++)
         sp->qfd[h] = -1;
@@ -506,6 +511,7 @@ void spool_close(struct spool *sp)
             close(sp->qfd[h]);
     pthread_mutex_destroy(&sp->cmu);
     pthread_cond_destroy(&sp->ccv);
+    spool_pool_destroy(&sp->pool);
     free(sp->dir);
     free(sp);
 }

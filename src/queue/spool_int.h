@@ -65,6 +65,37 @@ struct spool_index_entry *spool_index_find(const struct spool_index *ix, const c
 struct spool_index_entry *spool_index_snapshot(const struct spool_index *ix, size_t *n);
 void spool_index_free(struct spool_index *ix);
 
+/* --- recycled message files in tmp/ (spool_pool.c); any thread --- */
+#define SPOOL_POOL_MAX 512                  /* files kept for reuse */
+#define SPOOL_POOL_FILE_MAX (64LL * 1024)   /* larger messages' files are unlinked */
+#define SPOOL_POOL_NAME_SIZE 10             /* "P" + 8 hex digits + NUL */
+#define SPOOL_POOL_LOW 32                   /* below this many, a worker creates empty ones */
+#define SPOOL_POOL_FILL 128                 /* ... up to this many */
+struct spool_pool {
+    pthread_mutex_t mu;
+    unsigned seq[SPOOL_POOL_MAX]; /* the pool files' numbers */
+    int n;                        /* how many are in the pool */
+    int reserved;                 /* renames into the pool in progress */
+    unsigned next;                /* the next number to hand out */
+    int filling;                  /* a worker is creating empty files */
+};
+void spool_pool_init(struct spool_pool *p);
+void spool_pool_destroy(struct spool_pool *p);
+/* spool_pool_is_name - 1 when NAME is a pool file's name; *SEQ its number. */
+int spool_pool_is_name(const char *name, unsigned *seq);
+/* spool_pool_adopt - at start: keep tmp/ pool file SEQ; 0 when the pool is full (remove it). */
+int spool_pool_adopt(struct spool_pool *p, unsigned seq);
+/* spool_pool_take - 1 and the tmp/ name of a pool file now owned by the caller; 0 if empty. */
+int spool_pool_take(struct spool_pool *p, char out[SPOOL_POOL_NAME_SIZE]);
+/* spool_pool_put - rename DIRFD/NAME into the pool in tmp/ (TMPFD); 0, or -1 and errno
+ * (ENOSPC: the pool is full) when the caller must remove the file itself. */
+int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name);
+struct spool;
+/* spool_pool_want - after a take: start a worker creating empty files if the pool runs low. */
+void spool_pool_want(struct spool *sp);
+/* spool_pool_count - files in the pool now. */
+int spool_pool_count(struct spool_pool *p);
+
 /* --- the spool --- */
 struct spool_msg;
 
@@ -82,6 +113,7 @@ struct spool {
     struct workers *io;
     struct spool_idgen idgen;
     struct spool_index index;
+    struct spool_pool pool;
     long long minfree;
     /* live messages (not yet handed to commit/abort), freed at close */
     struct spool_msg *live;
@@ -118,7 +150,9 @@ struct spool_msg {
     int loop_err;          /* an earlier background write failed (loop copy) */
     int err;               /* errno of the worker side (read on the loop after done) */
     int body_fd;           /* tmp/ID.body while streaming, -1 if none yet */
-    int fd;                /* tmp/ID at commit */
+    int fd;                /* the file in tmp/ at commit */
+    char tmpname[SPOOL_ID_SIZE]; /* its name: the ID, or a pool file's name */
+    int prepared;                /* a worker wrote the file (streamed messages) */
     long long streamed;    /* bytes in tmp/ID.body */
     char *env_text;        /* encoded envelope (commit) */
     size_t env_len;

@@ -6,7 +6,8 @@
  * move into an evbuffer; beyond 64 KiB a worker appends them to tmp/ID.body, one
  * write job at a time so order is kept) -> spool_msg_commit: a worker writes
  * tmp/ID = envelope + streamed body + the rest, then hands it to the committer
- * thread. The committer takes every commit that is ready, makes their data
+ * thread (the file is a recycled one from spool_pool.c when there is one, else a
+ * new tmp/ID). The committer takes every commit that is ready, makes their data
  * durable with one flush (fdatasync for one file, syncfs for a batch), renames
  * each into queue/X/ID, makes the renames durable with one more flush (fsync of
  * the one directory touched, else syncfs), and only then lets done() run on the
@@ -342,7 +343,18 @@ static void spool_commit_prepare_work(void *arg)
         m->err = ENOMEM;
         goto fail;
     }
-    m->fd = openat(tmpfd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* A recycled file when the pool has one (spool_pool.c), else a new tmp/ID. */
+    int pooled = spool_pool_take(&m->sp->pool, m->tmpname);
+    spool_pool_want(m->sp);
+    if (pooled) {
+        m->fd = openat(tmpfd, m->tmpname, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+        if (m->fd < 0)
+            unlinkat(tmpfd, m->tmpname, 0);
+    }
+    if (m->fd < 0) {
+        snprintf(m->tmpname, sizeof m->tmpname, "%s", m->id);
+        m->fd = openat(tmpfd, m->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (m->fd < 0) {
         m->err = errno;
         goto fail;
@@ -359,21 +371,15 @@ fail:
     if (m->fd >= 0) {
         close(m->fd);
         m->fd = -1;
-        unlinkat(tmpfd, m->id, 0);
+        unlinkat(tmpfd, m->tmpname, 0);
     }
     spool_msg_close_body(m);
     evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
 }
 
-/* spool_commit_prepare_done - loop: hand a written file to the committer, or fail. */
-static void spool_commit_prepare_done(void *arg)
+/* spool_committer_enqueue - any thread: put M on the committer's queue. */
+static void spool_committer_enqueue(struct spool *sp, struct spool_msg *m)
 {
-    struct spool_msg *m = arg;
-    struct spool *sp = m->sp;
-    if (m->err) {
-        spool_commit_finish(m, m->err);
-        return;
-    }
     pthread_mutex_lock(&sp->cmu);
     m->cnext = NULL;
     if (sp->cq_tail)
@@ -385,10 +391,28 @@ static void spool_commit_prepare_done(void *arg)
     pthread_mutex_unlock(&sp->cmu);
 }
 
+/* spool_commit_prepare_done - loop: hand a file written by a worker to the committer, or fail. */
+static void spool_commit_prepare_done(void *arg)
+{
+    struct spool_msg *m = arg;
+    if (m->err) {
+        spool_commit_finish(m, m->err);
+        return;
+    }
+    m->prepared = 1;
+    spool_committer_enqueue(m->sp, m);
+}
+
+/* spool_commit_start - loop: a message held in memory goes straight to the committer, which
+ * writes it with the rest of its batch (no thread hop more than needed); a streamed one is
+ * first assembled by a worker, so that copying a large body never holds up a batch. */
 static void spool_commit_start(struct spool_msg *m)
 {
     m->sp->busy++;
-    workers_submit(m->sp->io, spool_commit_prepare_work, spool_commit_prepare_done, m);
+    if (m->body_fd >= 0 || m->loop_err || !m->env_text)
+        workers_submit(m->sp->io, spool_commit_prepare_work, spool_commit_prepare_done, m);
+    else
+        spool_committer_enqueue(m->sp, m);
 }
 
 void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
@@ -428,23 +452,37 @@ static void spool_commit_posted(void *arg)
 static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
 {
     int n = 0;
-    for (struct spool_msg *m = batch; m; m = m->cnext)
-        n++;
+    struct spool_msg *first = NULL;
+    /* 0. write the files of messages held in memory (streamed ones a worker wrote) */
+    for (struct spool_msg *m = batch; m; m = m->cnext) {
+        if (!m->prepared)
+            spool_commit_prepare_work(m);
+        if (m->fd >= 0) {
+            n++;
+            if (!first)
+                first = m;
+        }
+    }
     /* 1. data: one flush for the whole batch */
-    int r = n == 1 ? fdatasync(batch->fd) : syncfs(batch->fd);
-    int ferr = r < 0 ? errno : 0;
-    counter_add(CNT_SPOOL_FLUSHES, 1);
+    int ferr = 0;
+    if (n > 0) {
+        int r = n == 1 ? fdatasync(first->fd) : syncfs(first->fd);
+        ferr = r < 0 ? errno : 0;
+        counter_add(CNT_SPOOL_FLUSHES, 1);
+    }
     /* 2. rename each into its hash directory */
     int touched[SPOOL_NHASH] = {0}, ntouched = 0, last = 0;
     for (struct spool_msg *m = batch; m; m = m->cnext) {
+        if (m->fd < 0)
+            continue; /* its write failed: m->err says why */
         close(m->fd);
         m->fd = -1;
-        if (!ferr && renameat(sp->tmpfd, m->id, sp->qfd[spool_id_hash(m->id)], m->id) < 0)
+        if (!ferr && renameat(sp->tmpfd, m->tmpname, sp->qfd[spool_id_hash(m->id)], m->id) < 0)
             m->err = errno;
         else
             m->err = ferr;
         if (m->err) {
-            unlinkat(sp->tmpfd, m->id, 0);
+            unlinkat(sp->tmpfd, m->tmpname, 0);
             continue;
         }
         last = spool_id_hash(m->id);

@@ -85,7 +85,8 @@ struct spool_remove_job {
     struct spool *sp;
     char id[SPOOL_ID_SIZE];
     int err;
-    int gone; /* the file no longer exists (even if the directory fsync failed) */
+    int gone;    /* the file no longer exists (even if the directory fsync failed) */
+    int recycle; /* small enough to go into the pool of reusable files */
     void (*done)(void *arg, int err);
     void *arg;
     struct spool_remove_job *next;
@@ -95,7 +96,8 @@ struct spool_remove_job {
  * directory fsync'd once, so removals that arrive together share the flush (like commits). */
 static void spool_remove_kick(struct spool *sp);
 
-/* spool_remove_work - worker: unlink each message (and status file), fsync each directory once. */
+/* spool_remove_work - worker: move each message into the pool of reusable files (or unlink it),
+ * unlink its status file, fsync each directory once. */
 static void spool_remove_work(void *arg)
 {
     struct spool *sp = arg;
@@ -108,7 +110,8 @@ static void spool_remove_work(void *arg)
         char st[SPOOL_ID_SIZE + 4];
 
         snprintf(st, sizeof st, "%s.st", j->id);
-        if (unlinkat(dfd, j->id, 0) < 0) {
+        if ((!j->recycle || spool_pool_put(&sp->pool, sp->tmpfd, dfd, j->id) < 0) &&
+            unlinkat(dfd, j->id, 0) < 0) {
             j->err = errno;
             j->gone = errno == ENOENT;
             continue;
@@ -178,7 +181,8 @@ static void spool_remove_unknown(void *arg)
     free(j);
 }
 
-void spool_remove(struct spool *sp, const char *id, void (*done)(void *arg, int err), void *arg)
+void spool_remove(struct spool *sp, const char *id, int reuse, void (*done)(void *arg, int err),
+                  void *arg)
 {
     struct spool_remove_job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -190,10 +194,12 @@ void spool_remove(struct spool *sp, const char *id, void (*done)(void *arg, int 
     j->done = done;
     j->arg = arg;
     sp->busy++;
-    if (!id || !spool_id_valid(id) || !spool_index_find(&sp->index, id)) {
+    struct spool_index_entry *e = id && spool_id_valid(id) ? spool_index_find(&sp->index, id) : NULL;
+    if (!e) {
         workers_submit(sp->io, NULL, spool_remove_unknown, j);
         return;
     }
+    j->recycle = reuse && e->size + 4096 <= SPOOL_POOL_FILE_MAX; /* envelopes: rarely > 4 KiB */
     memcpy(j->id, id, SPOOL_ID_SIZE);
     if (sp->rm_tail)
         sp->rm_tail->next = j;

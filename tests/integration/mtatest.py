@@ -418,9 +418,11 @@ class Daemon:
         return set(self.spool_files())
 
     def tmp_files(self):
+        """Message leftovers in tmp/: everything but the pool files (docs/spool-format.md),
+        which hold no queued mail and are reused for the next messages."""
         d = os.path.join(self.data_volume, "tmp")
         try:
-            return [f for f in os.listdir(d)]
+            return [f for f in os.listdir(d) if not re.fullmatch(r"P[0-9A-F]{8}", f)]
         except OSError:
             return []
 

@@ -2,7 +2,7 @@
  * test_spool.c - the spool on real files in a temporary directory with a real
  * event loop: commit and recovery, tmp purge, quarantine of unreadable files,
  * group commit under 200 concurrent commits, streaming of a large message,
- * abort, removal, the free-space rule with its test hook, and the lock.
+ * abort, removal, recycled message files, the free-space rule with its test hook, and the lock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,6 +83,59 @@ static int count_entries(const char *dir, const char *sub)
             n++;
     closedir(d);
     return n;
+}
+
+/* is_pool_name - a recycled/empty pool file in tmp/ ("P" + 8 hex digits). */
+static int is_pool_name(const char *name)
+{
+    unsigned seq;
+    return spool_pool_is_name(name, &seq);
+}
+
+/* tmp_messages - files in DIR/tmp/ that are not pool files: message leftovers. */
+static int tmp_messages(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tmp", dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && !is_pool_name(de->d_name))
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* pool_inodes - the inode numbers of the pool files in DIR/tmp/ (at most MAX); their count. */
+static int pool_inodes(const char *dir, unsigned long *ino, int max)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tmp", dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_pool_name(de->d_name))
+            continue;
+        if (n < max)
+            ino[n] = (unsigned long)de->d_ino;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int has_inode(const unsigned long *v, int n, unsigned long ino)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] == ino)
+            return 1;
+    return 0;
 }
 
 static int queued_files(const char *dir)
@@ -235,7 +288,7 @@ static void test_commit_and_reopen(void **state)
     assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0 + 1);
     assert_int_equal(counter_get(CNT_MQUEUE_BYTES), b0 + (long long)strlen(body));
     assert_int_equal(counter_get(CNT_SPOOL_COMMITS), c0 + 1);
-    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    assert_int_equal(tmp_messages(f->dir), 0);
     char path[512];
     snprintf(path, sizeof path, "%s/queue/%c/%s", f->dir, r.id[15], r.id);
     struct stat st;
@@ -300,9 +353,9 @@ static void test_tmp_purged(void **state)
     write_file(path, "half a message", 14);
     snprintf(path, sizeof path, "%s/tmp/0000000000001000.body", f->dir);
     write_file(path, "x", 1);
-    assert_int_equal(count_entries(f->dir, "tmp"), 2);
+    assert_int_equal(tmp_messages(f->dir), 2);
     struct spool *sp = open_ok(f);
-    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    assert_int_equal(tmp_messages(f->dir), 0);
     assert_int_equal(spool_count(sp), 0);
     assert_int_equal(count_entries(f->dir, "corrupt"), 0);
     spool_close(sp);
@@ -476,12 +529,12 @@ static void test_stream_large(void **state)
     for (int i = 0; i < 100 && spool_msg_buffered(m) > 64 * 1024 + 8192; i++)
         event_base_loop(f->base, EVLOOP_ONCE);
     assert_true(spool_msg_buffered(m) <= 64 * 1024 + 8192);
-    assert_int_equal(count_entries(f->dir, "tmp"), 1);
+    assert_int_equal(tmp_messages(f->dir), 1);
     struct spool_envelope e = test_env();
     spool_msg_commit(m, &e, commit_done, &r);
     run_until(f->base, &r.done, 1);
     assert_int_equal(r.err, 0);
-    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    assert_int_equal(tmp_messages(f->dir), 0);
     long long size;
     struct spool_envelope *env;
     char *got = read_message(sp, r.id, &size, &env);
@@ -509,12 +562,12 @@ static void test_abort(void **state)
     append_str(m, big, 300000);
     free(big);
     spool_msg_abort(m);
-    for (int i = 0; i < 100 && count_entries(f->dir, "tmp") > 0; i++) {
+    for (int i = 0; i < 100 && tmp_messages(f->dir) > 0; i++) {
         event_base_loop(f->base, EVLOOP_NONBLOCK);
         usleep(10000);
     }
     spool_close(sp); /* also waits for the abort job */
-    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    assert_int_equal(tmp_messages(f->dir), 0);
     assert_int_equal(queued_files(f->dir), 0);
     sp = open_ok(f);
     assert_int_equal(spool_count(sp), 0);
@@ -553,6 +606,45 @@ static void list_cb(void *arg, const char *id, long long size)
     assert_int_equal(size, 3);
 }
 
+/* inode_of - the inode number of DIR/REL, or 0. */
+static unsigned long inode_of(const char *dir, const char *rel)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    return stat(path, &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
+/* queued_path - "queue/X/ID" of ID. */
+static void queued_path(const char *id, char *buf, size_t len)
+{
+    snprintf(buf, len, "queue/%c/%s", id[strlen(id) - 1], id);
+}
+
+/* tmp_holds - 1 when some file in DIR/tmp/ contains TEXT. */
+static int tmp_holds(const char *dir, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tmp", dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[800];
+        size_t len;
+        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+        char *s = read_file(p, &len);
+        found = s && memmem(s, len, text, strlen(text)) != NULL;
+        free(s);
+    }
+    closedir(d);
+    return found;
+}
+
 static void test_remove_and_list(void **state)
 {
     struct fixture *f = *state;
@@ -569,7 +661,7 @@ static void test_remove_and_list(void **state)
     snprintf(path, sizeof path, "%s/%s", f->dir, st);
     write_file(path, "status", 6);
     struct commit_result rm = {0};
-    spool_remove(sp, a.id, remove_done, &rm);
+    spool_remove(sp, a.id, 0, remove_done, &rm); /* no reuse: unlinked */
     assert_int_equal(rm.done, 0); /* asynchronous */
     run_until(f->base, &rm.done, 1);
     assert_int_equal(rm.err, 0);
@@ -582,10 +674,72 @@ static void test_remove_and_list(void **state)
     struct spool_envelope *e;
     assert_int_equal(spool_load_envelope(sp, a.id, &e), ENOENT);
     struct commit_result rm2 = {0};
-    spool_remove(sp, a.id, remove_done, &rm2);
+    spool_remove(sp, a.id, 1, remove_done, &rm2);
     run_until(f->base, &rm2.done, 1);
     assert_int_equal(rm2.err, ENOENT);
     spool_close(sp);
+    assert_false(tmp_holds(f->dir, "a\r\n")); /* not kept in the pool */
+}
+
+static void test_recycled_files(void **state)
+{
+    struct fixture *f = *state;
+    static unsigned long pool[SPOOL_POOL_MAX + 8];
+    struct spool *sp = open_ok(f);
+    struct commit_result a = {0}, rm = {0};
+    char rel[64];
+    commit_one(f, sp, "first message\r\n", &a);
+    queued_path(a.id, rel, sizeof rel);
+    unsigned long ino = inode_of(f->dir, rel);
+    assert_true(ino != 0);
+    spool_remove(sp, a.id, 1, remove_done, &rm);
+    run_until(f->base, &rm.done, 1);
+    assert_int_equal(rm.err, 0);
+    spool_close(sp); /* also waits for the worker that tops up the pool */
+    assert_int_equal(queued_files(f->dir), 0);
+    /* the delivered message's file waits in tmp/ for a next message, beside new empty ones */
+    assert_int_equal(tmp_messages(f->dir), 0);
+    int n = pool_inodes(f->dir, pool, SPOOL_POOL_MAX + 8);
+    assert_true(n >= 2 && n <= SPOOL_POOL_FILL + 1);
+    assert_true(has_inode(pool, n, ino));
+    assert_true(tmp_holds(f->dir, "first message")); /* kept as it was, to be overwritten */
+
+    /* a restart keeps the pool (it never held queued mail) ... */
+    sp = open_ok(f);
+    assert_int_equal(spool_count(sp), 0);
+    assert_int_equal(pool_inodes(f->dir, pool, SPOOL_POOL_MAX + 8), n);
+
+    /* ... and the next message is written into one of its files: only the new bytes */
+    struct commit_result b = {0};
+    commit_one(f, sp, "second\r\n", &b);
+    queued_path(b.id, rel, sizeof rel);
+    assert_true(has_inode(pool, n, inode_of(f->dir, rel)));
+    long long size;
+    struct spool_envelope *env = NULL;
+    char *body = read_message(sp, b.id, &size, &env);
+    assert_string_equal(body, "second\r\n");
+    assert_string_equal(env->sender, "sender@example.net");
+    free(body);
+    spool_envelope_free(env);
+
+    /* a message above the pool's size bound is unlinked, not kept */
+    size_t big = (size_t)SPOOL_POOL_FILE_MAX;
+    char *text = malloc(big + 1);
+    memset(text, 'x', big);
+    text[big] = '\0';
+    struct commit_result c = {0}, rm2 = {0};
+    commit_one(f, sp, text, &c);
+    free(text);
+    queued_path(c.id, rel, sizeof rel);
+    unsigned long big_ino = inode_of(f->dir, rel);
+    spool_remove(sp, c.id, 1, remove_done, &rm2);
+    run_until(f->base, &rm2.done, 1);
+    assert_int_equal(rm2.err, 0);
+    spool_close(sp);
+    int m = pool_inodes(f->dir, pool, SPOOL_POOL_MAX + 8);
+    assert_int_equal(m, n - 2); /* two taken, nothing given back, well above the refill mark */
+    assert_false(has_inode(pool, m, big_ino));
+    assert_int_equal(tmp_messages(f->dir), 0);
 }
 
 static void test_space_hook(void **state)
@@ -653,7 +807,7 @@ static void test_ids(void **state)
     for (int h = 0; h < 16; h++)
         assert_true(digits[h] > N / 32); /* every hash directory gets its share */
     spool_close(sp);
-    assert_int_equal(count_entries(f->dir, "tmp"), 0);
+    assert_int_equal(tmp_messages(f->dir), 0);
 }
 
 int main(void)
@@ -679,6 +833,7 @@ int main(void)
         T(test_abort),
         T(test_close_finishes_commits),
         T(test_remove_and_list),
+        T(test_recycled_files),
         T(test_space_hook),
         T(test_lock),
         T(test_ids),
