@@ -784,6 +784,7 @@ def machine():
 
 
 def main():
+    global SETTLE
     ap = argparse.ArgumentParser(description="mtad vs Postfix benchmark (loopback only)")
     ap.add_argument("what", nargs="?", default="all", choices=["intake", "relay", "idle", "tls", "all"])
     ap.add_argument("-m", "--messages", type=int, default=20000)
@@ -794,7 +795,6 @@ def main():
     ap.add_argument("--settle", type=int, default=SETTLE,
                     help="seconds to wait after sync before each intake/relay load (0: none)")
     a = ap.parse_args()
-    global SETTLE
     SETTLE = a.settle
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (Postfix's master)")
