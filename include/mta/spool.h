@@ -101,10 +101,14 @@ double spool_free_percent(const struct spool *sp);
 
 /* --- the queue, for the scheduler and administration --- */
 
-/* spool_set_notify - CB(arg, id) on the loop for each committed and each recovered message
+/* spool_set_notify - CB(arg, id, env) on the loop for each committed and each recovered message
  * (recovered ones on the loop's first turn after spool_open, oldest first: set it before
- * running the loop). */
-void spool_set_notify(struct spool *sp, void (*cb)(void *arg, const char *id), void *arg);
+ * running the loop). For a message just committed ENV is its envelope, which the callback
+ * owns (free it with spool_envelope_free), so it need not read the file back; for a
+ * recovered one ENV is NULL (read it with spool_load_envelope). */
+void spool_set_notify(struct spool *sp,
+                      void (*cb)(void *arg, const char *id, struct spool_envelope *env),
+                      void *arg);
 /* spool_envelope_free - free an envelope returned by the spool. */
 void spool_envelope_free(struct spool_envelope *env);
 

@@ -28,6 +28,7 @@
 #define LOG_SINK_BACKLOG_MAX ((size_t)16 * 1024 * 1024)
 #define LOG_MAX_SINKS 8
 #define LOG_FLUSH_WAIT_SEC 10
+#define LOG_GATHER_NS 1000000L /* a woken writer waits this long for more records */
 #define LOG_NAME_MAX 255
 
 /* One queued record; data holds the whole line, '\n' included. */
@@ -390,6 +391,15 @@ static void *log_writer_main(void *arg)
             }
             if (pthread_cond_timedwait(&log_st.wake, &log_st.mu, &due) == ETIMEDOUT)
                 break;
+        }
+        if (log_st.head && !log_st.stop) {
+            /* Let the records of the next millisecond join this batch: under load one wake-up
+             * and one write() then carry many records instead of one each (a message makes
+             * about five), which costs the loop thread a wake-up call per record otherwise. */
+            pthread_mutex_unlock(&log_st.mu);
+            struct timespec gather = {0, LOG_GATHER_NS};
+            nanosleep(&gather, NULL);
+            pthread_mutex_lock(&log_st.mu);
         }
         struct log_rec *list = log_st.head;
         size_t n = log_st.count;

@@ -623,21 +623,31 @@ static void sched_load_done(void *arg)
     sched_msg_settle(s, m);
 }
 
-/* sched_notify_cb - the spool has a new (or recovered) message. */
-static void sched_notify_cb(void *arg, const char *id)
+/* sched_notify_cb - the spool has a new message (with ENV, which we own) or a recovered one
+ * (ENV NULL: its envelope and status file are read on a worker). */
+static void sched_notify_cb(void *arg, const char *id, struct spool_envelope *env)
 {
     struct sched *s = arg;
     struct sched_msg *m;
 
-    if (s->stopping || sched_msg_find(s, id))
+    if (s->stopping || sched_msg_find(s, id)) {
+        spool_envelope_free(env);
         return;
+    }
     m = sched_msg_add(s, id);
     if (!m) {
         log_warning("qmgr", "%s: out of memory; delivered after a restart", id);
+        spool_envelope_free(env);
         return;
     }
     m->sched = s;
     m->loading = 1;
+    if (env) {
+        /* just committed: no status file yet, and the envelope is in hand */
+        m->env = env;
+        sched_load_done(m);
+        return;
+    }
     workers_submit(s->io, sched_load_work, sched_load_done, m);
 }
 
@@ -646,7 +656,7 @@ static void sched_foreach_cb(void *arg, const char *id, long long size)
     struct sched_msg *m;
 
     (void)size;
-    sched_notify_cb(arg, id);
+    sched_notify_cb(arg, id, NULL);
     if ((m = sched_msg_find(arg, id)))
         m->recovered = 1;
 }

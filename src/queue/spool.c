@@ -357,7 +357,9 @@ double spool_free_percent(const struct spool *sp)
 
 /* --- notification --- */
 
-void spool_set_notify(struct spool *sp, void (*cb)(void *arg, const char *id), void *arg)
+void spool_set_notify(struct spool *sp,
+                      void (*cb)(void *arg, const char *id, struct spool_envelope *env),
+                      void *arg)
 {
     sp->notify_cb = cb;
     sp->notify_arg = arg;
@@ -376,7 +378,7 @@ static void spool_notify_recovered_cb(evutil_socket_t fd, short what, void *arg)
         if (strcmp(v[i].id, sp->recovered_max) > 0)
             break;
         if (spool_index_find(&sp->index, v[i].id))
-            sp->notify_cb(sp->notify_arg, v[i].id);
+            sp->notify_cb(sp->notify_arg, v[i].id, NULL);
     }
     free(v);
 }
@@ -454,9 +456,10 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     if (!sp->io || spool_committer_start(sp) < 0)
         goto fail_errno;
     sp->space_ev = event_new(base, -1, EV_PERSIST, spool_space_cb, sp);
+    sp->rm_ev = evtimer_new(base, spool_remove_gather_cb, sp);
     sp->notify_ev = evtimer_new(base, spool_notify_recovered_cb, sp);
     struct timeval second = {1, 0}, now = {0, 0};
-    if (!sp->space_ev || !sp->notify_ev || event_add(sp->space_ev, &second) < 0 ||
+    if (!sp->space_ev || !sp->notify_ev || !sp->rm_ev || event_add(sp->space_ev, &second) < 0 ||
         event_add(sp->notify_ev, &now) < 0)
         goto fail_errno;
     return sp;
@@ -471,6 +474,8 @@ int spool_drain(struct spool *sp)
 {
     int n = 0;
 
+    if (sp)
+        spool_remove_flush(sp);
     while (sp && sp->io && sp->busy > 0)
         n += workers_run_done(sp->io, 1000);
     return n;
@@ -480,6 +485,11 @@ void spool_close(struct spool *sp)
 {
     if (!sp)
         return;
+    if (sp->io)
+        spool_remove_flush(sp); /* removals still gathering start now */
+    if (sp->rm_ev)
+        event_free(sp->rm_ev);
+    sp->rm_ev = NULL;
     if (sp->space_ev)
         event_free(sp->space_ev);
     if (sp->notify_ev)

@@ -87,9 +87,15 @@ int spool_pool_is_name(const char *name, unsigned *seq);
 int spool_pool_adopt(struct spool_pool *p, unsigned seq);
 /* spool_pool_take - 1 and the tmp/ name of a pool file now owned by the caller; 0 if empty. */
 int spool_pool_take(struct spool_pool *p, char out[SPOOL_POOL_NAME_SIZE]);
-/* spool_pool_put - rename DIRFD/NAME into the pool in tmp/ (TMPFD); 0, or -1 and errno
- * (ENOSPC: the pool is full) when the caller must remove the file itself. */
-int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name);
+/* spool_pool_put - rename DIRFD/NAME into the pool in tmp/ (TMPFD) as number *SEQ; 0, or -1
+ * and errno (ENOSPC: the pool is full) when the caller must remove the file itself. The file
+ * is not handed out before spool_pool_publish: call it once the rename is durable (the old
+ * directory fsync'd), so that a crash can never leave the old name on a file that already
+ * holds the next message. */
+int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name, unsigned *seq);
+/* spool_pool_publish - OK: file SEQ joins the pool; else it is unlinked (the rename's
+ * durability is unknown). */
+void spool_pool_publish(struct spool_pool *p, int tmpfd, unsigned seq, int ok);
 struct spool;
 /* spool_pool_want - after a take: start a worker creating empty files if the pool runs low. */
 void spool_pool_want(struct spool *sp);
@@ -106,6 +112,7 @@ struct spool {
     struct spool_remove_job *rm_head, *rm_tail;
     struct spool_remove_job *rm_batch; /* the batch a worker is removing (NULL: none) */
     int rm_inflight;
+    struct event *rm_ev; /* the gathering delay before a batch that starts from idle */
     struct event_base *base;
     char *dir;
     int dirfd, tmpfd, corruptfd, lockfd;
@@ -124,7 +131,7 @@ struct spool {
     int statvfs_running;
     struct event *space_ev, *notify_ev;
     char recovered_max[SPOOL_ID_SIZE]; /* highest ID found at open ("" if none) */
-    void (*notify_cb)(void *arg, const char *id);
+    void (*notify_cb)(void *arg, const char *id, struct spool_envelope *env);
     void *notify_arg;
     /* the group committer */
     pthread_t committer;
@@ -171,6 +178,11 @@ void spool_msg_drop_live(struct spool *sp);
 void spool_queued(struct spool *sp, const char *id, long long size);
 /* spool_write_all - write all N bytes (retrying short writes); 0, or -1 and errno. */
 int spool_write_all(int fd, const char *p, size_t n);
+#define SPOOL_REMOVE_GATHER_US 2000 /* removals gather this long before a batch from idle */
+/* spool_remove_gather_cb - the gathering delay is over: start the removal batch (loop). */
+void spool_remove_gather_cb(int fd, short what, void *arg);
+/* spool_remove_flush - start waiting removals now (at close and drain). */
+void spool_remove_flush(struct spool *sp);
 /* spool_fsync_dir - fsync a directory fd; 0 or errno. */
 int spool_fsync_dir(int fd);
 

@@ -325,8 +325,15 @@ static void spool_commit_finish(struct spool_msg *m, int err)
     }
     if (m->done)
         m->done(m->done_arg, err);
-    if (!err && sp->notify_cb)
-        sp->notify_cb(sp->notify_arg, m->id);
+    if (!err && sp->notify_cb) {
+        /* the envelope as written, parsed from the same text: the scheduler need not
+         * read the file back (on failure it gets NULL and reads it) */
+        struct spool_envelope *env = NULL;
+        size_t hdrlen;
+        if (m->env_text && spool_env_decode(m->env_text, m->env_len, &env, &hdrlen) != 0)
+            env = NULL;
+        sp->notify_cb(sp->notify_arg, m->id, env);
+    }
     spool_msg_free(m);
 }
 

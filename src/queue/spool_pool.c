@@ -87,7 +87,7 @@ int spool_pool_take(struct spool_pool *p, char out[SPOOL_POOL_NAME_SIZE])
     return got;
 }
 
-int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name)
+int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name, unsigned *out)
 {
     unsigned seq;
     pthread_mutex_lock(&p->mu);
@@ -103,14 +103,30 @@ int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name)
     char pname[SPOOL_POOL_NAME_SIZE];
     spool_pool_name(seq, pname);
     int r = renameat(dirfd, name, tmpfd, pname);
-    int e = errno;
+    if (r < 0) {
+        int e = errno;
+        pthread_mutex_lock(&p->mu);
+        p->reserved--;
+        pthread_mutex_unlock(&p->mu);
+        errno = e;
+        return -1;
+    }
+    *out = seq;
+    return 0;
+}
+
+void spool_pool_publish(struct spool_pool *p, int tmpfd, unsigned seq, int ok)
+{
+    if (!ok) {
+        char pname[SPOOL_POOL_NAME_SIZE];
+        spool_pool_name(seq, pname);
+        unlinkat(tmpfd, pname, 0);
+    }
     pthread_mutex_lock(&p->mu);
     p->reserved--;
-    if (r == 0)
+    if (ok)
         p->seq[p->n++] = seq;
     pthread_mutex_unlock(&p->mu);
-    errno = e;
-    return r;
 }
 
 int spool_pool_count(struct spool_pool *p)

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "mta/counters.h"
 #include "mta/workers.h"
 #include "spool_int.h"
@@ -87,13 +89,17 @@ struct spool_remove_job {
     int err;
     int gone;    /* the file no longer exists (even if the directory fsync failed) */
     int recycle; /* small enough to go into the pool of reusable files */
+    int pooled;  /* renamed into the pool as number seq, not yet published */
+    unsigned seq;
     void (*done)(void *arg, int err);
     void *arg;
     struct spool_remove_job *next;
 };
 
 /* A batch of removals (sp->rm_batch, one in flight): all unlinked, then each touched
- * directory fsync'd once, so removals that arrive together share the flush (like commits). */
+ * directory fsync'd once, so removals that arrive together share the flush (like commits).
+ * A batch starting from idle waits SPOOL_REMOVE_GATHER_US for company: nobody waits for a
+ * removal, and at a steady delivery rate single removals would each cost a flush. */
 static void spool_remove_kick(struct spool *sp);
 
 /* spool_remove_work - worker: move each message into the pool of reusable files (or unlink it),
@@ -110,8 +116,8 @@ static void spool_remove_work(void *arg)
         char st[SPOOL_ID_SIZE + 4];
 
         snprintf(st, sizeof st, "%s.st", j->id);
-        if ((!j->recycle || spool_pool_put(&sp->pool, sp->tmpfd, dfd, j->id) < 0) &&
-            unlinkat(dfd, j->id, 0) < 0) {
+        j->pooled = j->recycle && spool_pool_put(&sp->pool, sp->tmpfd, dfd, j->id, &j->seq) == 0;
+        if (!j->pooled && unlinkat(dfd, j->id, 0) < 0) {
             j->err = errno;
             j->gone = errno == ENOENT;
             continue;
@@ -123,9 +129,12 @@ static void spool_remove_work(void *arg)
     for (int h = 0; h < SPOOL_NHASH; h++)
         if (touched[h])
             derr[h] = spool_fsync_dir(sp->qfd[h]);
-    for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next)
+    for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next) {
         if (!j->err)
             j->err = derr[spool_id_hash(j->id)];
+        if (j->pooled) /* reusable only now that its old name is durably gone */
+            spool_pool_publish(&sp->pool, sp->tmpfd, j->seq, !j->err);
+    }
 }
 
 /* spool_remove_finish - loop: account for one removal and report it. */
@@ -206,6 +215,25 @@ void spool_remove(struct spool *sp, const char *id, int reuse, void (*done)(void
     else
         sp->rm_head = j;
     sp->rm_tail = j;
+    if (!sp->rm_inflight && sp->rm_ev && !evtimer_pending(sp->rm_ev, NULL)) {
+        struct timeval tv = {0, SPOOL_REMOVE_GATHER_US};
+        if (evtimer_add(sp->rm_ev, &tv) == 0)
+            return;
+    }
+    spool_remove_kick(sp);
+}
+
+void spool_remove_gather_cb(int fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    spool_remove_kick(arg);
+}
+
+void spool_remove_flush(struct spool *sp)
+{
+    if (sp->rm_ev)
+        evtimer_del(sp->rm_ev);
     spool_remove_kick(sp);
 }
 

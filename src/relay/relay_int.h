@@ -142,6 +142,7 @@ struct relay_job {
     size_t body_len;
     long long msg_size;
     int body_err;      /* errno of loading the message; -1 while loading */
+    int load_started;  /* relay_job_load ran (a new connection loads once it is up) */
     int accepted;      /* recipients accepted by RCPT in this transaction */
     int notify_stage;  /* 0: none yet, 1: success DSN done, 2: bounce done */
     int job_nrcpt_saved;

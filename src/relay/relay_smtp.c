@@ -161,8 +161,10 @@ static void relay_xact_clear(struct relay_conn *c)
     c->mail_failed = 0;
 }
 
-/* relay_job_new - the relay side of JOB, with its message loading started. */
-static struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *job)
+/* relay_job_new - the relay side of JOB; its message is loaded at once when the connection is
+ * up (LOAD_NOW), else when it comes up (relay_conn_ready): reading the file for a destination
+ * that then refuses the connection would be wasted, as in every retry of a down host. */
+static struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *job, int load_now)
 {
     struct relay_job *rj = calloc(1, sizeof(*rj));
 
@@ -175,7 +177,11 @@ static struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *j
     }
     rj->job = job;
     rj->job_nrcpt_saved = job->nrcpt;
-    relay_job_load(c->r, rj, c->id);
+    rj->body_err = -1;
+    if (load_now) {
+        rj->load_started = 1;
+        relay_job_load(c->r, rj, c->id);
+    }
     return rj;
 }
 
@@ -648,6 +654,10 @@ static void relay_conn_ready(struct relay_conn *c)
     c->state = RS_READY;
     if (!c->rj->conn_us)
         c->rj->conn_us = relay_now_us();
+    if (!c->rj->load_started) {
+        c->rj->load_started = 1;
+        relay_job_load(c->r, c->rj, c->id);
+    }
     if (c->rj->body_err == -1)
         return; /* relay_conn_body_loaded continues */
     if (c->rj->body_err == ENOENT) {
@@ -712,7 +722,7 @@ static void relay_conn_next_job(struct relay_conn *c)
     }
     if (c->idle_ev)
         evtimer_del(c->idle_ev);
-    c->rj = relay_job_new(c, job);
+    c->rj = relay_job_new(c, job, 1);
     if (!c->rj) {
         job->result[0] = SCHED_RESULT_NONE;
         sched_job_done(c->r->sched, job);
@@ -1152,7 +1162,7 @@ struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job)
     if (r->conns)
         r->conns->prev = c;
     r->conns = c;
-    c->rj = relay_job_new(c, job);
+    c->rj = relay_job_new(c, job, 0);
     if (!c->rj) {
         sched_job_done(r->sched, job);
         relay_conn_free(c);

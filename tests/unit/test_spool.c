@@ -259,13 +259,19 @@ static char *read_message(struct spool *sp, const char *id, long long *size,
 struct notified {
     int n;
     char ids[8][SPOOL_ID_SIZE];
+    char senders[8][64]; /* the envelope handed over with a new message ("" if none) */
 };
 
-static void notify_cb(void *arg, const char *id)
+static void notify_cb(void *arg, const char *id, struct spool_envelope *env)
 {
     struct notified *nt = arg;
-    if (nt->n < 8)
+    if (nt->n < 8) {
         snprintf(nt->ids[nt->n], SPOOL_ID_SIZE, "%s", id);
+        snprintf(nt->senders[nt->n], sizeof nt->senders[0], "%s", env ? env->sender : "");
+        if (env)
+            assert_string_equal(env->id, id);
+    }
+    spool_envelope_free(env);
     nt->n++;
 }
 
@@ -285,6 +291,7 @@ static void test_commit_and_reopen(void **state)
     assert_true(spool_id_valid(r.id));
     assert_int_equal(nt.n, 1);
     assert_string_equal(nt.ids[0], r.id);
+    assert_string_equal(nt.senders[0], "sender@example.net"); /* handed over, not re-read */
     assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0 + 1);
     assert_int_equal(counter_get(CNT_MQUEUE_BYTES), b0 + (long long)strlen(body));
     assert_int_equal(counter_get(CNT_SPOOL_COMMITS), c0 + 1);
@@ -308,6 +315,7 @@ static void test_commit_and_reopen(void **state)
     run_until(f->base, &nt2.n, 1);
     assert_int_equal(nt2.n, 1);
     assert_string_equal(nt2.ids[0], r.id);
+    assert_string_equal(nt2.senders[0], ""); /* recovered: the reader loads it */
 
     struct spool_envelope *e = NULL;
     assert_int_equal(spool_load_envelope(sp, r.id, &e), 0);
