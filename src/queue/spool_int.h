@@ -178,7 +178,7 @@ void spool_msg_drop_live(struct spool *sp);
 void spool_queued(struct spool *sp, const char *id, long long size);
 /* spool_write_all - write all N bytes (retrying short writes); 0, or -1 and errno. */
 int spool_write_all(int fd, const char *p, size_t n);
-#define SPOOL_REMOVE_GATHER_US 2000 /* removals gather this long before a batch from idle */
+#define SPOOL_REMOVE_GATHER_US 10000 /* removals gather this long before a batch from idle */
 /* spool_remove_gather_cb - the gathering delay is over: start the removal batch (loop). */
 void spool_remove_gather_cb(int fd, short what, void *arg);
 /* spool_remove_flush - start waiting removals now (at close and drain). */

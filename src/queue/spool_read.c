@@ -98,12 +98,12 @@ struct spool_remove_job {
 
 /* A batch of removals (sp->rm_batch, one in flight): all unlinked, then each touched
  * directory fsync'd once, so removals that arrive together share the flush (like commits).
- * A batch starting from idle waits SPOOL_REMOVE_GATHER_US for company: nobody waits for a
+ * A batch starting from idle waits SPOOL_REMOVE_GATHER_US (10 ms) for company: nobody waits for a
  * removal, and at a steady delivery rate single removals would each cost a flush. */
 static void spool_remove_kick(struct spool *sp);
 
 /* spool_remove_work - worker: move each message into the pool of reusable files (or unlink it),
- * unlink its status file, fsync each directory once. */
+ * unlink its status file, then make it durable with one flush. */
 static void spool_remove_work(void *arg)
 {
     struct spool *sp = arg;
@@ -126,9 +126,21 @@ static void spool_remove_work(void *arg)
         unlinkat(dfd, st, 0); /* usually absent */
         touched[h] = 1;
     }
+    /* one flush: fsync of the one directory touched, or one syncfs for several (each
+     * directory fsync is a device flush of its own) */
+    int ntouched = 0, last = 0;
     for (int h = 0; h < SPOOL_NHASH; h++)
-        if (touched[h])
-            derr[h] = spool_fsync_dir(sp->qfd[h]);
+        if (touched[h]) {
+            ntouched++;
+            last = h;
+        }
+    if (ntouched == 1) {
+        derr[last] = spool_fsync_dir(sp->qfd[last]);
+    } else if (ntouched > 1) {
+        int e = syncfs(sp->dirfd) < 0 ? errno : 0;
+        for (int h = 0; h < SPOOL_NHASH; h++)
+            derr[h] = e;
+    }
     for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next) {
         if (!j->err)
             j->err = derr[spool_id_hash(j->id)];
