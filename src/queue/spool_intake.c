@@ -354,7 +354,10 @@ static void spool_commit_prepare_work(void *arg)
     int pooled = spool_pool_take(&m->sp->pool, m->tmpname);
     spool_pool_want(m->sp);
     if (pooled) {
-        m->fd = openat(tmpfd, m->tmpname, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+        /* overwritten in place and cut to length afterwards, not O_TRUNC: freeing the old
+         * blocks and allocating new ones costs the file system (and on a volume mounted with
+         * discard, a TRIM per message) for bytes that are rewritten anyway */
+        m->fd = openat(tmpfd, m->tmpname, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (m->fd < 0)
             unlinkat(tmpfd, m->tmpname, 0);
     }
@@ -371,6 +374,13 @@ static void spool_commit_prepare_work(void *arg)
         spool_write_evbuffer(m->fd, m->buf, NULL) < 0) {
         m->err = errno ? errno : EIO;
         goto fail;
+    }
+    if (pooled) {
+        off_t end = lseek(m->fd, 0, SEEK_CUR);
+        if (end < 0 || ftruncate(m->fd, end) < 0) {
+            m->err = errno ? errno : EIO;
+            goto fail;
+        }
     }
     spool_msg_close_body(m);
     return;

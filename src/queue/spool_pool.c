@@ -1,7 +1,7 @@
 /*
  * spool_pool.c - recycled message files. A delivered message's file is not
  * unlinked but renamed into tmp/ under a pool name ("P" + 8 hex digits), and the
- * next message is written into it (O_TRUNC) instead of a newly created file.
+ * next message is written over it (then cut to length) instead of into a new file.
  * So a busy relay neither allocates nor frees an inode per message: on ext4,
  * creating a file right after many deletions scans past every recently freed
  * inode (measured here: 2,000 creates/s after deleting 5,000 files against
