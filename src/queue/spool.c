@@ -48,6 +48,21 @@ int spool_fsync_dir(int fd)
     return fsync(fd) < 0 ? errno : 0;
 }
 
+int spool_flush_hashdirs(struct spool *sp, const int touched[SPOOL_NHASH])
+{
+    int ntouched = 0, last = 0;
+    for (int h = 0; h < SPOOL_NHASH; h++)
+        if (touched[h]) {
+            ntouched++;
+            last = h;
+        }
+    if (ntouched == 0)
+        return -1;
+    if (ntouched == 1)
+        return spool_fsync_dir(sp->qfd[last]);
+    return syncfs(sp->dirfd) < 0 ? errno : 0;
+}
+
 /* spool_mkdir_p - create PATH and its parents (mode 0700 for what we create). */
 static int spool_mkdir_p(const char *path)
 {
@@ -358,8 +373,7 @@ double spool_free_percent(const struct spool *sp)
 /* --- notification --- */
 
 void spool_set_notify(struct spool *sp,
-                      void (*cb)(void *arg, const char *id, struct spool_envelope *env),
-                      void *arg)
+                      void (*cb)(void *arg, const char *id, struct spool_envelope *env), void *arg)
 {
     sp->notify_cb = cb;
     sp->notify_arg = arg;

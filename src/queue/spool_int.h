@@ -66,11 +66,11 @@ struct spool_index_entry *spool_index_snapshot(const struct spool_index *ix, siz
 void spool_index_free(struct spool_index *ix);
 
 /* --- recycled message files in tmp/ (spool_pool.c); any thread --- */
-#define SPOOL_POOL_MAX 512                  /* files kept for reuse */
-#define SPOOL_POOL_FILE_MAX (64LL * 1024)   /* larger messages' files are unlinked */
-#define SPOOL_POOL_NAME_SIZE 10             /* "P" + 8 hex digits + NUL */
-#define SPOOL_POOL_LOW 32                   /* below this many, a worker creates empty ones */
-#define SPOOL_POOL_FILL 128                 /* ... up to this many */
+#define SPOOL_POOL_MAX 512                /* files kept for reuse */
+#define SPOOL_POOL_FILE_MAX (64LL * 1024) /* larger messages' files are unlinked */
+#define SPOOL_POOL_NAME_SIZE 10           /* "P" + 8 hex digits + NUL */
+#define SPOOL_POOL_LOW 32                 /* below this many, a worker creates empty ones */
+#define SPOOL_POOL_FILL 128               /* ... up to this many */
 struct spool_pool {
     pthread_mutex_t mu;
     unsigned seq[SPOOL_POOL_MAX]; /* the pool files' numbers */
@@ -99,8 +99,6 @@ void spool_pool_publish(struct spool_pool *p, int tmpfd, unsigned seq, int ok);
 struct spool;
 /* spool_pool_want - after a take: start a worker creating empty files if the pool runs low. */
 void spool_pool_want(struct spool *sp);
-/* spool_pool_count - files in the pool now. */
-int spool_pool_count(struct spool_pool *p);
 
 /* --- the spool --- */
 struct spool_msg;
@@ -150,18 +148,18 @@ struct spool_msg {
     struct spool_msg *cnext;       /* committer queue */
     char id[SPOOL_ID_SIZE];
     enum spool_msg_state state;
-    struct evbuffer *buf;  /* appended, not yet handed to a worker (loop) */
-    struct evbuffer *wbuf; /* being written by the worker job in flight */
-    size_t inflight;       /* bytes in wbuf when the job started */
-    int writing;           /* a write job is in flight */
-    int loop_err;          /* an earlier background write failed (loop copy) */
-    int err;               /* errno of the worker side (read on the loop after done) */
-    int body_fd;           /* tmp/ID.body while streaming, -1 if none yet */
-    int fd;                /* the file in tmp/ at commit */
+    struct evbuffer *buf;        /* appended, not yet handed to a worker (loop) */
+    struct evbuffer *wbuf;       /* being written by the worker job in flight */
+    size_t inflight;             /* bytes in wbuf when the job started */
+    int writing;                 /* a write job is in flight */
+    int loop_err;                /* an earlier background write failed (loop copy) */
+    int err;                     /* errno of the worker side (read on the loop after done) */
+    int body_fd;                 /* tmp/ID.body while streaming, -1 if none yet */
+    int fd;                      /* the file in tmp/ at commit */
     char tmpname[SPOOL_ID_SIZE]; /* its name: the ID, or a pool file's name */
     int prepared;                /* a worker wrote the file (streamed messages) */
-    long long streamed;    /* bytes in tmp/ID.body */
-    char *env_text;        /* encoded envelope (commit) */
+    long long streamed;          /* bytes in tmp/ID.body */
+    char *env_text;              /* encoded envelope (commit) */
     size_t env_len;
     long long size;
     void (*done)(void *arg, int err);
@@ -183,6 +181,10 @@ int spool_write_all(int fd, const char *p, size_t n);
 void spool_remove_gather_cb(int fd, short what, void *arg);
 /* spool_remove_flush - start waiting removals now (at close and drain). */
 void spool_remove_flush(struct spool *sp);
+/* spool_flush_hashdirs - make the entries changed in the queue/X directories marked in TOUCHED
+ * durable with one device flush: fsync of the one directory, or one syncfs for several (each
+ * directory fsync is a flush of its own). 0 or errno; -1 when none was touched (no flush). */
+int spool_flush_hashdirs(struct spool *sp, const int touched[SPOOL_NHASH]);
 /* spool_fsync_dir - fsync a directory fd; 0 or errno. */
 int spool_fsync_dir(int fd);
 

@@ -488,7 +488,7 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
         counter_add(CNT_SPOOL_FLUSHES, 1);
     }
     /* 2. rename each into its hash directory */
-    int touched[SPOOL_NHASH] = {0}, ntouched = 0, last = 0;
+    int touched[SPOOL_NHASH] = {0};
     for (struct spool_msg *m = batch; m; m = m->cnext) {
         if (m->fd < 0)
             continue; /* its write failed: m->err says why */
@@ -502,14 +502,11 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
             unlinkat(sp->tmpfd, m->tmpname, 0);
             continue;
         }
-        last = spool_id_hash(m->id);
-        if (!touched[last]++)
-            ntouched++;
+        touched[spool_id_hash(m->id)] = 1;
     }
-    /* 3. the renames: fsync the one directory, or syncfs for several */
-    if (ntouched > 0) {
-        int derr = ntouched == 1 ? spool_fsync_dir(sp->qfd[last])
-                                 : (syncfs(sp->dirfd) < 0 ? errno : 0);
+    /* 3. the renames: one more flush */
+    int derr = spool_flush_hashdirs(sp, touched);
+    if (derr >= 0) {
         counter_add(CNT_SPOOL_FLUSHES, 1);
         if (derr) {
             /* Not known to be durable: take them back out so nothing stays that

@@ -5,13 +5,15 @@
  * So a busy relay neither allocates nor frees an inode per message: on ext4,
  * creating a file right after many deletions scans past every recently freed
  * inode (measured here: 2,000 creates/s after deleting 5,000 files against
- * 40,000/s on a settled file system), and unlink costs as much again.
+ * 40,000/s on a settled file system), and unlink frees what the next message
+ * would allocate again.
  * When the pool runs low (intake faster than delivery, or no delivery at all), a
  * worker tops it up with new empty files, so that inode allocation happens beside
  * the committer's flushes instead of inside its batch.
  * The pool is bounded (SPOOL_POOL_MAX files, each at most SPOOL_POOL_FILE_MAX
- * bytes, so at most 32 MiB of disk) and shared by the threads under a mutex. Pool files hold no queued mail: a crash leaves them in tmp/, where
- * start-up adopts them again (spool_pool_adopt) or removes what does not fit.
+ * bytes, so at most 32 MiB of disk) and shared by the threads under a mutex.
+ * Pool files hold no queued mail: a crash leaves them in tmp/, where start-up
+ * adopts them again (spool_pool_adopt) or removes what does not fit.
  * Not here: when a file is written (spool_intake.c) or removed (spool_read.c).
  */
 #include <errno.h>
@@ -87,27 +89,43 @@ int spool_pool_take(struct spool_pool *p, char out[SPOOL_POOL_NAME_SIZE])
     return got;
 }
 
+/* spool_pool_reserve - a number for a file about to join the pool, while fewer than LIMIT are in
+ * it or on their way; 0 and *SEQ, or -1 (the pool is full enough). */
+static int spool_pool_reserve(struct spool_pool *p, int limit, unsigned *seq)
+{
+    int ok = 0;
+    pthread_mutex_lock(&p->mu);
+    if (p->n + p->reserved < limit) {
+        *seq = p->next++;
+        p->reserved++;
+        ok = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return ok ? 0 : -1;
+}
+
+/* spool_pool_release - the reserved file SEQ joins the pool (OK) or never came to be. */
+static void spool_pool_release(struct spool_pool *p, unsigned seq, int ok)
+{
+    pthread_mutex_lock(&p->mu);
+    p->reserved--;
+    if (ok)
+        p->seq[p->n++] = seq;
+    pthread_mutex_unlock(&p->mu);
+}
+
 int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name, unsigned *out)
 {
     unsigned seq;
-    pthread_mutex_lock(&p->mu);
-    if (p->n + p->reserved >= SPOOL_POOL_MAX) {
-        pthread_mutex_unlock(&p->mu);
+    if (spool_pool_reserve(p, SPOOL_POOL_MAX, &seq) < 0) {
         errno = ENOSPC;
         return -1;
     }
-    seq = p->next++;
-    p->reserved++;
-    pthread_mutex_unlock(&p->mu);
-
     char pname[SPOOL_POOL_NAME_SIZE];
     spool_pool_name(seq, pname);
-    int r = renameat(dirfd, name, tmpfd, pname);
-    if (r < 0) {
+    if (renameat(dirfd, name, tmpfd, pname) < 0) {
         int e = errno;
-        pthread_mutex_lock(&p->mu);
-        p->reserved--;
-        pthread_mutex_unlock(&p->mu);
+        spool_pool_release(p, seq, 0);
         errno = e;
         return -1;
     }
@@ -122,19 +140,7 @@ void spool_pool_publish(struct spool_pool *p, int tmpfd, unsigned seq, int ok)
         spool_pool_name(seq, pname);
         unlinkat(tmpfd, pname, 0);
     }
-    pthread_mutex_lock(&p->mu);
-    p->reserved--;
-    if (ok)
-        p->seq[p->n++] = seq;
-    pthread_mutex_unlock(&p->mu);
-}
-
-int spool_pool_count(struct spool_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    int n = p->n;
-    pthread_mutex_unlock(&p->mu);
-    return n;
+    spool_pool_release(p, seq, ok);
 }
 
 /* spool_pool_fill_work - worker: create empty pool files until SPOOL_POOL_FILL are ready. */
@@ -142,32 +148,19 @@ static void spool_pool_fill_work(void *arg)
 {
     struct spool *sp = arg;
     struct spool_pool *p = &sp->pool;
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        if (p->n + p->reserved >= SPOOL_POOL_FILL) {
-            p->filling = 0;
-            pthread_mutex_unlock(&p->mu);
-            return;
-        }
-        unsigned seq = p->next++;
-        p->reserved++;
-        pthread_mutex_unlock(&p->mu);
-
+    unsigned seq;
+    int fd = 0;
+    while (fd >= 0 && spool_pool_reserve(p, SPOOL_POOL_FILL, &seq) == 0) {
         char name[SPOOL_POOL_NAME_SIZE];
         spool_pool_name(seq, name);
-        int fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0)
             close(fd);
-        pthread_mutex_lock(&p->mu);
-        p->reserved--;
-        if (fd >= 0)
-            p->seq[p->n++] = seq;
-        else
-            p->filling = 0; /* e.g. ENOSPC: the committer creates its own files */
-        pthread_mutex_unlock(&p->mu);
-        if (fd < 0)
-            return;
+        spool_pool_release(p, seq, fd >= 0); /* on ENOSPC etc. the committer creates its own */
     }
+    pthread_mutex_lock(&p->mu);
+    p->filling = 0;
+    pthread_mutex_unlock(&p->mu);
 }
 
 void spool_pool_want(struct spool *sp)

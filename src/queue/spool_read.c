@@ -108,7 +108,6 @@ static void spool_remove_work(void *arg)
 {
     struct spool *sp = arg;
     int touched[SPOOL_NHASH] = {0};
-    int derr[SPOOL_NHASH] = {0};
 
     for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next) {
         int h = spool_id_hash(j->id);
@@ -126,24 +125,10 @@ static void spool_remove_work(void *arg)
         unlinkat(dfd, st, 0); /* usually absent */
         touched[h] = 1;
     }
-    /* one flush: fsync of the one directory touched, or one syncfs for several (each
-     * directory fsync is a device flush of its own) */
-    int ntouched = 0, last = 0;
-    for (int h = 0; h < SPOOL_NHASH; h++)
-        if (touched[h]) {
-            ntouched++;
-            last = h;
-        }
-    if (ntouched == 1) {
-        derr[last] = spool_fsync_dir(sp->qfd[last]);
-    } else if (ntouched > 1) {
-        int e = syncfs(sp->dirfd) < 0 ? errno : 0;
-        for (int h = 0; h < SPOOL_NHASH; h++)
-            derr[h] = e;
-    }
+    int derr = spool_flush_hashdirs(sp, touched); /* one flush for the batch */
     for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next) {
         if (!j->err)
-            j->err = derr[spool_id_hash(j->id)];
+            j->err = derr > 0 ? derr : 0;
         if (j->pooled) /* reusable only now that its old name is durably gone */
             spool_pool_publish(&sp->pool, sp->tmpfd, j->seq, !j->err);
     }
@@ -215,7 +200,8 @@ void spool_remove(struct spool *sp, const char *id, int reuse, void (*done)(void
     j->done = done;
     j->arg = arg;
     sp->busy++;
-    struct spool_index_entry *e = id && spool_id_valid(id) ? spool_index_find(&sp->index, id) : NULL;
+    struct spool_index_entry *e =
+        id && spool_id_valid(id) ? spool_index_find(&sp->index, id) : NULL;
     if (!e) {
         workers_submit(sp->io, NULL, spool_remove_unknown, j);
         return;
