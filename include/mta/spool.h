@@ -101,13 +101,16 @@ double spool_free_percent(const struct spool *sp);
 
 /* --- the queue, for the scheduler and administration --- */
 
-/* spool_set_notify - CB(arg, id, env) on the loop for each committed and each recovered message
- * (recovered ones on the loop's first turn after spool_open, oldest first: set it before
- * running the loop). For a message just committed ENV is its envelope, which the callback
- * owns (free it with spool_envelope_free), so it need not read the file back; for a
- * recovered one ENV is NULL (read it with spool_load_envelope). */
+/* spool_set_notify - CB(arg, id, env, content) on the loop for each committed and each recovered
+ * message (recovered ones on the loop's first turn after spool_open, oldest first: set it
+ * before running the loop). For a message just committed ENV is its envelope, which the
+ * callback owns (free it with spool_envelope_free), so it need not read the file back; for a
+ * recovered one ENV is NULL (read it with spool_load_envelope). CONTENT, when not NULL, is the
+ * message as stored after the envelope (what spool_open_message reads), kept from a message
+ * that was held in memory; the callback owns it (evbuffer_free). */
 void spool_set_notify(struct spool *sp,
-                      void (*cb)(void *arg, const char *id, struct spool_envelope *env),
+                      void (*cb)(void *arg, const char *id, struct spool_envelope *env,
+                                 struct evbuffer *content),
                       void *arg);
 /* spool_envelope_free - free an envelope returned by the spool. */
 void spool_envelope_free(struct spool_envelope *env);

@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,23 @@ static struct sched_msg *sched_msg_add(struct sched *s, const char *id)
     return m;
 }
 
+/* sched_msg_drop_content - forget M's in-memory copy (later loads read the spool). */
+static void sched_msg_drop_content(struct sched *s, struct sched_msg *m)
+{
+    if (!m->content)
+        return;
+    s->content_bytes -= evbuffer_get_length(m->content);
+    evbuffer_free(m->content);
+    m->content = NULL;
+}
+
+struct evbuffer *sched_job_content(struct sched *s, const struct sched_job *job)
+{
+    const struct sched_jobx *j = (const struct sched_jobx *)job;
+    (void)s;
+    return j->m->removing || j->m->gone ? NULL : j->m->content;
+}
+
 /* sched_msg_free - unlink and free M (no job, load, write or removal may be pending). */
 static void sched_msg_free(struct sched *s, struct sched_msg *m)
 {
@@ -146,6 +164,7 @@ static void sched_msg_free(struct sched *s, struct sched_msg *m)
     free(m->active);
     if (m->env)
         spool_envelope_free(m->env);
+    sched_msg_drop_content(s, m);
     free(m);
 }
 
@@ -501,6 +520,7 @@ static void sched_msg_remove(struct sched *s, struct sched_msg *m, const char *s
     if (!rm)
         return; /* stays queued: deliveries are done, so a restart just removes it */
     m->removing = 1;
+    sched_msg_drop_content(s, m);
     rm->tok = s->tok;
     rm->tok->refs++;
     rm->service = service;
@@ -538,6 +558,7 @@ static void sched_msg_settle(struct sched *s, struct sched_msg *m)
                               s->conf->maximal_backoff_time);
         m->next_retry = (long long)time(NULL) + delay;
         m->deferred = 1;
+        sched_msg_drop_content(s, m); /* a retry is minutes away: read the spool then */
         for (i = 0; i < m->nslots; i++)
             if (m->slots[i] != SCHED_SLOT_PENDING)
                 m->status_dirty = 1; /* a status file exists: keep its retry time right */
@@ -625,23 +646,37 @@ static void sched_load_done(void *arg)
 
 /* sched_notify_cb - the spool has a new message (with ENV, which we own) or a recovered one
  * (ENV NULL: its envelope and status file are read on a worker). */
-static void sched_notify_cb(void *arg, const char *id, struct spool_envelope *env)
+static void sched_notify_cb(void *arg, const char *id, struct spool_envelope *env,
+                            struct evbuffer *content)
 {
     struct sched *s = arg;
     struct sched_msg *m;
 
     if (s->stopping || sched_msg_find(s, id)) {
         spool_envelope_free(env);
+        if (content)
+            evbuffer_free(content);
         return;
     }
     m = sched_msg_add(s, id);
     if (!m) {
         log_warning("qmgr", "%s: out of memory; delivered after a restart", id);
         spool_envelope_free(env);
+        if (content)
+            evbuffer_free(content);
         return;
     }
     m->sched = s;
     m->loading = 1;
+    if (content) {
+        size_t len = evbuffer_get_length(content);
+        if (s->content_bytes + len <= SCHED_CONTENT_MAX) {
+            m->content = content;
+            s->content_bytes += len;
+        } else {
+            evbuffer_free(content);
+        }
+    }
     if (env) {
         /* just committed: no status file yet, and the envelope is in hand */
         m->env = env;
@@ -656,7 +691,7 @@ static void sched_foreach_cb(void *arg, const char *id, long long size)
     struct sched_msg *m;
 
     (void)size;
-    sched_notify_cb(arg, id, NULL);
+    sched_notify_cb(arg, id, NULL, NULL);
     if ((m = sched_msg_find(arg, id)))
         m->recovered = 1;
 }

@@ -22,6 +22,7 @@ struct sched_msg {
     struct sched *sched;
     struct sched_msg *hnext, *prev, *next;
     struct spool_envelope *env;
+    struct evbuffer *content; /* the message, kept from intake (sched_job_content), or NULL */
     int nslots;    /* env->nrcpt recipients, then the cc_mta copies */
     char *slots;   /* SCHED_SLOT_* per slot */
     char *active;  /* 1 while the slot is in a job */
@@ -78,10 +79,15 @@ struct sched {
     struct sched_dest **dtab; /* SCHED_DEST_HSIZE chains: lookup by name and kind */
     size_t nready;
     unsigned long long job_seq;
+    size_t content_bytes; /* held in sched_msg.content, at most SCHED_CONTENT_MAX */
     void (*ready_cb)(void *arg);
     void *ready_arg;
     int stopping;
 };
+
+/* Messages just received are kept in memory for their first delivery while their total stays
+ * under this; the rest are read from the spool when their connection is up. */
+#define SCHED_CONTENT_MAX (8u << 20)
 
 struct sched_msg *sched_msg_find(struct sched *s, const char *id);
 

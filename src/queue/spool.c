@@ -373,7 +373,9 @@ double spool_free_percent(const struct spool *sp)
 /* --- notification --- */
 
 void spool_set_notify(struct spool *sp,
-                      void (*cb)(void *arg, const char *id, struct spool_envelope *env), void *arg)
+                      void (*cb)(void *arg, const char *id, struct spool_envelope *env,
+                                 struct evbuffer *content),
+                      void *arg)
 {
     sp->notify_cb = cb;
     sp->notify_arg = arg;
@@ -392,7 +394,7 @@ static void spool_notify_recovered_cb(evutil_socket_t fd, short what, void *arg)
         if (strcmp(v[i].id, sp->recovered_max) > 0)
             break;
         if (spool_index_find(&sp->index, v[i].id))
-            sp->notify_cb(sp->notify_arg, v[i].id, NULL);
+            sp->notify_cb(sp->notify_arg, v[i].id, NULL, NULL);
     }
     free(v);
 }

@@ -110,7 +110,8 @@ struct spool {
     struct spool_remove_job *rm_head, *rm_tail;
     struct spool_remove_job *rm_batch; /* the batch a worker is removing (NULL: none) */
     int rm_inflight;
-    struct event *rm_ev; /* the gathering delay before a batch that starts from idle */
+    int rm_now;          /* shutting down: batches start at once (spool_remove_flush) */
+    struct event *rm_ev; /* the gathering delay before each batch */
     struct event_base *base;
     char *dir;
     int dirfd, tmpfd, corruptfd, lockfd;
@@ -129,7 +130,8 @@ struct spool {
     int statvfs_running;
     struct event *space_ev, *notify_ev;
     char recovered_max[SPOOL_ID_SIZE]; /* highest ID found at open ("" if none) */
-    void (*notify_cb)(void *arg, const char *id, struct spool_envelope *env);
+    void (*notify_cb)(void *arg, const char *id, struct spool_envelope *env,
+                      struct evbuffer *content);
     void *notify_arg;
     /* the group committer */
     pthread_t committer;
@@ -158,6 +160,7 @@ struct spool_msg {
     int fd;                      /* the file in tmp/ at commit */
     char tmpname[SPOOL_ID_SIZE]; /* its name: the ID, or a pool file's name */
     int prepared;                /* a worker wrote the file (streamed messages) */
+    int kept;                    /* written from buf, which still holds the message */
     long long streamed;          /* bytes in tmp/ID.body */
     char *env_text;              /* encoded envelope (commit) */
     size_t env_len;
@@ -176,10 +179,12 @@ void spool_msg_drop_live(struct spool *sp);
 void spool_queued(struct spool *sp, const char *id, long long size);
 /* spool_write_all - write all N bytes (retrying short writes); 0, or -1 and errno. */
 int spool_write_all(int fd, const char *p, size_t n);
+#define SPOOL_KEEP_IOV 32 /* pieces of a held message written as they are; more are joined */
 #define SPOOL_REMOVE_GATHER_US 10000 /* removals gather this long before a batch from idle */
 /* spool_remove_gather_cb - the gathering delay is over: start the removal batch (loop). */
 void spool_remove_gather_cb(int fd, short what, void *arg);
-/* spool_remove_flush - start waiting removals now (at close and drain). */
+/* spool_remove_flush - start waiting removals now, and later ones without gathering (at close
+ * and drain, when the loop no longer runs timers). */
 void spool_remove_flush(struct spool *sp);
 /* spool_flush_hashdirs - make the entries changed in the queue/X directories marked in TOUCHED
  * durable with one device flush: fsync of the one directory, or one syncfs for several (each

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -65,6 +66,50 @@ static int spool_write_evbuffer(int fd, struct evbuffer *b, long long *written)
         }
         if (written)
             *written += w;
+    }
+    return 0;
+}
+
+/* spool_write_kept - write the envelope text and all of B with gathered writes, leaving B as it
+ * is (it becomes the scheduler's in-memory copy of the message, spool_set_notify). */
+static int spool_write_kept(int fd, const char *env, size_t envlen, struct evbuffer *b)
+{
+    struct evbuffer_iovec vec[SPOOL_KEEP_IOV];
+    struct iovec iov[SPOOL_KEEP_IOV + 1];
+    int nvec = evbuffer_peek(b, -1, NULL, NULL, 0);
+    if (nvec < 0 || nvec > SPOOL_KEEP_IOV) {
+        /* many small pieces: one contiguous copy (bounded by the in-memory limit) */
+        if (!evbuffer_pullup(b, -1) && evbuffer_get_length(b) > 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+        nvec = evbuffer_peek(b, -1, NULL, NULL, 0);
+    }
+    nvec = evbuffer_peek(b, -1, NULL, vec, nvec);
+    int n = 0;
+    iov[n].iov_base = (void *)env;
+    iov[n++].iov_len = envlen;
+    for (int i = 0; i < nvec; i++) {
+        iov[n].iov_base = vec[i].iov_base;
+        iov[n++].iov_len = vec[i].iov_len;
+    }
+    struct iovec *v = iov;
+    while (n > 0) {
+        ssize_t w = writev(fd, v, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        while (n > 0 && (size_t)w >= v->iov_len) {
+            w -= (ssize_t)v->iov_len;
+            v++;
+            n--;
+        }
+        if (n > 0) {
+            v->iov_base = (char *)v->iov_base + w;
+            v->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
@@ -140,7 +185,8 @@ static void spool_live_unlink(struct spool_msg *m)
 
 static void spool_msg_free(struct spool_msg *m)
 {
-    evbuffer_free(m->buf);
+    if (m->buf)
+        evbuffer_free(m->buf);
     evbuffer_free(m->wbuf);
     free(m->env_text);
     free(m);
@@ -327,12 +373,18 @@ static void spool_commit_finish(struct spool_msg *m, int err)
         m->done(m->done_arg, err);
     if (!err && sp->notify_cb) {
         /* the envelope as written, parsed from the same text: the scheduler need not
-         * read the file back (on failure it gets NULL and reads it) */
+         * read the file back (on failure it gets NULL and reads it); and the message
+         * itself when it was held in memory */
         struct spool_envelope *env = NULL;
         size_t hdrlen;
         if (m->env_text && spool_env_decode(m->env_text, m->env_len, &env, &hdrlen) != 0)
             env = NULL;
-        sp->notify_cb(sp->notify_arg, m->id, env);
+        struct evbuffer *content = NULL;
+        if (m->kept && env && (long long)evbuffer_get_length(m->buf) == m->size) {
+            content = m->buf;
+            m->buf = NULL;
+        }
+        sp->notify_cb(sp->notify_arg, m->id, env, content);
     }
     spool_msg_free(m);
 }
@@ -369,9 +421,16 @@ static void spool_commit_prepare_work(void *arg)
         m->err = errno;
         goto fail;
     }
-    if (spool_write_all(m->fd, m->env_text, m->env_len) < 0 ||
-        (m->body_fd >= 0 && spool_copy_fd(m->body_fd, m->fd, m->streamed) < 0) ||
-        spool_write_evbuffer(m->fd, m->buf, NULL) < 0) {
+    if (m->body_fd < 0) {
+        /* held in memory: one gathered write, and the bytes stay for the scheduler */
+        if (spool_write_kept(m->fd, m->env_text, m->env_len, m->buf) < 0) {
+            m->err = errno ? errno : EIO;
+            goto fail;
+        }
+        m->kept = 1;
+    } else if (spool_write_all(m->fd, m->env_text, m->env_len) < 0 ||
+               spool_copy_fd(m->body_fd, m->fd, m->streamed) < 0 ||
+               spool_write_evbuffer(m->fd, m->buf, NULL) < 0) {
         m->err = errno ? errno : EIO;
         goto fail;
     }

@@ -98,9 +98,12 @@ struct spool_remove_job {
 
 /* A batch of removals (sp->rm_batch, one in flight): all unlinked, then each touched
  * directory fsync'd once, so removals that arrive together share the flush (like commits).
- * A batch starting from idle waits SPOOL_REMOVE_GATHER_US (10 ms) for company: nobody waits for a
- * removal, and at a steady delivery rate single removals would each cost a flush. */
+ * Every batch waits SPOOL_REMOVE_GATHER_US (10 ms) for company, also the one that follows a batch
+ * in flight: nobody waits for a removal, and without the wait a steady stream of deliveries made
+ * one removal flush per few messages, each competing with the commits' flushes for the disk
+ * (relay at 10 sessions: ~650 removal flushes/s back to back, ~90/s gathered). */
 static void spool_remove_kick(struct spool *sp);
+static void spool_remove_gather(struct spool *sp);
 
 /* spool_remove_work - worker: move each message into the pool of reusable files (or unlink it),
  * unlink its status file, then make it durable with one flush. */
@@ -163,7 +166,18 @@ static void spool_remove_done(void *arg)
         next = j->next;
         spool_remove_finish(j);
     }
-    spool_remove_kick(sp);
+    spool_remove_gather(sp);
+}
+
+/* spool_remove_gather - loop: start the next batch after the gathering delay (at once when
+ * shutting down, or if the timer cannot be set). */
+static void spool_remove_gather(struct spool *sp)
+{
+    if (sp->rm_inflight || !sp->rm_head || (sp->rm_ev && evtimer_pending(sp->rm_ev, NULL)))
+        return;
+    struct timeval tv = {0, SPOOL_REMOVE_GATHER_US};
+    if (sp->rm_now || !sp->rm_ev || evtimer_add(sp->rm_ev, &tv) < 0)
+        spool_remove_kick(sp);
 }
 
 /* spool_remove_kick - loop: hand every waiting removal to a worker as one batch. */
@@ -213,12 +227,7 @@ void spool_remove(struct spool *sp, const char *id, int reuse, void (*done)(void
     else
         sp->rm_head = j;
     sp->rm_tail = j;
-    if (!sp->rm_inflight && sp->rm_ev && !evtimer_pending(sp->rm_ev, NULL)) {
-        struct timeval tv = {0, SPOOL_REMOVE_GATHER_US};
-        if (evtimer_add(sp->rm_ev, &tv) == 0)
-            return;
-    }
-    spool_remove_kick(sp);
+    spool_remove_gather(sp);
 }
 
 void spool_remove_gather_cb(int fd, short what, void *arg)
@@ -230,6 +239,7 @@ void spool_remove_gather_cb(int fd, short what, void *arg)
 
 void spool_remove_flush(struct spool *sp)
 {
+    sp->rm_now = 1;
     if (sp->rm_ev)
         evtimer_del(sp->rm_ev);
     spool_remove_kick(sp);

@@ -162,7 +162,62 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
     }
 }
 
-/* --- loading the message (worker) --- */
+/* --- loading the message --- */
+
+/* The message as sent: dot-stuffed, ending in CRLF "." CRLF. */
+struct relay_body {
+    char *p;
+    size_t len, cap;
+    int bol; /* the next byte starts a line */
+};
+
+static int relay_body_reserve(struct relay_body *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t ncap = b->cap ? b->cap : 65536;
+    while (ncap < b->len + more)
+        ncap *= 2;
+    char *np = realloc(b->p, ncap);
+    if (!np)
+        return ENOMEM;
+    b->p = np;
+    b->cap = ncap;
+    return 0;
+}
+
+/* relay_body_add - append N bytes of the stored message, doubling a '.' that starts a line. */
+static int relay_body_add(struct relay_body *b, const char *buf, size_t n)
+{
+    while (n > 0) {
+        const char *nl = memchr(buf, '\n', n);
+        size_t seg = nl ? (size_t)(nl - buf) + 1 : n;
+        if (relay_body_reserve(b, seg + 1))
+            return ENOMEM;
+        if (b->bol && buf[0] == '.')
+            b->p[b->len++] = '.';
+        memcpy(b->p + b->len, buf, seg);
+        b->len += seg;
+        b->bol = nl != NULL;
+        buf += seg;
+        n -= seg;
+    }
+    return 0;
+}
+
+/* relay_body_end - the end of data: a CRLF if the message lacks its last one, then "." CRLF. */
+static int relay_body_end(struct relay_body *b)
+{
+    if (relay_body_reserve(b, 5))
+        return ENOMEM;
+    if (b->len && !b->bol) {
+        memcpy(b->p + b->len, "\r\n", 2);
+        b->len += 2;
+    }
+    memcpy(b->p + b->len, ".\r\n", 3);
+    b->len += 3;
+    return 0;
+}
 
 struct relay_load {
     struct relay *r;
@@ -170,50 +225,26 @@ struct relay_load {
     unsigned long long job_id; /* rj is only used while its connection still runs this job */
     struct relay_job *rj;
     char id[SPOOL_ID_SIZE];
-    char *body;
-    size_t len;
+    struct relay_body body;
     long long size;
     int err;
 };
 
-/* relay_stuff - append BUF to the growing dot-stuffed body (a '.' starting a line gets doubled). */
-static int relay_stuff(struct relay_load *ld, size_t *cap, const char *buf, size_t n, int *bol)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (ld->len + 8 > *cap) {
-            size_t ncap = *cap ? *cap * 2 : 65536;
-            char *nb = realloc(ld->body, ncap);
-            if (!nb)
-                return ENOMEM;
-            ld->body = nb;
-            *cap = ncap;
-        }
-        if (*bol && buf[i] == '.')
-            ld->body[ld->len++] = '.';
-        ld->body[ld->len++] = buf[i];
-        *bol = buf[i] == '\n';
-    }
-    return 0;
-}
-
+/* relay_load_work - worker: read the message from the spool. */
 static void relay_load_work(void *arg)
 {
     struct relay_load *ld = arg;
     char buf[65536];
-    size_t cap = 0;
     long long left;
-    int fd, bol = 1;
+    int fd;
 
     fd = spool_open_message(ld->r->spool, ld->id, NULL, &ld->size);
     if (fd < 0) {
         ld->err = errno ? errno : EIO;
         return;
     }
-    cap = (size_t)ld->size + ld->size / 64 + 64; /* room for some stuffing */
-    ld->body = malloc(cap);
-    if (!ld->body) {
+    ld->body.bol = 1;
+    if (relay_body_reserve(&ld->body, (size_t)ld->size + (size_t)ld->size / 64 + 64)) {
         ld->err = ENOMEM;
         close(fd);
         return;
@@ -228,24 +259,23 @@ static void relay_load_work(void *arg)
             break;
         }
         left -= n;
-        if ((ld->err = relay_stuff(ld, &cap, buf, (size_t)n, &bol)))
+        if ((ld->err = relay_body_add(&ld->body, buf, (size_t)n)))
             break;
     }
     close(fd);
-    if (!ld->err) {
-        /* the message ends in CRLF as stored; make sure, then the dot in the same buffer */
-        if (ld->len && !bol)
-            ld->err = relay_stuff(ld, &cap, "\r\n", 2, &bol);
-        if (!ld->err)
-            ld->err = relay_stuff(ld, &cap, ".\r\n", 3, &bol) ? ENOMEM : 0;
-        /* relay_stuff doubled the final dot because it starts a line: undo that */
-        if (!ld->err && ld->len >= 4 && memcmp(ld->body + ld->len - 4, "..\r\n", 4) == 0) {
-            ld->body[ld->len - 4] = '.';
-            ld->body[ld->len - 3] = '\r';
-            ld->body[ld->len - 2] = '\n';
-            ld->len--;
-        }
-    }
+    if (!ld->err)
+        ld->err = relay_body_end(&ld->body);
+}
+
+/* relay_job_body - hand a loaded body (or ERR) to RJ. */
+static void relay_job_body(struct relay_job *rj, struct relay_body *b, long long size, int err)
+{
+    rj->body = err ? NULL : b->p;
+    rj->body_len = err ? 0 : b->len;
+    rj->msg_size = size;
+    rj->body_err = err;
+    if (!err)
+        b->p = NULL;
 }
 
 static void relay_load_done(void *arg)
@@ -255,23 +285,46 @@ static void relay_load_done(void *arg)
 
     /* the connection may have dropped this job meanwhile (failure, retry): RJ may be freed */
     if (c && relay_conn_job(c) == ld->rj && ld->rj->job->id == ld->job_id) {
-        ld->rj->body = ld->err ? NULL : ld->body;
-        ld->rj->body_len = ld->err ? 0 : ld->len;
-        ld->rj->msg_size = ld->size;
-        ld->rj->body_err = ld->err;
-        if (!ld->err)
-            ld->body = NULL;
+        relay_job_body(ld->rj, &ld->body, ld->size, ld->err);
         relay_conn_body_loaded(c);
     }
-    free(ld->body);
+    free(ld->body.p);
     free(ld);
+}
+
+/* relay_job_load_kept - build the body from the copy the scheduler kept (on the loop, no read);
+ * 0, or -1 when there is none. */
+static int relay_job_load_kept(struct relay *r, struct relay_job *rj)
+{
+    struct evbuffer *content = sched_job_content(r->sched, rj->job);
+    if (!content)
+        return -1;
+    size_t size = evbuffer_get_length(content);
+    struct relay_body b = {.bol = 1};
+    int err = relay_body_reserve(&b, size + size / 64 + 64);
+    struct evbuffer_ptr pos;
+    struct evbuffer_iovec v;
+    evbuffer_ptr_set(content, &pos, 0, EVBUFFER_PTR_SET);
+    while (!err && evbuffer_peek(content, -1, &pos, &v, 1) > 0 && v.iov_len > 0) {
+        err = relay_body_add(&b, v.iov_base, v.iov_len);
+        if (evbuffer_ptr_set(content, &pos, v.iov_len, EVBUFFER_PTR_ADD) < 0)
+            break;
+    }
+    if (!err)
+        err = relay_body_end(&b);
+    relay_job_body(rj, &b, (long long)size, err);
+    free(b.p);
+    return 0;
 }
 
 void relay_job_load(struct relay *r, struct relay_job *rj, unsigned long long conn_id)
 {
-    struct relay_load *ld = calloc(1, sizeof(*ld));
+    struct relay_load *ld;
 
     rj->body_err = -1;
+    if (relay_job_load_kept(r, rj) == 0)
+        return; /* loaded now: the caller goes on (relay_conn_ready) */
+    ld = calloc(1, sizeof(*ld));
     if (!ld) {
         rj->body_err = ENOMEM;
         return;

@@ -170,7 +170,9 @@ int relay_can_cb(void *arg, const char *dest);
 void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
                   const char *dsn, const char *relay_field, const char *remote,
                   const char *status_text, const char *diag);
-/* relay_job_start_load - read the message for RJ on a worker; DONE(c) when loaded. */
+/* relay_job_load - the message for RJ: at once from the scheduler's in-memory copy when it has
+ * one (rj->body_err is then no longer -1 on return), else read on a worker and
+ * relay_conn_body_loaded(c) when done. */
 void relay_job_load(struct relay *r, struct relay_job *rj, unsigned long long conn_id);
 /* relay_job_finish - every recipient has a result (or NONE): notifications, then sched_job_done. */
 void relay_job_finish(struct relay *r, struct relay_job *rj);

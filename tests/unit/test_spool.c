@@ -260,9 +260,11 @@ struct notified {
     int n;
     char ids[8][SPOOL_ID_SIZE];
     char senders[8][64]; /* the envelope handed over with a new message ("" if none) */
+    char contents[8][128]; /* the message kept in memory ("(none)" if not handed over) */
 };
 
-static void notify_cb(void *arg, const char *id, struct spool_envelope *env)
+static void notify_cb(void *arg, const char *id, struct spool_envelope *env,
+                      struct evbuffer *content)
 {
     struct notified *nt = arg;
     if (nt->n < 8) {
@@ -270,8 +272,17 @@ static void notify_cb(void *arg, const char *id, struct spool_envelope *env)
         snprintf(nt->senders[nt->n], sizeof nt->senders[0], "%s", env ? env->sender : "");
         if (env)
             assert_string_equal(env->id, id);
+        size_t len = content ? evbuffer_get_length(content) : 0;
+        if (!content)
+            snprintf(nt->contents[nt->n], sizeof nt->contents[0], "(none)");
+        else if (len < sizeof nt->contents[0])
+            nt->contents[nt->n][evbuffer_copyout(content, nt->contents[nt->n], len)] = '\0';
+        else
+            snprintf(nt->contents[nt->n], sizeof nt->contents[0], "(%zu bytes)", len);
     }
     spool_envelope_free(env);
+    if (content)
+        evbuffer_free(content);
     nt->n++;
 }
 
@@ -292,6 +303,7 @@ static void test_commit_and_reopen(void **state)
     assert_int_equal(nt.n, 1);
     assert_string_equal(nt.ids[0], r.id);
     assert_string_equal(nt.senders[0], "sender@example.net"); /* handed over, not re-read */
+    assert_string_equal(nt.contents[0], body); /* the message too, exactly as stored */
     assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0 + 1);
     assert_int_equal(counter_get(CNT_MQUEUE_BYTES), b0 + (long long)strlen(body));
     assert_int_equal(counter_get(CNT_SPOOL_COMMITS), c0 + 1);
@@ -316,6 +328,7 @@ static void test_commit_and_reopen(void **state)
     assert_int_equal(nt2.n, 1);
     assert_string_equal(nt2.ids[0], r.id);
     assert_string_equal(nt2.senders[0], ""); /* recovered: the reader loads it */
+    assert_string_equal(nt2.contents[0], "(none)");
 
     struct spool_envelope *e = NULL;
     assert_int_equal(spool_load_envelope(sp, r.id, &e), 0);
@@ -507,10 +520,53 @@ static void test_group_commit(void **state)
     spool_close(sp);
 }
 
+/* A message held in memory is written with gathered writes, in as many pieces as it arrived
+ * (or joined first when there are very many), and the same bytes are handed to the scheduler. */
+static void test_pieces(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    struct notified nt = {0};
+    spool_set_notify(sp, notify_cb, &nt);
+    static const int npieces[] = {20, 100};
+    for (int t = 0; t < 2; t++) {
+        char body[4096] = "";
+        struct spool_msg *m = spool_msg_new(sp);
+        struct commit_result r = {0};
+        snprintf(r.id, sizeof r.id, "%s", spool_msg_id(m));
+        for (int i = 0; i < npieces[t]; i++) {
+            char line[32];
+            int n = snprintf(line, sizeof line, "%c%d\r\n", i ? 'l' : 'S', i);
+            strcat(body, line);
+            append_str(m, line, (size_t)n);
+        }
+        struct spool_envelope e = test_env();
+        spool_msg_commit(m, &e, commit_done, &r);
+        run_until(f->base, &r.done, 1);
+        assert_int_equal(r.err, 0);
+        long long size;
+        char *got = read_message(sp, r.id, &size, NULL);
+        assert_int_equal(size, (long long)strlen(body));
+        assert_string_equal(got, body);
+        free(got);
+        assert_int_equal(nt.n, t + 1);
+        if (strlen(body) < sizeof nt.contents[0])
+            assert_string_equal(nt.contents[t], body);
+        else {
+            char want[64];
+            snprintf(want, sizeof want, "(%zu bytes)", strlen(body));
+            assert_string_equal(nt.contents[t], want);
+        }
+    }
+    spool_close(sp);
+}
+
 static void test_stream_large(void **state)
 {
     struct fixture *f = *state;
     struct spool *sp = open_ok(f);
+    struct notified nt = {0};
+    spool_set_notify(sp, notify_cb, &nt);
     size_t total = 1536 * 1024 + 77;
     char *data = malloc(total);
     unsigned x = 12345;
@@ -543,6 +599,8 @@ static void test_stream_large(void **state)
     run_until(f->base, &r.done, 1);
     assert_int_equal(r.err, 0);
     assert_int_equal(tmp_messages(f->dir), 0);
+    assert_int_equal(nt.n, 1);
+    assert_string_equal(nt.contents[0], "(none)"); /* streamed: not kept in memory */
     long long size;
     struct spool_envelope *env;
     char *got = read_message(sp, r.id, &size, &env);
@@ -837,6 +895,7 @@ int main(void)
         T(test_tmp_purged),
         T(test_garbage_quarantined),
         T(test_group_commit),
+        T(test_pieces),
         T(test_stream_large),
         T(test_abort),
         T(test_close_finishes_commits),
