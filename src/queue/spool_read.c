@@ -101,7 +101,7 @@ struct spool_remove_job {
  * Every batch waits SPOOL_REMOVE_GATHER_US (10 ms) for company, also the one that follows a batch
  * in flight: nobody waits for a removal, and without the wait a steady stream of deliveries made
  * one removal flush per few messages, each competing with the commits' flushes for the disk
- * (relay at 10 sessions: ~650 removal flushes/s back to back, ~90/s gathered). */
+ * (relay at 10 sessions: ~650 removal flushes/s back to back, under 100/s gathered). */
 static void spool_remove_kick(struct spool *sp);
 static void spool_remove_gather(struct spool *sp);
 
