@@ -116,19 +116,6 @@ static void mtad_signal_cb(evutil_socket_t sig, short what, void *arg)
         mtad_drained(d);
 }
 
-/* mtad_hostname - the configured hostname, else the system's. */
-static const char *mtad_hostname(const struct conf *c)
-{
-    static char buf[256];
-
-    if (c->hostname[0])
-        return c->hostname;
-    if (gethostname(buf, sizeof(buf) - 1) != 0)
-        snprintf(buf, sizeof(buf), "localhost");
-    buf[sizeof(buf) - 1] = 0;
-    return buf;
-}
-
 /* mtad_fail - one exact start-up message (and the detail) to stderr, then exit 1. */
 static void mtad_fail(const char *message, const char *detail)
 {
@@ -195,7 +182,7 @@ int main(int argc, char **argv)
 
     /* 2. the mail log */
     struct log_options lo = {
-        .hostname = mtad_hostname(d.conf),
+        .hostname = d.conf->myhostname,
         .syslog_name = d.conf->syslog_name,
         .maillog_file = d.conf->maillog_file,
         .timezone = d.conf->timezone,

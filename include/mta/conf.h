@@ -151,6 +151,9 @@ struct conf {
 #undef CONF_X_FIELD
     /* derived: where the config came from, for messages */
     char *path;
+    /* derived: hostname, or when it is empty the system's (gethostname; "localhost" if that
+     * fails): the name in greetings, EHLO, Received:, bounces, pages and log lines */
+    char *myhostname;
 };
 
 /* One row of the table, for iteration (docs, `mtactl check`, tests). */

@@ -955,6 +955,16 @@ struct conf *conf_load(const char *file, char *const *overrides, int noverrides,
         return NULL;
     }
     free(e.v);
+    char sys[256] = "";
+    if (!c->hostname[0] && (gethostname(sys, sizeof(sys) - 1) != 0 || !sys[0]))
+        snprintf(sys, sizeof(sys), "localhost");
+    c->myhostname = strdup(c->hostname[0] ? c->hostname : sys);
+    if (!c->myhostname) {
+        conf_free(c);
+        if (errors)
+            *errors = strdup("Error: out of memory\n");
+        return NULL;
+    }
     return c;
 }
 
@@ -966,6 +976,7 @@ void conf_free(struct conf *c)
         if (conf_defs[i].type == CONF_STR)
             free(*CONF_FIELD(c, i, char *));
     free(c->path);
+    free(c->myhostname);
     free(c);
 }
 

@@ -665,13 +665,7 @@ struct relay *relay_new(struct event_base *base, const struct conf *conf, struct
             return NULL;
         }
     }
-    if (conf->hostname[0])
-        r->myhostname = conf->hostname;
-    else {
-        if (gethostname(r->hostbuf, sizeof(r->hostbuf) - 1) < 0)
-            snprintf(r->hostbuf, sizeof(r->hostbuf), "localhost");
-        r->myhostname = r->hostbuf;
-    }
+    r->myhostname = conf->myhostname;
     r->tok = calloc(1, sizeof(*r->tok));
     r->io = workers_new(base, 2, "relay");
     if (!r->tok || !r->io)

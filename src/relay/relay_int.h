@@ -108,7 +108,6 @@ struct relay {
     int nconn;
     unsigned long long conn_seq;
     const char *myhostname;
-    char hostbuf[256];
     int stopping; /* relay_stop or relay_free: no new jobs */
     int freeing;  /* relay_free: the loop no longer runs */
     void (*drained)(void *arg); /* relay_stop's callback, until it ran */

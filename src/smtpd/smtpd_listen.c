@@ -148,10 +148,7 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
     s->conf = conf;
     s->spool = spool;
     s->barelf = smtpd_listen_barelf(conf->smtpd_forbid_bare_newline);
-    if (conf->hostname && *conf->hostname)
-        snprintf(s->hostname, sizeof(s->hostname), "%s", conf->hostname);
-    else if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0 || !*s->hostname)
-        snprintf(s->hostname, sizeof(s->hostname), "localhost");
+    snprintf(s->hostname, sizeof(s->hostname), "%s", conf->myhostname);
     if (!(s->trusted = cidr_list_parse(conf->smtpd_trusted_networks, &cerr))) {
         if (asprintf(err, "smtpd_trusted_networks: %s", cerr ? cerr : "bad value") < 0)
             *err = NULL;

@@ -23,17 +23,6 @@
 
 #include "stats_priv.h"
 
-/* http_page_host - the configured host name, else the system's. */
-static const char *http_page_host(const struct stats *st, char *buf, size_t len)
-{
-    if (st->conf->hostname[0])
-        return st->conf->hostname;
-    if (gethostname(buf, len) < 0)
-        return "mta";
-    buf[len - 1] = '\0';
-    return buf;
-}
-
 /*
  * http_page_send - a finished page (RC 0), or 500 when a template did not match the
  * code (RC -1, ERR says which; the unit test renders every page, so this is a bug).
@@ -235,14 +224,14 @@ int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
 void http_page_dashboard(struct stats *st, struct evhttp_request *req)
 {
     struct stats_snapshot s;
-    char hbuf[256], err[256] = "";
+    char err[256] = "";
     stats_snapshot_take(st, &s);
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    int rc = http_render_dashboard(b, http_page_host(st, hbuf, sizeof hbuf),
+    int rc = http_render_dashboard(b, st->conf->myhostname,
                                    st->conf->username[0] != '\0', &s, err, sizeof err);
     http_page_send(req, rc, 200, "OK", b, err);
 }
@@ -340,7 +329,7 @@ static void http_page_queue_each(void *src, int (*cb)(void *arg, const struct sc
 /* http_page_queue - GET /queue[?q=TEXT]: the queue like mailq, with search. */
 void http_page_queue(struct stats *st, struct evhttp_request *req)
 {
-    char qbuf[256], hbuf[256], err[256] = "";
+    char qbuf[256], err[256] = "";
     const char *q = http_query_param(req, "q", qbuf, sizeof qbuf);
     struct evbuffer *b = evbuffer_new();
     if (!b) {
@@ -348,7 +337,7 @@ void http_page_queue(struct stats *st, struct evhttp_request *req)
         return;
     }
     int rc =
-        http_render_queue(b, http_page_host(st, hbuf, sizeof hbuf), st->conf->username[0] != '\0',
+        http_render_queue(b, st->conf->myhostname, st->conf->username[0] != '\0',
                           q, http_page_queue_each, st->sched, err, sizeof err);
     http_page_send(req, rc, 200, "OK", b, err);
 }
@@ -427,14 +416,14 @@ static void http_page_message_cb(void *arg, const struct sched_view_msg *m)
 /* http_page_message - GET /queue/ID: one message, 404 when it is not queued (any more). */
 void http_page_message(struct stats *st, struct evhttp_request *req, const char *id)
 {
-    char hbuf[256], err[256] = "";
+    char err[256] = "";
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
     struct http_message_ctx c = {
-        b,         http_page_host(st, hbuf, sizeof hbuf), id, st->conf->username[0] != '\0', 0, err,
+        b,         st->conf->myhostname, id, st->conf->username[0] != '\0', 0, err,
         sizeof err};
     int found = st->sched && sched_view_get(st->sched, id, http_page_message_cb, &c) == 0;
     if (!found)

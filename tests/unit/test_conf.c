@@ -160,6 +160,9 @@ static void test_defaults(void **state)
     struct conf *c = load_ok(NULL, 1, o);
 
     assert_string_equal(c->hostname, "");
+    char sys[256] = "";
+    assert_int_equal(gethostname(sys, sizeof(sys) - 1), 0);
+    assert_string_equal(c->myhostname, sys[0] ? sys : "localhost"); /* empty: the system's */
     assert_int_equal(c->logs_enabled, 0);
     assert_string_equal(c->smtpd_trusted_networks, "127.0.0.1");
     assert_int_equal(c->ui_port, 80);
@@ -242,6 +245,7 @@ static void test_file_syntax(void **state)
     assert_string_equal(c->smtpd_forbid_bare_newline, "reject"); /* yes is stored as reject */
     assert_string_equal(c->syslog_name, "$myhostname");          /* no $name expansion */
     assert_string_equal(c->hostname, "relay.example.com");
+    assert_string_equal(c->myhostname, "relay.example.com");
     conf_free(c);
 
     /* empty file: only data_volume is missing */
