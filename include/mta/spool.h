@@ -75,6 +75,10 @@ const char *spool_msg_id(const struct spool_msg *m);
 int spool_msg_append(struct spool_msg *m, struct evbuffer *buf);
 /* spool_msg_buffered - bytes appended but not yet on disk (for backpressure). */
 size_t spool_msg_buffered(const struct spool_msg *m);
+/* spool_msg_on_drain - 1: CB(arg) will run once on the loop when the background write of M in
+ * flight finishes (so spool_msg_buffered falls), for a session that stops reading meanwhile;
+ * 0: no write is in flight, nothing to wait for. Forgotten at commit and abort. */
+int spool_msg_on_drain(struct spool_msg *m, void (*cb)(void *arg), void *arg);
 /*
  * spool_msg_commit - make the message durable with envelope ENV (copied; env->id
  * and env->size are filled in by the spool). DONE(arg, 0) runs on the loop when it is

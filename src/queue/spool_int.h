@@ -167,6 +167,8 @@ struct spool_msg {
     long long size;
     void (*done)(void *arg, int err);
     void *done_arg;
+    void (*drain_cb)(void *arg); /* spool_msg_on_drain */
+    void *drain_arg;
 };
 
 /* spool_committer_start/stop - the committer thread (spool_intake.c); cmu/ccv are initialised by

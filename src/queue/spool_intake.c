@@ -227,6 +227,15 @@ size_t spool_msg_buffered(const struct spool_msg *m)
     return evbuffer_get_length(m->buf) + (m->writing ? m->inflight : 0);
 }
 
+int spool_msg_on_drain(struct spool_msg *m, void (*cb)(void *arg), void *arg)
+{
+    if (m->state != SPOOL_MSG_OPEN || !m->writing)
+        return 0;
+    m->drain_cb = cb;
+    m->drain_arg = arg;
+    return 1;
+}
+
 /* --- streaming (one write job in flight per message) --- */
 
 /* spool_stream_work - worker: append wbuf to tmp/ID.body (created O_EXCL on first use). */
@@ -279,6 +288,11 @@ static void spool_stream_done(void *arg)
     switch (m->state) {
     case SPOOL_MSG_OPEN:
         spool_stream_kick(m);
+        if (m->drain_cb) {
+            void (*cb)(void *) = m->drain_cb;
+            m->drain_cb = NULL;
+            cb(m->drain_arg); /* last: it may append, commit or abort */
+        }
         break;
     case SPOOL_MSG_COMMITTING:
         spool_commit_start(m);
@@ -343,6 +357,7 @@ void spool_msg_abort(struct spool_msg *m)
         return;
     spool_live_unlink(m);
     m->state = SPOOL_MSG_ABORTING;
+    m->drain_cb = NULL;
     evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
     if (!m->writing)
         spool_abort_start(m);
@@ -498,6 +513,7 @@ void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
         return; /* a caller bug: committed or aborted twice */
     spool_live_unlink(m);
     m->state = SPOOL_MSG_COMMITTING;
+    m->drain_cb = NULL;
     m->done = done;
     m->done_arg = arg;
     struct spool_envelope e = *env;

@@ -12,6 +12,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,15 @@ const char *smtpd_session_proto(const struct smtpd_session *s)
                   : (s->authenticated ? "ESMTPA" : "ESMTP");
 }
 
-/* smtpd_session_delay_cb - the error sleep or a backpressure poll is over. */
+/* smtpd_session_drained - the spool wrote out what this session's message had buffered. */
+static void smtpd_session_drained(void *arg)
+{
+    struct smtpd_session *s = arg;
+    s->paused = 0;
+    smtpd_session_resume(s);
+}
+
+/* smtpd_session_delay_cb - the error sleep is over. */
 static void smtpd_session_delay_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtpd_session *s = arg;
@@ -84,6 +93,24 @@ void smtpd_session_setup_bev(struct smtpd_session *s)
     bufferevent_setwatermark(s->bev, EV_READ, 0, (size_t)c->smtpd_session_buffer_limit);
     bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)c->smtpd_session_buffer_limit / 2, 0);
     bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* smtpd_session_live_from - at the per-client limit only: sessions from KEY whose client has not
+ * closed its side. A client that closes and at once reconnects can be accepted before the loop
+ * has read the close (the listener accepts every waiting connection in one go): such a session
+ * is over and must not count, as Postfix's anvil would have seen it end. */
+static long smtpd_session_live_from(struct smtpd *srv, const unsigned char key[16])
+{
+    long n = 0;
+    for (struct smtpd_session *s = srv->head; s; s = s->next) {
+        if (memcmp(s->ipkey, key, 16) != 0)
+            continue;
+        struct pollfd p = {.fd = s->bev ? bufferevent_getfd(s->bev) : -1, .events = POLLRDHUP};
+        if (p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+            continue;
+        n++;
+    }
+    return n;
 }
 
 void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen,
@@ -113,12 +140,14 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
         return;
     }
     count = (long)(intptr_t)smtpd_map_get(srv->by_ip, key);
+    long live = 0;
     if (c->smtpd_client_connection_count_limit > 0 &&
-        count >= c->smtpd_client_connection_count_limit) {
+        count >= c->smtpd_client_connection_count_limit &&
+        (live = smtpd_session_live_from(srv, key)) >= c->smtpd_client_connection_count_limit) {
         log_mail("smtpd",
                  "warning: Connection concurrency limit exceeded: %ld from unknown[%s] for "
                  "service smtp",
-                 count + 1, addr);
+                 live + 1, addr);
         counter_add(CNT_REJECTED, 1);
         snprintf(buf, sizeof(buf), "421 4.7.0 %s Error: too many connections from %s\r\n",
                  srv->hostname, addr);
@@ -481,9 +510,12 @@ void smtpd_session_process(struct smtpd_session *s)
             s->wait_write = 1; /* the client does not read its replies: stop reading too */
             break;
         }
-        if (s->tx && s->tx->msg && spool_msg_buffered(s->tx->msg) > limit) {
+        if (s->tx && s->tx->msg && spool_msg_buffered(s->tx->msg) > limit &&
+            spool_msg_on_drain(s->tx->msg, smtpd_session_drained, s)) {
+            /* the disk is behind: stop reading until the spool's write in flight is done */
             smtpd_session_flush(s);
-            smtpd_session_pause(s, 10000); /* the spool has no callback for this: poll */
+            s->paused = 1;
+            bufferevent_disable(s->bev, EV_READ);
             return;
         }
         if (avail == 0)

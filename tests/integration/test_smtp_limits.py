@@ -8,6 +8,7 @@ Not here: relay policy (test_smtp_relay_policy.py).
 """
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -165,6 +166,36 @@ class SmtpLimits(mtatest.MtaTestCase):
             time.sleep(0.1)
         self.assertEqual(r.code, 220, r)
         b.close()
+
+    def test_closed_sessions_are_not_counted(self):
+        """A client that closes its sessions and at once opens new ones is not refused because
+        the daemon has not yet read the closes: the daemon is stopped while the listener turns
+        ready first and the old sessions close after it, so on resuming it accepts both new
+        connections before it sees the two closes."""
+        d = self.daemon(settings={"smtpd_client_connection_count_limit": "2"})
+        a = d.client()
+        b = d.client()
+        os.kill(d.pid(), signal.SIGSTOP)
+        try:
+            c = d.client(greet=False)  # the kernel completes the handshake meanwhile
+            a.close()
+            b.close()
+            e = d.client(greet=False)
+        finally:
+            os.kill(d.pid(), signal.SIGCONT)
+        with c, e:
+            for x in (c, e):
+                r = x.reply()
+                self.assertEqual(r.code, 220, r)
+            # still two at most: a third live session is refused
+            with d.client(greet=False) as f:
+                r = f.reply()
+                self.assertEqual(r.code, 421, r)
+            self.assertReply(c.cmd("QUIT"), 221)
+            self.assertReply(e.cmd("QUIT"), 221)
+        # only the third one was refused (its line is in the log once the closes are logged)
+        d.wait_log(r"disconnect from", count=4)
+        self.assertEqual(d.maillog().count("Connection concurrency limit exceeded"), 1)
 
     def test_session_limit(self):
         d = self.daemon(settings={"smtpd_session_limit": "3"})

@@ -561,6 +561,46 @@ static void test_pieces(void **state)
     spool_close(sp);
 }
 
+static void drained_cb(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* A session that stops reading while the disk is behind is called back once the write in
+ * flight is done (no polling); with nothing in flight there is nothing to wait for. */
+static void test_drain_callback(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_ok(f);
+    struct spool_msg *m = spool_msg_new(sp);
+    int called = 0;
+    assert_int_equal(spool_msg_on_drain(m, drained_cb, &called), 0); /* nothing in flight */
+    size_t big = 512 * 1024;
+    char *data = malloc(big);
+    memset(data, 'x', big);
+    append_str(m, data, big); /* over 64 KiB: a worker starts writing it out */
+    size_t before = spool_msg_buffered(m);
+    assert_true(before >= big);
+    assert_int_equal(spool_msg_on_drain(m, drained_cb, &called), 1);
+    assert_int_equal(called, 0);
+    run_until(f->base, &called, 1);
+    assert_int_equal(called, 1);
+    assert_true(spool_msg_buffered(m) < before);
+    /* at most once per registration */
+    for (int i = 0; i < 20; i++)
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(called, 1);
+    /* an abort forgets a registration */
+    append_str(m, data, big);
+    assert_int_equal(spool_msg_on_drain(m, drained_cb, &called), 1);
+    spool_msg_abort(m);
+    for (int i = 0; i < 50; i++)
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(called, 1);
+    free(data);
+    spool_close(sp);
+}
+
 static void test_stream_large(void **state)
 {
     struct fixture *f = *state;
@@ -896,6 +936,7 @@ int main(void)
         T(test_garbage_quarantined),
         T(test_group_commit),
         T(test_pieces),
+        T(test_drain_callback),
         T(test_stream_large),
         T(test_abort),
         T(test_close_finishes_commits),
