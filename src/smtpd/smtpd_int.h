@@ -159,6 +159,9 @@ void smtpd_tls_starttls(struct smtpd_session *s, const char *arg);
 void smtpd_tls_connected(struct smtpd_session *s);
 void smtpd_tls_failed(struct smtpd_session *s);
 void smtpd_tls_flush_underlying(struct smtpd_session *s);
+/* smtpd_tls_layered - the session's bufferevent is an OpenSSL one (SMTPS, or after STARTTLS,
+ * also when its handshake failed): its bytes must go through it. */
+int smtpd_tls_layered(const struct smtpd_session *s);
 
 /* smtpd_sasl.c */
 int smtpd_sasl_init(struct smtpd *srv, char **err);

@@ -239,7 +239,17 @@ struct smtpd_session *smtpd_session_find(struct smtpd *srv, uint64_t id)
 
 void smtpd_session_flush(struct smtpd_session *s)
 {
-    if (!s->dead && evbuffer_get_length(s->out) > 0)
+    if (s->dead || evbuffer_get_length(s->out) == 0)
+        return;
+    /* Plain TCP with nothing queued yet: write the replies now. Through the bufferevent each
+     * reply costs two epoll_ctl calls (arm and disarm the write event) and a loop turn; a
+     * client that does not read leaves the rest to the bufferevent as before. */
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 && !smtpd_tls_layered(s)) {
+        evutil_socket_t fd = bufferevent_getfd(s->bev);
+        if (fd >= 0)
+            (void)evbuffer_write(s->out, fd); /* an error: the bufferevent meets it again */
+    }
+    if (evbuffer_get_length(s->out) > 0)
         bufferevent_write_buffer(s->bev, s->out);
 }
 

@@ -150,6 +150,11 @@ void smtpd_tls_failed(struct smtpd_session *s)
     s->tls_pending = 0;
 }
 
+int smtpd_tls_layered(const struct smtpd_session *s)
+{
+    return s->bev && bufferevent_openssl_get_ssl(s->bev) != NULL;
+}
+
 void smtpd_tls_flush_underlying(struct smtpd_session *s)
 {
     struct bufferevent *u = s->bev ? bufferevent_get_underlying(s->bev) : NULL;
