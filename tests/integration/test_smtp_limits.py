@@ -241,6 +241,48 @@ class SmtpLimits(mtatest.MtaTestCase):
             c.send(HDRS + b"fits\r\n.\r\n")
             self.assertReply(c.reply(), 250, "2.0.0 Ok: queued as ")
 
+    def test_client_that_does_not_read_its_replies(self):
+        """A client that pipelines far more commands than its replies fit in the socket: the
+        daemon stops reading at smtpd_session_buffer_limit of unsent replies, and once the
+        client reads, every reply arrives, in order, and the session goes on."""
+        # 5.6 MB of replies: more than the kernel buffers hold (4 MB send buffer at most), so
+        # some stay in the daemon, which must stop reading and not buffer the rest
+        n = 400000
+        d = self.daemon(settings={"smtpd_session_buffer_limit": "65536"})
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sock.settimeout(t(30))
+        sock.connect(("127.0.0.1", d.smtp_port))
+        f = sock.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"220 "))
+        sock.sendall(b"EHLO client.example\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        sent = threading.Event()
+
+        def writer():
+            sock.sendall(b"RSET\r\n" * n + b"NOOP\r\n")
+            sent.set()
+
+        w = threading.Thread(target=writer, daemon=True)
+        w.start()
+        # the daemon has stopped reading: 2.4 MB of commands cannot all be sent (a 64 KiB send
+        # buffer here, the daemon's receive buffer does not grow while it does not read)
+        time.sleep(t(1.5))
+        self.assertFalse(sent.is_set(), "the daemon kept reading a client that does not read")
+        self.assertLess(d.rss_kb(), 32 * 1024)
+        for i in range(n):
+            line = f.readline()
+            self.assertEqual(line, b"250 2.0.0 Ok\r\n", "reply %d" % i)
+        self.assertTrue(f.readline().startswith(b"250 2.0.0 Ok"))  # the NOOP
+        w.join(t(10))
+        self.assertTrue(sent.is_set())
+        sock.sendall(b"QUIT\r\n")
+        self.assertTrue(f.readline().startswith(b"221 "))
+        f.close()
+        sock.close()
+
     def test_garbage_without_newline(self):
         d = self.daemon()
         junk = bytes(b for b in os.urandom(4000) if b not in (10, 13))[:1000]
