@@ -83,7 +83,8 @@ enum conf_type {
     X(smtpd_timeout, CONF_TIME, "300s", 1, 86400, "postfix",                                     \
       "Idle time after which an SMTP session is closed (421 4.4.2).")                           \
     X(smtpd_client_connection_count_limit, CONF_INT, "50", 0, 1000000, "postfix",                \
-      "Most simultaneous sessions from one client address (0: no limit). Trusted clients too.") \
+      "Most simultaneous sessions from one client address (0: no limit). Trusted clients too. "   \
+      "A session whose client has closed its side no longer counts.")                           \
     X(smtpd_session_limit, CONF_INT, "10000", 1, 1000000, "mta",                                 \
       "Most SMTP sessions served at once; beyond it 421 4.3.2.")                                \
     X(smtpd_session_buffer_limit, CONF_SIZE, "262144", 4096, 67108864, "mta",                    \
