@@ -9,6 +9,7 @@
 #include "mta/conf.h"
 #include "mta/log.h"
 #include "mta/counters.h"
+#include "mta/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -201,43 +202,20 @@ log_format(char *buf, const char *service, const char *prefix, const char *fmt, 
     return head + text + 1;
 }
 
-/* log_write_all - write(2) until done; 0 or -1 with errno. */
-static int log_write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* log_mkdirs - create the missing parent directories of path (mkdir -p dirname). */
+/* log_mkdirs - create the missing parent directories of PATH (mkdir -p dirname). */
 static int log_mkdirs(const char *path)
 {
-    char tmp[PATH_MAX];
-    size_t len = strlen(path);
-    if (len >= sizeof(tmp)) {
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return 0;
+    char dir[PATH_MAX];
+    if ((size_t)(slash - path) >= sizeof(dir)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    memcpy(tmp, path, len + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
-            *p = '/';
-            return -1;
-        }
-        *p = '/';
-    }
-    return 0;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    return fs_mkdir_p(dir, 0750);
 }
 
 /* log_open_file - open the mail log for appending, creating it and its directories. */
@@ -445,9 +423,9 @@ static void *log_writer_main(void *arg)
         }
         if (len) {
             if (log_st.to_stderr)
-                (void)log_write_all(2, batch, len);
+                (void)fs_write_all(2, batch, len);
             if (log_st.fd >= 0) {
-                if (log_write_all(log_st.fd, batch, len) != 0) {
+                if (fs_write_all(log_st.fd, batch, len) != 0) {
                     if (!file_err) /* once per failure streak (e.g. disk full) */
                         log_warning("master", "cannot write maillog_file %s: %s", log_st.path,
                                     strerror(errno));
@@ -685,7 +663,7 @@ static unsigned long long log_submit(const char *buf, size_t len, int force)
     if (!log_st.accepting) {
         pthread_mutex_unlock(&log_st.mu);
         free(r);
-        (void)log_write_all(2, buf, len);
+        (void)fs_write_all(2, buf, len);
         return 0;
     }
     if (!r ||
@@ -764,9 +742,9 @@ void log_fatal(const char *service, const char *fmt, ...)
     pthread_mutex_unlock(&log_st.mu);
     if (on_writer) {
         /* the writer cannot wait for itself: write straight out */
-        (void)log_write_all(2, buf, len);
+        (void)fs_write_all(2, buf, len);
         if (log_st.fd >= 0)
-            (void)log_write_all(log_st.fd, buf, len);
+            (void)fs_write_all(log_st.fd, buf, len);
         abort();
     }
     unsigned long long seq = log_submit(buf, len, 1);

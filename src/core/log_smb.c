@@ -35,6 +35,7 @@
 #include <libsmbclient.h> /* types only: the library itself is loaded by log_smb_lib_load */
 
 #include "mta/counters.h"
+#include "mta/fsutil.h"
 #include "mta/log.h"
 
 #define LOG_SMB_BATCH (64 * 1024)        /* bytes per share write / replay step */
@@ -427,29 +428,6 @@ static int log_smb_offset_save(long long off)
     return 0;
 }
 
-/* log_smb_mkdirs - mkdir -p DIR (the data volume may not exist yet at start-up). */
-static int log_smb_mkdirs(const char *dir)
-{
-    char buf[4096];
-    size_t n = strlen(dir);
-
-    if (n == 0 || n >= sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0)
-            continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = c;
-    }
-    return 0;
-}
-
 /* log_smb_spill_open - open the spill file and offset, count what still waits. */
 static int log_smb_spill_open(const char *dir, char **err)
 {
@@ -457,7 +435,7 @@ static int log_smb_spill_open(const char *dir, char **err)
     char b[32];
     ssize_t n;
 
-    if (log_smb_mkdirs(dir) != 0) {
+    if (fs_mkdir_p(dir, 0700) != 0) {
         log_smb_errf(err, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }

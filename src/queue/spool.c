@@ -23,6 +23,7 @@
 
 #include "mta/conf.h"
 #include "mta/counters.h"
+#include "mta/fsutil.h"
 #include "mta/log.h"
 #include "mta/workers.h"
 #include "spool_int.h"
@@ -61,29 +62,6 @@ int spool_flush_hashdirs(struct spool *sp, const int touched[SPOOL_NHASH])
     if (ntouched == 1)
         return spool_fsync_dir(sp->qfd[last]);
     return syncfs(sp->dirfd) < 0 ? errno : 0;
-}
-
-/* spool_mkdir_p - create PATH and its parents (mode 0700 for what we create). */
-static int spool_mkdir_p(const char *path)
-{
-    char *p = strdup(path);
-    if (!p)
-        return -1;
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-                free(p);
-                return -1;
-            }
-            *s = c;
-            if (!c)
-                break;
-        }
-    }
-    free(p);
-    return 0;
 }
 
 /* spool_subdir - mkdirat + open a subdirectory of PARENT. */
@@ -425,7 +403,7 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     sp->dir = strdup(conf->data_volume);
     if (!sp->dir)
         goto fail_errno;
-    if (spool_mkdir_p(sp->dir) < 0) {
+    if (fs_mkdir_p(sp->dir, 0700) < 0) {
         spool_seterr(err, "cannot create data volume %s: %s", sp->dir, strerror(errno));
         goto fail;
     }

@@ -179,8 +179,6 @@ void spool_committer_stop(struct spool *sp);
 void spool_msg_drop_live(struct spool *sp);
 /* spool_queued - a message is now in queue/ (loop): index, counters, notify. */
 void spool_queued(struct spool *sp, const char *id, long long size);
-/* spool_write_all - write all N bytes (retrying short writes); 0, or -1 and errno. */
-int spool_write_all(int fd, const char *p, size_t n);
 #define SPOOL_KEEP_IOV 32 /* pieces of a held message written as they are; more are joined */
 #define SPOOL_REMOVE_GATHER_US 10000 /* removals gather this long before a batch from idle */
 /* spool_remove_gather_cb - the gathering delay is over: start the removal batch (loop). */

@@ -28,28 +28,13 @@
 #include <event2/buffer.h>
 
 #include "mta/counters.h"
+#include "mta/fsutil.h"
 #include "mta/log.h"
 #include "mta/spool.h"
 #include "mta/workers.h"
 #include "spool_int.h"
 
 /* --- small I/O helpers (worker threads) --- */
-
-/* spool_write_all - write N bytes or fail with errno. */
-int spool_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* spool_write_evbuffer - write and drain all of B; on error B is drained too. */
 static int spool_write_evbuffer(int fd, struct evbuffer *b, long long *written)
@@ -93,25 +78,7 @@ static int spool_write_kept(int fd, const char *env, size_t envlen, struct evbuf
         iov[n].iov_base = vec[i].iov_base;
         iov[n++].iov_len = vec[i].iov_len;
     }
-    struct iovec *v = iov;
-    while (n > 0) {
-        ssize_t w = writev(fd, v, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        while (n > 0 && (size_t)w >= v->iov_len) {
-            w -= (ssize_t)v->iov_len;
-            v++;
-            n--;
-        }
-        if (n > 0) {
-            v->iov_base = (char *)v->iov_base + w;
-            v->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
+    return fs_writev_all(fd, iov, n);
 }
 
 /* spool_copy_fd - copy LEN bytes from the start of IN to the end of OUT, in the kernel when it can.
@@ -145,7 +112,7 @@ static int spool_copy_fd(int in, int out, long long len)
                 errno = EIO;
             return -1;
         }
-        if (spool_write_all(out, buf, (size_t)n) < 0)
+        if (fs_write_all(out, buf, (size_t)n) < 0)
             return -1;
         off += n;
     }
@@ -443,7 +410,7 @@ static void spool_commit_prepare_work(void *arg)
             goto fail;
         }
         m->kept = 1;
-    } else if (spool_write_all(m->fd, m->env_text, m->env_len) < 0 ||
+    } else if (fs_write_all(m->fd, m->env_text, m->env_len) < 0 ||
                spool_copy_fd(m->body_fd, m->fd, m->streamed) < 0 ||
                spool_write_evbuffer(m->fd, m->buf, NULL) < 0) {
         m->err = errno ? errno : EIO;

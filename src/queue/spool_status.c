@@ -6,6 +6,7 @@
  * It exists only once some slot is final; spool_remove deletes it with the message.
  * Not here: the scheduling decisions (sched.c) or the message file (spool_*.c).
  */
+#include "mta/fsutil.h"
 #include "sched_int.h"
 #include "spool_int.h"
 
@@ -124,7 +125,7 @@ int spool_status_write(struct spool *sp, const char *id, const struct spool_stat
         free(text);
         return errno;
     }
-    if (spool_write_all(fd, text, len) < 0)
+    if (fs_write_all(fd, text, len) < 0)
         err = errno;
     free(text);
     if (!err && fsync(fd) < 0)
