@@ -95,15 +95,16 @@ void smtpd_session_setup_bev(struct smtpd_session *s)
     bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
-/* smtpd_session_live_from - at the per-client limit only: sessions from KEY whose client has not
- * closed its side. A client that closes and at once reconnects can be accepted before the loop
- * has read the close (the listener accepts every waiting connection in one go): such a session
- * is over and must not count, as Postfix's anvil would have seen it end. */
+/* smtpd_session_live_from - at the per-client limit only: sessions from KEY that are not ending
+ * (QUIT answered, or a TLS reply still being written before the close) and whose client has not
+ * closed its side. A client that ends a session and at once opens the next can be accepted
+ * before the loop has finished the old one (the listener accepts every waiting connection in
+ * one go): that session is over and must not count, as Postfix's anvil would have seen it end. */
 static long smtpd_session_live_from(struct smtpd *srv, const unsigned char key[16])
 {
     long n = 0;
     for (struct smtpd_session *s = srv->head; s; s = s->next) {
-        if (memcmp(s->ipkey, key, 16) != 0)
+        if (memcmp(s->ipkey, key, 16) != 0 || s->close_after)
             continue;
         struct pollfd p = {.fd = s->bev ? bufferevent_getfd(s->bev) : -1, .events = POLLRDHUP};
         if (p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))

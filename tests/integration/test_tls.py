@@ -10,11 +10,13 @@ with the openssl CLI. Not here: AUTH (test_auth.py), key errors (test_keys.py).
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -76,6 +78,37 @@ class Tls(mtatest.MtaTestCase):
             self.assertEqual(s.sendmail("s@example.org", ["x@example.com"], MSG), {})
         ids = self.wait_queued(d, 1)
         self.assertTlsReceived(d, ids.pop())
+
+    def test_ended_smtps_session_is_not_counted(self):
+        """A client that ends an SMTPS session with QUIT and at once opens the next one is not
+        refused by smtpd_client_connection_count_limit while the daemon still writes the 221
+        through TLS: the daemon is stopped while the QUIT and then the new connection arrive."""
+        d = self.tls_daemon(smtpd_client_connection_count_limit="2")
+        port = int(d.settings()["smtps_port"])
+
+        def smtps():
+            raw = socket.create_connection(("127.0.0.1", port), timeout=mtatest.t(10))
+            return noverify().wrap_socket(raw, server_hostname="mta.test.example")
+
+        a, b = smtps(), smtps()
+        fa, fb = a.makefile("rb"), b.makefile("rb")
+        self.assertTrue(fa.readline().startswith(b"220 "))
+        self.assertTrue(fb.readline().startswith(b"220 "))
+        os.kill(d.pid(), signal.SIGSTOP)
+        try:
+            a.sendall(b"QUIT\r\n")
+            time.sleep(0.1)
+            c = socket.create_connection(("127.0.0.1", port), timeout=mtatest.t(10))
+        finally:
+            os.kill(d.pid(), signal.SIGCONT)
+        self.assertTrue(fa.readline().startswith(b"221 "))
+        c = noverify().wrap_socket(c, server_hostname="mta.test.example")
+        fc = c.makefile("rb")
+        self.assertTrue(fc.readline().startswith(b"220 "), "the new session was refused")
+        for s in (a, b, c):
+            s.close()
+        for f in (fa, fb, fc):
+            f.close()
 
     def test_openssl_s_client(self):
         d = self.tls_daemon()
