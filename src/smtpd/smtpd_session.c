@@ -11,11 +11,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +26,9 @@
 #include "mta/log.h"
 #include "smtpd_int.h"
 #include "smtpd_map.h"
+
+/* An ending session with more unsent reply bytes than this still counts (smtpd_session_live_from). */
+#define SMTPD_ENDING_UNSENT_MAX 4096
 
 static void smtpd_session_read_cb(struct bufferevent *bev, void *arg);
 static void smtpd_session_write_cb(struct bufferevent *bev, void *arg);
@@ -95,19 +100,37 @@ void smtpd_session_setup_bev(struct smtpd_session *s)
     bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
-/* smtpd_session_live_from - at the per-client limit only: sessions from KEY that are not ending
- * (QUIT answered, or a TLS reply still being written before the close) and whose client has not
- * closed its side. A client that ends a session and at once opens the next can be accepted
- * before the loop has finished the old one (the listener accepts every waiting connection in
- * one go): that session is over and must not count, as Postfix's anvil would have seen it end. */
+/* smtpd_session_unsent - reply bytes of S not yet taken by its client: ours, the TLS layer's and
+ * the kernel's send queue. */
+static size_t smtpd_session_unsent(const struct smtpd_session *s, int fd)
+{
+    size_t n = evbuffer_get_length(s->out) + evbuffer_get_length(bufferevent_get_output(s->bev));
+    struct bufferevent *u = bufferevent_get_underlying(s->bev);
+    int q = 0;
+    if (u)
+        n += evbuffer_get_length(bufferevent_get_output(u));
+    if (fd >= 0 && ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
+        n += (size_t)q;
+    return n;
+}
+
+/* smtpd_session_live_from - at the per-client limit only: the sessions from KEY that count. A
+ * client that ends a session and at once opens the next can be accepted before the loop has
+ * finished the old one (the listener accepts every waiting connection in one go): a session that
+ * is ending (QUIT answered) or whose client has closed its side is over, as Postfix's anvil would
+ * have seen, and does not count - unless it still has more than SMTPD_ENDING_UNSENT_MAX bytes of
+ * replies its client is not taking: such a session can linger until smtpd_timeout, and not
+ * counting it would let one client hold any number of them. */
 static long smtpd_session_live_from(struct smtpd *srv, const unsigned char key[16])
 {
     long n = 0;
     for (struct smtpd_session *s = srv->head; s; s = s->next) {
-        if (memcmp(s->ipkey, key, 16) != 0 || s->close_after)
+        if (memcmp(s->ipkey, key, 16) != 0)
             continue;
         struct pollfd p = {.fd = s->bev ? bufferevent_getfd(s->bev) : -1, .events = POLLRDHUP};
-        if (p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        int over = s->close_after || (p.fd >= 0 && poll(&p, 1, 0) == 1 &&
+                                      (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+        if (over && smtpd_session_unsent(s, p.fd) <= SMTPD_ENDING_UNSENT_MAX)
             continue;
         n++;
     }
@@ -518,8 +541,13 @@ void smtpd_session_process(struct smtpd_session *s)
         avail = evbuffer_get_length(in);
         if (evbuffer_get_length(s->out) + evbuffer_get_length(bufferevent_get_output(s->bev)) >
             limit) {
-            s->wait_write = 1; /* the client does not read its replies: stop reading too */
-            break;
+            /* the socket may take the replies at once (smtpd_session_flush); only what it
+             * leaves to the bufferevent, whose write callback resumes us, is worth waiting for */
+            smtpd_session_flush(s);
+            if (evbuffer_get_length(bufferevent_get_output(s->bev)) > limit) {
+                s->wait_write = 1; /* the client does not read its replies: stop reading too */
+                break;
+            }
         }
         if (s->tx && s->tx->msg && spool_msg_buffered(s->tx->msg) > limit &&
             spool_msg_on_drain(s->tx->msg, smtpd_session_drained, s)) {

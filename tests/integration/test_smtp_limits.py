@@ -197,6 +197,36 @@ class SmtpLimits(mtatest.MtaTestCase):
         d.wait_log(r"disconnect from", count=4)
         self.assertEqual(d.maillog().count("Connection concurrency limit exceeded"), 1)
 
+    def test_stuck_sessions_still_count(self):
+        """A session that has answered QUIT but whose client leaves a pile of replies unread can
+        linger until smtpd_timeout: it still counts against smtpd_client_connection_count_limit,
+        so one client cannot hold more sessions than the limit that way (an ending session whose
+        replies are out does not count: test_closed_sessions_are_not_counted)."""
+        d = self.daemon(settings={"smtpd_client_connection_count_limit": "2",
+                                  "smtpd_session_buffer_limit": "8m"})
+        a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        a.settimeout(t(30))
+        a.connect(("127.0.0.1", d.smtp_port))
+        fa = a.makefile("rb")
+        try:
+            self.assertTrue(fa.readline().startswith(b"220 "))
+            a.sendall(b"EHLO client.example\r\n")
+            while not fa.readline().startswith(b"250 "):
+                pass
+            # 5.6 MB of replies, never read: more than the kernel buffers take, less than the
+            # 8 MB the daemon may hold, so it reads everything, answers the QUIT and waits
+            a.sendall(b"RSET\r\n" * 400000 + b"QUIT\r\n")
+            time.sleep(t(1.5))
+            with d.client() as b:
+                with d.client(greet=False) as c:
+                    r = c.reply()
+                    self.assertEqual(r.code, 421, r)
+                self.assertReply(b.cmd("NOOP"), 250)
+        finally:
+            fa.close()
+            a.close()
+
     def test_session_limit(self):
         d = self.daemon(settings={"smtpd_session_limit": "3"})
         held = [d.client(source="127.0.0.%d" % i) for i in (1, 2, 3)]
@@ -282,6 +312,19 @@ class SmtpLimits(mtatest.MtaTestCase):
         self.assertTrue(f.readline().startswith(b"221 "))
         f.close()
         sock.close()
+
+    def test_replies_over_buffer_limit(self):
+        """A reading client pipelines more commands than smtpd_session_buffer_limit holds
+        replies for: the daemon pauses reading at the limit and goes on once its replies are
+        out, also when the socket took them all at once."""
+        n = 3000  # 42 KB of replies against a 4 KiB limit
+        d = self.daemon(settings={"smtpd_session_buffer_limit": "4096"})
+        with d.client(timeout=t(10)) as c:
+            c.ehlo()
+            c.send(b"RSET\r\n" * n)
+            for i in range(n):
+                self.assertReply(c.reply(), 250, "2.0.0 Ok")
+            self.assertReply(c.cmd("QUIT"), 221)
 
     def test_garbage_without_newline(self):
         d = self.daemon()
