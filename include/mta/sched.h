@@ -106,9 +106,9 @@ void sched_set_ready(struct sched *s, void (*cb)(void *arg), void *arg);
  */
 struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const char *dest),
                                  void *arg);
-/* sched_job_content - JOB's message as stored after its envelope, when it is still held in memory
- * from intake (read-only; copy it before the loop runs on), else NULL: read it from the spool
- * (spool_open_message). */
+/* sched_job_content - JOB's message as stored after its envelope, in one piece, when it is still
+ * held in memory from intake (do not change it; copy it before the loop runs on), else NULL:
+ * read it from the spool (spool_open_message). */
 struct evbuffer *sched_job_content(struct sched *s, const struct sched_job *job);
 /* sched_job_reason - remember REASON (deferral text, shown by mailq) for job recipient I. */
 void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char *reason);

@@ -110,8 +110,8 @@ double spool_free_percent(const struct spool *sp);
  * before running the loop). For a message just committed ENV is its envelope, which the
  * callback owns (free it with spool_envelope_free), so it need not read the file back; for a
  * recovered one ENV is NULL (read it with spool_load_envelope). CONTENT, when not NULL, is the
- * message as stored after the envelope (what spool_open_message reads), kept from a message
- * that was held in memory; the callback owns it (evbuffer_free). */
+ * message as stored after the envelope (what spool_open_message reads) in one piece, kept from a
+ * message that was held in memory; the callback owns it (evbuffer_free). */
 void spool_set_notify(struct spool *sp,
                       void (*cb)(void *arg, const char *id, struct spool_envelope *env,
                                  struct evbuffer *content),

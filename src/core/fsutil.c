@@ -11,22 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int fs_write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int fs_writev_all(int fd, struct iovec *iov, int n)
 {
     while (n > 0) {
@@ -47,6 +31,12 @@ int fs_writev_all(int fd, struct iovec *iov, int n)
         }
     }
     return 0;
+}
+
+int fs_write_all(int fd, const void *p, size_t n)
+{
+    struct iovec v = {(void *)p, n};
+    return fs_writev_all(fd, &v, 1);
 }
 
 int fs_mkdir_p(const char *path, mode_t mode)

@@ -55,30 +55,18 @@ static int spool_write_evbuffer(int fd, struct evbuffer *b, long long *written)
     return 0;
 }
 
-/* spool_write_kept - write the envelope text and all of B with gathered writes, leaving B as it
- * is (it becomes the scheduler's in-memory copy of the message, spool_set_notify). */
+/* spool_write_kept - write the envelope text and all of B with one gathered write, leaving B in
+ * one piece (it becomes the scheduler's in-memory copy of the message, spool_set_notify). */
 static int spool_write_kept(int fd, const char *env, size_t envlen, struct evbuffer *b)
 {
-    struct evbuffer_iovec vec[SPOOL_KEEP_IOV];
-    struct iovec iov[SPOOL_KEEP_IOV + 1];
-    int nvec = evbuffer_peek(b, -1, NULL, NULL, 0);
-    if (nvec < 0 || nvec > SPOOL_KEEP_IOV) {
-        /* many small pieces: one contiguous copy (bounded by the in-memory limit) */
-        if (!evbuffer_pullup(b, -1) && evbuffer_get_length(b) > 0) {
-            errno = ENOMEM;
-            return -1;
-        }
-        nvec = evbuffer_peek(b, -1, NULL, NULL, 0);
+    size_t len = evbuffer_get_length(b);
+    unsigned char *p = evbuffer_pullup(b, -1); /* at most the 64 KiB held in memory */
+    if (!p && len > 0) {
+        errno = ENOMEM;
+        return -1;
     }
-    nvec = evbuffer_peek(b, -1, NULL, vec, nvec);
-    int n = 0;
-    iov[n].iov_base = (void *)env;
-    iov[n++].iov_len = envlen;
-    for (int i = 0; i < nvec; i++) {
-        iov[n].iov_base = vec[i].iov_base;
-        iov[n++].iov_len = vec[i].iov_len;
-    }
-    return fs_writev_all(fd, iov, n);
+    struct iovec iov[2] = {{(void *)env, envlen}, {p, len}};
+    return fs_writev_all(fd, iov, len > 0 ? 2 : 1);
 }
 
 /* spool_copy_fd - copy LEN bytes from the start of IN to the end of OUT, in the kernel when it can.

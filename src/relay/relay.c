@@ -175,9 +175,9 @@ static int relay_body_reserve(struct relay_body *b, size_t more)
 {
     if (b->len + more <= b->cap)
         return 0;
-    size_t ncap = b->cap ? b->cap : 65536;
-    while (ncap < b->len + more)
-        ncap *= 2;
+    size_t want = b->len + more, ncap = b->cap * 2;
+    if (ncap < want)
+        ncap = want;
     char *np = realloc(b->p, ncap);
     if (!np)
         return ENOMEM;
@@ -300,16 +300,11 @@ static int relay_job_load_kept(struct relay *r, struct relay_job *rj)
     if (!content)
         return -1;
     size_t size = evbuffer_get_length(content);
+    const char *p = (const char *)evbuffer_pullup(content, -1); /* one piece already */
     struct relay_body b = {.bol = 1};
-    int err = relay_body_reserve(&b, size + size / 64 + 64);
-    struct evbuffer_ptr pos;
-    struct evbuffer_iovec v;
-    evbuffer_ptr_set(content, &pos, 0, EVBUFFER_PTR_SET);
-    while (!err && evbuffer_peek(content, -1, &pos, &v, 1) > 0 && v.iov_len > 0) {
-        err = relay_body_add(&b, v.iov_base, v.iov_len);
-        if (evbuffer_ptr_set(content, &pos, v.iov_len, EVBUFFER_PTR_ADD) < 0)
-            break;
-    }
+    int err = p || !size ? relay_body_reserve(&b, size + size / 64 + 64) : ENOMEM;
+    if (!err)
+        err = relay_body_add(&b, p, size);
     if (!err)
         err = relay_body_end(&b);
     relay_job_body(rj, &b, (long long)size, err);

@@ -389,7 +389,7 @@ void smtpd_session_close(struct smtpd_session *s)
     bufferevent_enable(s->bev, EV_WRITE);
 }
 
-/* smtpd_session_pause - stop reading for a while (error sleep, spool backpressure). */
+/* smtpd_session_pause - stop reading for a while (the error sleep). */
 static void smtpd_session_pause(struct smtpd_session *s, long usec)
 {
     struct timeval tv = {usec / 1000000, usec % 1000000};

@@ -520,8 +520,8 @@ static void test_group_commit(void **state)
     spool_close(sp);
 }
 
-/* A message held in memory is written with gathered writes, in as many pieces as it arrived
- * (or joined first when there are very many), and the same bytes are handed to the scheduler. */
+/* A message held in memory, however many pieces it arrived in, is written whole and the same
+ * bytes are handed to the scheduler. */
 static void test_pieces(void **state)
 {
     struct fixture *f = *state;
