@@ -38,9 +38,9 @@ struct smtpd {
     struct evconnlistener *lev[2];
     int nlev;
     char hostname[256];
-    int barelf; /* enum smtpd_barelf from smtpd_forbid_bare_newline */
-    struct smtpd_map *by_id; /* session id -> session */
-    struct smtpd_map *by_ip; /* client address -> session count */
+    int barelf;                 /* enum smtpd_barelf from smtpd_forbid_bare_newline */
+    struct smtpd_map *by_id;    /* session id -> session */
+    struct smtpd_map *by_ip;    /* client address -> session count */
     struct smtpd_session *head; /* live sessions */
     size_t nsessions;
     uint64_t next_id;
@@ -49,11 +49,11 @@ struct smtpd {
     int stopping;
     void (*drained)(void *arg);
     void *drained_arg;
-    int commits; /* commits in flight (their done callbacks hold this struct) */
-    int freed;   /* smtpd_free ran while commits were in flight */
-    struct tls_ctx *tls;  /* NULL: no STARTTLS/SMTPS; swapped on reload (smtpd_set_tls) */
-    int sasl;             /* SMTP AUTH is enabled (Cyrus SASL initialised) */
-    char sasl_mechs[256]; /* the AUTH line of EHLO, e.g. "PLAIN LOGIN" */
+    int commits;           /* commits in flight (their done callbacks hold this struct) */
+    int freed;             /* smtpd_free ran while commits were in flight */
+    struct tls_ctx *tls;   /* NULL: no STARTTLS/SMTPS; swapped on reload (smtpd_set_tls) */
+    int sasl;              /* SMTP AUTH is enabled (Cyrus SASL initialised) */
+    char sasl_mechs[256];  /* the AUTH line of EHLO, e.g. "PLAIN LOGIN" */
     struct workers *saslw; /* threads that run the SASL password checks (smtpd_sasl.c) */
 };
 
@@ -110,7 +110,7 @@ struct smtpd_session {
     int wait_write;         /* output above the buffer limit */
     int close_after;        /* close once the replies are flushed */
     int dead;
-    char *line; /* command line buffer (line_length_limit + 1) */
+    char *line;         /* command line buffer (line_length_limit + 1) */
     int tls_pending;    /* a TLS handshake is running (STARTTLS or SMTPS) */
     char tls_info[128]; /* "TLSv1.3 with cipher ... (256/256 bits)" once established */
     void *sasl_conn;    /* sasl_conn_t of an AUTH exchange (smtpd_sasl.c) */
@@ -135,7 +135,8 @@ void smtpd_session_check_drained(struct smtpd *srv);
 const char *smtpd_session_proto(const struct smtpd_session *s);
 
 /* smtpd_reply.c */
-void smtpd_reply(struct smtpd_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap);
 void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
@@ -157,6 +158,9 @@ int smtpd_listen_open(struct smtpd *s, long port, int implicit_tls, char **err);
 struct bufferevent *smtpd_tls_socket_bev(struct smtpd *srv, int fd);
 void smtpd_tls_starttls(struct smtpd_session *s, const char *arg);
 void smtpd_tls_connected(struct smtpd_session *s);
+/* smtpd_tls_check_connected - a handshake in progress has finished: apply it now (the
+ * CONNECTED event may come after the first read callback). */
+void smtpd_tls_check_connected(struct smtpd_session *s);
 void smtpd_tls_failed(struct smtpd_session *s);
 void smtpd_tls_flush_underlying(struct smtpd_session *s);
 /* smtpd_tls_layered - the session's bufferevent is an OpenSSL one (SMTPS, or after STARTTLS,

@@ -27,7 +27,8 @@
 #include "smtpd_int.h"
 #include "smtpd_map.h"
 
-/* An ending session with more unsent reply bytes than this still counts (smtpd_session_live_from). */
+/* An ending session with more unsent reply bytes than this still counts (smtpd_session_live_from).
+ */
 #define SMTPD_ENDING_UNSENT_MAX 4096
 
 static void smtpd_session_read_cb(struct bufferevent *bev, void *arg);
@@ -53,7 +54,8 @@ static void smtpd_session_ipkey(const struct sockaddr *sa, unsigned char key[16]
     }
 }
 
-/* smtpd_session_refuse - one reply on a fresh socket, then close (it always fits the socket buffer). */
+/* smtpd_session_refuse - one reply on a fresh socket, then close (it always fits the socket
+ * buffer). */
 static void smtpd_session_refuse(int fd, const char *text)
 {
     ssize_t r = send(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -93,8 +95,8 @@ void smtpd_session_setup_bev(struct smtpd_session *s)
     const struct conf *c = s->srv->conf;
     struct timeval tv = {c->smtpd_timeout, 0};
 
-    bufferevent_setcb(s->bev, smtpd_session_read_cb, smtpd_session_write_cb,
-                      smtpd_session_event_cb, s);
+    bufferevent_setcb(s->bev, smtpd_session_read_cb, smtpd_session_write_cb, smtpd_session_event_cb,
+                      s);
     bufferevent_setwatermark(s->bev, EV_READ, 0, (size_t)c->smtpd_session_buffer_limit);
     bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)c->smtpd_session_buffer_limit / 2, 0);
     bufferevent_set_timeouts(s->bev, &tv, &tv);
@@ -322,8 +324,8 @@ static void smtpd_session_disconnect_log(struct smtpd_session *s)
             o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d", smtpd_cmd_defs[i].lname,
                                   s->cnt_all[i]);
         else
-            o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d/%d",
-                                  smtpd_cmd_defs[i].lname, s->cnt_ok[i], s->cnt_all[i]);
+            o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d/%d", smtpd_cmd_defs[i].lname,
+                                  s->cnt_ok[i], s->cnt_all[i]);
         if (o >= sizeof(buf))
             o = sizeof(buf) - 1;
     }
@@ -405,7 +407,8 @@ void smtpd_session_resume(struct smtpd_session *s)
     smtpd_session_process(s);
 }
 
-/* smtpd_session_pipelining_ok - RFC 2920 rules, enforced as smtpd_forbid_unauth_pipelining = yes. */
+/* smtpd_session_pipelining_ok - RFC 2920 rules, enforced as smtpd_forbid_unauth_pipelining = yes.
+ */
 static int smtpd_session_pipelining_ok(struct smtpd_session *s, enum smtpd_cmd_id id,
                                        struct evbuffer *in)
 {
@@ -527,7 +530,13 @@ void smtpd_session_process(struct smtpd_session *s)
     struct evbuffer *in;
     size_t limit = (size_t)c->smtpd_session_buffer_limit;
 
-    if (s->dead || s->paused || s->state == SMTPD_STATE_COMMIT || s->sasl_busy)
+    if (s->dead)
+        return;
+    /* bufferevent_openssl runs the read callback for the bytes that came with the client's
+     * Finished before it reports BEV_EVENT_CONNECTED: the TLS state must be in force before
+     * any of them is parsed, or an EHLO sent at once gets the plaintext capabilities */
+    smtpd_tls_check_connected(s);
+    if (s->paused || s->state == SMTPD_STATE_COMMIT || s->sasl_busy)
         return;
     if (s->delay_pending && !s->close_after) { /* a failed AUTH came back from its worker */
         s->delay_pending = 0;

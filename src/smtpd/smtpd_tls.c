@@ -96,8 +96,9 @@ void smtpd_tls_starttls(struct smtpd_session *s, const char *arg)
     smtpd_session_flush(s); /* the 220 and any earlier replies of the batch, in plaintext */
     in = bufferevent_get_input(s->bev);
     if ((junk = evbuffer_get_length(in)) > 0) {
-        log_mail("smtpd", "warning: %s[%s]: %zu bytes of plaintext pipelined after STARTTLS "
-                          "discarded",
+        log_mail("smtpd",
+                 "warning: %s[%s]: %zu bytes of plaintext pipelined after STARTTLS "
+                 "discarded",
                  s->name, s->addr, junk);
         evbuffer_drain(in, junk);
     }
@@ -134,6 +135,16 @@ void smtpd_tls_connected(struct smtpd_session *s)
     tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
     log_mail("smtpd", "Anonymous TLS connection established from %s[%s]: %s", s->name, s->addr,
              s->tls_info);
+}
+
+void smtpd_tls_check_connected(struct smtpd_session *s)
+{
+    SSL *ssl;
+
+    if (!s->tls_pending || !s->bev || !(ssl = bufferevent_openssl_get_ssl(s->bev)))
+        return;
+    if (SSL_is_init_finished(ssl))
+        smtpd_tls_connected(s);
 }
 
 void smtpd_tls_failed(struct smtpd_session *s)
