@@ -9,7 +9,11 @@ set -euo pipefail
 BUILD_PKGS="gcc make cmake pkg-config libevent-dev libssl-dev libsasl2-dev libc-ares-dev \
 libsmbclient-dev libnfs-dev libcmocka-dev"
 TEST_PKGS="python3 swaks openssl curl samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils \
-dnsmasq sasl2-bin libsasl2-modules pflogsumm chromium prometheus"
+dnsmasq sasl2-bin libsasl2-modules pflogsumm chromium prometheus dpkg-dev"
+# swaks's TLS and AUTH need these Perl modules, which --no-install-recommends leaves out
+# (without them every TLS/AUTH swaks test exits 10 on a fresh machine)
+TEST_PKGS="$TEST_PKGS libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl \
+libdigest-hmac-perl"
 
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"

@@ -7,12 +7,24 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 JOBS="${MTA_TEST_JOBS:-$(nproc)}"
 "$ROOT/scripts/deps.sh" test
 
+# A packager's build: Release with Debian's hardening flags (dpkg-buildflags) at -O2 and -O3
+# must compile without a single warning (-Werror here only to make a warning fail CI).
+for opt in O2 O3; do
+    echo "=== build-release-$opt (dpkg-buildflags, -$opt, compile only) ==="
+    CFLAGS="$(dpkg-buildflags --get CFLAGS) $(dpkg-buildflags --get CPPFLAGS) -$opt" \
+        LDFLAGS="$(dpkg-buildflags --get LDFLAGS)" \
+        cmake -S "$ROOT" -B "$ROOT/build-release-$opt" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_C_FLAGS_RELEASE=-DNDEBUG -DMTA_WERROR=ON >/dev/null
+    cmake --build "$ROOT/build-release-$opt" -j"$JOBS" --target mtad mtactl
+done
+
 status=0
 for kind in build build-asan; do
     san=OFF
     [ "$kind" = build-asan ] && san=ON
     echo "=== $kind (sanitizers: $san) ==="
-    cmake -S "$ROOT" -B "$ROOT/$kind" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTA_SANITIZE=$san >/dev/null
+    cmake -S "$ROOT" -B "$ROOT/$kind" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTA_SANITIZE=$san \
+        -DMTA_WERROR=ON >/dev/null
     cmake --build "$ROOT/$kind" -j"$JOBS"
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

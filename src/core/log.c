@@ -127,8 +127,10 @@ void log_format_time(long t, char *buf, size_t len)
         memset(&tm, 0, sizeof(tm));
     if (tm.tm_mon < 0 || tm.tm_mon > 11)
         tm.tm_mon = 0;
-    snprintf(buf, len, "%s %2d %02d:%02d:%02d", log_months[tm.tm_mon], tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec);
+    /* the fields reduced to their ranges, so the compiler can see the result fits 16 bytes
+     * (a Release build's -Wformat-truncation otherwise assumes eleven digits each) */
+    snprintf(buf, len, "%s %2u %02u:%02u:%02u", log_months[tm.tm_mon], (unsigned)tm.tm_mday % 32u,
+             (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u);
 }
 
 /* log_now_str - "Mon DD HH:MM:SS" for now, cached per thread for the current second. */
