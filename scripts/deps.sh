@@ -14,6 +14,8 @@ dnsmasq sasl2-bin libsasl2-modules pflogsumm chromium prometheus dpkg-dev"
 # (without them every TLS/AUTH swaks test exits 10 on a fresh machine)
 TEST_PKGS="$TEST_PKGS libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl \
 libdigest-hmac-perl"
+# JavaMail on the JRE: the appliance's first user is a Tomcat web application (test_javamail.py)
+TEST_PKGS="$TEST_PKGS libmail-java default-jre-headless"
 
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"
