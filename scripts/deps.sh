@@ -7,7 +7,7 @@
 set -euo pipefail
 
 BUILD_PKGS="gcc make cmake pkg-config libevent-dev libssl-dev libsasl2-dev libc-ares-dev \
-libsmbclient-dev libnfs-dev libcmocka-dev"
+libsmbclient-dev libnfs-dev libcmocka-dev python3"
 TEST_PKGS="python3 swaks openssl curl samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils \
 dnsmasq sasl2-bin libsasl2-modules pflogsumm chromium prometheus dpkg-dev"
 # swaks's TLS and AUTH need these Perl modules, which --no-install-recommends leaves out
