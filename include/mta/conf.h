@@ -101,6 +101,8 @@ enum conf_type {
       "Errors after which each error reply is delayed by smtpd_error_sleep_time.")              \
     X(smtpd_error_sleep_time, CONF_TIME, "1s", 0, 60, "postfix",                                 \
       "Delay of error replies after smtpd_soft_error_limit errors (never blocks the loop).")    \
+    X(smtpd_junk_command_limit, CONF_INT, "100", 1, 1000000, "postfix",                          \
+      "Junk commands (NOOP RSET VRFY HELP HELO EHLO) before each one counts as an error.")     \
     X(smtpd_forbid_bare_newline, CONF_STR, "normalize", 0, 0, "postfix",                         \
       "normalize (bare LF ends a line, never the DATA), reject (521 5.5.2), or no.")            \
     X(smtpd_sasl_auth_enable, CONF_BOOL, "no", 0, 0, "postfix",                                  \

@@ -9,8 +9,10 @@
 #include <strings.h>
 
 const struct smtpd_cmd_def smtpd_cmd_defs[SMTPD_CMD_COUNT] = {
-    [SMTPD_CMD_HELO] = {"HELO", "helo", SMTPD_CMDF_LAST},
-    [SMTPD_CMD_EHLO] = {"EHLO", "ehlo", SMTPD_CMDF_LAST},
+    /* JUNK: Postfix's smtpd_junk_command_limit set (HELO EHLO RSET NOOP VRFY ETRN) and HELP;
+     * ETRN is not implemented here: its 502 is an error already */
+    [SMTPD_CMD_HELO] = {"HELO", "helo", SMTPD_CMDF_LAST | SMTPD_CMDF_JUNK},
+    [SMTPD_CMD_EHLO] = {"EHLO", "ehlo", SMTPD_CMDF_LAST | SMTPD_CMDF_JUNK},
     /* STARTTLS is not LAST: pipelined input after it is dropped (smtpd_tls.c) */
     [SMTPD_CMD_STARTTLS] = {"STARTTLS", "starttls", 0},
     [SMTPD_CMD_AUTH] = {"AUTH", "auth", 0},
@@ -18,10 +20,10 @@ const struct smtpd_cmd_def smtpd_cmd_defs[SMTPD_CMD_COUNT] = {
     [SMTPD_CMD_RCPT] = {"RCPT", "rcpt", 0},
     [SMTPD_CMD_DATA] = {"DATA", "data", SMTPD_CMDF_LAST},
     [SMTPD_CMD_BDAT] = {"BDAT", "bdat", 0},
-    [SMTPD_CMD_RSET] = {"RSET", "rset", 0},
-    [SMTPD_CMD_NOOP] = {"NOOP", "noop", SMTPD_CMDF_LAST},
-    [SMTPD_CMD_VRFY] = {"VRFY", "vrfy", SMTPD_CMDF_LAST},
-    [SMTPD_CMD_HELP] = {"HELP", "help", SMTPD_CMDF_LAST},
+    [SMTPD_CMD_RSET] = {"RSET", "rset", SMTPD_CMDF_JUNK},
+    [SMTPD_CMD_NOOP] = {"NOOP", "noop", SMTPD_CMDF_LAST | SMTPD_CMDF_JUNK},
+    [SMTPD_CMD_VRFY] = {"VRFY", "vrfy", SMTPD_CMDF_LAST | SMTPD_CMDF_JUNK},
+    [SMTPD_CMD_HELP] = {"HELP", "help", SMTPD_CMDF_LAST | SMTPD_CMDF_JUNK},
     [SMTPD_CMD_QUIT] = {"QUIT", "quit", 0},
     [SMTPD_CMD_UNKNOWN] = {"UNKNOWN", "unknown", 0},
 };
@@ -37,7 +39,8 @@ enum smtpd_cmd_id smtpd_cmd_parse(const char *line, const char **arg)
     while (**arg == ' ' || **arg == '\t')
         (*arg)++;
     for (int i = 0; i < SMTPD_CMD_UNKNOWN; i++) {
-        if (strlen(smtpd_cmd_defs[i].name) == n && strncasecmp(line, smtpd_cmd_defs[i].name, n) == 0)
+        if (strlen(smtpd_cmd_defs[i].name) == n &&
+            strncasecmp(line, smtpd_cmd_defs[i].name, n) == 0)
             return (enum smtpd_cmd_id)i;
     }
     *arg = line;

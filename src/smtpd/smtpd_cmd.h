@@ -8,6 +8,7 @@
 #ifndef SMTPD_CMD_H
 #define SMTPD_CMD_H
 
+#include <limits.h>
 #include <stddef.h>
 
 enum smtpd_cmd_id {
@@ -31,11 +32,13 @@ enum smtpd_cmd_id {
 /* Flags of a command. */
 enum {
     SMTPD_CMDF_LAST = 1, /* must be the last of a pipelined group (RFC 2920 3.1) */
+    SMTPD_CMDF_JUNK = 2, /* repeatable at no cost to the client: counts against
+                          * smtpd_junk_command_limit (Postfix's SMTPD_CMD_FLAG_LIMIT) */
 };
 
 struct smtpd_cmd_def {
-    const char *name;   /* upper case verb; also the disconnect-line counter name (lower) */
-    const char *lname;  /* lower case, for the disconnect line */
+    const char *name;  /* upper case verb; also the disconnect-line counter name (lower) */
+    const char *lname; /* lower case, for the disconnect line */
     int flags;
 };
 
@@ -48,5 +51,16 @@ extern const struct smtpd_cmd_def smtpd_cmd_defs[SMTPD_CMD_COUNT];
  * handler so that a wrong form gets the 501 Syntax reply, as Postfix does.
  */
 enum smtpd_cmd_id smtpd_cmd_parse(const char *line, const char **arg);
+
+/*
+ * smtpd_count_inc - add one to a per-session counter (errors, junk commands,
+ * command counts) that saturates at INT_MAX: a session may last as long as
+ * its client keeps talking, and a wrapped counter would undo a limit.
+ */
+static inline void smtpd_count_inc(int *n)
+{
+    if (*n < INT_MAX)
+        (*n)++;
+}
 
 #endif

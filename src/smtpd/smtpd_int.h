@@ -98,7 +98,8 @@ struct smtpd_session {
     enum smtpd_state state;
     char *helo;
     int esmtp;
-    int errors;
+    int errors; /* client errors; forgiven when a message is queued (Postfix) */
+    int junk;   /* junk commands (SMTPD_CMDF_JUNK); reset when a message is queued */
     int cnt_ok[SMTPD_CMD_COUNT], cnt_all[SMTPD_CMD_COUNT];
     int cur_cmd;       /* the command whose success is counted by its reply, -1 none */
     const char *where; /* for "lost connection after X" */
@@ -142,6 +143,12 @@ void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rc
                         ...) __attribute__((format(printf, 4, 5)));
 void smtpd_reply_close(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* smtpd_reply_error - count one client error (saturating): the error sleep from
+ * smtpd_soft_error_limit on, 421 and close at smtpd_hard_error_limit. */
+void smtpd_reply_error(struct smtpd_session *s);
+/* smtpd_reply_junk - count one junk command (NOOP, RSET, VRFY, HELP, HELO, EHLO): beyond
+ * smtpd_junk_command_limit each one is also an error, as in Postfix. */
+void smtpd_reply_junk(struct smtpd_session *s);
 
 /* smtpd_policy.c */
 int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa);

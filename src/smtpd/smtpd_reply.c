@@ -31,14 +31,13 @@ void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap)
 {
     char buf[1024];
     int code;
-    const struct conf *c = s->srv->conf;
 
     vsnprintf(buf, sizeof(buf), fmt, ap);
     code = smtpd_reply_put(s, buf);
     if (code == 0)
         return;
     if (code < 300 && s->cur_cmd >= 0) {
-        s->cnt_ok[s->cur_cmd]++;
+        smtpd_count_inc(&s->cnt_ok[s->cur_cmd]);
         s->cur_cmd = -1;
     }
     if (code >= 300)
@@ -46,13 +45,29 @@ void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap)
     if (code < 400)
         return;
     counter_add(CNT_REJECTED, 1);
-    s->errors++;
+    smtpd_reply_error(s);
+}
+
+void smtpd_reply_error(struct smtpd_session *s)
+{
+    const struct conf *c = s->srv->conf;
+
+    smtpd_count_inc(&s->errors);
+    if (s->close_after || s->dead)
+        return; /* the final reply is chosen already */
     if (s->errors >= c->smtpd_hard_error_limit) {
         log_mail("smtpd", "too many errors after %s from %s[%s]", s->where, s->name, s->addr);
         smtpd_reply_close(s, "421 4.7.0 %s Error: too many errors", s->srv->hostname);
     } else if (s->errors >= c->smtpd_soft_error_limit && c->smtpd_error_sleep_time > 0) {
         s->delay_pending = 1; /* smtpd_session_process waits before it flushes */
     }
+}
+
+void smtpd_reply_junk(struct smtpd_session *s)
+{
+    smtpd_count_inc(&s->junk);
+    if (s->junk > s->srv->conf->smtpd_junk_command_limit)
+        smtpd_reply_error(s);
 }
 
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)

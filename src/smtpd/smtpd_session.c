@@ -313,7 +313,7 @@ static void smtpd_session_disconnect_log(struct smtpd_session *s)
 {
     char buf[512];
     size_t o = 0;
-    int ok = 0, all = 0;
+    long long ok = 0, all = 0; /* sums of saturated ints */
 
     for (int i = 0; i < SMTPD_CMD_COUNT; i++) {
         if (s->cnt_all[i] == 0)
@@ -330,9 +330,9 @@ static void smtpd_session_disconnect_log(struct smtpd_session *s)
             o = sizeof(buf) - 1;
     }
     if (ok == all)
-        snprintf(buf + o, sizeof(buf) - o, " commands=%d", all);
+        snprintf(buf + o, sizeof(buf) - o, " commands=%lld", all);
     else
-        snprintf(buf + o, sizeof(buf) - o, " commands=%d/%d", ok, all);
+        snprintf(buf + o, sizeof(buf) - o, " commands=%lld/%lld", ok, all);
     log_mail("smtpd", "disconnect from %s[%s]%s", s->name, s->addr, buf);
 }
 
@@ -475,7 +475,7 @@ static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, siz
         return;
     }
     id = smtpd_cmd_parse(s->line, &arg);
-    s->cnt_all[id]++;
+    smtpd_count_inc(&s->cnt_all[id]);
     s->cur_cmd = id;
     if (!smtpd_session_pipelining_ok(s, id, in)) {
         s->cur_cmd = -1;
@@ -484,6 +484,8 @@ static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, siz
         return;
     }
     smtpd_proto_dispatch(s, id, arg);
+    if (smtpd_cmd_defs[id].flags & SMTPD_CMDF_JUNK)
+        smtpd_reply_junk(s);
 }
 
 /* smtpd_session_body - feed buffered input to the DATA machine or the BDAT chunk. */

@@ -160,9 +160,12 @@ static void smtpd_txn_commit_done(void *arg, int err)
     if (s && !s->dead && s->state == SMTPD_STATE_COMMIT) {
         s->state = SMTPD_STATE_CMD;
         s->where = "END-OF-MESSAGE";
-        if (err == 0)
+        if (err == 0) {
+            /* Postfix forgives earlier errors and junk once a message is received */
+            s->errors = 0;
+            s->junk = 0;
             smtpd_reply(s, "250 2.0.0 Ok: queued as %s", cm->id);
-        else if (err == ENOSPC)
+        } else if (err == ENOSPC)
             smtpd_reply(s, "452 4.3.1 Insufficient system storage");
         else
             smtpd_reply(s, "451 4.3.0 Error: queue file write error");

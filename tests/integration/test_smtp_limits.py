@@ -203,7 +203,8 @@ class SmtpLimits(mtatest.MtaTestCase):
         so one client cannot hold more sessions than the limit that way (an ending session whose
         replies are out does not count: test_closed_sessions_are_not_counted)."""
         d = self.daemon(settings={"smtpd_client_connection_count_limit": "2",
-                                  "smtpd_session_buffer_limit": "8m"})
+                                  "smtpd_session_buffer_limit": "8m",
+                                  "smtpd_junk_command_limit": "1000000"})
         a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         a.settimeout(t(30))
@@ -278,7 +279,9 @@ class SmtpLimits(mtatest.MtaTestCase):
         # 5.6 MB of replies: more than the kernel buffers hold (4 MB send buffer at most), so
         # some stay in the daemon, which must stop reading and not buffer the rest
         n = 400000
-        d = self.daemon(settings={"smtpd_session_buffer_limit": "65536"})
+        # (RSET is a junk command: the flood must stay under smtpd_junk_command_limit)
+        d = self.daemon(settings={"smtpd_session_buffer_limit": "65536",
+                                  "smtpd_junk_command_limit": "1000000"})
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
@@ -318,7 +321,8 @@ class SmtpLimits(mtatest.MtaTestCase):
         replies for: the daemon pauses reading at the limit and goes on once its replies are
         out, also when the socket took them all at once."""
         n = 3000  # 42 KB of replies against a 4 KiB limit
-        d = self.daemon(settings={"smtpd_session_buffer_limit": "4096"})
+        d = self.daemon(settings={"smtpd_session_buffer_limit": "4096",
+                                  "smtpd_junk_command_limit": "1000000"})
         with d.client(timeout=t(10)) as c:
             c.ehlo()
             c.send(b"RSET\r\n" * n)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <string.h>
 
 #include "smtpd/smtpd_cmd.h"
@@ -61,12 +62,36 @@ static void test_flags(void **st)
     assert_string_equal(smtpd_cmd_defs[SMTPD_CMD_UNKNOWN].lname, "unknown");
 }
 
+static void test_junk_flags(void **st)
+{
+    /* Postfix's smtpd_junk_command_limit set (its SMTPD_CMD_FLAG_LIMIT) plus HELP */
+    static const enum smtpd_cmd_id junk[] = {SMTPD_CMD_HELO, SMTPD_CMD_EHLO, SMTPD_CMD_RSET,
+                                             SMTPD_CMD_NOOP, SMTPD_CMD_VRFY, SMTPD_CMD_HELP};
+    int n = 0;
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+        assert_true(smtpd_cmd_defs[junk[i]].flags & SMTPD_CMDF_JUNK);
+    for (int i = 0; i < SMTPD_CMD_COUNT; i++)
+        n += (smtpd_cmd_defs[i].flags & SMTPD_CMDF_JUNK) != 0;
+    assert_int_equal(n, 6); /* MAIL, RCPT, DATA, AUTH, STARTTLS, QUIT are not junk */
+}
+
+static void test_count_saturates(void **st)
+{
+    int n = INT_MAX - 2;
+    for (int i = 0; i < 5; i++)
+        smtpd_count_inc(&n);
+    assert_int_equal(n, INT_MAX); /* stays there: no wrap to INT_MIN */
+    n = 0;
+    smtpd_count_inc(&n);
+    assert_int_equal(n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_verbs),
-        cmocka_unit_test(test_unknown),
-        cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_verbs),           cmocka_unit_test(test_unknown),
+        cmocka_unit_test(test_flags),           cmocka_unit_test(test_junk_flags),
+        cmocka_unit_test(test_count_saturates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
