@@ -303,9 +303,17 @@ void smtpd_data_date(time_t t, char *buf, size_t len)
     snprintf(buf + n, len - n, "%s", zone);
 }
 
-void smtpd_data_received(struct evbuffer *out, const char *helo, const char *name,
-                         const char *addr, const char *hostname, const char *proto,
-                         const char *id, const char *rcpt, time_t t, const char *tls)
+char *smtpd_data_helo_name(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p > 0x7e || strchr(" <>()\\\";@", *p))
+            *p = '?';
+    return s;
+}
+
+void smtpd_data_received(struct evbuffer *out, const char *helo, const char *name, const char *addr,
+                         const char *hostname, const char *proto, const char *id, const char *rcpt,
+                         time_t t, const char *tls)
 {
     char date[80];
     const char *v6 = strchr(addr, ':') ? "IPv6:" : "";

@@ -35,14 +35,14 @@ enum {
 };
 
 struct smtpd_body_opts {
-    int dot;                /* 1: DATA (dot end, dot-unstuffing); 0: BDAT chunks */
-    int barelf;             /* enum smtpd_barelf */
-    long long max_size;     /* most content bytes (0: no limit) */
-    size_t header_limit;    /* header_size_limit: more is kept as body */
-    int hop_limit;          /* hopcount_limit */
-    int hops_initial;       /* Received: headers already written by the caller */
-    const char *add_msgid;  /* whole "Message-Id: ...\r\n" line added when missing, or NULL */
-    const char *add_date;   /* whole "Date: ...\r\n" line added when missing, or NULL */
+    int dot;               /* 1: DATA (dot end, dot-unstuffing); 0: BDAT chunks */
+    int barelf;            /* enum smtpd_barelf */
+    long long max_size;    /* most content bytes (0: no limit) */
+    size_t header_limit;   /* header_size_limit: more is kept as body */
+    int hop_limit;         /* hopcount_limit */
+    int hops_initial;      /* Received: headers already written by the caller */
+    const char *add_msgid; /* whole "Message-Id: ...\r\n" line added when missing, or NULL */
+    const char *add_date;  /* whole "Date: ...\r\n" line added when missing, or NULL */
 };
 
 struct smtpd_body {
@@ -57,11 +57,11 @@ struct smtpd_body {
     size_t hdr_bytes;
     int hops;
     int seen_msgid, seen_date;
-    char msgid[256];     /* Message-ID value as given (for the log) */
-    long long size;      /* content bytes received (normalized) */
-    long long stored;    /* bytes written to OUT */
-    int err;             /* SMTPD_BODY_ERR_* */
-    int done;            /* DATA: the end-of-data line was seen */
+    char msgid[256];  /* Message-ID value as given (for the log) */
+    long long size;   /* content bytes received (normalized) */
+    long long stored; /* bytes written to OUT */
+    int err;          /* SMTPD_BODY_ERR_* */
+    int done;         /* DATA: the end-of-data line was seen */
 };
 
 void smtpd_body_init(struct smtpd_body *b, const struct smtpd_body_opts *o, struct evbuffer *out);
@@ -84,9 +84,19 @@ void smtpd_data_date(time_t t, char *buf, size_t len);
  * "SMTP", "ESMTP", "ESMTPS", ...; RCPT is the only recipient or NULL; TLS is
  * the tls_describe() text ("TLSv1.3 with cipher ...") or NULL without TLS.
  */
-void smtpd_data_received(struct evbuffer *out, const char *helo, const char *name,
-                         const char *addr, const char *hostname, const char *proto,
-                         const char *id, const char *rcpt, time_t t, const char *tls);
+void smtpd_data_received(struct evbuffer *out, const char *helo, const char *name, const char *addr,
+                         const char *hostname, const char *proto, const char *id, const char *rcpt,
+                         time_t t, const char *tls);
+
+/*
+ * smtpd_data_helo_name - make HELO/EHLO text (NUL-terminated, in place) safe for the
+ * Received: header, the envelope and the log, as Postfix's helo_cmd does with
+ * printable() and neuter() (Postfix 3.x's set): every byte outside printable ASCII
+ * (0x20..0x7E: CR, ESC and other controls, 8-bit bytes) and each of space and
+ * <>()\";@ (which could forge the header's comment or address parts) becomes '?';
+ * ':' stays for "[IPv6:...]". Returns S.
+ */
+char *smtpd_data_helo_name(char *s);
 
 /* smtpd_data_msgid_line / smtpd_data_date_line - the header lines cleanup would add. */
 void smtpd_data_msgid_line(char *buf, size_t len, time_t t, const char *id, const char *hostname);

@@ -43,7 +43,10 @@ static void smtpd_proto_helo(struct smtpd_session *s, const char *arg, int esmtp
     }
     smtpd_txn_reset(s);
     free(s->helo);
+    /* the Received: header, the envelope and the log get Postfix's printable form */
     s->helo = strdup(name);
+    if (s->helo)
+        smtpd_data_helo_name(s->helo);
     s->esmtp = esmtp;
     if (!esmtp) {
         smtpd_reply(s, "250 %s", s->srv->hostname);

@@ -131,11 +131,9 @@ static void test_smuggling_normalize(void **st)
 {
     struct smtpd_body_opts o = opts_data();
     /* "\n.\n": the dot line is content, never an end */
-    CHECK(&o, "\r\na\n.\nMAIL FROM:<x@y>\r\n.\r\n", "\r\na\r\n.\r\nMAIL FROM:<x@y>\r\n", 26, 0,
-          1);
+    CHECK(&o, "\r\na\n.\nMAIL FROM:<x@y>\r\n.\r\n", "\r\na\r\n.\r\nMAIL FROM:<x@y>\r\n", 26, 0, 1);
     /* "\n.\r\n": the line before ended in a bare LF */
-    CHECK(&o, "\r\na\n.\r\nRCPT TO:<x@y>\r\n.\r\n", "\r\na\r\n.\r\nRCPT TO:<x@y>\r\n", 25, 0,
-          1);
+    CHECK(&o, "\r\na\n.\r\nRCPT TO:<x@y>\r\n.\r\n", "\r\na\r\n.\r\nRCPT TO:<x@y>\r\n", 25, 0, 1);
     /* "\r\n.\n": the dot line ends in a bare LF */
     CHECK(&o, "\r\na\r\n.\nDATA\r\n.\r\n", "\r\na\r\n.\r\nDATA\r\n", 16, 0, 1);
     /* "\r.\r": bare CRs are content */
@@ -179,7 +177,12 @@ static void test_unterminated(void **st)
 static void test_8bit_passthrough(void **st)
 {
     struct smtpd_body_opts o = opts_data();
-    CHECK(&o, "\r\n\xc3\xa4\xff" "z\r\n.\r\n", "\r\n\xc3\xa4\xff" "z\r\n", 11, 0, 1);
+    CHECK(&o,
+          "\r\n\xc3\xa4\xff"
+          "z\r\n.\r\n",
+          "\r\n\xc3\xa4\xff"
+          "z\r\n",
+          11, 0, 1);
 }
 
 static void test_8bit_nul_exact(void **st)
@@ -262,17 +265,37 @@ static void test_bdat(void **st)
     CHECK(&o, "S: x\r\n\r\n.\r\n..\nlast", "S: x\r\n\r\n.\r\n..\r\nlast\r\n", 18, 0, 0);
 }
 
+static void test_helo_name(void **st)
+{
+    char a[] = "mail.example.org", b[] = "evil\r\nX-Injected: 1\x1b[2J\x7f\x80\xff",
+         c[] = "a (b) <c@d> \"e\\\";f", d[] = "[IPv6:2001:db8::1]", e[] = "[192.0.2.1]";
+    (void)st;
+    assert_string_equal(smtpd_data_helo_name(a), "mail.example.org");
+    assert_string_equal(smtpd_data_helo_name(b), "evil??X-Injected:?1?[2J???");
+    assert_string_equal(smtpd_data_helo_name(c), "a??b???c?d???e???f");
+    assert_string_equal(smtpd_data_helo_name(d), "[IPv6:2001:db8::1]");
+    assert_string_equal(smtpd_data_helo_name(e), "[192.0.2.1]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_end),       cmocka_unit_test(test_dot_unstuffing),
-        cmocka_unit_test(test_smuggling_normalize), cmocka_unit_test(test_smuggling_reject),
-        cmocka_unit_test(test_legacy_no),        cmocka_unit_test(test_dot_cr_content),
-        cmocka_unit_test(test_unterminated),     cmocka_unit_test(test_8bit_passthrough),
-        cmocka_unit_test(test_8bit_nul_exact),   cmocka_unit_test(test_size_limit),
-        cmocka_unit_test(test_hops),             cmocka_unit_test(test_header_additions),
-        cmocka_unit_test(test_msgid_captured),   cmocka_unit_test(test_header_size_limit),
+        cmocka_unit_test(test_simple_end),
+        cmocka_unit_test(test_dot_unstuffing),
+        cmocka_unit_test(test_smuggling_normalize),
+        cmocka_unit_test(test_smuggling_reject),
+        cmocka_unit_test(test_legacy_no),
+        cmocka_unit_test(test_dot_cr_content),
+        cmocka_unit_test(test_unterminated),
+        cmocka_unit_test(test_8bit_passthrough),
+        cmocka_unit_test(test_8bit_nul_exact),
+        cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_hops),
+        cmocka_unit_test(test_header_additions),
+        cmocka_unit_test(test_msgid_captured),
+        cmocka_unit_test(test_header_size_limit),
         cmocka_unit_test(test_bdat),
+        cmocka_unit_test(test_helo_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
