@@ -102,6 +102,10 @@ int spool_space_ok(const struct spool *sp, long long size);
  * Test hook: MTA_TEST_FREE_BYTES=FREE[/TOTAL] in the environment at spool_open
  * replaces the measured figures (tests only; docs/spool-format.md). */
 double spool_free_percent(const struct spool *sp);
+/* spool_unavailable - NULL when the data volume takes mail; else why not (it was remounted
+ * read-only, or its path no longer leads to it: removed, renamed away, unmounted), as last
+ * checked with the free space (every second). Intake answers 451 4.3.0 meanwhile. */
+const char *spool_unavailable(const struct spool *sp);
 
 /* --- the queue, for the scheduler and administration --- */
 

@@ -267,6 +267,7 @@ struct spool_space_job {
     struct spool *sp;
     long long free_bytes, total_bytes;
     int ok;
+    int rdonly, gone;
 };
 
 /* spool_statvfs - free (available to us) and total bytes of the data volume. */
@@ -280,21 +281,108 @@ static int spool_statvfs(int fd, long long *free_bytes, long long *total_bytes)
     return 0;
 }
 
+/* spool_unmounted - 1 when the mount that FD lies on is no longer in our mount table (lazily
+ * unmounted: the descriptors still work, on a volume nobody else sees); 0 when it is, or unknown.
+ * Needs no permission on the path, which after the privilege drop may be root-only. */
+static int spool_unmounted(int fd)
+{
+#ifdef STATX_MNT_ID
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0 || !(sx.stx_mask & STATX_MNT_ID))
+        return 0;
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char *end;
+        errno = 0;
+        unsigned long long id = strtoull(line, &end, 10);
+        found = end != line && errno == 0 && id == sx.stx_mnt_id;
+        while (!strchr(line, '\n') && fgets(line, sizeof line, f))
+            ; /* the rest of an overlong line */
+    }
+    fclose(f);
+    return !found;
+#else
+    (void)fd;
+    return 0;
+#endif
+}
+
+/* spool_gone - 1 when the data volume went away under the directory DIRFD holds open: removed,
+ * or PATH leads elsewhere (renamed away, unmounted) or nowhere. When PATH cannot be looked up (a
+ * root-only parent after the privilege drop), the mount table still tells an unmount. The path
+ * check also sees it come back (renamed back, the same file system mounted again). */
+static int spool_gone(int dirfd, const char *path)
+{
+    struct stat held, now;
+    if (fstat(dirfd, &held) < 0)
+        return 0;
+    if (held.st_nlink == 0)
+        return 1; /* removed */
+    if (path && stat(path, &now) == 0)
+        return now.st_dev != held.st_dev || now.st_ino != held.st_ino;
+    if (path && (errno == ENOENT || errno == ENOTDIR))
+        return 1;
+    return spool_unmounted(dirfd);
+}
+
 static void spool_space_work(void *arg)
 {
     struct spool_space_job *j = arg;
-    j->ok = spool_statvfs(j->sp->dirfd, &j->free_bytes, &j->total_bytes) == 0;
+    struct statvfs v;
+    j->ok = fstatvfs(j->sp->dirfd, &v) == 0;
+    if (j->ok) {
+        j->free_bytes = (long long)v.f_bavail * (long long)v.f_frsize;
+        j->total_bytes = (long long)v.f_blocks * (long long)v.f_frsize;
+        j->rdonly = (v.f_flag & ST_RDONLY) != 0;
+    }
+    j->gone = spool_gone(j->sp->dirfd, j->sp->abspath);
 }
 
+/* spool_space_done - loop: take the new figures; a volume that became read-only or went away,
+ * or came back, is logged once per change (intake refuses mail meanwhile, spool_unavailable). */
 static void spool_space_done(void *arg)
 {
     struct spool_space_job *j = arg;
-    j->sp->statvfs_running = 0;
+    struct spool *sp = j->sp;
+    sp->statvfs_running = 0;
     if (j->ok) {
-        j->sp->free_bytes = j->free_bytes;
-        j->sp->total_bytes = j->total_bytes;
+        sp->free_bytes = j->free_bytes;
+        sp->total_bytes = j->total_bytes;
+        if (j->rdonly != sp->rdonly) {
+            if (j->rdonly)
+                log_warning("queue",
+                            "data volume %s is read-only: mail is refused until it is "
+                            "writable again",
+                            sp->dir);
+            else
+                log_warning("queue", "data volume %s is writable again: accepting mail", sp->dir);
+            sp->rdonly = j->rdonly;
+        }
+    }
+    if (j->gone != sp->gone) {
+        if (j->gone)
+            log_warning("queue",
+                        "data volume %s is gone (removed, renamed away or unmounted): "
+                        "mail is refused until it is back",
+                        sp->dir);
+        else
+            log_warning("queue", "data volume %s is back: accepting mail", sp->dir);
+        sp->gone = j->gone;
     }
     free(j);
+}
+
+const char *spool_unavailable(const struct spool *sp)
+{
+    if (sp->gone)
+        return "the data volume is gone";
+    if (sp->rdonly)
+        return "the data volume is read-only";
+    return NULL;
 }
 
 /* spool_space_cb - every second: measure free space off the loop. */
@@ -410,7 +498,11 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sp->dirfd < 0)
         goto fail_errno;
-    sp->lockfd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* for spool_gone; NULL (no path check) when a relative path cannot be resolved */
+    sp->abspath = sp->dir[0] == '/' ? strdup(sp->dir) : realpath(sp->dir, NULL);
+    /* read-only: flock needs no more, and a descriptor held open for writing for the daemon's
+     * life would keep an administrator from remounting the volume read-only (EBUSY) */
+    sp->lockfd = openat(sp->dirfd, "lock", O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
     if (sp->lockfd < 0)
         goto fail_errno;
     if (flock(sp->lockfd, LOCK_EX | LOCK_NB) < 0) {
@@ -516,6 +608,7 @@ void spool_close(struct spool *sp)
     pthread_mutex_destroy(&sp->cmu);
     pthread_cond_destroy(&sp->ccv);
     spool_pool_destroy(&sp->pool);
+    free(sp->abspath);
     free(sp->dir);
     free(sp);
 }

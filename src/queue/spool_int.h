@@ -128,6 +128,10 @@ struct spool {
     long long free_bytes, total_bytes;
     long long test_free, test_total; /* MTA_TEST_FREE_BYTES; -1: not set */
     int statvfs_running;
+    /* the volume as last checked with the free space (loop thread): remounted read-only, or its
+     * path no longer leads to the directory we hold open (renamed, removed, unmounted) */
+    int rdonly, gone;
+    char *abspath; /* data_volume resolved at open, for that check; NULL: not checked */
     struct event *space_ev, *notify_ev;
     char recovered_max[SPOOL_ID_SIZE]; /* highest ID found at open ("" if none) */
     void (*notify_cb)(void *arg, const char *id, struct spool_envelope *env,

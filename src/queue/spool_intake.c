@@ -238,8 +238,12 @@ static void spool_stream_done(void *arg)
     m->writing = 0;
     m->inflight = 0;
     m->sp->busy--;
-    if (m->err)
+    if (m->err && !m->loop_err) {
+        /* said once here: smtpd only sees the append fail, and answers 451 or 452 at the end */
+        log_warning("queue", "%s: cannot write %s/tmp/%s.body: %s", m->id, m->sp->dir, m->id,
+                    strerror(m->err));
         m->loop_err = m->err;
+    }
     switch (m->state) {
     case SPOOL_MSG_OPEN:
         spool_stream_kick(m);
@@ -482,6 +486,8 @@ void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
     /* Encoded here because ENV is only valid during this call; a NULL result
      * (out of memory) fails the commit in the worker. */
     m->env_text = spool_env_encode(&e, &m->env_len);
+    if (m->sp->gone && !m->loop_err)
+        m->loop_err = ENOENT; /* renamed into a directory nobody looks at: fail, never 250 */
     if (!m->writing)
         spool_commit_start(m);
 }

@@ -123,6 +123,12 @@ static void smtpd_proto_mail(struct smtpd_session *s, const char *arg)
         smtpd_reply_reject(s, "MAIL", NULL, "552 5.3.4 Message size exceeds fixed limit");
         return;
     }
+    if (spool_unavailable(s->srv->spool)) {
+        /* read-only or vanished volume (logged by the spool): as Postfix when cleanup cannot
+         * create the queue file, at MAIL, before the client sends a body in vain */
+        smtpd_reply_reject(s, "MAIL", NULL, "451 4.3.0 Error: queue file write error");
+        return;
+    }
     if (!spool_space_ok(s->srv->spool, mp.size > 0 ? mp.size : 0)) {
         smtpd_reply_reject(s, "MAIL", NULL, "452 4.3.1 Insufficient system storage");
         return;
