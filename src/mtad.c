@@ -22,6 +22,7 @@
 #include "mta/spool.h"
 #include "mta/dns.h"
 #include "mta/relay.h"
+#include "mta/rlimit.h"
 #include "mta/control.h"
 #include "mta/sched.h"
 #include "mta/stats.h"
@@ -190,6 +191,13 @@ int main(int argc, char **argv)
     };
     if (log_init(&lo, &err) != 0)
         mtad_fail("Error: Failed to pre-configure MTA.", err);
+
+    /* 2a. open files for every session the limits allow (while still root: may raise hard) */
+    long nofile_was, nofile_now;
+    if (rlimit_nofile_raise(d.conf, &nofile_was, &nofile_now, &err) != 0)
+        mtad_fail(err ? err : "Error: cannot raise the open-file limit", NULL);
+    if (nofile_now != nofile_was)
+        log_info("open-file limit raised from %ld to %ld", nofile_was, nofile_now);
 
     /* 2b. the log terminal: the mail log on the CIFS share */
     if (d.conf->logs_enabled && d.conf->maillog_filename[0] && d.conf->log_terminal[0]) {

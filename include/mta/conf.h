@@ -45,6 +45,14 @@ enum conf_type {
       "User name for the web UI and HTTP API. Empty: no authentication.")                       \
     X(password, CONF_STR, "", 0, 0, "appliance", "Password for the web UI and HTTP API.")         \
     X(ui_port, CONF_INT, "80", 1, 65535, "appliance", "Port of the HTTP service on in_address.")  \
+    X(http_connection_limit, CONF_INT, "128", 1, 100000, "mta",                                  \
+      "Most HTTP connections open at once; a connection beyond it gets 503 and is closed.")     \
+    X(http_timeout, CONF_TIME, "30s", 1, 3600, "mta",                                            \
+      "Idle time after which an HTTP connection is closed (also while a request dawdles).")     \
+    X(http_auth_failure_limit, CONF_INT, "5", 1, 100000, "mta",                                  \
+      "Wrong web UI credentials from one client address before it gets 429 (see lockout).")     \
+    X(http_auth_lockout_time, CONF_TIME, "60s", 1, 86400, "mta",                                 \
+      "How long a client over http_auth_failure_limit gets 429, and the window failures count in.") \
     X(ssl_disabled, CONF_BOOL, "yes", 0, 0, "appliance",                                         \
       "no: serve SMTPS on smtps_port and offer STARTTLS (needs the key and certificate).")       \
     X(ssl_key_file, CONF_STR, "server.key", 0, 0, "appliance",                                   \

@@ -37,6 +37,7 @@ struct smtpd {
     struct cidr_list *trusted;
     struct evconnlistener *lev[2];
     int nlev;
+    struct rlimit_accept *pause; /* accept() back-off of lev[] (smtpd_listen.c) */
     char hostname[256];
     int barelf;                 /* enum smtpd_barelf from smtpd_forbid_bare_newline */
     struct smtpd_map *by_id;    /* session id -> session */

@@ -3,7 +3,8 @@
  * in_address:smtp_port (empty: IPv6 wildcard with v4-mapped clients, or
  * 0.0.0.0 when the host has no IPv6), backlog 4096, and graceful stop.
  * Per-client and total session limits are applied at accept time
- * (smtpd_session_accept). Not here: the session protocol.
+ * (smtpd_session_accept); when accept() fails (out of descriptors) the
+ * listeners pause briefly (rlimit.h). Not here: the session protocol.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include "mta/cidr.h"
 #include "mta/conf.h"
 #include "mta/log.h"
+#include "mta/privilege.h"
+#include "mta/rlimit.h"
 #include "mta/smtpd.h"
 #include "mta/tls.h"
 #include "smtpd_int.h"
@@ -32,20 +35,30 @@ struct event *smtpd_session_reaper_new(struct smtpd *srv);
 static void smtpd_listen_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
                                    struct sockaddr *sa, int salen, void *arg)
 {
-    smtpd_session_accept(arg, fd, sa, salen, 0);
+    struct smtpd *s = arg;
+    rlimit_accept_ok(s->pause);
+    smtpd_session_accept(s, fd, sa, salen, 0);
 }
 
 /* smtpd_listen_accept_tls_cb - a new SMTPS connection (implicit TLS). */
 static void smtpd_listen_accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd,
                                        struct sockaddr *sa, int salen, void *arg)
 {
-    smtpd_session_accept(arg, fd, sa, salen, 1);
+    struct smtpd *s = arg;
+    rlimit_accept_ok(s->pause);
+    smtpd_session_accept(s, fd, sa, salen, 1);
 }
 
-/* smtpd_listen_error_cb - accept() failed (e.g. EMFILE): log and keep listening. */
+/*
+ * smtpd_listen_error_cb - accept() failed (EMFILE, ENFILE, ENOBUFS, ENOMEM...):
+ * the waiting connection keeps the socket readable, so the listeners pause for
+ * a moment (else the loop spins at 100% CPU logging the error), with one
+ * rate-limited log line. The connections wait in the listen queue meanwhile.
+ */
 static void smtpd_listen_error_cb(struct evconnlistener *l, void *arg)
 {
-    log_warning("smtpd", "accept: %s", strerror(errno));
+    struct smtpd *s = arg;
+    rlimit_accept_failed(s->pause, errno);
 }
 
 /* smtpd_listen_socket - a bound, non-blocking socket for SA, or -1 with errno. */
@@ -57,7 +70,7 @@ static int smtpd_listen_socket(const struct sockaddr *sa, socklen_t len, int v6o
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
-    if (bind(fd, sa, len) < 0) {
+    if (priv_bind(fd, sa, len) < 0) { /* a port bound before the drop, or bind(2) */
         e = errno;
         close(fd);
         errno = e;
@@ -79,6 +92,7 @@ static int smtpd_listen_add(struct smtpd *s, int fd, int implicit_tls)
         return -1;
     }
     evconnlistener_set_error_cb(l, smtpd_listen_error_cb);
+    rlimit_accept_add(s->pause, l);
     s->lev[s->nlev++] = l;
     return 0;
 }
@@ -106,10 +120,10 @@ int smtpd_listen_open(struct smtpd *s, long port, int implicit_tls, char **err)
         addr[strlen(addr) - 1] = 0;
     }
     if (!*addr) {
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port),
-                                  .sin6_addr = in6addr_any};
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port),
-                                 .sin_addr.s_addr = htonl(INADDR_ANY)};
+        struct sockaddr_in6 a6 = {
+            .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+        struct sockaddr_in a4 = {
+            .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY)};
         fd = smtpd_listen_socket((struct sockaddr *)&a6, sizeof(a6), 0);
         if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL))
             fd = smtpd_listen_socket((struct sockaddr *)&a4, sizeof(a4), 0);
@@ -157,7 +171,8 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
         return NULL;
     }
     if (!(s->by_id = smtpd_map_new()) || !(s->by_ip = smtpd_map_new()) ||
-        !(s->reaper = smtpd_session_reaper_new(s)))
+        !(s->reaper = smtpd_session_reaper_new(s)) ||
+        !(s->pause = rlimit_accept_new(base, "smtpd")))
         goto oom;
 
     if (smtpd_listen_open(s, conf->smtp_port, 0, err) < 0) {
@@ -183,6 +198,7 @@ void smtpd_stop(struct smtpd *s, void (*drained)(void *arg), void *arg)
     s->stopping = 1;
     s->drained = drained;
     s->drained_arg = arg;
+    rlimit_accept_clear(s->pause);
     for (int i = 0; i < s->nlev; i++)
         evconnlistener_free(s->lev[i]);
     s->nlev = 0;
@@ -201,9 +217,12 @@ void smtpd_free(struct smtpd *s)
 {
     if (!s)
         return;
+    rlimit_accept_clear(s->pause);
     for (int i = 0; i < s->nlev; i++)
         evconnlistener_free(s->lev[i]);
     s->nlev = 0;
+    rlimit_accept_free(s->pause);
+    s->pause = NULL;
     s->drained = NULL;
     if (s->by_id && s->reaper)
         smtpd_session_free_all(s);

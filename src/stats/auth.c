@@ -1,10 +1,14 @@
 /*
  * auth.c - HTTP Basic authentication: parse the Authorization header and compare
  * the credentials with username/password in constant time (our own compare, so
- * the stats layer needs no libcrypto).
+ * the stats layer needs no libcrypto); and the per-client throttle of wrong
+ * credentials (http_auth_failure_limit, http_auth_lockout_time), as SMTP AUTH
+ * failures are slowed down and end the session.
  * Not here: deciding which paths need auth (http_server.c).
  */
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -106,4 +110,90 @@ int stats_auth_check(const char *authorization, const char *user, const char *pa
     int ok_user = stats_ct_equal(user, strlen(user), buf, ulen);
     int ok_pass = stats_ct_equal(pass, strlen(pass), colon + 1, plen);
     return ok_user & ok_pass;
+}
+
+/* ---- throttling wrong credentials per client address ---- */
+
+#define STATS_AUTH_CLIENTS 1024 /* client addresses remembered; the oldest is forgotten first */
+
+struct stats_auth_client {
+    char addr[64];
+    int failures;        /* wrong credentials since window_start */
+    double window_start; /* monotonic seconds */
+    double locked_until; /* > now: refused with 429 */
+    double last;         /* the latest failure (which entry to forget first) */
+};
+
+struct stats_auth_throttle {
+    int limit;
+    double lockout;
+    int n;
+    struct stats_auth_client c[STATS_AUTH_CLIENTS];
+};
+
+struct stats_auth_throttle *stats_auth_throttle_new(int limit, double lockout)
+{
+    struct stats_auth_throttle *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->limit = limit > 0 ? limit : 1;
+    t->lockout = lockout;
+    return t;
+}
+
+void stats_auth_throttle_free(struct stats_auth_throttle *t)
+{
+    free(t);
+}
+
+/* stats_auth_find - the entry of ADDR, or NULL. */
+static struct stats_auth_client *stats_auth_find(struct stats_auth_throttle *t, const char *addr)
+{
+    for (int i = 0; i < t->n; i++)
+        if (strcmp(t->c[i].addr, addr) == 0)
+            return &t->c[i];
+    return NULL;
+}
+
+double stats_auth_throttle_wait(struct stats_auth_throttle *t, const char *addr, double now)
+{
+    struct stats_auth_client *e = stats_auth_find(t, addr);
+    return e && e->locked_until > now ? e->locked_until - now : 0;
+}
+
+int stats_auth_throttle_result(struct stats_auth_throttle *t, const char *addr, int ok, double now)
+{
+    struct stats_auth_client *e = stats_auth_find(t, addr);
+    if (ok) {
+        if (e)
+            *e = t->c[--t->n]; /* forgotten: its next failures count from zero */
+        return 0;
+    }
+    if (!e) {
+        if (t->n < STATS_AUTH_CLIENTS) {
+            e = &t->c[t->n++];
+        } else { /* full: forget the client whose last failure is oldest, locked ones last */
+            e = &t->c[0];
+            for (int i = 1; i < t->n; i++) {
+                struct stats_auth_client *x = &t->c[i];
+                int xl = x->locked_until > now, el = e->locked_until > now;
+                if (xl < el || (xl == el && x->last < e->last))
+                    e = x;
+            }
+        }
+        memset(e, 0, sizeof(*e));
+        snprintf(e->addr, sizeof(e->addr), "%s", addr);
+        e->window_start = now;
+    }
+    if (now - e->window_start >= t->lockout) { /* the failures counted are too old */
+        e->failures = 0;
+        e->window_start = now;
+    }
+    e->last = now;
+    if (++e->failures < t->limit)
+        return 0;
+    e->failures = 0;
+    e->window_start = now + t->lockout;
+    e->locked_until = now + t->lockout;
+    return 1;
 }

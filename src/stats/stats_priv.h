@@ -24,11 +24,14 @@ struct spool;
 struct sched;
 struct sched_view_msg;
 struct stats_mon;
+struct stats_auth_throttle;
+struct http_conn;
+struct rlimit_accept;
+struct evconnlistener;
 
 #define STATS_HTTP_MAX_HEADERS 8192 /* bytes of request line + headers */
 #define STATS_HTTP_MAX_BODY 65536   /* bytes of a request body */
-#define STATS_HTTP_TIMEOUT 30       /* seconds a connection may idle or dawdle */
-#define STATS_HTTP_MAX_CONNS 128    /* connections served at once; more get 503 */
+#define STATS_HTTP_MAX_CONNS 128    /* unused: http_connection_limit (kept for tests/fuzz) */
 #define STATS_QUEUE_PAGE_ROWS 1000  /* messages listed on one /queue page */
 #define STATS_DASHBOARD_MAX 8       /* dashboard messages at most */
 
@@ -40,9 +43,15 @@ struct stats {
     struct sched *sched;
     struct evhttp *http;
     double start_mono;                /* monotonic seconds at stats_new (uptime) */
-    struct evhttp_connection **conns; /* connections seen, for the cap */
+    struct evhttp_connection **conns; /* unused (tests/fuzz/fuzz_http.c still allocates it) */
     int nconns;
-    struct stats_mon *mon; /* NULL without mon_terminal */
+    struct stats_mon *mon;    /* NULL without mon_terminal */
+    struct http_conn *hconns; /* open connections (http_connection_limit) */
+    int nhconns, hconns_cap;
+    struct event *sweep;               /* forgets closed connections (http_server.c) */
+    struct rlimit_accept *pause;       /* accept() back-off of the listener */
+    struct evconnlistener *lev;        /* evhttp's listener (owned by evhttp) */
+    struct stats_auth_throttle *authf; /* wrong credentials per client; NULL: not throttled */
 };
 
 /* Everything the pages, the JSON, /metrics and StatsD show, taken at one instant. */
@@ -74,6 +83,14 @@ void stats_html_escape(struct evbuffer *out, const char *s);
 int stats_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 long stats_base64_decode(const char *in, size_t inlen, unsigned char *out, size_t outmax);
 int stats_auth_check(const char *authorization, const char *user, const char *pass);
+/* per client address: after LIMIT wrong credentials within LOCKOUT seconds the client is refused
+ * (429) for LOCKOUT seconds; right credentials forget its failures. NOW: monotonic seconds. */
+struct stats_auth_throttle *stats_auth_throttle_new(int limit, double lockout);
+void stats_auth_throttle_free(struct stats_auth_throttle *t);
+/* stats_auth_throttle_wait - seconds ADDR must still wait (> 0: refuse without checking). */
+double stats_auth_throttle_wait(struct stats_auth_throttle *t, const char *addr, double now);
+/* stats_auth_throttle_result - record a check; 1 when this failure locked ADDR out. */
+int stats_auth_throttle_result(struct stats_auth_throttle *t, const char *addr, int ok, double now);
 
 /* dashboard.c */
 #define STATS_MSG_FREE_5 "Data volume free space is below 5%."
@@ -115,8 +132,14 @@ struct stats_tvar {
     struct evbuffer *html; /* for {{{name}}}: rendered templates, copied; NULL renders as "" */
     int is_html;
 };
-#define STATS_TEXT(n, v) {.name = (n), .text = (v), .html = NULL, .is_html = 0}
-#define STATS_HTML(n, b) {.name = (n), .text = NULL, .html = (b), .is_html = 1}
+#define STATS_TEXT(n, v)                                                                           \
+    {                                                                                              \
+        .name = (n), .text = (v), .html = NULL, .is_html = 0                                       \
+    }
+#define STATS_HTML(n, b)                                                                           \
+    {                                                                                              \
+        .name = (n), .text = NULL, .html = (b), .is_html = 1                                       \
+    }
 #define STATS_NVARS(a) (sizeof(a) / sizeof((a)[0]))
 const char *stats_template_get(const char *name, size_t *len);
 int stats_template_render(struct evbuffer *out, const char *name, const struct stats_tvar *vars,
@@ -125,8 +148,8 @@ int stats_template_render_text(struct evbuffer *out, const char *tname, const ch
                                size_t len, const struct stats_tvar *vars, size_t nvars, char *err,
                                size_t errlen);
 int stats_template_scan(const char *tname, const char *tmpl, size_t len,
-                        void (*cb)(void *arg, const char *name, int is_html), void *arg,
-                        char *err, size_t errlen);
+                        void (*cb)(void *arg, const char *name, int is_html), void *arg, char *err,
+                        size_t errlen);
 
 /* http_pages.c */
 void http_page_dashboard(struct stats *st, struct evhttp_request *req);
