@@ -43,19 +43,21 @@ void relay_reply_dsn(const struct relay_reply *r, char *dsn, size_t len)
     const char *p = r->text + (r->len > 4 ? 4 : r->len);
     int cls = r->code / 100;
 
-    /* "250 2.1.5 Ok": class digit must agree with the reply code (RFC 3463) */
-    if (p[0] == '0' + cls && p[1] == '.') {
-        size_t i = 2, dots = 0;
-        while (p[i] && (isdigit((unsigned char)p[i]) || (p[i] == '.' && dots < 1))) {
-            if (p[i] == '.')
-                dots++;
+    /* "250 2.1.5 Ok": class 2, 4 or 5, agreeing with the reply code, then subject and
+     * detail of 1-3 digits each (RFC 3463); a server's "4..30" or "9.1.1" is no status */
+    if ((cls == 2 || cls == 4 || cls == 5) && p[0] == '0' + cls && p[1] == '.') {
+        size_t i = 2, subject = 0, detail = 0;
+        while (isdigit((unsigned char)p[i]) && subject < 4)
+            i++, subject++;
+        if (subject >= 1 && subject <= 3 && p[i] == '.') {
             i++;
-        }
-        if (dots == 1 && i > 4 && (p[i] == ' ' || p[i] == '\0') && isdigit((unsigned char)p[i - 1]) &&
-            i < len) {
-            memcpy(dsn, p, i);
-            dsn[i] = '\0';
-            return;
+            while (isdigit((unsigned char)p[i]) && detail < 4)
+                i++, detail++;
+            if (detail >= 1 && detail <= 3 && (p[i] == ' ' || p[i] == '\0') && i < len) {
+                memcpy(dsn, p, i);
+                dsn[i] = '\0';
+                return;
+            }
         }
     }
     snprintf(dsn, len, "%d.0.0", cls >= 2 && cls <= 5 ? (cls == 3 ? 2 : cls) : 4);

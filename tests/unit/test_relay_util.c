@@ -81,6 +81,14 @@ static void test_reply_dsn(void **state)
     dsn_of("421 4.4.2", "4.4.2");
     dsn_of("554 5.x.1 junk", "5.0.0");
     dsn_of("250 2.1.5.9 too many", "2.0.0");
+    /* found by tests/fuzz/fuzz_relay_reply: RFC 3463 wants 1-3 digits in each of the
+     * subject and detail, and classes 2, 4, 5 only */
+    dsn_of("421 4..30 closing", "4.0.0");
+    dsn_of("550 5.1234.1 long subject", "5.0.0");
+    dsn_of("550 5.1.1234 long detail", "5.0.0");
+    dsn_of("999 9.1.1 no such class", "4.0.0");
+    dsn_of("199 1.2.3 nor this", "4.0.0");
+    dsn_of("550 5.10.100 widest", "5.10.100");
 }
 
 static void delay(double s, const char *want)
