@@ -16,6 +16,8 @@ TEST_PKGS="$TEST_PKGS libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-pe
 libdigest-hmac-perl"
 # JavaMail on the JRE: the appliance's first user is a Tomcat web application (test_javamail.py)
 TEST_PKGS="$TEST_PKGS libmail-java default-jre-headless"
+# the libFuzzer targets in tests/fuzz (scripts/test.sh's fuzz stage)
+TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh - set everything up and run the whole test suite twice: a normal build
-# (-Wall -Wextra -Werror) and an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# (-Wall -Wextra -Werror) and an AddressSanitizer + UndefinedBehaviorSanitizer build;
+# then every libFuzzer target (tests/fuzz, clang) for a short fixed time.
 # Exits non-zero on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,4 +34,14 @@ for kind in build build-asan; do
         status=1
     fi
 done
+
+# Third stage: every libFuzzer target (tests/fuzz) for a short fixed time over its seed corpus;
+# a crash, leak or sanitizer report fails the run (docs/fuzzing.md)
+echo "=== build-fuzz (clang, libFuzzer + ASan/UBSan) ==="
+CC=clang cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTA_FUZZ=ON \
+    -DMTA_WERROR=ON >/dev/null
+cmake --build "$ROOT/build-fuzz" -j"$JOBS" --target fuzz_targets
+if ! (cd "$ROOT/build-fuzz" && ctest -R '^fuzz\.' --output-on-failure -j"$JOBS"); then
+    status=1
+fi
 exit $status

@@ -8,6 +8,7 @@
 #include "mta/dns.h"
 
 #include "mta/conf.h"
+#include "dns_int.h"
 
 #include <ares.h>
 #include <arpa/nameser.h>
@@ -299,38 +300,47 @@ static enum dns_status dns_map_status(int status, const char **errtext)
     }
 }
 
+enum dns_status dns_mx_parse(const unsigned char *abuf, int alen, struct dns_mx *out, int *n,
+                             const char **errtext)
+{
+    struct ares_mx_reply *mx = NULL, *p;
+    int rc = ares_parse_mx_reply(abuf, alen, &mx);
+
+    *n = 0;
+    if (rc == ARES_ENODATA) {
+        *errtext = "No address associated with hostname";
+        return DNS_NODATA;
+    }
+    if (rc != ARES_SUCCESS) {
+        *errtext = "malformed or unexpected name server reply";
+        return DNS_TEMPFAIL;
+    }
+    for (p = mx; p && *n < DNS_MAX_RECORDS; p = p->next) {
+        snprintf(out[*n].host, sizeof(out[*n].host), "%s", p->host ? p->host : "");
+        /* "." and "" both denote the root: the null MX of RFC 7505 */
+        if (strcmp(out[*n].host, ".") == 0)
+            out[*n].host[0] = '\0';
+        out[*n].pref = p->priority;
+        (*n)++;
+    }
+    ares_free_data(mx);
+    if (*n == 0) {
+        *errtext = "No address associated with hostname";
+        return DNS_NODATA;
+    }
+    *errtext = "";
+    return DNS_OK;
+}
+
 /* dns_mx_cb - MX answer: copy the records (a malformed answer is a temporary failure). */
 static void dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
     struct dns_req *r = arg;
-    struct ares_mx_reply *mx = NULL, *p;
 
     (void)timeouts;
     r->st = dns_map_status(status, &r->errtext);
-    if (r->st == DNS_OK) {
-        int rc = ares_parse_mx_reply(abuf, alen, &mx);
-        if (rc == ARES_ENODATA) {
-            r->st = DNS_NODATA;
-            r->errtext = "No address associated with hostname";
-        } else if (rc != ARES_SUCCESS) {
-            r->st = DNS_TEMPFAIL;
-            r->errtext = "malformed or unexpected name server reply";
-        } else {
-            for (p = mx; p && r->n < DNS_MAX_RECORDS; p = p->next) {
-                snprintf(r->mx[r->n].host, sizeof(r->mx[r->n].host), "%s", p->host ? p->host : "");
-                /* "." and "" both denote the root: the null MX of RFC 7505 */
-                if (strcmp(r->mx[r->n].host, ".") == 0)
-                    r->mx[r->n].host[0] = '\0';
-                r->mx[r->n].pref = p->priority;
-                r->n++;
-            }
-            ares_free_data(mx);
-            if (r->n == 0) {
-                r->st = DNS_NODATA;
-                r->errtext = "No address associated with hostname";
-            }
-        }
-    }
+    if (r->st == DNS_OK)
+        r->st = dns_mx_parse(abuf, alen, r->mx, &r->n, &r->errtext);
     dns_finish(r);
 }
 

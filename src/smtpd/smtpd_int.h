@@ -139,7 +139,8 @@ const char *smtpd_session_proto(const struct smtpd_session *s);
 /* smtpd_reply.c */
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap);
+void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
 void smtpd_reply_close(struct smtpd_session *s, const char *fmt, ...)
@@ -182,6 +183,9 @@ void smtpd_sasl_auth(struct smtpd_session *s, const char *arg);
 void smtpd_sasl_response(struct smtpd_session *s, const char *line);
 void smtpd_sasl_reset(struct smtpd_session *s);
 void smtpd_sasl_free(struct smtpd *srv);
+/* smtpd_sasl_decode - base64 TEXT (an AUTH argument or response line) into a malloc'd *BUF
+ * of *LEN bytes; -1 when invalid (then *BUF is NULL). Exposed for tests/fuzz. */
+int smtpd_sasl_decode(const char *text, char **buf, unsigned *len);
 
 /* smtpd_txn.c */
 struct smtpd_txn *smtpd_txn_new(void);

@@ -244,7 +244,7 @@ static void smtpd_sasl_result(struct smtpd_session *s, int r, const char *out, u
 }
 
 /* smtpd_sasl_decode - base64 TEXT into a malloc'd buffer; -1 when invalid. */
-static int smtpd_sasl_decode(const char *text, char **buf, unsigned *len)
+int smtpd_sasl_decode(const char *text, char **buf, unsigned *len)
 {
     size_t n = strlen(text), cap = n / 4 * 3 + 4;
 

@@ -292,7 +292,7 @@ static int http_valid_id(const char *id)
 }
 
 /* http_request_cb - every request: auth (not for /healthz), then route by path. */
-static void http_request_cb(struct evhttp_request *req, void *arg)
+void http_request_cb(struct evhttp_request *req, void *arg)
 {
     struct stats *st = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);

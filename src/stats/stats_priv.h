@@ -123,6 +123,9 @@ void http_reply(struct evhttp_request *req, int code, const char *reason, const 
                 struct evbuffer *body);
 void http_reply_text(struct evhttp_request *req, int code, const char *reason, const char *text);
 const char *http_query_param(struct evhttp_request *req, const char *name, char *buf, size_t len);
+/* http_request_cb - the evhttp callback of every request (ARG: the struct stats): cap, auth,
+ * routing; exposed for tests/fuzz/fuzz_http.c, which hands it requests without a socket. */
+void http_request_cb(struct evhttp_request *req, void *arg);
 
 /* template.c: {{text}} always HTML-escaped, {{{html}}} only for rendered templates */
 #define STATS_TEMPLATE_NAME_MAX 48 /* bytes of a placeholder name */
