@@ -29,6 +29,23 @@ enum {
 };
 enum spool_ret { SPOOL_RET_DEFAULT = 0, SPOOL_RET_FULL, SPOOL_RET_HDRS };
 
+/*
+ * What one envelope field may hold at most (decoded bytes), enforced when an
+ * envelope is written and again when it is read back (docs/spool-format.md):
+ * RFC 5321 4.5.3.1 for paths, RFC 3461 for ENVID and ORCPT, the rest bounded
+ * because nothing on disk is trusted. No field ever holds a control byte.
+ */
+#define SPOOL_ADDR_MAX 256   /* sender, recipient (smtpd's path limit) */
+#define SPOOL_LOCAL_MAX 64   /* local part (before the last '@') */
+#define SPOOL_DOMAIN_MAX 255 /* domain (after the last '@') */
+#define SPOOL_ORCPT_MAX 500  /* "type;address" */
+#define SPOOL_ENVID_MAX 100
+#define SPOOL_HELO_MAX 1024 /* longer HELO names are cut when written */
+#define SPOOL_CLIENT_NAME_MAX 255
+#define SPOOL_CLIENT_ADDR_MAX 64
+#define SPOOL_SIZE_MAX (1LL << 40)             /* message bytes */
+#define SPOOL_TIME_US_MAX 253402300799999999LL /* arrival: the end of the year 9999 */
+
 struct spool_rcpt {
     char *addr;  /* as given in RCPT TO, without <> */
     char *orcpt; /* DSN ORCPT=, "" when not given (stored xtext-decoded as "rfc822;addr") */

@@ -1,7 +1,8 @@
 /*
  * text.c - text encodings more than one layer writes: UTF-8 validation and JSON
  * strings (the HTTP API and the control socket's postqueue -j output share them,
- * so both always emit JSON that parses).
+ * so both always emit JSON that parses); printable text and checked decimal
+ * numbers for what comes from disk or the network.
  * Not here: HTML escaping (stats) or SMTP address syntax (smtpd).
  */
 #include <event2/buffer.h>
@@ -97,4 +98,33 @@ void text_json_string(struct evbuffer *out, const char *s)
         }
     }
     evbuffer_add(out, "\"", 1);
+}
+
+/* text_printable - non-printable bytes of S replaced with REPL (Postfix printable()). */
+char *text_printable(char *s, char repl)
+{
+    for (unsigned char *p = (unsigned char *)s; p && *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            *p = (unsigned char)repl;
+    return s;
+}
+
+/* text_parse_u64 - a decimal of digits only, at most MAX; -1 instead of overflowing. */
+int text_parse_u64(const char *s, size_t len, unsigned long long max, unsigned long long *out)
+{
+    unsigned long long v = 0;
+
+    if (!s || len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned)((unsigned char)s[i] - '0');
+        if (d > 9)
+            return -1;
+        /* v * 10 + d <= max, checked without computing it */
+        if (v > max / 10 || (v == max / 10 && d > max % 10))
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
 }

@@ -553,7 +553,8 @@ static void sched_msg_settle(struct sched *s, struct sched_msg *m)
         long delay;
         m->had_defer = 0;
         m->round_final = 0;
-        m->attempts++;
+        if (m->attempts < STATUS_ATTEMPTS_MAX)
+            m->attempts++; /* saturates: never a signed overflow */
         delay = sched_backoff(m->attempts, s->conf->minimal_backoff_time,
                               s->conf->maximal_backoff_time);
         m->next_retry = (long long)time(NULL) + delay;

@@ -14,6 +14,10 @@ struct spool;
 #define SCHED_SLOT_SENT 'S'
 #define SCHED_SLOT_BOUNCED 'B'
 
+/* The most delivery attempts counted: a larger count in a status file makes it unreadable,
+ * and the scheduler stops counting there (one attempt a second for 30 years). */
+#define STATUS_ATTEMPTS_MAX 1000000000
+
 /* What the status file holds: one state byte per delivery slot (recipients, then cc copies). */
 struct spool_status {
     int attempts;

@@ -26,6 +26,7 @@
 #include "mta/fsutil.h"
 #include "mta/log.h"
 #include "mta/workers.h"
+#include "sched_int.h"
 #include "spool_int.h"
 
 #define SPOOL_IO_THREADS 4
@@ -217,7 +218,8 @@ static void spool_scan_dir(struct spool *sp, int h)
     }
 }
 
-/* spool_scan_status - a status file whose message is not queued goes to corrupt/ too. */
+/* spool_scan_status - a status file whose message is not queued, or that cannot be read,
+ * goes to corrupt/ too. */
 static void spool_scan_status(struct spool *sp, int h)
 {
     int fd = dup(sp->qfd[h]);
@@ -239,9 +241,17 @@ static void spool_scan_status(struct spool *sp, int h)
         char id[SPOOL_ID_SIZE];
         memcpy(id, de->d_name, SPOOL_ID_LEN);
         id[SPOOL_ID_LEN] = '\0';
+        struct spool_status st;
         if (!spool_index_find(&sp->index, id)) {
             spool_quarantine(sp, sp->qfd[h], where, de->d_name, "status file without a message");
             moved = 1;
+        } else if (spool_status_read(sp, id, &st) == EBADMSG) {
+            /* a damaged status (or a count out of range): its message is delivered to
+             * every recipient, as without one; the file is kept for inspection */
+            spool_quarantine(sp, sp->qfd[h], where, de->d_name, "unreadable status file");
+            moved = 1;
+        } else {
+            free(st.slots);
         }
     }
     closedir(d);

@@ -3,9 +3,12 @@
  * (docs/spool-format.md): a version line, "key value" lines, one "rcpt" line per
  * recipient and an end line. Every value is %-escaped so that no CR, LF, NUL,
  * space or non-ASCII byte can reach the file: a hostile address cannot forge a
- * field or a line. The parser is strict about what it needs and rejects
- * anything malformed (the caller quarantines the file); unknown keys are
- * skipped so that a later version can add fields.
+ * field or a line. Every field has a length limit (include/mta/spool.h) and
+ * never holds a control byte, checked both when writing and when reading: a
+ * damaged or crafted file cannot make the relay overflow a buffer or send a
+ * command of its own to the next hop. The parser is strict about what it needs
+ * and rejects anything malformed (the caller quarantines the file); unknown keys
+ * are skipped so that a later version can add fields.
  * Not here: file handling beyond reading the head of one fd.
  */
 #include <errno.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mta/text.h"
 #include "spool_int.h"
 
 /* --- encoding --- */
@@ -86,6 +90,70 @@ static void spool_sbuf_num(struct spool_sbuf *b, const char *key, long long v)
     spool_sbuf_str(b, tmp);
 }
 
+/* spool_has_ctl - 1 when S holds a control byte (C0 or DEL); 8-bit bytes (UTF-8) are fine. */
+static int spool_has_ctl(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7F)
+            return 1;
+    return 0;
+}
+
+/* spool_addr_ok - S (N bytes) fits an RFC 5321 path: the whole, its local part and its
+ * domain within their limits, no control byte. */
+static int spool_addr_ok(const char *s, size_t n)
+{
+    const char *at = n ? memrchr(s, '@', n) : NULL;
+    size_t local = at ? (size_t)(at - s) : n;
+    return n <= SPOOL_ADDR_MAX && local <= SPOOL_LOCAL_MAX &&
+           (!at || n - local - 1 <= SPOOL_DOMAIN_MAX) && !spool_has_ctl(s, n);
+}
+
+/* spool_text_ok - S (N bytes) has at most MAX bytes and no control byte. */
+static int spool_text_ok(const char *s, size_t n, size_t max)
+{
+    return n <= max && !spool_has_ctl(s, n);
+}
+
+static int spool_str_ok(const char *s, size_t max)
+{
+    return spool_text_ok(s ? s : "", s ? strlen(s) : 0, max);
+}
+
+/* spool_env_valid - every field the next hop will see is within its limits (smtpd
+ * enforces the same, so this refuses only a caller's bug, before anything is acknowledged). */
+static int spool_env_valid(const struct spool_envelope *env)
+{
+    if (!env->sender || !spool_addr_ok(env->sender, strlen(env->sender)) ||
+        !spool_str_ok(env->envid, SPOOL_ENVID_MAX) || env->size < 0 || env->size > SPOOL_SIZE_MAX ||
+        env->arrival_us < 0 || env->arrival_us > SPOOL_TIME_US_MAX)
+        return 0;
+    for (int i = 0; i < env->nrcpt; i++)
+        if (!env->rcpt[i].addr || !spool_addr_ok(env->rcpt[i].addr, strlen(env->rcpt[i].addr)) ||
+            !spool_str_ok(env->rcpt[i].orcpt, SPOOL_ORCPT_MAX))
+            return 0;
+    return 1;
+}
+
+/* spool_sbuf_info - an informational field (HELO, client name): control bytes become '?'
+ * and it is cut at MAX bytes, so that what is written is always read back. */
+static void spool_sbuf_info(struct spool_sbuf *b, const char *key, const char *value, size_t max)
+{
+    size_t n = value ? strnlen(value, max) : 0;
+    char *copy = malloc(n + 1);
+    if (!copy) {
+        b->oom = 1;
+        return;
+    }
+    memcpy(copy, value ? value : "", n);
+    copy[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)copy[i] < 0x20 || (unsigned char)copy[i] == 0x7F)
+            copy[i] = '?';
+    spool_sbuf_line(b, key, copy);
+    free(copy);
+}
+
 static const struct {
     int bit;
     const char *name;
@@ -100,6 +168,10 @@ static const struct {
 char *spool_env_encode(const struct spool_envelope *env, size_t *len)
 {
     struct spool_sbuf b = {0};
+    if (!spool_env_valid(env)) {
+        errno = EINVAL;
+        return NULL;
+    }
     spool_sbuf_str(&b, SPOOL_VERSION_LINE "\n");
     spool_sbuf_line(&b, "id", env->id);
     spool_sbuf_num(&b, "arrival", env->arrival_us);
@@ -111,9 +183,9 @@ char *spool_env_encode(const struct spool_envelope *env, size_t *len)
                                                     : "ret -\n");
     spool_sbuf_num(&b, "smtputf8", env->smtputf8 ? 1 : 0);
     spool_sbuf_str(&b, env->body_8bit ? "body 8bitmime\n" : "body 7bit\n");
-    spool_sbuf_line(&b, "client_name", env->client_name);
-    spool_sbuf_line(&b, "client_addr", env->client_addr);
-    spool_sbuf_line(&b, "helo", env->helo);
+    spool_sbuf_info(&b, "client_name", env->client_name, SPOOL_CLIENT_NAME_MAX);
+    spool_sbuf_info(&b, "client_addr", env->client_addr, SPOOL_CLIENT_ADDR_MAX);
+    spool_sbuf_info(&b, "helo", env->helo, SPOOL_HELO_MAX);
     for (int i = 0; i < env->nrcpt; i++) {
         const struct spool_rcpt *r = &env->rcpt[i];
         spool_sbuf_str(&b, "rcpt ");
@@ -137,6 +209,7 @@ char *spool_env_encode(const struct spool_envelope *env, size_t *len)
     spool_sbuf_str(&b, SPOOL_END_LINE "\n");
     if (b.oom) {
         free(b.p);
+        errno = ENOMEM;
         return NULL;
     }
     *len = b.len;
@@ -157,10 +230,11 @@ static int spool_hexval(char c)
 }
 
 /* spool_unescape - decode the token S[0..N) into a malloc'd string; NULL when
- * malformed (bad escape, an escaped NUL, a raw byte that is never written). */
-static char *spool_unescape(const char *s, size_t n)
+ * malformed (bad escape, an escaped control byte, a raw byte that is never written)
+ * or longer than MAX decoded bytes. */
+static char *spool_unescape(const char *s, size_t n, size_t max)
 {
-    if (n == 0)
+    if (n == 0 || n > 3 * max + 3)
         return NULL;
     if (n == 1 && s[0] == '-')
         return strdup("");
@@ -173,7 +247,9 @@ static char *spool_unescape(const char *s, size_t n)
         if (c == '%') {
             int hi = i + 2 < n ? spool_hexval(s[i + 1]) : -1;
             int lo = i + 2 < n ? spool_hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            /* no control byte (NUL, CR, LF, ESC, ..., DEL) in any field: an address
+             * with CR LF would be a command of its own toward the next hop */
+            if (hi < 0 || lo < 0 || hi * 16 + lo < 0x20 || hi * 16 + lo == 0x7F) {
                 free(out);
                 return NULL;
             }
@@ -187,23 +263,20 @@ static char *spool_unescape(const char *s, size_t n)
         }
     }
     out[o] = '\0';
+    if (o > max) {
+        free(out);
+        return NULL;
+    }
     return out;
 }
 
-/* spool_parse_ll - a non-negative decimal that fills the whole token. */
-static int spool_parse_ll(const char *s, size_t n, long long *out)
+/* spool_parse_ll - a decimal in [0, MAX] that fills the whole token. */
+static int spool_parse_ll(const char *s, size_t n, long long max, long long *out)
 {
-    if (n == 0 || n > 19)
+    unsigned long long v;
+    if (text_parse_u64(s, n, (unsigned long long)max, &v) < 0)
         return -1;
-    long long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        if (v > (LLONG_MAX - (s[i] - '0')) / 10)
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
+    *out = (long long)v;
     return 0;
 }
 
@@ -237,13 +310,22 @@ static int spool_parse_notify(const char *s, size_t n, int *out)
     return 0;
 }
 
-/* spool_set_str - store a decoded single-valued field; duplicates are invalid. */
-static int spool_set_str(char **field, const char *s, size_t n)
+/* spool_set_str - store a decoded single-valued field of at most MAX bytes; duplicates are
+ * invalid. */
+static int spool_set_str(char **field, const char *s, size_t n, size_t max)
 {
     if (*field)
         return -1;
-    *field = spool_unescape(s, n);
+    *field = spool_unescape(s, n, max);
     return *field ? 0 : -1;
+}
+
+/* spool_set_addr - store a decoded path (sender), checked as spool_addr_ok. */
+static int spool_set_addr(char **field, const char *s, size_t n)
+{
+    if (spool_set_str(field, s, n, SPOOL_ADDR_MAX) < 0)
+        return -1;
+    return spool_addr_ok(*field, strlen(*field)) ? 0 : -1;
 }
 
 /* spool_add_rcpt - parse "NOTIFY ORCPT ADDR" into a new recipient. */
@@ -280,10 +362,10 @@ static int spool_add_rcpt(struct spool_envelope *e, int *cap, const char *s, siz
     memset(r, 0, sizeof *r);
     if (spool_parse_notify(f[0], fl[0], &r->notify) < 0)
         return -1;
-    r->orcpt = spool_unescape(f[1], fl[1]);
-    r->addr = spool_unescape(f[2], fl[2]);
+    r->orcpt = spool_unescape(f[1], fl[1], SPOOL_ORCPT_MAX);
+    r->addr = spool_unescape(f[2], fl[2], SPOOL_ADDR_MAX);
     e->nrcpt++; /* counted even when half-built so that free releases it */
-    return r->orcpt && r->addr ? 0 : -1;
+    return r->orcpt && r->addr && spool_addr_ok(r->addr, strlen(r->addr)) ? 0 : -1;
 }
 
 /* spool_env_fill_defaults - optional fields absent from the file become "". */
@@ -337,25 +419,25 @@ int spool_env_decode(const char *buf, size_t len, struct spool_envelope **out, s
             if (!spool_id_valid(e->id))
                 goto out;
         } else if (spool_tok_is(line, kl, "arrival")) {
-            if (have_arrival++ || spool_parse_ll(v, vl, &e->arrival_us) < 0)
+            if (have_arrival++ || spool_parse_ll(v, vl, SPOOL_TIME_US_MAX, &e->arrival_us) < 0)
                 goto out;
         } else if (spool_tok_is(line, kl, "size")) {
-            if (have_size++ || spool_parse_ll(v, vl, &e->size) < 0)
+            if (have_size++ || spool_parse_ll(v, vl, SPOOL_SIZE_MAX, &e->size) < 0)
                 goto out;
         } else if (spool_tok_is(line, kl, "sender")) {
-            if (spool_set_str(&e->sender, v, vl) < 0)
+            if (spool_set_addr(&e->sender, v, vl) < 0)
                 goto out;
         } else if (spool_tok_is(line, kl, "envid")) {
-            if (spool_set_str(&e->envid, v, vl) < 0)
+            if (spool_set_str(&e->envid, v, vl, SPOOL_ENVID_MAX) < 0)
                 goto out;
         } else if (spool_tok_is(line, kl, "client_name")) {
-            if (spool_set_str(&e->client_name, v, vl) < 0)
+            if (spool_set_str(&e->client_name, v, vl, SPOOL_CLIENT_NAME_MAX) < 0)
                 goto out;
         } else if (spool_tok_is(line, kl, "client_addr")) {
-            if (spool_set_str(&e->client_addr, v, vl) < 0)
+            if (spool_set_str(&e->client_addr, v, vl, SPOOL_CLIENT_ADDR_MAX) < 0)
                 goto out;
         } else if (spool_tok_is(line, kl, "helo")) {
-            if (spool_set_str(&e->helo, v, vl) < 0)
+            if (spool_set_str(&e->helo, v, vl, SPOOL_HELO_MAX) < 0)
                 goto out;
         } else if (spool_tok_is(line, kl, "ret")) {
             if (have_ret++)

@@ -7,6 +7,7 @@
  * Not here: the scheduling decisions (sched.c) or the message file (spool_*.c).
  */
 #include "mta/fsutil.h"
+#include "mta/text.h"
 #include "sched_int.h"
 #include "spool_int.h"
 
@@ -19,7 +20,8 @@
 #include <unistd.h>
 
 #define STATUS_VERSION_LINE "MTA-STATUS 1"
-#define STATUS_MAX (1024 * 1024) /* a status file larger than this is corrupt */
+#define STATUS_MAX (1024 * 1024)        /* a status file larger than this is corrupt */
+#define STATUS_TIME_MAX 253402300799ULL /* next retry: at most the end of the year 9999 */
 
 char *spool_status_encode(const struct spool_status *st, size_t *len)
 {
@@ -62,27 +64,30 @@ int spool_status_decode(const char *text, size_t len, struct spool_status *st)
 {
     size_t pos = 0, ll;
     const char *l;
-    int have_end = 0;
+    int have_end = 0, have_attempts = 0, have_next = 0;
 
     memset(st, 0, sizeof(*st));
     l = spool_status_line(text, len, &pos, &ll);
     if (!l || ll != strlen(STATUS_VERSION_LINE) || memcmp(l, STATUS_VERSION_LINE, ll) != 0)
         return -1;
     while ((l = spool_status_line(text, len, &pos, &ll))) {
-        char num[32];
+        unsigned long long v;
         if (ll == 3 && memcmp(l, "end", 3) == 0) {
             have_end = 1;
             break;
         }
-        if (ll > 9 && memcmp(l, "attempts ", 9) == 0 && ll - 9 < sizeof(num)) {
-            memcpy(num, l + 9, ll - 9);
-            num[ll - 9] = '\0';
-            st->attempts = atoi(num);
-        } else if (ll > 5 && memcmp(l, "next ", 5) == 0 && ll - 5 < sizeof(num)) {
-            memcpy(num, l + 5, ll - 5);
-            num[ll - 5] = '\0';
-            st->next_retry = atoll(num);
+        if (ll >= 9 && memcmp(l, "attempts ", 9) == 0) {
+            /* numbers from disk: checked, in range, or the file is unreadable */
+            if (have_attempts++ || text_parse_u64(l + 9, ll - 9, STATUS_ATTEMPTS_MAX, &v) < 0)
+                goto bad;
+            st->attempts = (int)v;
+        } else if (ll >= 5 && memcmp(l, "next ", 5) == 0) {
+            if (have_next++ || text_parse_u64(l + 5, ll - 5, STATUS_TIME_MAX, &v) < 0)
+                goto bad;
+            st->next_retry = (long long)v;
         } else if (ll >= 6 && memcmp(l, "slots ", 6) == 0) {
+            if (st->slots)
+                goto bad; /* twice */
             size_t i;
             free(st->slots);
             st->nslots = (int)(ll - 6);
@@ -97,12 +102,13 @@ int spool_status_decode(const char *text, size_t len, struct spool_status *st)
         }
         /* unknown lines are ignored: a newer version may add some */
     }
-    if (!have_end || !st->slots) {
-        free(st->slots);
-        st->slots = NULL;
-        return -1;
-    }
+    if (!have_end || !st->slots)
+        goto bad;
     return 0;
+bad:
+    free(st->slots);
+    st->slots = NULL;
+    return -1;
 }
 
 int spool_status_write(struct spool *sp, const char *id, const struct spool_status *st)

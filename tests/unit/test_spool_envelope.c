@@ -1,7 +1,9 @@
 /*
  * test_spool_envelope.c - the envelope text format: hostile values survive an
  * encode/decode round trip and cannot forge lines or fields; malformed or
- * truncated text is refused (never accepted, never a crash).
+ * truncated text is refused (never accepted, never a crash); fields over their
+ * limits or with control bytes are refused on write and on read; the status
+ * file's numbers are range-checked.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "mta/spool.h"
+#include "queue/sched_int.h"
 #include "queue/spool_int.h"
 
 static struct spool_envelope *decode_ok(const char *text)
@@ -37,11 +40,13 @@ static int decode_rc(const char *text)
 
 static void test_roundtrip_hostile(void **state)
 {
-    char longv[5000];
-    memset(longv, 'a', sizeof longv - 1);
-    longv[sizeof longv - 1] = '\0';
+    /* the longest path the spool takes: 64 + '@' + 191 = 256 bytes */
+    char longv[SPOOL_ADDR_MAX + 1];
+    memset(longv, 'a', SPOOL_ADDR_MAX);
+    longv[SPOOL_LOCAL_MAX] = '@';
+    longv[SPOOL_ADDR_MAX] = '\0';
     struct spool_rcpt rc[] = {
-        {"evil\r\nrcpt - - injected@example.com", "rfc822;x\nend\n", SPOOL_NOTIFY_DELAY},
+        {"evil%rcpt_-_injected@example.com", "rfc822;x%end", SPOOL_NOTIFY_DELAY},
         {"-", "-", SPOOL_NOTIFY_NEVER},
         {"\"quoted local\"@example.com", "%41%",
          SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY},
@@ -55,7 +60,7 @@ static void test_roundtrip_hostile(void **state)
     in.sender = "";
     in.rcpt = rc;
     in.nrcpt = 5;
-    in.envid = "id with spaces\tand\x7f del %%";
+    in.envid = "id with spaces and %% and \xc3\xbc";
     in.ret = SPOOL_RET_FULL;
     in.smtputf8 = 1;
     in.body_8bit = 0;
@@ -63,7 +68,7 @@ static void test_roundtrip_hostile(void **state)
     in.client_addr = "2001:db8::1";
     in.helo = "-leading dash\r\n.\r\n";
     in.arrival_us = 1;
-    in.size = 1234567890123LL;
+    in.size = 123456789012LL;
     size_t len;
     char *text = spool_env_encode(&in, &len);
     assert_non_null(text);
@@ -95,9 +100,10 @@ static void test_roundtrip_hostile(void **state)
     assert_int_equal(out->body_8bit, 0);
     assert_string_equal(out->client_name, in.client_name);
     assert_string_equal(out->client_addr, in.client_addr);
-    assert_string_equal(out->helo, in.helo);
+    /* informational fields are written printable (never refused): CR LF become '?' */
+    assert_string_equal(out->helo, "-leading dash??.??");
     assert_int_equal(out->arrival_us, 1);
-    assert_int_equal(out->size, 1234567890123LL);
+    assert_int_equal(out->size, 123456789012LL);
     spool_envelope_free(out);
 
     /* every truncation is refused ("need more" or invalid), never accepted */
@@ -168,6 +174,166 @@ static void test_decode_rejects(void **state)
         -1);
 }
 
+/* env_with - a valid envelope with one recipient ADDR, sender SENDER. */
+static struct spool_envelope env_with(struct spool_rcpt *rc, const char *sender)
+{
+    struct spool_envelope e = {0};
+    snprintf(e.id, sizeof e.id, "0123456789ABCDEF");
+    e.sender = (char *)sender;
+    e.rcpt = rc;
+    e.nrcpt = 1;
+    e.envid = "";
+    e.client_name = "c";
+    e.client_addr = "192.0.2.1";
+    e.helo = "h";
+    e.arrival_us = 1;
+    e.size = 1;
+    return e;
+}
+
+static void rep(char *buf, char c, size_t n)
+{
+    memset(buf, c, n);
+    buf[n] = '\0';
+}
+
+/* The writer refuses what the reader would refuse (smtpd enforces the same limits, so only a
+ * caller's bug gets here), and makes informational fields fit instead of refusing them. */
+static void test_encode_limits(void **state)
+{
+    char big[4000], addr[600];
+    struct spool_rcpt rc = {"x@example.com", "", 0};
+    struct spool_envelope e = env_with(&rc, "s@example.org");
+    size_t len;
+    char *t;
+
+    rc.addr = "x@example.com\r\nRSET";
+    assert_null(spool_env_encode(&e, &len));
+    rc.addr = "x\x1b[2J@example.com";
+    assert_null(spool_env_encode(&e, &len));
+    rep(addr, 'a', SPOOL_LOCAL_MAX + 1);
+    strcat(addr, "@example.com");
+    rc.addr = addr;
+    assert_null(spool_env_encode(&e, &len)); /* local part of 65 */
+    rep(addr, 'a', 300);
+    addr[10] = '@';
+    assert_null(spool_env_encode(&e, &len)); /* path of 300 */
+    rc.addr = "x@example.com";
+    rep(big, 'o', SPOOL_ORCPT_MAX + 1);
+    rc.orcpt = big;
+    assert_null(spool_env_encode(&e, &len));
+    rc.orcpt = "";
+    rep(big, 'e', SPOOL_ENVID_MAX + 1);
+    e.envid = big;
+    assert_null(spool_env_encode(&e, &len));
+    e.envid = "";
+    e.sender = "s\n@example.org";
+    assert_null(spool_env_encode(&e, &len));
+    e.sender = "s@example.org";
+    e.size = SPOOL_SIZE_MAX + 1;
+    assert_null(spool_env_encode(&e, &len));
+    e.size = 1;
+    /* a HELO of 4000 bytes with an escape: written cut and printable, read back */
+    rep(big, 'h', sizeof big - 1);
+    big[5] = '\x1b';
+    e.helo = big;
+    t = spool_env_encode(&e, &len);
+    assert_non_null(t);
+    struct spool_envelope *out = decode_ok(t);
+    assert_int_equal(strlen(out->helo), SPOOL_HELO_MAX);
+    assert_int_equal(out->helo[5], '?');
+    spool_envelope_free(out);
+    free(t);
+}
+
+/* A damaged or crafted file: fields over their limits or with control bytes are refused
+ * (the file is quarantined), never handed to the relay. */
+static void test_decode_limits(void **state)
+{
+    char text[8000], v[3000];
+
+    /* CR LF, ESC, DEL, TAB decoded inside an address: a command toward the next hop */
+    assert_int_equal(decode_rc(HEAD "rcpt - - x@y%0D%0ARSET\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "rcpt - - x@y%0Aquit\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "rcpt - - x%1B[2J@y\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "rcpt - - x%7F@y\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "rcpt - - x%09@y\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "rcpt - rfc822;a%0D%0Ab - x@y\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "rcpt - rfc822;a%0D%0Ab x@y\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "envid a%0D%0Ab\nrcpt - - x@y\nend\n"), -1);
+    assert_int_equal(decode_rc(HEAD "helo a%0D%0Ab\nrcpt - - x@y\nend\n"), -1);
+    assert_int_equal(decode_rc("MTA-QUEUE 1\nid 0123456789ABCDEF\narrival 5\nsize 7\n"
+                               "sender a%0D%0ARCPT%20TO:%3Cx@evil%3E@b\nrcpt - - x@y\nend\n"),
+                     -1);
+    /* lengths: an address at the limit is taken, one byte more is not */
+    rep(v, 'a', SPOOL_LOCAL_MAX);
+    snprintf(text, sizeof text, HEAD "rcpt - - %s@y\nend\n", v);
+    spool_envelope_free(decode_ok(text));
+    rep(v, 'a', SPOOL_LOCAL_MAX + 1);
+    snprintf(text, sizeof text, HEAD "rcpt - - %s@y\nend\n", v);
+    assert_int_equal(decode_rc(text), -1);
+    rep(v, 'd', SPOOL_DOMAIN_MAX + 1);
+    snprintf(text, sizeof text, HEAD "rcpt - - x@%s\nend\n", v);
+    assert_int_equal(decode_rc(text), -1);
+    rep(v, 'a', 2500); /* the overflow of the relay's MAIL line */
+    v[10] = '@';
+    snprintf(text, sizeof text,
+             "MTA-QUEUE 1\nid 0123456789ABCDEF\narrival 5\nsize 7\nsender %s\nrcpt - - x@y\nend\n",
+             v);
+    assert_int_equal(decode_rc(text), -1);
+    snprintf(text, sizeof text, HEAD "rcpt - - %s\nend\n", v);
+    assert_int_equal(decode_rc(text), -1);
+    rep(v, 'o', SPOOL_ORCPT_MAX + 1);
+    snprintf(text, sizeof text, HEAD "rcpt - %s x@y\nend\n", v);
+    assert_int_equal(decode_rc(text), -1);
+    rep(v, 'e', SPOOL_ENVID_MAX + 1);
+    snprintf(text, sizeof text, HEAD "envid %s\nrcpt - - x@y\nend\n", v);
+    assert_int_equal(decode_rc(text), -1);
+    rep(v, 'h', SPOOL_HELO_MAX + 1);
+    snprintf(text, sizeof text, HEAD "helo %s\nrcpt - - x@y\nend\n", v);
+    assert_int_equal(decode_rc(text), -1);
+    /* numbers: in range or refused (no overflow: a size near LLONG_MAX made recovery's
+     * "header + size = file size" check overflow) */
+    assert_int_equal(decode_rc("MTA-QUEUE 1\nid 0123456789ABCDEF\narrival 5\n"
+                               "size 9223372036854775807\nsender a\nrcpt - - x\nend\n"),
+                     -1);
+    assert_int_equal(decode_rc("MTA-QUEUE 1\nid 0123456789ABCDEF\narrival 5\n"
+                               "size 1099511627777\nsender a\nrcpt - - x\nend\n"),
+                     -1);
+    assert_int_equal(decode_rc("MTA-QUEUE 1\nid 0123456789ABCDEF\narrival 5\n"
+                               "size +7\nsender a\nrcpt - - x\nend\n"),
+                     -1);
+    assert_int_equal(decode_rc("MTA-QUEUE 1\nid 0123456789ABCDEF\narrival 9223372036854775807\n"
+                               "size 7\nsender a\nrcpt - - x\nend\n"),
+                     -1);
+}
+
+/* The status file: counts and times in range, or the file is unreadable (quarantined). */
+static void test_status_numbers(void **state)
+{
+    struct spool_status st;
+
+    const char *good = "MTA-STATUS 1\nattempts 3\nnext 1700000000\nslots PS\nend\n";
+    assert_int_equal(spool_status_decode(good, strlen(good), &st), 0);
+    assert_int_equal(st.attempts, 3);
+    assert_int_equal(st.next_retry, 1700000000LL);
+    assert_int_equal(st.nslots, 2);
+    free(st.slots);
+    static const char *bad[] = {
+        "MTA-STATUS 1\nattempts 2147483648\nnext 1\nslots P\nend\n",
+        "MTA-STATUS 1\nattempts 99999999999999999999999\nnext 1\nslots P\nend\n",
+        "MTA-STATUS 1\nattempts -1\nnext 1\nslots P\nend\n",
+        "MTA-STATUS 1\nattempts 1\nnext 9223372036854775807\nslots P\nend\n",
+        "MTA-STATUS 1\nattempts 1\nnext 1x\nslots P\nend\n",
+        "MTA-STATUS 1\nattempts \nnext 1\nslots P\nend\n",
+        "MTA-STATUS 1\nattempts 1\nattempts 2\nnext 1\nslots P\nend\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(spool_status_decode(bad[i], strlen(bad[i]), &st), -1);
+        assert_null(st.slots);
+    }
+}
+
 static void test_id_helpers(void **state)
 {
     assert_true(spool_id_valid("0123456789ABCDEF"));
@@ -192,9 +358,9 @@ static void test_id_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_hostile),
-        cmocka_unit_test(test_decode_minimal_and_unknown),
-        cmocka_unit_test(test_decode_rejects),
+        cmocka_unit_test(test_roundtrip_hostile), cmocka_unit_test(test_decode_minimal_and_unknown),
+        cmocka_unit_test(test_decode_rejects),    cmocka_unit_test(test_encode_limits),
+        cmocka_unit_test(test_decode_limits),     cmocka_unit_test(test_status_numbers),
         cmocka_unit_test(test_id_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
