@@ -184,6 +184,28 @@ class DataVolumeFaults(mtatest.MtaTestCase):
         self.resumes(d, before)
         self.alive(d)
 
+    def test_queue_minfree_on_a_real_volume(self):
+        """queue_minfree = 4 MiB on the 8 MiB volume: MAIL with a SIZE= that needs more than
+        1.5 x its size of what is left above queue_minfree gets 452 4.3.1 (Postfix's rule);
+        a filler that takes the volume below queue_minfree makes every MAIL get it, and
+        removing the filler lets mail in again without a restart."""
+        d = self.daemon_on_volume({"queue_minfree": str(4 << 20)})
+        before = d.queued_ids()
+        with d.client() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org> SIZE=%d" % (3 << 20)), 452,
+                             "4.3.1 Insufficient system storage")
+            self.assertReply(c.cmd("MAIL FROM:<s@example.org> SIZE=%d" % (1 << 20)), 250)
+        with open(self.filler_path, "wb") as f:
+            f.write(b"\0" * (5 << 20))
+        r = self.wait_mail_reply(d, 452)
+        self.assertReply(r, 452, "4.3.1 Insufficient system storage")
+        d.wait_log(r"NOQUEUE: reject: MAIL from .*: 452 4\.3\.1 Insufficient system storage")
+        self.nothing_left(d, before)
+        self.unfill()
+        self.resumes(d, before)
+        self.alive(d)
+
     def test_enospc_of_the_write_itself(self):
         """The free-space figure says there is room (MTA_TEST_FREE_BYTES), the disk is full:
         the spool's writes fail with ENOSPC (commit of a small message, streaming of a large
