@@ -14,6 +14,7 @@
 #include "mta/counters.h"
 #include "mta/log.h"
 #include "mta/spool.h"
+#include "mta/text.h"
 #include "mta/workers.h"
 #include "sched_int.h"
 #include "sched_priv.h"
@@ -380,7 +381,8 @@ void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char 
         return;
     slot = job->rcpt[i];
     free(j->m->reason[slot]);
-    j->m->reason[slot] = strdup(reason ? reason : "");
+    /* stored printable: `mtactl queue` shows it to a terminal (Postfix printable()) */
+    j->m->reason[slot] = text_printable(strdup(reason ? reason : ""), '?');
 }
 
 static void sched_msg_settle(struct sched *s, struct sched_msg *m);

@@ -21,6 +21,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 #define RELAY_REPLY_MAX 2048   /* one (possibly multi-line) reply, joined; longer is cut */
 #define RELAY_HOSTS_MAX 16     /* MX hosts tried per delivery */
+#define RELAY_CMD_MAX 2600     /* MAIL/RCPT line: path + parameters, xtext ORCPT (3 x 500) */
 #define RELAY_IDLE_SECONDS 2   /* Postfix smtp_connection_cache_time_limit */
 #define RELAY_STOP_SECONDS 10 /* relay_stop waits this long for replies to the final dot */
 #define RELAY_BOUNCE_FULL_MAX (1024 * 1024) /* larger originals are returned as headers only */

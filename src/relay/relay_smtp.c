@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -543,13 +544,48 @@ static void relay_conn_said(struct relay_conn *c, const struct relay_reply *rp, 
              rp->text, what);
 }
 
+/* A command line being built: every piece is added with its length checked, so a long
+ * envelope field can never write past the buffer (the spool bounds each field; a line that
+ * still does not fit, or holds a control byte, is refused instead of sent). */
+struct relay_cmdline {
+    char buf[RELAY_CMD_MAX];
+    size_t len;
+    int bad; /* too long, or a control byte: never sent */
+};
+
+static void relay_cmd_add(struct relay_cmdline *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* relay_cmd_add - append formatted text; marks the line bad instead of overflowing. */
+static void relay_cmd_add(struct relay_cmdline *l, const char *fmt, ...)
+{
+    va_list ap;
+    size_t room = sizeof(l->buf) - l->len, i;
+    int n;
+
+    if (l->bad)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(l->buf + l->len, room, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= room) {
+        l->bad = 1;
+        l->buf[l->len] = '\0';
+        return;
+    }
+    for (i = l->len; i < l->len + (size_t)n; i++)
+        if ((unsigned char)l->buf[i] < 0x20 || (unsigned char)l->buf[i] == 0x7f)
+            l->bad = 1; /* CR/LF would start a command of its own at the next hop */
+    l->len += (size_t)n;
+}
+
 /* relay_conn_xact_start - MAIL, RCPT..., DATA for the current job (pipelined when offered). */
 static void relay_conn_xact_start(struct relay_conn *c)
 {
     const struct spool_envelope *env = c->rj->job->env;
     struct sched_job *job = c->rj->job;
-    char text[600], x[1100], line[2400];
-    int i, n = 0;
+    char text[600], x[3 * SPOOL_ORCPT_MAX + 1];
+    struct relay_cmdline line;
+    int i;
 
     if ((c->ext & RELAY_EXT_SIZE) && c->size_limit > 0 && c->rj->msg_size > c->size_limit) {
         snprintf(text, sizeof(text), "message size %lld exceeds size limit %lld of server %s[%s]",
@@ -572,31 +608,38 @@ static void relay_conn_xact_start(struct relay_conn *c)
         relay_conn_fail(c, "out of memory", "4.3.0", 0);
         return;
     }
-    n = snprintf(line, sizeof(line), "MAIL FROM:<%s>", env->sender);
+    memset(&line, 0, sizeof(line));
+    relay_cmd_add(&line, "MAIL FROM:<%s>", env->sender);
     if (c->ext & RELAY_EXT_SIZE)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " SIZE=%lld", c->rj->msg_size);
+        relay_cmd_add(&line, " SIZE=%lld", c->rj->msg_size);
     if (env->body_8bit && (c->ext & RELAY_EXT_8BITMIME))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " BODY=8BITMIME");
+        relay_cmd_add(&line, " BODY=8BITMIME");
     if (env->smtputf8)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " SMTPUTF8");
+        relay_cmd_add(&line, " SMTPUTF8");
     if (c->ext & RELAY_EXT_DSN) {
         if (env->ret == SPOOL_RET_FULL || env->ret == SPOOL_RET_HDRS)
-            n += snprintf(line + n, sizeof(line) - (size_t)n, " RET=%s",
-                          env->ret == SPOOL_RET_FULL ? "FULL" : "HDRS");
+            relay_cmd_add(&line, " RET=%s", env->ret == SPOOL_RET_FULL ? "FULL" : "HDRS");
         if (env->envid[0]) {
             relay_xtext(env->envid, x, sizeof(x));
-            n += snprintf(line + n, sizeof(line) - (size_t)n, " ENVID=%s", x);
+            relay_cmd_add(&line, " ENVID=%s", x);
         }
     }
-    (void)n;
-    c->cmds[c->ncmd] = strdup(line);
+    if (line.bad) {
+        /* cannot happen with an envelope the spool accepted: refuse rather than send it */
+        relay_all_results(c, SCHED_RESULT_BOUNCE, "5.5.4",
+                          "sender or MAIL parameters do not fit an SMTP command line");
+        relay_conn_xact_end(c);
+        return;
+    }
+    c->cmds[c->ncmd] = strdup(line.buf);
     c->exp[c->ncmd++] = EXP_MAIL;
     for (i = 0; i < job->nrcpt; i++) {
         int slot = job->rcpt[i];
         const struct spool_rcpt *rc = &env->rcpt[slot < env->nrcpt ? slot : slot - env->nrcpt];
         if (job->result[i] != SCHED_RESULT_NONE)
             continue;
-        n = snprintf(line, sizeof(line), "RCPT TO:<%s>", rc->addr);
+        memset(&line, 0, sizeof(line));
+        relay_cmd_add(&line, "RCPT TO:<%s>", rc->addr);
         if ((c->ext & RELAY_EXT_DSN) && slot < env->nrcpt) {
             if (rc->notify) {
                 static const struct {
@@ -606,25 +649,35 @@ static void relay_conn_xact_start(struct relay_conn *c)
                           {SPOOL_NOTIFY_FAILURE, "FAILURE"},
                           {SPOOL_NOTIFY_DELAY, "DELAY"}};
                 int k, first = 1;
-                n += snprintf(line + n, sizeof(line) - (size_t)n, " NOTIFY=");
+                relay_cmd_add(&line, " NOTIFY=");
                 if (rc->notify & SPOOL_NOTIFY_NEVER)
-                    n += snprintf(line + n, sizeof(line) - (size_t)n, "NEVER");
+                    relay_cmd_add(&line, "NEVER");
                 else
                     for (k = 0; k < 3; k++)
                         if (rc->notify & kw[k].bit) {
-                            n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%s",
-                                          first ? "" : ",", kw[k].name);
+                            relay_cmd_add(&line, "%s%s", first ? "" : ",", kw[k].name);
                             first = 0;
                         }
             }
             if (rc->orcpt[0]) {
                 const char *semi = strchr(rc->orcpt, ';');
                 relay_xtext(semi ? semi + 1 : rc->orcpt, x, sizeof(x));
-                n += snprintf(line + n, sizeof(line) - (size_t)n, " ORCPT=rfc822;%s", x);
+                relay_cmd_add(&line, " ORCPT=rfc822;%s", x);
             }
         }
-        c->cmds[c->ncmd] = strdup(line);
+        if (line.bad) {
+            relay_result(c->r, c->rj, i, SCHED_RESULT_BOUNCE, "5.5.4", c->relay_field,
+                         c->hosts[c->hi].host,
+                         "recipient or RCPT parameters do not fit an SMTP command line", NULL);
+            continue;
+        }
+        c->cmds[c->ncmd] = strdup(line.buf);
         c->exp[c->ncmd++] = i;
+    }
+    if (c->ncmd == 1) {
+        /* every recipient was refused above: no transaction to start */
+        relay_conn_xact_end(c);
+        return;
     }
     c->cmds[c->ncmd] = strdup("DATA");
     c->exp[c->ncmd++] = EXP_DATA;

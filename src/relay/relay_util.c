@@ -1,12 +1,16 @@
 /*
  * relay_util.c - small pure helpers of the delivery engine, kept apart so unit
- * tests reach them without a network: SMTP reply collection, enhanced status
+ * tests reach them without a network: SMTP reply collection (made printable:
+ * a server's reply reaches the log, bounces and `mtactl queue`), enhanced status
  * codes, Postfix's delay notation, RFC 3461 xtext, EHLO keywords.
  * Not here: anything with I/O or state.
  */
 #include "relay_int.h"
 
+#include "mta/text.h"
+
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +39,9 @@ int relay_reply_feed(struct relay_reply *r, const char *line, size_t len)
         r->len += add;
     }
     r->text[r->len] = '\0';
+    /* as Postfix's smtp_chat: only printable ASCII is kept, so a reply can carry no
+     * terminal escape or control byte into the log, a bounce or the queue listing */
+    text_printable(r->text, '?');
     return len == 3 || line[3] == ' ' ? 1 : 0;
 }
 
@@ -116,8 +123,13 @@ int relay_ehlo_line(const char *kw, size_t len, long long *size_limit)
     if (KW("PIPELINING"))
         return RELAY_EXT_PIPELINING;
     if (KW("SIZE")) {
-        if (size_limit)
-            *size_limit = n < len ? atoll(kw + n + 1) : 0;
+        if (size_limit) {
+            /* "SIZE 10240000": a number from the network, checked (0: no limit given) */
+            unsigned long long v = 0;
+            if (n >= len || text_parse_u64(kw + n + 1, len - n - 1, LLONG_MAX, &v) < 0)
+                v = 0;
+            *size_limit = (long long)v;
+        }
         return RELAY_EXT_SIZE;
     }
     if (KW("8BITMIME"))

@@ -142,6 +142,36 @@ static void test_ehlo_keywords(void **state)
     assert_int_equal(relay_ehlo_line("AUTH PLAIN", 10, NULL), 0);
 }
 
+/* A server's reply is kept printable (Postfix smtp_chat): no ESC, CR or other control byte
+ * reaches the log, a bounce or `mtactl queue`. */
+static void test_reply_printable(void **state)
+{
+    struct relay_reply r;
+    const char l1[] = "451-4.7.1 \x1b]0;owned\x07\x1b[2J first";
+    const char l2[] = "451 4.7.1 second\x1b[31m red \x7f\xc3\xbc";
+
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(relay_reply_feed(&r, l1, sizeof(l1) - 1), 0);
+    assert_int_equal(relay_reply_feed(&r, l2, sizeof(l2) - 1), 1);
+    assert_int_equal(r.code, 451);
+    assert_string_equal(r.text, "451-4.7.1 ?]0;owned??[2J first 4.7.1 second?[31m red ???");
+}
+
+/* EHLO SIZE is a number from the network: checked, never overflowing (0: no limit known). */
+static void test_ehlo_size_checked(void **state)
+{
+    long long size = -1;
+
+    assert_int_equal(relay_ehlo_line("SIZE 99999999999999999999999", 27, &size), RELAY_EXT_SIZE);
+    assert_int_equal(size, 0);
+    assert_int_equal(relay_ehlo_line("SIZE -5", 7, &size), RELAY_EXT_SIZE);
+    assert_int_equal(size, 0);
+    assert_int_equal(relay_ehlo_line("SIZE 9223372036854775807", 24, &size), RELAY_EXT_SIZE);
+    assert_int_equal(size, 9223372036854775807LL);
+    assert_int_equal(relay_ehlo_line("SIZE=52428800", 13, &size), RELAY_EXT_SIZE);
+    assert_int_equal(size, 52428800);
+}
+
 static void test_dsn_text(void **state)
 {
     struct relay_dsn_info info = {
@@ -194,6 +224,8 @@ int main(void)
         cmocka_unit_test(test_reply_dsn),       cmocka_unit_test(test_delay_format),
         cmocka_unit_test(test_xtext),           cmocka_unit_test(test_ehlo_keywords),
         cmocka_unit_test(test_dsn_text),
+        cmocka_unit_test(test_reply_printable),
+        cmocka_unit_test(test_ehlo_size_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
