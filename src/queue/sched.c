@@ -562,9 +562,10 @@ static void sched_msg_settle(struct sched *s, struct sched_msg *m)
         m->next_retry = (long long)time(NULL) + delay;
         m->deferred = 1;
         sched_msg_drop_content(s, m); /* a retry is minutes away: read the spool then */
-        for (i = 0; i < m->nslots; i++)
-            if (m->slots[i] != SCHED_SLOT_PENDING)
-                m->status_dirty = 1; /* a status file exists: keep its retry time right */
+        /* the retry time goes to the status file, so that a restart keeps the backoff
+         * instead of trying every deferred message at once (Postfix keeps it in the
+         * deferred queue file's time stamp) */
+        m->status_dirty = 1;
     }
     /* a final slot is written at once, even while other jobs of the message still
      * run or wait behind the concurrency limits: a crash or a stop must not
@@ -637,7 +638,10 @@ static void sched_load_done(void *arg)
             m->slots[i] = m->wst.slots[i];
         m->attempts = m->wst.attempts;
         if (m->wst.next_retry > (long long)time(NULL)) {
-            m->next_retry = m->wst.next_retry;
+            /* the backoff survives a restart; never beyond maximal_backoff_time from now
+             * (a clock that went back, or a damaged file, must not park it for years) */
+            long long latest = (long long)time(NULL) + s->conf->maximal_backoff_time;
+            m->next_retry = m->wst.next_retry < latest ? m->wst.next_retry : latest;
             m->deferred = 1;
         }
         free(m->wst.slots);

@@ -419,10 +419,13 @@ class Daemon:
 
     def tmp_files(self):
         """Message leftovers in tmp/: everything but the pool files (docs/spool-format.md),
-        which hold no queued mail and are reused for the next messages."""
+        which hold no queued mail and are reused for the next messages, and a status file
+        being replaced (ID.st.tmp: a deferred message's retry time is written at each
+        deferral)."""
         d = os.path.join(self.data_volume, "tmp")
         try:
-            return [f for f in os.listdir(d) if not re.fullmatch(r"P[0-9A-F]{8}", f)]
+            return [f for f in os.listdir(d)
+                    if not re.fullmatch(r"P[0-9A-F]{8}|[0-9A-F]{16}\.st\.tmp", f)]
         except OSError:
             return []
 
