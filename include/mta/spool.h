@@ -106,6 +106,10 @@ void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
                       void (*done)(void *arg, int err), void *arg);
 /* spool_msg_abort - drop an uncommitted message and its temp file. */
 void spool_msg_abort(struct spool_msg *m);
+/* spool_msg_abort_done - as spool_msg_abort, then DONE(ARG, 0) on the loop once its temp
+ * files are gone (always later, never from this call): a refusal replied from DONE leaves
+ * nothing behind by the time the client reads it. */
+void spool_msg_abort_done(struct spool_msg *m, void (*done)(void *arg, int err), void *arg);
 
 /* --- space --- */
 

@@ -292,34 +292,47 @@ static void spool_abort_work(void *arg)
     spool_msg_close_body(arg);
 }
 
+/* spool_abort_done - loop: the temp file is gone; free M, then tell the caller who waits. */
 static void spool_abort_done(void *arg)
 {
     struct spool_msg *m = arg;
+    void (*done)(void *, int) = m->done;
+    void *done_arg = m->done_arg;
     m->sp->busy--;
     spool_msg_free(m);
+    if (done)
+        done(done_arg, 0);
 }
 
-/* spool_abort_start - remove tmp/ID.body in a worker (nothing to do if never written). */
+/* spool_abort_start - remove tmp/ID.body in a worker (nothing to do if never written; a
+ * waiting caller still hears of it through the workers, never from inside its own call). */
 static void spool_abort_start(struct spool_msg *m)
 {
-    if (m->body_fd < 0) {
+    if (m->body_fd < 0 && !m->done) {
         spool_msg_free(m);
         return;
     }
     m->sp->busy++;
-    workers_submit(m->sp->io, spool_abort_work, spool_abort_done, m);
+    workers_submit(m->sp->io, m->body_fd >= 0 ? spool_abort_work : NULL, spool_abort_done, m);
 }
 
-void spool_msg_abort(struct spool_msg *m)
+void spool_msg_abort_done(struct spool_msg *m, void (*done)(void *arg, int err), void *arg)
 {
     if (!m || m->state != SPOOL_MSG_OPEN)
         return;
     spool_live_unlink(m);
     m->state = SPOOL_MSG_ABORTING;
     m->drain_cb = NULL;
+    m->done = done;
+    m->done_arg = arg;
     evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
     if (!m->writing)
-        spool_abort_start(m);
+        spool_abort_start(m); /* else spool_stream_done starts it when the write ends */
+}
+
+void spool_msg_abort(struct spool_msg *m)
+{
+    spool_msg_abort_done(m, NULL, NULL);
 }
 
 void spool_msg_drop_live(struct spool *sp)

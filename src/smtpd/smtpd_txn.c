@@ -28,6 +28,7 @@ struct smtpd_commit {
     char *sender;
     int nrcpt;
     long long size;
+    const char *refusal; /* a refused message: this reply once its temp files are gone */
 };
 
 struct smtpd_txn *smtpd_txn_new(void)
@@ -141,7 +142,9 @@ static void smtpd_txn_commit_done(void *arg, int err)
     struct smtpd_session *s;
 
     srv->commits--;
-    if (err == 0) {
+    if (cm->refusal) {
+        /* smtpd_txn_end refused it: the abort is done, nothing to log */
+    } else if (err == 0) {
         counter_add(CNT_RECEIVED, 1);
         log_mail("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", cm->id, cm->sender,
                  cm->size, cm->nrcpt);
@@ -160,7 +163,9 @@ static void smtpd_txn_commit_done(void *arg, int err)
     if (s && !s->dead && s->state == SMTPD_STATE_COMMIT) {
         s->state = SMTPD_STATE_CMD;
         s->where = "END-OF-MESSAGE";
-        if (err == 0) {
+        if (cm->refusal)
+            smtpd_reply(s, "%s", cm->refusal);
+        else if (err == 0) {
             /* Postfix forgives earlier errors and junk once a message is received */
             s->errors = 0;
             s->junk = 0;
@@ -204,14 +209,28 @@ void smtpd_txn_end(struct smtpd_session *s)
                      s->addr);
             counter_add(CNT_REJECTED, 1);
             smtpd_reply_close(s, "521 5.5.2 %s Error: bare <LF> received", srv->hostname);
-        } else if (err & SMTPD_BODY_ERR_SIZE) {
-            smtpd_reply(s, "552 5.3.4 Error: message file too big");
-        } else if (err & SMTPD_BODY_ERR_HOPS) {
-            smtpd_reply(s, "554 5.4.6 Error: too many hops");
-        } else if (tx->nospace) {
-            smtpd_reply(s, "452 4.3.1 Insufficient system storage");
         } else {
-            smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+            const char *refusal = (err & SMTPD_BODY_ERR_SIZE)
+                                      ? "552 5.3.4 Error: message file too big"
+                                  : (err & SMTPD_BODY_ERR_HOPS) ? "554 5.4.6 Error: too many hops"
+                                  : tx->nospace ? "452 4.3.1 Insufficient system storage"
+                                                : "451 4.3.0 Error: queue file write error";
+            /* the reply waits until the spool has removed the partial body, so that a
+             * refused message has left nothing behind when the client reads it */
+            if (tx->msg && (cm = calloc(1, sizeof(*cm)))) {
+                struct spool_msg *m = tx->msg;
+                cm->srv = srv;
+                cm->session = s->id;
+                cm->refusal = refusal;
+                tx->msg = NULL;
+                s->state = SMTPD_STATE_COMMIT;
+                bufferevent_disable(s->bev, EV_READ);
+                srv->commits++;
+                spool_msg_abort_done(m, smtpd_txn_commit_done, cm);
+                smtpd_txn_reset(s); /* leaves SMTPD_STATE_COMMIT: the done callback ends it */
+                return;
+            }
+            smtpd_reply(s, "%s", refusal);
         }
         smtpd_txn_reset(s);
         return;

@@ -52,6 +52,9 @@ class SmtpLimits(mtatest.MtaTestCase):
             # Postfix: SIZE= gets "Message size exceeds fixed limit", the stream
             # "Error: message file too big" (cleanup's wording); both 552 5.3.4
             self.assertReply(c.reply(t(20)), 552, "5.3.4 ")
+            # the partial body is gone by the time the refusal is read (no waiting: the
+            # reply is sent only once the spool has removed it)
+            self.assertEqual(d.tmp_files(), [], "tmp/ still holds the refused message")
             # the session survives and the next message (under the limit) is taken
             self.assertReply(c.cmd("MAIL FROM:<s@example.org>"), 250)
             self.assertReply(c.cmd("RCPT TO:<r@example.com>"), 250)
@@ -61,6 +64,30 @@ class SmtpLimits(mtatest.MtaTestCase):
             self.assertReply(r, 250, "2.0.0 Ok: queued as ")
         self.assertEqual(d.queued_ids(), {queue_id_of(r)})
         self.assertEqual(d.tmp_files(), [])
+
+    def test_refused_message_leaves_nothing_behind(self):
+        # issue 12 defect 10: the 552 went out while a worker still removed the partial
+        # tmp/ID.body, so a check right after the reply found it (once, on a slow disk).
+        # Each refusal here streams well past the 64 KiB spool threshold, and the check
+        # comes at once after each reply: it must never see a leftover.
+        # (5 refusals a session: each counts against smtpd_hard_error_limit)
+        d = self.daemon(settings={"message_size_limit": str(LIMIT)})
+        for n in range(4):
+            with d.client() as c:
+                for i in range(5):
+                    self.open_tx(c)
+                    self.assertReply(c.cmd("DATA"), 354)
+                    c.send(body_of(LIMIT * 3) + b".\r\n")
+                    self.assertReply(c.reply(t(20)), 552, "5.3.4 ")
+                    self.assertEqual(d.tmp_files(), [], "refusal %d/%d: tmp/ still holds the "
+                                     "refused message when its 552 is read" % (n, i))
+        with d.client() as c:
+            chunk = body_of(LIMIT * 2)
+            self.open_tx(c)
+            c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+            self.assertReply(c.reply(t(20)), 552, "5.3.4 ")
+            self.assertEqual(d.tmp_files(), [], "BDAT: tmp/ still holds the refused message")
+        self.assertEqual(d.queued_ids(), set())
 
     def test_bdat_over_limit(self):
         d = self.daemon(settings={"message_size_limit": str(LIMIT)})
