@@ -50,8 +50,21 @@ static void fuzz_notify(void *arg, const char *id, struct spool_envelope *env,
 {
     (void)arg;
     spool_envelope_free(env);
-    if (content)
+    if (content) {
+        size_t n = evbuffer_get_length(content);
+        const unsigned char *p = n ? evbuffer_pullup(content, -1) : NULL;
+        size_t i = 0;
+        /* our Received: line carries the client's HELO: printable ASCII only (issue 12, 5) */
+        FUZZ_CHECK(n > 10 && memcmp(p, "Received: ", 10) == 0);
+        for (; i < n && p[i] != '\r'; i++)
+            FUZZ_CHECK(p[i] >= 0x20 && p[i] < 0x7f);
+        /* stored form: every line ends in CRLF (smtpd_data.h), whatever the client sent */
+        for (i = 0; i < n; i++)
+            if (p[i] == '\n')
+                FUZZ_CHECK(i > 0 && p[i - 1] == '\r');
+        FUZZ_CHECK(n >= 2 && p[n - 2] == '\r' && p[n - 1] == '\n');
         evbuffer_free(content);
+    }
     fuzz_removing++;
     spool_remove(fuzz_spool, id, 0, fuzz_removed, NULL);
 }
