@@ -35,10 +35,9 @@
 #include "mta/workers.h"
 
 /* keystore_fail - set the outputs; always -1. */
-static int keystore_fail(const char **message, char **detail, const char *msg, const char *fmt,
-                         ...) __attribute__((format(printf, 4, 5)));
-static int keystore_fail(const char **message, char **detail, const char *msg, const char *fmt,
-                         ...)
+static int keystore_fail(const char **message, char **detail, const char *msg, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int keystore_fail(const char **message, char **detail, const char *msg, const char *fmt, ...)
 {
     va_list ap;
 
@@ -75,6 +74,15 @@ static int keystore_mode_check(unsigned mode, const char *where, struct keystore
             out->warning = NULL;
     }
     return 0;
+}
+
+/* keystore_buf_free - wipe the first LEN bytes of *BUF, free it, forget it. */
+static void keystore_buf_free(char **buf, size_t len)
+{
+    if (*buf)
+        memset(*buf, 0, len);
+    free(*buf);
+    *buf = NULL;
 }
 
 /* keystore_read_local - one file below DIRFD into *BUF. */
@@ -119,6 +127,7 @@ static int keystore_read_local(int dirfd, const char *dir, const char *name, int
         if (n <= 0) {
             int e = n < 0 ? errno : EIO;
             close(fd);
+            keystore_buf_free(buf, got); /* a partial key must not stay in freed memory */
             return keystore_fail(message, detail, KEYSTORE_MSG_MISSING, "%s/%s: %s", dir, rel,
                                  strerror(e));
         }
@@ -131,20 +140,25 @@ static int keystore_read_local(int dirfd, const char *dir, const char *name, int
 }
 
 /* keystore_load_local - both files from the key volume directory. */
-static int keystore_load_local(const struct conf *c, struct keystore_pem *out,
-                               const char **message, char **detail)
+static int keystore_load_local(const struct conf *c, struct keystore_pem *out, const char **message,
+                               char **detail)
 {
-    int dfd = open(c->key_volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
-    DIR *d;
+    int dfd = open(c->key_volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r, dd = -1;
+    DIR *d = NULL;
 
     if (dfd < 0)
         return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "key_volume %s: %s",
                              c->key_volume, strerror(errno));
-    /* a directory we may open but not list is as unusable as a failed mount */
-    if (!(d = fdopendir(dup(dfd))) || !readdir(d)) {
+    /* a directory we may open but not list is as unusable as a failed mount; the listing
+     * gets its own descriptor (closedir closes it), which is ours to close when fdopendir
+     * fails */
+    errno = 0;
+    if ((dd = fcntl(dfd, F_DUPFD_CLOEXEC, 0)) < 0 || !(d = fdopendir(dd)) || !readdir(d)) {
         int e = errno ? errno : EACCES;
         if (d)
             closedir(d);
+        else if (dd >= 0)
+            close(dd);
         close(dfd);
         return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "key_volume %s: %s",
                              c->key_volume, strerror(e));
@@ -163,10 +177,11 @@ static int keystore_load_local(const struct conf *c, struct keystore_pem *out,
  * its keys from a local volume (or runs without TLS) never maps it. Every libnfs function
  * this file calls is in this list and called via ks_nfs. */
 #define KEYSTORE_NFS_LIBNAME "libnfs.so.13"
-#define KEYSTORE_NFS_FUNCS(X)                                                                  \
-    X(nfs_init_context) X(nfs_destroy_context) X(nfs_set_timeout) X(nfs_set_autoreconnect)     \
-    X(nfs_parse_url_dir) X(nfs_destroy_url) X(nfs_mount) X(nfs_umount) X(nfs_open)             \
-    X(nfs_fstat64) X(nfs_read) X(nfs_close) X(nfs_get_error)
+#define KEYSTORE_NFS_FUNCS(X)                                                                      \
+    X(nfs_init_context)                                                                            \
+    X(nfs_destroy_context) X(nfs_set_timeout) X(nfs_set_autoreconnect) X(nfs_parse_url_dir)        \
+        X(nfs_destroy_url) X(nfs_mount) X(nfs_umount) X(nfs_open) X(nfs_fstat64) X(nfs_read)       \
+            X(nfs_close) X(nfs_get_error)
 
 #define KEYSTORE_NFS_FIELD(f) __typeof__(f) *f;
 static struct {
@@ -188,8 +203,8 @@ static void keystore_nfs_load_once(void)
                  KEYSTORE_NFS_LIBNAME, dlerror());
         return;
     }
-#define KEYSTORE_NFS_LOAD(f)                                                                   \
-    if ((ks_nfs.f = (__typeof__(f) *)dlsym(h, #f)) == NULL && missing == NULL)                 \
+#define KEYSTORE_NFS_LOAD(f)                                                                       \
+    if ((ks_nfs.f = (__typeof__(f) *)dlsym(h, #f)) == NULL && missing == NULL)                     \
         missing = #f;
     KEYSTORE_NFS_FUNCS(KEYSTORE_NFS_LOAD)
 #undef KEYSTORE_NFS_LOAD
@@ -210,8 +225,8 @@ static int keystore_nfs_load(void)
 }
 
 /* keystore_read_nfs - one file of the mounted export into *BUF. */
-static int keystore_read_nfs(struct nfs_context *nfs, const char *url, const char *name,
-                             int is_key, struct keystore_pem *out, char **buf, size_t *len,
+static int keystore_read_nfs(struct nfs_context *nfs, const char *url, const char *name, int is_key,
+                             struct keystore_pem *out, char **buf, size_t *len,
                              const char **message, char **detail)
 {
     char path[4200], where[8400];
@@ -248,6 +263,7 @@ static int keystore_read_nfs(struct nfs_context *nfs, const char *url, const cha
             int r = keystore_fail(message, detail, KEYSTORE_MSG_MISSING, "%s: read: %s", where,
                                   n < 0 ? ks_nfs.nfs_get_error(nfs) : "short file");
             ks_nfs.nfs_close(nfs, fh);
+            keystore_buf_free(buf, got);
             return r;
         }
         got += (size_t)n;
@@ -259,8 +275,8 @@ static int keystore_read_nfs(struct nfs_context *nfs, const char *url, const cha
 }
 
 /* keystore_load_nfs - both files from the fs terminal's export. */
-static int keystore_load_nfs(const struct conf *c, struct keystore_pem *out,
-                             const char **message, char **detail)
+static int keystore_load_nfs(const struct conf *c, struct keystore_pem *out, const char **message,
+                             char **detail)
 {
     const char *url = c->fs_terminal;
     struct nfs_context *nfs;
@@ -268,11 +284,10 @@ static int keystore_load_nfs(const struct conf *c, struct keystore_pem *out,
     int r = -1;
 
     if (keystore_nfs_load() < 0)
-        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: %s", url,
-                             keystore_nfs_why);
+        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: %s", url, keystore_nfs_why);
     if (!(nfs = ks_nfs.nfs_init_context()))
-        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: cannot create an NFS context",
-                             url);
+        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT,
+                             "%s: cannot create an NFS context", url);
     ks_nfs.nfs_set_timeout(nfs, 5000);
     ks_nfs.nfs_set_autoreconnect(nfs, 0);
     if (!(u = ks_nfs.nfs_parse_url_dir(nfs, url))) {

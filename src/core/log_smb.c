@@ -50,15 +50,16 @@
  * dlopen only when the log terminal is started, so a daemon without one never maps it.
  * Every libsmbclient function this file calls is in this list and called via smb_lib. */
 #define LOG_SMB_LIBNAME "libsmbclient.so.0"
-#define LOG_SMB_FUNCS(X)                                                                       \
-    X(smbc_new_context) X(smbc_init_context) X(smbc_free_context) X(smbc_setDebug)             \
-    X(smbc_setLogCallback) X(smbc_setConfiguration) X(smbc_setTimeout)                         \
-    X(smbc_setOptionUseKerberos) X(smbc_setOptionFallbackAfterKerberos)                        \
-    X(smbc_setOptionNoAutoAnonymousLogin) X(smbc_setOptionUseCCache)                           \
-    X(smbc_setOptionProtocols) X(smbc_setFunctionAuthDataWithContext) X(smbc_getFunctionOpen)  \
-    X(smbc_getFunctionClose) X(smbc_getFunctionFstat) X(smbc_getFunctionWrite)                 \
-    X(smbc_getFunctionMkdir) X(smbc_getFunctionUnlink) X(smbc_getFunctionRename)               \
-    X(smbc_getFunctionPurgeCachedServers)
+#define LOG_SMB_FUNCS(X)                                                                           \
+    X(smbc_new_context)                                                                            \
+    X(smbc_init_context) X(smbc_free_context) X(smbc_setDebug) X(smbc_setLogCallback)              \
+        X(smbc_setConfiguration) X(smbc_setTimeout) X(smbc_setOptionUseKerberos)                   \
+            X(smbc_setOptionFallbackAfterKerberos) X(smbc_setOptionNoAutoAnonymousLogin)           \
+                X(smbc_setOptionUseCCache) X(smbc_setOptionProtocols)                              \
+                    X(smbc_setFunctionAuthDataWithContext) X(smbc_getFunctionOpen)                 \
+                        X(smbc_getFunctionClose) X(smbc_getFunctionFstat) X(smbc_getFunctionWrite) \
+                            X(smbc_getFunctionMkdir) X(smbc_getFunctionUnlink)                     \
+                                X(smbc_getFunctionRename) X(smbc_getFunctionPurgeCachedServers)
 
 #define LOG_SMB_FN_FIELD(f) __typeof__(f) *f;
 static struct {
@@ -133,6 +134,17 @@ static void log_smb_errf(char **err, const char *fmt, ...)
     if (vasprintf(err, fmt, ap) < 0)
         *err = NULL;
     va_end(ap);
+}
+
+/* log_smb_path - *OUT = malloc'd DIR + SUFFIX; 0, or -1 with *OUT NULL (asprintf leaves it
+ * undefined on failure, and the cleanup frees every path). */
+static int log_smb_path(char **out, const char *dir, const char *suffix)
+{
+    if (asprintf(out, "%s%s", dir, suffix) < 0) {
+        *out = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 /* log_smb_count_nl - records in BUF (each ends in '\n'). */
@@ -439,15 +451,20 @@ static int log_smb_spill_open(const char *dir, char **err)
         log_smb_errf(err, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
-    if (asprintf(&smb.spill_path, "%s/maillog.spill", dir) < 0 ||
-        asprintf(&smb.offset_path, "%s/maillog.spill.offset", dir) < 0) {
+    if (log_smb_path(&smb.spill_path, dir, "/maillog.spill") != 0 ||
+        log_smb_path(&smb.offset_path, dir, "/maillog.spill.offset") != 0) {
         log_smb_errf(err, "out of memory");
         return -1;
     }
+    /* (the caller's cleanup closes what was opened when this fails) */
     smb.spill_fd = open(smb.spill_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    smb.offset_fd = open(smb.offset_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (smb.spill_fd < 0 || smb.offset_fd < 0 || fstat(smb.spill_fd, &st) != 0) {
+    if (smb.spill_fd < 0 || fstat(smb.spill_fd, &st) != 0) {
         log_smb_errf(err, "cannot open %s: %s", smb.spill_path, strerror(errno));
+        return -1;
+    }
+    smb.offset_fd = open(smb.offset_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (smb.offset_fd < 0) {
+        log_smb_errf(err, "cannot open %s: %s", smb.offset_path, strerror(errno));
         return -1;
     }
     smb.spill_size = st.st_size;
@@ -611,8 +628,8 @@ static int log_smb_lib_load(void)
         snprintf(smb.why, sizeof(smb.why), "cannot load %s: %.400s", LOG_SMB_LIBNAME, dlerror());
         return -1;
     }
-#define LOG_SMB_FN_LOAD(f)                                                                     \
-    if ((smb_lib.f = (__typeof__(f) *)dlsym(h, #f)) == NULL && missing == NULL)                \
+#define LOG_SMB_FN_LOAD(f)                                                                         \
+    if ((smb_lib.f = (__typeof__(f) *)dlsym(h, #f)) == NULL && missing == NULL)                    \
         missing = #f;
     LOG_SMB_FUNCS(LOG_SMB_FN_LOAD)
 #undef LOG_SMB_FN_LOAD
@@ -990,10 +1007,10 @@ static int log_smb_write_conf(const char *dir, char **err)
 
     /* libsmbclient reads $HOME/.smb/smb.conf instead of /etc/samba/smb.conf when it
      * exists, so the file lives there and HOME points at it while the library starts */
-    if (asprintf(&smb.home_path, "%s/smb-home", dir) < 0 ||
-        asprintf(&dotsmb, "%s/smb-home/.smb", dir) < 0 ||
-        asprintf(&smb.conf_path, "%s/smb-home/.smb/smb.conf", dir) < 0 ||
-        asprintf(&state, "%s/smb-client", dir) < 0) {
+    if (log_smb_path(&smb.home_path, dir, "/smb-home") != 0 ||
+        log_smb_path(&dotsmb, dir, "/smb-home/.smb") != 0 ||
+        log_smb_path(&smb.conf_path, dir, "/smb-home/.smb/smb.conf") != 0 ||
+        log_smb_path(&state, dir, "/smb-client") != 0) {
         log_smb_errf(err, "out of memory");
         free(state);
         free(dotsmb);
@@ -1050,7 +1067,8 @@ static void log_smb_cleanup(void)
     free(smb.offset_path);
     free(smb.batch);
     free(smb.q);
-    smb.url = smb.conf_path = smb.home_path = smb.spill_path = smb.offset_path = smb.batch = smb.q = NULL;
+    smb.url = smb.conf_path = smb.home_path = smb.spill_path = smb.offset_path = smb.batch = smb.q =
+        NULL;
     smb.qhead = smb.qtail = smb.qcap = 0;
     if (smb.spill_fd >= 0)
         close(smb.spill_fd);
