@@ -79,6 +79,7 @@ static void fuzz_mx_done(void *arg, enum dns_status st, const struct dns_mx *mx,
     (void)arg;
     if (getenv("FUZZ_VERBOSE"))
         fprintf(stderr, "MX %s: %d records (%s)\n", dns_status_name(st), n, errtext);
+    FUZZ_CHECK(!fuzz_done); /* once per lookup */
     FUZZ_CHECK(errtext != NULL && n >= 0 && n <= DNS_MAX_RECORDS);
     FUZZ_CHECK(st == DNS_OK ? n > 0 : n == 0);
     for (int i = 0; i < n; i++)
@@ -94,6 +95,7 @@ static void fuzz_addr_done(void *arg, enum dns_status st, const struct dns_addr 
     (void)arg;
     if (getenv("FUZZ_VERBOSE"))
         fprintf(stderr, "A/AAAA %s: %d addresses (%s)\n", dns_status_name(st), n, errtext);
+    FUZZ_CHECK(!fuzz_done); /* once per lookup */
     FUZZ_CHECK(errtext != NULL && n >= 0 && n <= DNS_MAX_RECORDS);
     FUZZ_CHECK(st == DNS_OK ? n > 0 : n == 0);
     for (int i = 0; i < n; i++)

@@ -86,11 +86,38 @@ static void fuzz_cleanup(void)
         nftw(fuzz_dir, fuzz_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * fuzz_sasl_setup - a Cyrus SASL configuration in the data volume's parent: PLAIN and LOGIN
+ * against a sasldb holding user@mx.example / s3cret (made with saslpasswd2 when installed;
+ * without it every check fails, which still drives the exchange). SETTING gets the
+ * smtpd_sasl_config_dir override.
+ */
+static void fuzz_sasl_setup(char *setting, size_t len)
+{
+    char path[128], cmd[320];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/smtpd.conf", fuzz_dir);
+    if (!(f = fopen(path, "w")))
+        abort();
+    fprintf(f,
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: %s/sasldb2\n"
+            "mech_list: PLAIN LOGIN\n",
+            fuzz_dir);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "echo s3cret | saslpasswd2 -c -p -f %s/sasldb2 -u mx.example user 2>/dev/null",
+             fuzz_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fuzz_smtpd_session: no sasldb (saslpasswd2 missing?)\n");
+    snprintf(setting, len, "smtpd_sasl_config_dir=%s", fuzz_dir);
+}
+
 /* fuzz_setup - the log (records dropped), the configuration, the spool and the server. */
 static void fuzz_setup(void)
 {
     struct log_options lo = {.hostname = "mx.example", .syslog_name = "mta"};
-    char dv[80], port[32], *err = NULL;
+    char dv[80], port[32], sasl[128], *err = NULL;
 
     /* tmpfs when there is one: every commit flushes, and nothing here needs to survive */
     snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/fuzz_smtpd_session.XXXXXX",
@@ -99,6 +126,7 @@ static void fuzz_setup(void)
         abort();
     atexit(fuzz_cleanup);
     snprintf(dv, sizeof(dv), "data_volume=%s", fuzz_dir);
+    fuzz_sasl_setup(sasl, sizeof(sasl));
     for (int i = 0; i < 50 && !fuzz_srv; i++) {
         char *ov[] = {dv,
                       "in_address=127.0.0.1",
@@ -111,7 +139,10 @@ static void fuzz_setup(void)
                       "header_size_limit=1024",
                       "hopcount_limit=5",
                       "smtpd_recipient_limit=5",
-                      "smtpd_client_connection_count_limit=0"};
+                      "smtpd_client_connection_count_limit=0",
+                      "smtpd_tls_auth_only=no",
+                      "smtpd_sasl_auth_enable=yes",
+                      sasl};
         snprintf(port, sizeof(port), "smtp_port=%d", 20000 + (int)((getpid() + i * 7919) % 40000));
         conf_free(fuzz_conf);
         if (!(fuzz_conf = conf_load(NULL, ov, (int)(sizeof(ov) / sizeof(ov[0])), &err))) {
@@ -136,9 +167,15 @@ static void fuzz_setup(void)
 /* fuzz_drain - read and drop what the server sent to the client side FD. */
 static void fuzz_drain(int fd)
 {
+    static int verbose = -1;
     char buf[16384];
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
+    ssize_t n;
+
+    if (verbose < 0)
+        verbose = getenv("FUZZ_VERBOSE") != NULL; /* show the replies (reproducing a finding) */
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        if (verbose)
+            fwrite(buf, 1, (size_t)n, stderr);
 }
 
 /* fuzz_busy - 1 while the session S has work the loop must still do for the bytes sent. */
