@@ -30,8 +30,9 @@ struct spool_status {
 char *spool_status_encode(const struct spool_status *st, size_t *len);
 /* spool_status_decode - parse TEXT into *ST (slots malloc'd). 0, or -1 when malformed. */
 int spool_status_decode(const char *text, size_t len, struct spool_status *st);
-/* spool_status_write - replace the status file of ID durably (tmp, fsync, rename,
- * directory fsync). BLOCKS: worker threads only. 0 or errno. */
+/* spool_status_write - replace the status file of ID (tmp, fsync, rename, directory fsync;
+ * without the two flushes when no slot is final yet). BLOCKS: worker threads only. 0 or
+ * errno. */
 int spool_status_write(struct spool *sp, const char *id, const struct spool_status *st);
 /* spool_status_read - read the status file of ID. BLOCKS: worker threads only.
  * 0, ENOENT when there is none, EBADMSG when unreadable, or another errno. */

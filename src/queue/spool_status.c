@@ -116,10 +116,17 @@ int spool_status_write(struct spool *sp, const char *id, const struct spool_stat
     char tmpname[SPOOL_ID_SIZE + 16], name[SPOOL_ID_SIZE + 8];
     size_t len;
     char *text;
-    int fd, err = 0, qfd;
+    int fd, err = 0, qfd, durable = 0;
 
     if (!spool_id_valid(id))
         return EINVAL;
+    /* Only a final slot must survive a crash (else it is delivered again). A status with
+     * every slot pending holds just the retry time and count, rewritten at each deferral:
+     * it skips both flushes (a deferred queue would cost two per message and retry), since
+     * losing it, or finding it torn and quarantined at start, costs an early retry. */
+    for (int i = 0; i < st->nslots; i++)
+        if (st->slots[i] != SCHED_SLOT_PENDING)
+            durable = 1;
     qfd = sp->qfd[spool_id_hash(id)];
     text = spool_status_encode(st, &len);
     if (!text)
@@ -134,7 +141,7 @@ int spool_status_write(struct spool *sp, const char *id, const struct spool_stat
     if (fs_write_all(fd, text, len) < 0)
         err = errno;
     free(text);
-    if (!err && fsync(fd) < 0)
+    if (!err && durable && fsync(fd) < 0)
         err = errno;
     close(fd);
     /* the message may have been removed meanwhile (delete, last recipient done):
@@ -145,7 +152,7 @@ int spool_status_write(struct spool *sp, const char *id, const struct spool_stat
         err = errno;
     if (err)
         unlinkat(sp->tmpfd, tmpname, 0);
-    else
+    else if (durable)
         err = spool_fsync_dir(qfd);
     return err;
 }
