@@ -4,12 +4,14 @@
  * collected by relay_reply_feed, EHLO keywords (relay_ehlo_line), the enhanced
  * status taken from the reply (relay_reply_dsn), and the delivery status
  * notification built from that reply text with relay_dsn_build, the first
- * line of the input standing in for the envelope fields a DSN quotes.
+ * line of the input standing in for the envelope fields a DSN quotes (and
+ * for an ORCPT/ENVID sent out as xtext, which must decode back unchanged).
  */
 #include <event2/buffer.h>
 
 #include "fuzz_util.h"
 #include "relay/relay_int.h"
+#include "smtpd/smtpd_addr.h"
 
 /* fuzz_dsn_ok - 1 when DSN is an RFC 3463 status "C.S.D": class 2, 4 or 5, 1-3 digit parts. */
 static int fuzz_dsn_ok(const char *dsn)
@@ -62,6 +64,31 @@ static void fuzz_dsn(const struct relay_reply *rp, const char *field, const uint
     evbuffer_free(out);
 }
 
+/*
+ * fuzz_xtext - ORCPT/ENVID travel out as relay_xtext and come in through smtpd_xtext_decode
+ * (the next hop may be us): printable ASCII must survive the round trip unchanged.
+ */
+static void fuzz_xtext(const char *s)
+{
+    size_t n = strlen(s), cap = 3 * n + 1;
+    char *enc = malloc(cap), *dec = malloc(n + 1);
+    int printable = 1;
+
+    if (!enc || !dec)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 33 || (unsigned char)s[i] > 126)
+            printable = 0;
+    relay_xtext(s, enc, cap);
+    FUZZ_CHECK(strlen(enc) < cap);
+    if (printable) {
+        FUZZ_CHECK(smtpd_xtext_decode(enc, strlen(enc), dec, n + 1) == 0);
+        FUZZ_CHECK(strcmp(dec, s) == 0);
+    }
+    free(enc);
+    free(dec);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct evbuffer *in = evbuffer_new();
@@ -79,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         evbuffer_free(in);
         return 0;
     }
+    fuzz_xtext(field);
     while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF))) {
         int first = rp.len == 0, rc;
         long long size_limit = -1;
