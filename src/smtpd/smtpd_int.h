@@ -120,6 +120,7 @@ struct smtpd_session {
     int sasl_busy;      /* a SASL step runs on a worker: not reading (the job owns the conn) */
     char sasl_method[32];
     char *sasl_username; /* after a successful AUTH */
+    int sasl_login;      /* LOGIN: 1 user name asked, 2 empty name answered (smtpd_sasl.c) */
 };
 
 /* smtpd_session.c */

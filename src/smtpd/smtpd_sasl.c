@@ -191,6 +191,7 @@ static void smtpd_sasl_end(struct smtpd_session *s)
         s->sasl_conn = NULL;
     }
     s->sasl_active = 0;
+    s->sasl_login = 0;
 }
 
 void smtpd_sasl_reset(struct smtpd_session *s)
@@ -226,6 +227,8 @@ static void smtpd_sasl_result(struct smtpd_session *s, int r, const char *out, u
             return;
         }
         s->sasl_active = 1;
+        s->sasl_login = strcmp(s->sasl_method, "LOGIN") == 0 && outlen == 9 &&
+                        memcmp(out, "Username:", 9) == 0;
         smtpd_reply(s, "334 %s", enc);
         free(enc);
         return;
@@ -423,5 +426,23 @@ void smtpd_sasl_response(struct smtpd_session *s, const char *line)
         smtpd_reply(s, "501 5.5.2 Invalid base64 data in continued response");
         return;
     }
+    /*
+     * Cyrus's LOGIN plugin fails an empty user name only after the password, and leaks the
+     * password's copy then (found by tests/fuzz/fuzz_smtpd_session): any client could grow
+     * our memory with such attempts. The plugin never sees an empty name; the client gets the
+     * same exchange and reply as from the plugin.
+     */
+    if (s->sasl_login == 2) {
+        smtpd_sasl_wipe_free(in, inlen);
+        smtpd_sasl_failed(s, SASL_FAIL);
+        return;
+    }
+    if (s->sasl_login == 1 && inlen == 0) {
+        free(in);
+        s->sasl_login = 2;
+        smtpd_reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+        return;
+    }
+    s->sasl_login = 0;
     smtpd_sasl_submit(s, 0, NULL, in, inlen);
 }
