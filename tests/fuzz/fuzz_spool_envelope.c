@@ -5,6 +5,8 @@
  * (a memfd), the rest is the file. Whatever parses must encode again, and the
  * encoding must parse back to the same envelope (a field the encoder cannot
  * write faithfully would change the mail on its way through the queue).
+ * Every field read must be within spool.h's limits and free of control bytes
+ * (issue 12, items 2 and 4: CR/LF toward the next hop, sizes that overflow).
  */
 #include <errno.h>
 
@@ -30,6 +32,36 @@ static int fuzz_env_eq(const struct spool_envelope *a, const struct spool_envelo
         if (!fuzz_str_eq(a->rcpt[i].addr, b->rcpt[i].addr) ||
             !fuzz_str_eq(a->rcpt[i].orcpt, b->rcpt[i].orcpt) ||
             a->rcpt[i].notify != b->rcpt[i].notify)
+            return 0;
+    return 1;
+}
+
+/* fuzz_field_ok - S is set, at most MAX bytes and free of control bytes (spool.h's promise:
+ * nothing read from a queue file can carry CR/LF into an SMTP command or a header). */
+static int fuzz_field_ok(const char *s, size_t max)
+{
+    size_t n;
+
+    if (!s || (n = strlen(s)) > max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* fuzz_env_bounded - every field of E within the limits of include/mta/spool.h. */
+static int fuzz_env_bounded(const struct spool_envelope *e)
+{
+    if (!fuzz_field_ok(e->sender, SPOOL_ADDR_MAX) || !fuzz_field_ok(e->envid, SPOOL_ENVID_MAX) ||
+        !fuzz_field_ok(e->helo, SPOOL_HELO_MAX) ||
+        !fuzz_field_ok(e->client_name, SPOOL_CLIENT_NAME_MAX) ||
+        !fuzz_field_ok(e->client_addr, SPOOL_CLIENT_ADDR_MAX) || e->size < 0 ||
+        e->size > SPOOL_SIZE_MAX || e->arrival_us < 0 || e->arrival_us > SPOOL_TIME_US_MAX)
+        return 0;
+    for (int i = 0; i < e->nrcpt; i++)
+        if (!fuzz_field_ok(e->rcpt[i].addr, SPOOL_ADDR_MAX) ||
+            !fuzz_field_ok(e->rcpt[i].orcpt, SPOOL_ORCPT_MAX))
             return 0;
     return 1;
 }
@@ -64,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(hdrlen <= in.n);
     FUZZ_CHECK(env->nrcpt > 0 && env->sender);
+    FUZZ_CHECK(fuzz_env_bounded(env));
     text = spool_env_encode(env, &len);
     FUZZ_CHECK(text != NULL);
     FUZZ_CHECK(spool_env_decode(text, len, &again, &hdrlen2) == 0);
