@@ -7,6 +7,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 JOBS="${MTA_TEST_JOBS:-$(nproc)}"
 "$ROOT/scripts/deps.sh" test
+# Run as root, the tests start mtad as root, and mtad drops to mail_owner (default mta)
+# after start-up: the account must exist, as the install step makes it (docs/security.md)
+if [ "$(id -u)" = 0 ] && ! getent passwd mta >/dev/null; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin mta
+fi
 
 # A packager's build: Release with Debian's hardening flags (dpkg-buildflags) at -O2 and -O3
 # must compile without a single warning (-Werror here only to make a warning fail CI).

@@ -18,6 +18,7 @@
 #include "mta/keystore.h"
 #include "mta/log.h"
 #include "mta/log_smb.h"
+#include "mta/privilege.h"
 #include "mta/smtpd.h"
 #include "mta/spool.h"
 #include "mta/dns.h"
@@ -84,7 +85,11 @@ static void mtad_tls_reloaded(struct tls_ctx *ctx, const char *why, void *arg)
 
     d->reloading = 0;
     if (!ctx) {
-        log_warning("tls", "certificate reload failed, keeping the current one: %s", why);
+        /* after the drop the files are read as mail_owner: root-only keys need a restart */
+        int denied = priv_dropped() && why && strstr(why, strerror(EACCES));
+        log_warning("tls", "certificate reload failed, keeping the current one: %s%s%s%s", why,
+                    denied ? " (mtad runs as mail_owner " : "", denied ? priv_owner_name() : "",
+                    denied ? ": make the files readable by it, or restart mtad)" : "");
         return;
     }
     if (smtpd_set_tls(d->smtpd, ctx, &err) < 0)
@@ -171,6 +176,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "Error: Failed to pre-configure MTA.\n");
         return 1;
     }
+    /* 1b. the account to run as (started as root): a missing one names mail_owner; paths
+     * absolute, as mtad will work inside the data volume */
+    if (priv_prepare(d.conf, &err) != 0 || priv_absolute_paths(d.conf, &err) != 0)
+        mtad_fail("Error: Failed to pre-configure MTA.", err);
 
     signal(SIGPIPE, SIG_IGN);
     if (evthread_use_pthreads() != 0)
@@ -199,11 +208,34 @@ int main(int argc, char **argv)
     if (nofile_now != nofile_was)
         log_info("open-file limit raised from %ld to %ld", nofile_was, nofile_now);
 
-    /* 2b. the log terminal: the mail log on the CIFS share */
+    /* 2b. what needs root, then the drop to mail_owner before any worker thread starts
+     * (the log writer, started above, changes with the process: glibc applies set*id to
+     * every thread). The data volume becomes mail_owner's and the working directory, so
+     * the path above it may stay root-only; maillog_file was opened above, as root; the
+     * keys are read now (root-only keys work; a SIGHUP reload reads them as mail_owner);
+     * the listening ports are bound now (ports below 1024). */
+    if (priv_enter_data_volume(d.conf, &err) != 0)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+    struct tls_ctx *tls = NULL;
+    if (!d.conf->ssl_disabled) {
+        const char *msg = NULL;
+        tls = keystore_tls_new(d.conf, &msg, &err);
+        if (tls == NULL)
+            mtad_fail(msg, err);
+    }
+    priv_prebind(d.conf);
+    if (priv_drop(&err) != 0)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+    if (priv_dropped())
+        log_info("running as %s (uid %lu, gid %lu)", priv_owner_name(), (unsigned long)getuid(),
+                 (unsigned long)getgid());
+
+    /* 2c. the log terminal: the mail log on the CIFS share */
     if (d.conf->logs_enabled && d.conf->maillog_filename[0] && d.conf->log_terminal[0]) {
         char *spill = NULL;
 
-        if (asprintf(&spill, "%s/log-spill", d.conf->data_volume) < 0)
+        /* relative to the data volume, the working directory (see 2b) */
+        if (asprintf(&spill, "%s/log-spill", priv_data_volume_path(d.conf->data_volume)) < 0)
             mtad_fail("Error: Failed to pre-configure MTA.", "out of memory");
         log_smb_set_rotation(d.conf->maillog_rotate_size, (int)d.conf->maillog_rotate_count);
         if (log_smb_start(d.conf->log_terminal, d.conf->maillog_filename, spill, &err) != 0) {
@@ -234,14 +266,7 @@ int main(int argc, char **argv)
         mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
     sched_control_attach(d.sched, d.control);
 
-    /* 4. intake; with SSL the key and certificate are read first (may block start-up) */
-    struct tls_ctx *tls = NULL;
-    if (!d.conf->ssl_disabled) {
-        const char *msg = NULL;
-        tls = keystore_tls_new(d.conf, &msg, &err);
-        if (tls == NULL)
-            mtad_fail(msg, err);
-    }
+    /* 4. intake (with SSL the key and certificate were read in 2b) */
     d.smtpd = smtpd_new(d.base, d.conf, d.spool, &err);
     if (d.smtpd == NULL)
         mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
@@ -258,6 +283,7 @@ int main(int argc, char **argv)
             mtad_fail("Error: Failed to initialize UI backend.", NULL);
         mtad_fail("Error: Failed to initialize UI backend.", err);
     }
+    priv_prebind_release();
 
     d.sig_term = evsignal_new(d.base, SIGTERM, mtad_signal_cb, &d);
     d.sig_int = evsignal_new(d.base, SIGINT, mtad_signal_cb, &d);

@@ -3,6 +3,11 @@
  * door into the running daemon): accept, read one command line, dispatch to the
  * registered handler, write "ok"/"error: ..." and the output, close. Only root
  * and the daemon's own user may connect (SO_PEERCRED), and the socket is 0600.
+ * Started as root, mtad creates the socket after dropping to mail_owner, so the
+ * socket is that account's, inside its 0700 data volume: root (mtactl) passes
+ * the file permissions anyway, and the daemon can remove the socket at exit.
+ * The socket is bound relative to the working directory when that is the data
+ * volume (privilege.h), so the path above the volume may stay root-only.
  * Also the client half (control_request) that mtactl uses.
  * Not here: the commands' meaning (the module that owns the data registers them).
  */
@@ -10,6 +15,7 @@
 
 #include "mta/conf.h"
 #include "mta/counters.h"
+#include "mta/privilege.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -40,7 +46,8 @@ struct control_conn {
 struct control {
     struct event_base *base;
     struct evconnlistener *lev;
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];  /* for messages */
+    char local[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* bound and removed */
     struct control_cmd *cmds;
     struct control_conn *conns;
 };
@@ -201,10 +208,18 @@ struct control *control_new(struct event_base *base, const struct conf *conf, ch
         free(c);
         return NULL;
     }
+    n = snprintf(c->local, sizeof(c->local), "%s/" CONTROL_SOCKET_NAME,
+                 priv_data_volume_path(conf->data_volume));
+    if (n < 0 || (size_t)n >= sizeof(c->local)) {
+        if (err && asprintf(err, "data_volume path too long for the control socket") < 0)
+            *err = NULL;
+        free(c);
+        return NULL;
+    }
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
-    unlink(c->path); /* a stale socket of an earlier run; the spool lock guards a live one */
+    memcpy(sun.sun_path, c->local, strlen(c->local) + 1);
+    unlink(c->local); /* a stale socket of an earlier run; the spool lock guards a live one */
     old = umask(0077);
     c->lev = evconnlistener_new_bind(base, control_accept_cb, c,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
@@ -216,7 +231,7 @@ struct control *control_new(struct event_base *base, const struct conf *conf, ch
         free(c);
         return NULL;
     }
-    chmod(c->path, 0600);
+    chmod(c->local, 0600);
     control_register(c, "stats", control_stats, NULL);
     return c;
 }
@@ -246,7 +261,7 @@ void control_free(struct control *c)
         control_conn_free(c->conns);
     if (c->lev) {
         evconnlistener_free(c->lev);
-        unlink(c->path);
+        unlink(c->local);
     }
     while ((cmd = c->cmds)) {
         c->cmds = cmd->next;

@@ -25,6 +25,7 @@
 #include "mta/counters.h"
 #include "mta/fsutil.h"
 #include "mta/log.h"
+#include "mta/privilege.h"
 #include "mta/workers.h"
 #include "sched_int.h"
 #include "spool_int.h"
@@ -501,11 +502,13 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     sp->dir = strdup(conf->data_volume);
     if (!sp->dir)
         goto fail_errno;
-    if (fs_mkdir_p(sp->dir, 0700) < 0) {
+    /* "." when mtad entered the data volume (privilege.h): the path above may be root-only */
+    const char *open_dir = priv_data_volume_path(sp->dir);
+    if (fs_mkdir_p(open_dir, 0700) < 0) {
         spool_seterr(err, "cannot create data volume %s: %s", sp->dir, strerror(errno));
         goto fail;
     }
-    sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    sp->dirfd = open(open_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sp->dirfd < 0)
         goto fail_errno;
     /* for spool_gone; NULL (no path check) when a relative path cannot be resolved */

@@ -20,6 +20,7 @@
 #include "mta/cidr.h"
 #include "mta/conf.h"
 #include "mta/log.h"
+#include "mta/privilege.h"
 #include "mta/rlimit.h"
 #include "mta/smtpd.h"
 #include "mta/tls.h"
@@ -69,7 +70,7 @@ static int smtpd_listen_socket(const struct sockaddr *sa, socklen_t len, int v6o
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
-    if (bind(fd, sa, len) < 0) {
+    if (priv_bind(fd, sa, len) < 0) { /* a port bound before the drop, or bind(2) */
         e = errno;
         close(fd);
         errno = e;

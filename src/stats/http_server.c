@@ -26,6 +26,7 @@
 
 #include "mta/conf.h"
 #include "mta/log.h"
+#include "mta/privilege.h"
 #include "mta/rlimit.h"
 #include "mta/stats.h"
 
@@ -379,7 +380,8 @@ static evutil_socket_t http_listen(const char *addr, int port)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, dual ? &zero : &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, STATS_LISTEN_BACKLOG) < 0) {
+    /* priv_bind: the port may have been bound before the privilege drop (privilege.h) */
+    if (priv_bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, STATS_LISTEN_BACKLOG) < 0) {
         int e = errno;
         close(fd);
         errno = e;

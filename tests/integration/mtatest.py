@@ -41,6 +41,21 @@ SANITIZE = os.environ.get("MTA_SANITIZE", "").upper() in ("ON", "1", "YES", "TRU
 SLOW = 3.0 if SANITIZE else 1.0
 
 HOSTNAME = "mta.test.example"
+# Started as root (as the suite runs), mtad drops to mail_owner (default "mta", which
+# scripts/test.sh creates) after start-up; files it opens later by name must be reachable
+# by that account, as on a real host (docs/security.md "Least privilege").
+MAIL_OWNER = "mta"
+
+
+def give_to_mail_owner(*paths):
+    """give_to_mail_owner - chown PATHS to MAIL_OWNER when running as root (what an
+    administrator does for files mtad reads after the drop: sasldb, reloadable keys)."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+    pw = pwd.getpwnam(MAIL_OWNER)
+    for p in paths:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
 QUEUE_ID_RE = re.compile(rb"queued as ([0-9A-Za-z]+)")
 
 
@@ -532,6 +547,7 @@ class MtaTestCase(unittest.TestCase):
         if not os.path.exists(MTAD):
             self.skipTest("mtad not built (%s); set MTAD" % MTAD)
         self.tmp = tempfile.mkdtemp(prefix="mtatest-%s-" % self._testMethodName)
+        os.chmod(self.tmp, 0o711)  # searchable by mail_owner (see MAIL_OWNER), not listable
         self.daemons = []
         self._problems_at_start = self._problems()
         self.addCleanup(self._cleanup_tmp)

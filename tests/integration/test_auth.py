@@ -56,6 +56,7 @@ class FakeSaslauthd:
         self.release = threading.Event()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
+        os.chmod(path, 0o666)  # mtad connects as mail_owner (as to saslauthd's mux)
         self.sock.listen(8)
         self.sock.settimeout(0.2)
         self.stopping = False

@@ -48,4 +48,6 @@ def make_sasl(dirname, user=SASL_USER, password=SASL_PASS, realm=mtatest.HOSTNAM
     with open(os.path.join(dirname, "smtpd.conf"), "w") as f:
         f.write("pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: %s\n"
                 "mech_list: PLAIN LOGIN\n" % db)
+    # mtad checks passwords as mail_owner (Debian: sasldb2 root:sasl 0640, mail_owner in sasl)
+    mtatest.give_to_mail_owner(db)
     return {"smtpd_sasl_auth_enable": "yes", "smtpd_sasl_config_dir": dirname}
