@@ -19,6 +19,11 @@ TEST_PKGS="$TEST_PKGS libmail-java default-jre-headless"
 # the libFuzzer targets in tests/fuzz (scripts/test.sh's fuzz stage)
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 
+# mtad tells systemd when it is ready or stopping and pings its watchdog (etc/mtad.service,
+# Type=notify) through libsystemd; systemd-analyze checks that unit in test_systemd.py
+BUILD_PKGS="$BUILD_PKGS libsystemd-dev"
+TEST_PKGS="$TEST_PKGS systemd"
+
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"
 

@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <systemd/sd-daemon.h>
 
 #include "mta/conf.h"
 #include "mta/counters.h"
@@ -44,7 +45,8 @@ struct mtad {
     struct sched *sched;
     struct stats *stats;
     struct event *sig_term, *sig_int, *sig_hup;
-    struct workers *keyw; /* SIGHUP certificate reload (NULL: TLS off) */
+    struct event *watchdog; /* systemd WatchdogSec= ping (NULL: not asked for) */
+    struct workers *keyw;   /* SIGHUP certificate reload (NULL: TLS off) */
     int reloading;
     int stopping;
     int stop_signal;
@@ -115,11 +117,21 @@ static void mtad_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     d->stopping = 1;
     d->stop_signal = (int)sig;
+    sd_notify(0, "STOPPING=1");
     log_info("terminating on signal %d", (int)sig);
     if (d->smtpd)
         smtpd_stop(d->smtpd, mtad_drained, d);
     else
         mtad_drained(d);
+}
+
+/* mtad_watchdog_cb - systemd's WatchdogSec=: the loop is alive (a hung loop stops the pings). */
+static void mtad_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    sd_notify(0, "WATCHDOG=1");
 }
 
 /* mtad_fail - one exact start-up message (and the detail) to stderr, then exit 1. */
@@ -292,7 +304,17 @@ int main(int argc, char **argv)
     event_add(d.sig_int, NULL);
     event_add(d.sig_hup, NULL);
 
+    /* systemd (Type=notify): ready once every listener is bound; WatchdogSec= asks for a
+     * ping at least every WATCHDOG_USEC, sent from the loop at half that interval */
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+        struct timeval half = {(time_t)(wd_usec / 2000000), (suseconds_t)(wd_usec / 2 % 1000000)};
+        d.watchdog = event_new(d.base, -1, EV_PERSIST, mtad_watchdog_cb, &d);
+        if (d.watchdog)
+            event_add(d.watchdog, &half);
+    }
     log_info("daemon started -- version %s, configuration %s", MTAD_VERSION, d.conf->path);
+    sd_notify(0, "READY=1\nSTATUS=accepting mail");
     event_base_dispatch(d.base);
 
     /* shutdown, in reverse order: nothing acknowledged is lost */
@@ -308,6 +330,8 @@ int main(int argc, char **argv)
     event_free(d.sig_term);
     event_free(d.sig_int);
     event_free(d.sig_hup);
+    if (d.watchdog)
+        event_free(d.watchdog);
     log_info("stopped");
     log_shutdown();
     log_smb_stop();
