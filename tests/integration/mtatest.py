@@ -72,6 +72,35 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def loopback_block(port, hosts):
+    """loopback_block - "127.X.Y." (X >= 1) for a test that must listen on a fixed PORT
+    (e.g. MX sinks on 25), with 127.X.Y.H:PORT free for each H in HOSTS; None when PORT
+    cannot be bound at all (not root). Fixed addresses collide with another run of the
+    same file at the same time (a second build's ctest, or a chroot that shares this
+    machine's network namespace), so each process claims a random /24: a socket bound,
+    without SO_REUSEADDR and never listening, to 127.X.Y.1:PORT, held until the process
+    exits, makes every other claim of that block fail."""
+    import random
+    for _ in range(100):
+        prefix = "127.%d.%d." % (random.randint(1, 254), random.randint(0, 255))
+        claim = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            claim.bind((prefix + "1", port))
+            for h in hosts:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((prefix + str(h), port))
+        except OSError as e:
+            claim.close()
+            if e.errno == errno.EACCES:
+                return None
+            continue
+        import atexit
+        atexit.register(claim.close)  # held until the process exits
+        return prefix
+    raise OSError(errno.EADDRINUSE, "no free 127.X.Y.0/24 block for port %d" % port)
+
+
 def have_ipv6_loopback():
     """have_ipv6_loopback - True when ::1 can be bound on this machine."""
     try:

@@ -1,7 +1,9 @@
 """
 test_delivery_mx.py - delivery without smart_relay: MX lookups through a
-private dnsmasq (dns_servers), Python sinks on 127.0.0.10-19 port 25 (this file
-only; other files use other 127.0.0.N addresses, so they may run in parallel):
+private dnsmasq (dns_servers), Python sinks on port 25 of 127.X.Y.10-16, a /24 that
+this process claims at random (mtatest.loopback_block), so that another run of this
+file at the same time (another build's ctest, a chroot sharing the network) cannot
+take the same addresses:
 lowest preference first, fallback to the next MX when one is dead or answers
 4xx, implicit MX (A record), null MX and NXDOMAIN bounces, SERVFAIL deferral,
 recipients in several domains in one message (a recipient delivered while another
@@ -13,7 +15,10 @@ Not here: the smart_relay path and queue administration (test_delivery_relay.py)
 import email
 import email.policy
 import os
+import re
+import select
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -25,9 +30,14 @@ import mtatest  # noqa: E402
 import smtpsink  # noqa: E402
 from mtatest import t  # noqa: E402
 
+NET = mtatest.loopback_block(25, range(10, 17)) or "127.0.0."  # None: not root (skipped)
 A_PRIMARY, A_BACKUP, A_DEAD, A_NOMX, A_SENDER, A_CC, A_TLS = (
-    "127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14", "127.0.0.15",
-    "127.0.0.16")
+    NET + str(h) for h in range(10, 17))
+
+
+def at(addr):
+    """at - "[ADDR]" as a regex, for the relay=host[ADDR]:25 of a log line."""
+    return re.escape("[%s]" % addr)
 
 RECORDS = [
     "mx-host=one.test,mx1.one.test,10",
@@ -141,14 +151,17 @@ class DeliveryMxTest(mtatest.MtaTestCase):
         nomx = self.sink(A_NOMX)
         d = self.mtad()
         self.send(d, "s@sender.test", ["a@one.test", "b@two.test", "c@nomx.test", "d@One.Test"])
-        d.wait_log(r"to=<a@one\.test>, relay=mx1\.one\.test\[127\.0\.0\.10\]:25, .*status=sent",
+        d.wait_log(r"to=<a@one\.test>, relay=mx1\.one\.test" + at(A_PRIMARY)
+                   + r":25, .*status=sent",
                    t(10))
-        d.wait_log(r"to=<d@One\.Test>, relay=mx1\.one\.test\[127\.0\.0\.10\]:25, .*status=sent",
+        d.wait_log(r"to=<d@One\.Test>, relay=mx1\.one\.test" + at(A_PRIMARY)
+                   + r":25, .*status=sent",
                    t(10))
         # two.test: mxa is dead; the attempt falls through to mxb in the same delivery
-        d.wait_log(r"to=<b@two\.test>, relay=mxb\.two\.test\[127\.0\.0\.11\]:25, .*status=sent",
+        d.wait_log(r"to=<b@two\.test>, relay=mxb\.two\.test" + at(A_BACKUP)
+                   + r":25, .*status=sent",
                    t(15))
-        d.wait_log(r"to=<c@nomx\.test>, relay=nomx\.test\[127\.0\.0\.13\]:25, .*status=sent",
+        d.wait_log(r"to=<c@nomx\.test>, relay=nomx\.test" + at(A_NOMX) + r":25, .*status=sent",
                    t(10))
         self.assertEqual(sorted(one.wait_messages(1)[0].rcpts), ["a@one.test", "d@One.Test"])
         self.assertEqual(backup.wait_messages(1)[0].rcpts, ["b@two.test"])
@@ -161,7 +174,8 @@ class DeliveryMxTest(mtatest.MtaTestCase):
         backup = self.sink(A_BACKUP)
         d = self.mtad()
         self.send(d, "s@sender.test", ["x@soft.test"])
-        d.wait_log(r"to=<x@soft\.test>, relay=mxb\.soft\.test\[127\.0\.0\.11\]:25, .*status=sent",
+        d.wait_log(r"to=<x@soft\.test>, relay=mxb\.soft\.test" + at(A_BACKUP)
+                   + r":25, .*status=sent",
                    t(15))
         self.assertEqual(len(backup.wait_messages(1)), 1)
         self.assertEqual(soft.messages, [])
@@ -213,8 +227,34 @@ class DeliveryMxTest(mtatest.MtaTestCase):
         self.assertEqual(len(copy), 1)
         self.assertEqual((copy[0].mail_from, sorted(copy[0].rcpts)),
                          ("s@sender.test", ["a@one.test", "b@one.test"]))
-        d.wait_log(r"relay=mx\.cc\.test\[127\.0\.0\.15\]:25, .*status=sent", t(5), count=2)
+        d.wait_log(r"relay=mx\.cc\.test" + at(A_CC) + r":25, .*status=sent", t(5), count=2)
         d.wait_log(r": removed$", t(5))
+
+    def test_a_parallel_run_of_this_file_takes_other_addresses(self):
+        # another process running these tests at the same time (ctest in a second build,
+        # a chroot on the same network) holds its sender's MX sink while we start ours
+        child = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sys, time; sys.path.insert(0, %r); import test_delivery_mx as m, smtpsink;"
+             "smtpsink.Sink(m.A_SENDER, 25).start(); print(m.A_SENDER, flush=True);"
+             "sys.stdin.read()" % os.path.dirname(os.path.abspath(__file__))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+        def stop_child():
+            child.stdin.close()
+            try:
+                child.wait(t(10))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(t(10))
+            child.stdout.close()
+
+        self.addCleanup(stop_child)
+        ready, _, _ = select.select([child.stdout], [], [], t(10))
+        other = child.stdout.readline().strip() if ready else ""
+        self.assertRegex(other, r"^127\.\d+\.\d+\.14$", "the other run did not start")
+        self.sink(A_SENDER)  # was: OSError: [Errno 98] Address already in use
+        self.assertNotEqual(other, A_SENDER)
 
     def test_starttls_to_tls_sink(self):
         tls = self.sink(A_TLS, tls_dir=self.tmp)
@@ -223,9 +263,9 @@ class DeliveryMxTest(mtatest.MtaTestCase):
         m = tls.wait_messages(1, t(15))
         self.assertEqual(len(m), 1, d.maillog())
         self.assertTrue(m[0].tls)
-        d.wait_log(r"Untrusted TLS connection established to mx\.tls\.test\[127\.0\.0\.16\]:25: "
+        d.wait_log(r"Untrusted TLS connection established to mx\.tls\.test" + at(A_TLS) + r":25: "
                    r"TLSv1\.3 with cipher \S+ \(\d+/\d+ bits\)$", t(5))
-        d.wait_log(r"to=<t@tls\.test>, relay=mx\.tls\.test\[127\.0\.0\.16\]:25, .*status=sent",
+        d.wait_log(r"to=<t@tls\.test>, relay=mx\.tls\.test" + at(A_TLS) + r":25, .*status=sent",
                    t(5))
 
 
@@ -240,7 +280,8 @@ class DeliveryMxTest(mtatest.MtaTestCase):
         self.send(d, "s@sender.test", ["first@nomx.test"])
         self.assertEqual(staller.wait_connections(1, t(10)), 1)
         self.send(d, "s@sender.test", ["a@one.test", "b@nomx.test"])
-        d.wait_log(r"to=<a@one\.test>, relay=mx1\.one\.test\[127\.0\.0\.10\]:25, .*status=sent",
+        d.wait_log(r"to=<a@one\.test>, relay=mx1\.one\.test" + at(A_PRIMARY)
+                   + r":25, .*status=sent",
                    t(10))
         if crash:
             time.sleep(t(1))  # the status file is written right after the result
