@@ -11,6 +11,7 @@ Standard library only.
 """
 
 import errno
+import faulthandler
 import os
 import re
 import shutil
@@ -99,6 +100,18 @@ def loopback_block(port, hosts):
         atexit.register(claim.close)  # held until the process exits
         return prefix
     raise OSError(errno.EADDRINUSE, "no free 127.X.Y.0/24 block for port %d" % port)
+
+
+def proc_where(pid):
+    """proc_where - state, wchan and kernel stack of PID (what a hung process waits on)."""
+    out = []
+    for name in ("stat", "wchan", "stack"):
+        try:
+            with open("/proc/%d/%s" % (pid, name)) as f:
+                out.append("%s: %s" % (name, f.read().strip()))
+        except OSError as e:
+            out.append("%s: %s" % (name, e))
+    return "; ".join(out)
 
 
 def have_ipv6_loopback():
@@ -395,10 +408,15 @@ class Daemon:
             return None
 
     def kill(self):
-        """kill - SIGKILL (crash simulation) and reap."""
+        """kill - SIGKILL (crash simulation) and reap (bounded: a process that SIGKILL
+        cannot end is stuck in the kernel, which the error shows)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+            try:
+                self.proc.wait(t(30))
+            except subprocess.TimeoutExpired:
+                raise AssertionError("mtad %d survives SIGKILL: %s" % (self.proc.pid,
+                                                                       proc_where(self.proc.pid)))
 
     # -- observations --
     def stderr(self, since=0):
@@ -649,7 +667,12 @@ class MtaTestCase(unittest.TestCase):
 
 def main():
     """main - run the file's tests. With MTA_REQUIRE_ALL=1 (scripts/test.sh, CI) a skipped
-    test fails the run: there every tool is installed, so a skip would hide a missing one."""
+    test fails the run: there every tool is installed, so a skip would hide a missing one.
+    A file still running after MTA_TEST_DUMP_AFTER seconds (default 290, just under ctest's
+    300 s timeout, whose kill shows no stacks and drops the running test's name) prints
+    every thread's stack and exits 1: a hang names the wait that hung."""
+    faulthandler.dump_traceback_later(float(os.environ.get("MTA_TEST_DUMP_AFTER") or 290),
+                                      exit=True)
     prog = unittest.main(verbosity=2, exit=False)
     result = prog.result
     if os.environ.get("MTA_REQUIRE_ALL") == "1" and result.skipped:
