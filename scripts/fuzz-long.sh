@@ -46,10 +46,12 @@ for name in "$@"; do
     dict=()
     [ -f "$ROOT/tests/fuzz/dict/$name.dict" ] && dict=(-dict="$ROOT/tests/fuzz/dict/$name.dict")
     : >"$log"
+    # the target's temporary files (fuzz_smtpd_session's data volume), removed after it
+    tmp=$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/$name.XXXXXX")
     execs=0 left=$secs restarts=0 start=$SECONDS
     while [ "$left" -gt 0 ] && [ "$execs" -lt "$runs" ] && [ $restarts -le 5 ]; do
         rc=0
-        nice -n 19 "$bin" -runs=$((runs - execs)) -max_total_time="$left" -timeout=10 \
+        TMPDIR="$tmp" nice -n 19 "$bin" -runs=$((runs - execs)) -max_total_time="$left" -timeout=10 \
             -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art/" "${dict[@]}" \
             "$corpus" "$ROOT/tests/fuzz/corpus/$name" >>"$log" 2>&1 || rc=$?
         n=$(grep 'stat::number_of_executed_units' "$log" | tail -1 | awk '{print $2}')
@@ -60,6 +62,7 @@ for name in "$@"; do
         [ $rc -eq 0 ] && break
         restarts=$((restarts + 1))
     done
+    rm -rf "$tmp"
     found=$(find "$art" -type f | wc -l)
     total=$((total + found))
     printf '%-22s %12d %8d %8d  %s\n' "$name" "$execs" $((SECONDS - start)) "$found" "$art"

@@ -33,7 +33,7 @@ static struct event_base *fuzz_base;
 static struct conf *fuzz_conf;
 static struct spool *fuzz_spool;
 static struct smtpd *fuzz_srv;
-static char fuzz_dir[64];
+static char fuzz_dir[200];
 static int fuzz_removing; /* removals of committed messages in flight */
 
 /* fuzz_removed - a committed message is gone again. */
@@ -94,7 +94,7 @@ static void fuzz_cleanup(void)
  */
 static void fuzz_sasl_setup(char *setting, size_t len)
 {
-    char path[128], cmd[320];
+    char path[256], cmd[640];
     FILE *f;
 
     snprintf(path, sizeof(path), "%s/smtpd.conf", fuzz_dir);
@@ -117,11 +117,15 @@ static void fuzz_sasl_setup(char *setting, size_t len)
 static void fuzz_setup(void)
 {
     struct log_options lo = {.hostname = "mx.example", .syslog_name = "mta"};
-    char dv[80], port[32], sasl[128], *err = NULL;
+    char dv[256], port[32], sasl[256], *err = NULL;
 
-    /* tmpfs when there is one: every commit flushes, and nothing here needs to survive */
-    snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/fuzz_smtpd_session.XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    /* $TMPDIR (run-fuzz.sh and fuzz-long.sh point it at a scratch directory on tmpfs that they
+     * remove: libFuzzer does not always run atexit handlers), else tmpfs when there is one:
+     * every commit flushes, and nothing here needs to survive */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp || strlen(tmp) > 150)
+        tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/fuzz_smtpd_session.XXXXXX", tmp);
     if (!mkdtemp(fuzz_dir) || log_init(&lo, &err) < 0 || !(fuzz_base = event_base_new()))
         abort();
     atexit(fuzz_cleanup);

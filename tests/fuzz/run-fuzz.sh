@@ -7,10 +7,15 @@
 set -eu
 bin=$1 secs=$2 src=$3 art=$4
 name=$(basename "$bin")
-work=$(mktemp -d "${TMPDIR:-/tmp}/$name.XXXXXX")
+# on tmpfs when there is one; the target's own temporary files go there too (TMPDIR)
+tmp=${TMPDIR:-/tmp}
+[ -w /dev/shm ] && tmp=/dev/shm
+work=$(mktemp -d "$tmp/$name.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+mkdir "$work/corpus" "$work/tmp"
+export TMPDIR="$work/tmp"
 mkdir -p "$art"
 set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
     -print_final_stats=1 -artifact_prefix="$art/$name-"
 [ -f "$src/dict/$name.dict" ] && set -- "$@" -dict="$src/dict/$name.dict"
-"$bin" "$@" "$work" "$src/corpus/$name"
+"$bin" "$@" "$work/corpus" "$src/corpus/$name"
