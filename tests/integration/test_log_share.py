@@ -9,6 +9,7 @@ goes on at full speed; rotation by size; pflogsumm counts the file read back
 Not here: the record texts themselves (test_maillog.py).
 """
 
+import collections
 import datetime
 import json
 import os
@@ -29,6 +30,7 @@ import smtpsink  # noqa: E402
 
 MSG = (b"From: s@example.org\r\nTo: a@example.com\r\nSubject: share\r\n"
        b"Message-ID: <share-%d@client.example>\r\n\r\nhello share\r\n")
+CLIENT_RE = re.compile(r"\]: ([0-9A-Za-z]+): client=")
 TS_RE = re.compile(r"^([A-Z][a-z]{2}) ([ 1-3]\d) (\d\d):(\d\d):(\d\d) ")
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
@@ -237,8 +239,10 @@ class LogShare(mtatest.MtaTestCase):
         self.wait_share(r"\]: [0-9A-Za-z]+: client=", 5 + len(acked), timeout=t(60))
         self.assertEqual(d.stop(), 0)
         lines = self.share_text().splitlines()
+        # one pass over the lines (an ID-by-ID scan is quadratic: 2,500 IDs took 9 s)
+        clients = collections.Counter(m.group(1) for m in map(CLIENT_RE.search, lines) if m)
         for qid in acked:
-            self.assertEqual(len([l for l in lines if ("]: %s: client=" % qid) in l]), 1, qid)
+            self.assertEqual(clients[qid], 1, qid)
         self.assertSuffixOfLocal(d, lines)
         self.assertTrue(any("warning: mail log share unreachable" in l for l in lines))
 
