@@ -101,8 +101,8 @@ class LogShare(mtatest.MtaTestCase):
         self.assertTrue(share_lines, "nothing on the share")
         self.assertIn(share_lines[0], local)
         k = local.index(share_lines[0])
-        # not assertEqual on the lists: on thousands of similar lines its difflib report
-        # runs for many minutes (a failure became a ctest timeout); show where they part
+        # not assertEqual on the lists: its difflib report over thousands of similar lines
+        # ran past 100 s (a failure became a ctest timeout); show where they part instead
         theirs = local[k:]
         for i, (a, b) in enumerate(zip(share_lines, theirs)):
             if a != b:
@@ -316,6 +316,7 @@ class LogShare(mtatest.MtaTestCase):
         self.assertEqual(count("deferred"), 3, out[:3000])
         self.assertEqual(count("bounced"), 5, out[:3000])
         self.assertRegex(out, r"(?m)^\s*3\s+deferred\s+\(3\s+deferrals\)")
+
 
 class ShareComparison(unittest.TestCase):
     """LogShare's share-versus-local check itself (no servers): a wrong share must fail the
