@@ -150,6 +150,9 @@ enum conf_type {
     X(smtp_data_done_timeout, CONF_TIME, "600s", 1, 3600, "postfix",                             \
       "Outbound: reply to the end-of-data dot.")                                                \
     X(smtp_quit_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: QUIT reply.")         \
+    X(smtp_line_length_limit, CONF_INT, "998", 0, 1048576, "postfix",                           \
+      "Outbound: longest message line sent (without CRLF); longer ones are broken with CRLF "     \
+      "SPACE. 0: no limit.")                                                                    \
     X(smtp_tls_security_level, CONF_STR, "may", 0, 0, "postfix",                                 \
       "Outbound TLS: none or may (use STARTTLS when offered).")
 

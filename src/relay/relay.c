@@ -164,61 +164,6 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
 
 /* --- loading the message --- */
 
-/* The message as sent: dot-stuffed, ending in CRLF "." CRLF. */
-struct relay_body {
-    char *p;
-    size_t len, cap;
-    int bol; /* the next byte starts a line */
-};
-
-static int relay_body_reserve(struct relay_body *b, size_t more)
-{
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t want = b->len + more, ncap = b->cap * 2;
-    if (ncap < want)
-        ncap = want;
-    char *np = realloc(b->p, ncap);
-    if (!np)
-        return ENOMEM;
-    b->p = np;
-    b->cap = ncap;
-    return 0;
-}
-
-/* relay_body_add - append N bytes of the stored message, doubling a '.' that starts a line. */
-static int relay_body_add(struct relay_body *b, const char *buf, size_t n)
-{
-    while (n > 0) {
-        const char *nl = memchr(buf, '\n', n);
-        size_t seg = nl ? (size_t)(nl - buf) + 1 : n;
-        if (relay_body_reserve(b, seg + 1))
-            return ENOMEM;
-        if (b->bol && buf[0] == '.')
-            b->p[b->len++] = '.';
-        memcpy(b->p + b->len, buf, seg);
-        b->len += seg;
-        b->bol = nl != NULL;
-        buf += seg;
-        n -= seg;
-    }
-    return 0;
-}
-
-/* relay_body_end - the end of data: a CRLF if the message lacks its last one, then "." CRLF. */
-static int relay_body_end(struct relay_body *b)
-{
-    if (relay_body_reserve(b, 5))
-        return ENOMEM;
-    if (b->len && !b->bol) {
-        memcpy(b->p + b->len, "\r\n", 2);
-        b->len += 2;
-    }
-    memcpy(b->p + b->len, ".\r\n", 3);
-    b->len += 3;
-    return 0;
-}
-
 struct relay_load {
     struct relay *r;
     unsigned long long conn_id;
@@ -243,8 +188,7 @@ static void relay_load_work(void *arg)
         ld->err = errno ? errno : EIO;
         return;
     }
-    ld->body.bol = 1;
-    if (relay_body_reserve(&ld->body, (size_t)ld->size + (size_t)ld->size / 64 + 64)) {
+    if (relay_body_init(&ld->body, (size_t)ld->r->conf->smtp_line_length_limit, (size_t)ld->size)) {
         ld->err = ENOMEM;
         close(fd);
         return;
@@ -270,6 +214,9 @@ static void relay_load_work(void *arg)
 /* relay_job_body - hand a loaded body (or ERR) to RJ. */
 static void relay_job_body(struct relay_job *rj, struct relay_body *b, long long size, int err)
 {
+    if (!err && b->broken)
+        log_mail("smtp", "%s: breaking line > %zu bytes with <CR><LF>SPACE", rj->job->queue_id,
+                 b->limit);
     rj->body = err ? NULL : b->p;
     rj->body_len = err ? 0 : b->len;
     rj->msg_size = size;
@@ -301,8 +248,11 @@ static int relay_job_load_kept(struct relay *r, struct relay_job *rj)
         return -1;
     size_t size = evbuffer_get_length(content);
     const char *p = (const char *)evbuffer_pullup(content, -1); /* one piece already */
-    struct relay_body b = {.bol = 1};
-    int err = p || !size ? relay_body_reserve(&b, size + size / 64 + 64) : ENOMEM;
+    struct relay_body b;
+    int err = relay_body_init(&b, (size_t)r->conf->smtp_line_length_limit, size);
+
+    if (!err && !p && size)
+        err = ENOMEM;
     if (!err)
         err = relay_body_add(&b, p, size);
     if (!err)
@@ -380,7 +330,8 @@ static void relay_job_release(struct relay *r, struct relay_job *rj)
     relay_drain_check(r);
 }
 
-/* relay_wants_failure_dsn - job recipient I bounced and its sender asked (or did not refuse) to hear. */
+/* relay_wants_failure_dsn - job recipient I bounced and its sender asked (or did not refuse) to
+ * hear. */
 static int relay_wants_dsn(const struct relay_job *rj, int i, int success)
 {
     const struct sched_job *job = rj->job;
@@ -611,8 +562,9 @@ void relay_job_finish(struct relay *r, struct relay_job *rj)
         log_mail("qmgr", "%s: from=<%s>, status=expired, returned to sender", job->queue_id,
                  env->sender);
     if (nullbounce)
-        log_mail("bounce", "%s: undeliverable mail from the null sender: no notification sent "
-                           "(double bounce)",
+        log_mail("bounce",
+                 "%s: undeliverable mail from the null sender: no notification sent "
+                 "(double bounce)",
                  job->queue_id);
     rj->notify_stage = 0;
     /* on the notifying list until released, so relay_free can hand it back */
@@ -642,7 +594,8 @@ struct relay *relay_new(struct event_base *base, const struct conf *conf, struct
     r->sched = sched;
     r->dns = dns;
     if (conf->smart_relay[0] && nexthop_parse(conf->smart_relay, &nh, &perr) < 0) {
-        if (err && asprintf(err, "smart_relay = %s: %s", conf->smart_relay, perr ? perr : "bad next hop") < 0)
+        if (err && asprintf(err, "smart_relay = %s: %s", conf->smart_relay,
+                            perr ? perr : "bad next hop") < 0)
             *err = NULL;
         free(perr);
         free(r);
@@ -650,10 +603,10 @@ struct relay *relay_new(struct event_base *base, const struct conf *conf, struct
     }
     if (conf->cc_mta[0]) {
         if (conf->smart_relay[0])
-            log_warning("qmgr", "cc_mta = %s is ignored because smart_relay is set",
-                        conf->cc_mta);
+            log_warning("qmgr", "cc_mta = %s is ignored because smart_relay is set", conf->cc_mta);
         else if (nexthop_parse(conf->cc_mta, &nh, &perr) < 0) {
-            if (err && asprintf(err, "cc_mta = %s: %s", conf->cc_mta, perr ? perr : "bad next hop") < 0)
+            if (err &&
+                asprintf(err, "cc_mta = %s: %s", conf->cc_mta, perr ? perr : "bad next hop") < 0)
                 *err = NULL;
             free(perr);
             free(r);

@@ -19,10 +19,10 @@ struct workers;
 struct evbuffer;
 typedef struct ssl_ctx_st SSL_CTX;
 
-#define RELAY_REPLY_MAX 2048   /* one (possibly multi-line) reply, joined; longer is cut */
-#define RELAY_HOSTS_MAX 16     /* MX hosts tried per delivery */
-#define RELAY_CMD_MAX 2600     /* MAIL/RCPT line: path + parameters, xtext ORCPT (3 x 500) */
-#define RELAY_IDLE_SECONDS 2   /* Postfix smtp_connection_cache_time_limit */
+#define RELAY_REPLY_MAX 2048  /* one (possibly multi-line) reply, joined; longer is cut */
+#define RELAY_HOSTS_MAX 16    /* MX hosts tried per delivery */
+#define RELAY_CMD_MAX 2600    /* MAIL/RCPT line: path + parameters, xtext ORCPT (3 x 500) */
+#define RELAY_IDLE_SECONDS 2  /* Postfix smtp_connection_cache_time_limit */
 #define RELAY_STOP_SECONDS 10 /* relay_stop waits this long for replies to the final dot */
 #define RELAY_BOUNCE_FULL_MAX (1024 * 1024) /* larger originals are returned as headers only */
 
@@ -39,7 +39,8 @@ struct relay_reply {
     char text[RELAY_REPLY_MAX]; /* "250 first line second line", lines joined by ' ' */
 };
 int relay_reply_feed(struct relay_reply *r, const char *line, size_t len);
-/* relay_reply_dsn - the enhanced status of REPLY ("5.1.1"), or the class default (4.0.0/5.0.0/2.0.0). */
+/* relay_reply_dsn - the enhanced status of REPLY ("5.1.1"), or the class default
+ * (4.0.0/5.0.0/2.0.0). */
 void relay_reply_dsn(const struct relay_reply *r, char *dsn, size_t len);
 /* relay_fmt_delay - SECONDS as Postfix prints delays: "0", "0.01", "0.31", "1.2", "17". */
 void relay_fmt_delay(double seconds, char *buf, size_t len);
@@ -55,6 +56,33 @@ enum {
     RELAY_EXT_STARTTLS = 32,
 };
 int relay_ehlo_line(const char *kw, size_t len, long long *size_limit);
+
+/*
+ * The message as it goes out after DATA (relay_util.c): dot-stuffed, every line
+ * ending in CRLF and at most LIMIT bytes long (smtp_line_length_limit; 0: no
+ * limit), ending in CRLF "." CRLF. A stored bare LF ends a line (as in a locally
+ * submitted message), a stored bare CR becomes a space (Postfix's
+ * cleanup_replace_stray_cr_lf): a strict next hop refuses either with 500, and
+ * passing them on lets a peer that reads them as line ends be smuggled a
+ * message. A longer line is broken with CRLF SPACE, as Postfix's smtp client
+ * does, but not inside a UTF-8 sequence when it can be avoided.
+ */
+struct relay_body {
+    char *p;
+    size_t len, cap;
+    size_t limit; /* 0: no limit; else at least RELAY_LINE_MIN */
+    size_t col;   /* bytes on the current output line */
+    int bol;      /* the next byte starts a line */
+    int cr;       /* a stored CR is pending: CRLF or a bare CR */
+    int broken;   /* a line was broken (logged once per message, as Postfix does) */
+};
+#define RELAY_LINE_MIN 8 /* smaller limits leave no room after the CRLF SPACE */
+/* relay_body_init - an empty body with line limit LIMIT, room for about HINT bytes; 0 or ENOMEM. */
+int relay_body_init(struct relay_body *b, size_t limit, size_t hint);
+/* relay_body_add - append N bytes of the stored message; 0 or ENOMEM. */
+int relay_body_add(struct relay_body *b, const char *buf, size_t n);
+/* relay_body_end - the end of data: the last line's CRLF if missing, then "." CRLF; 0 or ENOMEM. */
+int relay_body_end(struct relay_body *b);
 
 /* --- DSN messages (relay_bounce.c) --- */
 struct relay_dsn_rcpt {
@@ -109,8 +137,8 @@ struct relay {
     int nconn;
     unsigned long long conn_seq;
     const char *myhostname;
-    int stopping; /* relay_stop or relay_free: no new jobs */
-    int freeing;  /* relay_free: the loop no longer runs */
+    int stopping;               /* relay_stop or relay_free: no new jobs */
+    int freeing;                /* relay_free: the loop no longer runs */
     void (*drained)(void *arg); /* relay_stop's callback, until it ran */
     void *drained_arg;
     struct event *drain_ev; /* relay_stop's time limit */
@@ -141,10 +169,10 @@ struct relay_job {
     char *body;        /* dot-stuffed message with the final ".\r\n" */
     size_t body_len;
     long long msg_size;
-    int body_err;      /* errno of loading the message; -1 while loading */
-    int load_started;  /* relay_job_load ran (a new connection loads once it is up) */
-    int accepted;      /* recipients accepted by RCPT in this transaction */
-    int notify_stage;  /* 0: none yet, 1: success DSN done, 2: bounce done */
+    int body_err;     /* errno of loading the message; -1 while loading */
+    int load_started; /* relay_job_load ran (a new connection loads once it is up) */
+    int accepted;     /* recipients accepted by RCPT in this transaction */
+    int notify_stage; /* 0: none yet, 1: success DSN done, 2: bounce done */
     int job_nrcpt_saved;
     int listed;
     struct relay_job *nprev, *nnext; /* on relay->notifying while notifications are made */
@@ -153,7 +181,8 @@ struct relay_job {
 /* relay_smtp.c */
 struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job);
 void relay_conn_free(struct relay_conn *c);
-int relay_conn_idle_take(struct relay_conn *c); /* try to reuse an idle connection; 1 if it took a job */
+int relay_conn_idle_take(
+    struct relay_conn *c); /* try to reuse an idle connection; 1 if it took a job */
 int relay_conn_is_idle(const struct relay_conn *c);
 struct relay_conn *relay_conn_next(const struct relay_conn *c);
 /* relay_conn_job - the job the connection works on, NULL when none. */
