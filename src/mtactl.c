@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MTACTL_DEFAULT_CONF "/etc/mta/mtad.conf"
+#define MTACTL_DEFAULT_CONF MTA_DEFAULT_CONF
 
 /* mtactl_usage - the synopsis, to OUT. */
 static void mtactl_usage(FILE *out)
@@ -95,6 +95,10 @@ static int mtactl_check(const char *file, char **overrides, int noverrides)
         free(errors);
         return 2;
     }
+    /* say which Postfix names were read as which of our settings */
+    for (size_t i = 0; i < conf_ndefs; i++)
+        if (c->set_as[i])
+            printf("mtactl: %s is read as %s\n", c->set_as[i], conf_defs[i].name);
     conf_free(c);
     printf("mtactl: configuration OK\n");
     return 0;

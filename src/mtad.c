@@ -55,7 +55,7 @@ struct mtad {
 /* mtad_usage - the command line, on bad arguments. */
 static void mtad_usage(void)
 {
-    fprintf(stderr, "usage: mtad -c FILE [-o name=value ...]\n"
+    fprintf(stderr, "usage: mtad [-c FILE] [-o name=value ...]   (FILE: " MTA_DEFAULT_CONF ")\n"
                     "       mtad -V\n");
 }
 
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     struct mtad d;
     char *overrides[MTAD_MAX_OVERRIDES];
     int noverrides = 0;
-    const char *config = NULL;
+    const char *config = MTA_DEFAULT_CONF; /* the installed one; a missing file names it */
     char *errors = NULL, *err = NULL;
     int ch;
 
@@ -175,7 +175,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (optind != argc || config == NULL) {
+    if (optind != argc) {
         mtad_usage();
         return 1;
     }

@@ -156,6 +156,14 @@ enum conf_type {
     X(smtp_tls_security_level, CONF_STR, "may", 0, 0, "postfix",                                 \
       "Outbound TLS: none or may (use STARTTLS when offered).")
 
+/* The installed configuration file, read when no -c is given (CMake: MTA_SYSCONFDIR). */
+#ifndef MTA_DEFAULT_CONF
+#define MTA_DEFAULT_CONF "/etc/mta/mtad.conf"
+#endif
+
+#define CONF_X_ONE(name, type, def, min, max, group, doc) +1
+#define CONF_NSETTINGS (0 CONF_SETTINGS(CONF_X_ONE))
+
 /* The parsed configuration. Strings are owned by the struct (never NULL). */
 #define CONF_CTYPE_CONF_STR char *
 #define CONF_CTYPE_CONF_BOOL int
@@ -171,6 +179,8 @@ struct conf {
     /* derived: hostname, or when it is empty the system's (gethostname; "localhost" if that
      * fails): the name in greetings, EHLO, Received:, bounces, pages and log lines */
     char *myhostname;
+    /* derived: the Postfix name (conf_aliases) that gave a setting its value, else NULL */
+    const char *set_as[CONF_NSETTINGS];
 };
 
 /* One row of the table, for iteration (docs, `mtactl check`, tests). */
@@ -184,6 +194,20 @@ struct conf_def {
 };
 extern const struct conf_def conf_defs[];
 extern const size_t conf_ndefs;
+
+/*
+ * Postfix main.cf names accepted for settings of ours with the same meaning
+ * (docs/configuration.md). A value given under a Postfix name is read with Postfix's
+ * syntax ($name expansion, lists, service names) and mapped to ours; later lines win
+ * across both spellings.
+ */
+struct conf_alias_def {
+    const char *name;    /* Postfix's name */
+    const char *target;  /* our setting */
+    const char *mapping; /* how the value is read (docs) */
+};
+extern const struct conf_alias_def conf_aliases[];
+extern const size_t conf_naliases;
 
 /*
  * conf_load - defaults, then FILE (if not NULL), then each "name=value" override.

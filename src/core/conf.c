@@ -5,8 +5,10 @@
  * checks of string values (addresses, next hops, URLs, ...) are in conf_checks[].
  * All problems are collected, not just the first, so that one `mtactl check`
  * shows everything an administrator has to fix.
- * Not here: what a setting does; `$name` expansion (Postfix has it, we take '$'
- * literally because none of our values needs it).
+ * Postfix's main.cf names of our settings (conf_aliases) are read with Postfix's
+ * value syntax, `$name` expansion included; our own names take '$' literally (a
+ * password may hold one).
+ * Not here: what a setting does.
  */
 #include "mta/conf.h"
 
@@ -589,18 +591,196 @@ static int conf_find(const char *name)
     return -1;
 }
 
+/* ---- Postfix main.cf names (aliases) ---- */
+
+/* conf_map_fn - Postfix's value IN as ours in *OUT (malloc'd); -1 with WHY. */
+typedef int (*conf_map_fn)(const char *in, char **out, char *why, size_t n);
+
+/* conf_list_count - entries of a Postfix list (comma and/or white space separated). */
+static int conf_list_count(const char *v)
+{
+    static const char sep[] = ", \t";
+    int count = 0;
+
+    for (const char *p = v + strspn(v, sep); *p; p += strspn(p, sep)) {
+        count++;
+        p += strcspn(p, sep);
+    }
+    return count;
+}
+
+/* conf_is_table - "type:table" ("hash:/etc/x", "cidr:..."): letters, at least one that
+ * is no hex digit (so "fe80::1" and "dead:beef::" stay addresses), then ':'. */
+static int conf_is_table(const char *tok, size_t len)
+{
+    size_t i = 0;
+    int nonhex = 0;
+
+    for (; i < len && ((tok[i] >= 'a' && tok[i] <= 'z') || tok[i] == '_'); i++)
+        if (tok[i] > 'f')
+            nonhex = 1;
+    return i > 0 && i < len && tok[i] == ':' && nonhex;
+}
+
+/* conf_map_networks - mynetworks: addresses and CIDR blocks only. */
+static int conf_map_networks(const char *in, char **out, char *why, size_t n)
+{
+    static const char sep[] = ", \t";
+
+    for (const char *p = in + strspn(in, sep); *p; p += strspn(p, sep)) {
+        size_t len = strcspn(p, sep);
+        if (*p == '!' || *p == '/' || conf_is_table(p, len)) {
+            snprintf(why, n,
+                     "'%.*s': mta takes IP addresses and CIDR blocks only (no /file, "
+                     "type:table or !negation)",
+                     (int)(len < 80 ? len : 80), p);
+            return -1;
+        }
+        p += len;
+    }
+    return (*out = strdup(in)) ? 0 : -1;
+}
+
+/* conf_map_relayhost - one next hop; Postfix's service names as ports. */
+static int conf_map_relayhost(const char *in, char **out, char *why, size_t n)
+{
+    static const struct {
+        const char *name, *port;
+    } svc[] = {{"smtp", "25"}, {"submission", "587"}, {"smtps", "465"}, {"submissions", "465"}};
+    const char *colon = in[0] == '[' ? strstr(in, "]:") : strrchr(in, ':');
+
+    if (conf_list_count(in) > 1) {
+        snprintf(why, n, "mta relays to one next hop, not a list");
+        return -1;
+    }
+    if (colon && in[0] == '[')
+        colon++;
+    for (size_t i = 0; colon && i < sizeof(svc) / sizeof(svc[0]); i++)
+        if (!strcmp(colon + 1, svc[i].name))
+            return asprintf(out, "%.*s:%s", (int)(colon - in), in, svc[i].port) < 0 ? -1 : 0;
+    return (*out = strdup(in)) ? 0 : -1;
+}
+
+/* conf_map_interfaces - inet_interfaces: all, loopback-only/localhost or one address. */
+static int conf_map_interfaces(const char *in, char **out, char *why, size_t n)
+{
+    unsigned char a[16];
+    size_t len = strlen(in);
+
+    if (!strcmp(in, "all"))
+        return (*out = strdup("")) ? 0 : -1;
+    if (!strcmp(in, "loopback-only") || !strcmp(in, "localhost"))
+        return (*out = strdup("127.0.0.1")) ? 0 : -1;
+    if (conf_list_count(in) > 1) {
+        snprintf(why, n, "mta listens on one address or all, not a list");
+        return -1;
+    }
+    if (len > 2 && in[0] == '[' && in[len - 1] == ']') /* Postfix allows [addr] here */
+        in++, len -= 2;
+    if (!(*out = strndup(in, len)))
+        return -1;
+    if (inet_pton(AF_INET, *out, a) == 1 || inet_pton(AF_INET6, *out, a) == 1)
+        return 0;
+    free(*out);
+    *out = NULL;
+    snprintf(why, n, "expected all, loopback-only, localhost or one IP address");
+    return -1;
+}
+
+/* conf_map_tls_level - smtpd_tls_security_level as ssl_disabled. */
+static int conf_map_tls_level(const char *in, char **out, char *why, size_t n)
+{
+    if (!strcmp(in, "none") || !*in)
+        return (*out = strdup("yes")) ? 0 : -1;
+    if (!strcmp(in, "may"))
+        return (*out = strdup("no")) ? 0 : -1;
+    snprintf(why, n, "expected none or may (mta cannot require TLS on smtp_port)");
+    return -1;
+}
+
+/* conf_map_use_tls - smtpd_use_tls (yes/no) as ssl_disabled (no/yes). */
+static int conf_map_use_tls(const char *in, char **out, char *why, size_t n)
+{
+    if (!strcmp(in, "yes") || !strcmp(in, "no"))
+        return (*out = strdup(in[0] == 'y' ? "no" : "yes")) ? 0 : -1;
+    snprintf(why, n, "expected yes or no");
+    return -1;
+}
+
+/* conf_map_bind - smtp_bind_address(6): the one address family Postfix reads it for. */
+static int conf_map_bind(const char *in, char **out, char *why, size_t n, int af)
+{
+    unsigned char a[16];
+
+    if (*in && inet_pton(af, in, a) != 1) {
+        snprintf(why, n, "expected an %s address or nothing", af == AF_INET ? "IPv4" : "IPv6");
+        return -1;
+    }
+    return (*out = strdup(in)) ? 0 : -1;
+}
+
+static int conf_map_bind4(const char *in, char **out, char *why, size_t n)
+{
+    return conf_map_bind(in, out, why, n, AF_INET);
+}
+
+static int conf_map_bind6(const char *in, char **out, char *why, size_t n)
+{
+    return conf_map_bind(in, out, why, n, AF_INET6);
+}
+
+#define CONF_ALIASES(X)                                                                            \
+    X("myhostname", "hostname", NULL, "same value")                                                \
+    X("mynetworks", "smtpd_trusted_networks", conf_map_networks,                                   \
+      "addresses and CIDR blocks (`[ipv6]/len` too); /file, type:table and !negation are errors")  \
+    X("relayhost", "smart_relay", conf_map_relayhost,                                              \
+      "one next hop; a port may be a service name (smtp, submission, smtps); a list is an error")  \
+    X("inet_interfaces", "in_address", conf_map_interfaces,                                        \
+      "`all`: empty (all addresses); `loopback-only`, `localhost`: 127.0.0.1; one address, "       \
+      "`[addr]` too; a list is an error")                                                          \
+    X("smtpd_tls_cert_file", "ssl_cert_file", NULL,                                                \
+      "an absolute path with neither key_volume nor fs_terminal set reads from /")                 \
+    X("smtpd_tls_key_file", "ssl_key_file", NULL,                                                  \
+      "as smtpd_tls_cert_file; unset, it is the certificate file (Postfix's default)")             \
+    X("smtpd_tls_security_level", "ssl_disabled", conf_map_tls_level,                              \
+      "`none` or empty: yes; `may`: no (also SMTPS on smtps_port); `encrypt` is an error")         \
+    X("smtpd_use_tls", "ssl_disabled", conf_map_use_tls, "`yes`: no; `no`: yes")                   \
+    X("queue_directory", "data_volume", NULL, "same value")                                        \
+    X("smtp_bind_address", "net_source_address", conf_map_bind4, "an IPv4 address or empty")       \
+    X("smtp_bind_address6", "net_source_address", conf_map_bind6, "an IPv6 address or empty")
+
+#define CONF_X_ALIAS(name, target, fn, mapping) {name, target, mapping},
+const struct conf_alias_def conf_aliases[] = {CONF_ALIASES(CONF_X_ALIAS)};
+#undef CONF_X_ALIAS
+const size_t conf_naliases = sizeof(conf_aliases) / sizeof(conf_aliases[0]);
+
+#define CONF_X_ALIAS_FN(name, target, fn, mapping) fn,
+static const conf_map_fn conf_alias_maps[] = {CONF_ALIASES(CONF_X_ALIAS_FN)};
+#undef CONF_X_ALIAS_FN
+
+/* conf_find_alias - index of Postfix name NAME in conf_aliases, or -1. */
+static int conf_find_alias(const char *name)
+{
+    for (size_t i = 0; i < conf_naliases; i++)
+        if (!strcmp(conf_aliases[i].name, name))
+            return (int)i;
+    return -1;
+}
+
 /* ---- assigning values ---- */
 
 #define CONF_FIELD(c, i, ctype) ((ctype *)((char *)(c) + conf_offsets[i]))
 
 /*
  * conf_assign - check VALUE for setting I and store it; on error report it (LOC is
- * "FILE:LINE" or "-o TEXT") and keep the previous value. 0 ok, -1 bad.
+ * "FILE:LINE" or "-o TEXT"; LABEL names the setting as written, NULL: its name) and
+ * keep the previous value. 0 ok, -1 bad.
  */
 static int conf_assign(struct conf *c, size_t i, const char *value, const char *loc,
-                       struct conf_errs *e)
+                       const char *label, struct conf_errs *e)
 {
     const struct conf_def *d = &conf_defs[i];
+    const char *name = label ? label : d->name;
     char why[512], shown[CONF_SHOW_MAX + 4];
     long long v = 0;
     long t = 0;
@@ -615,7 +795,7 @@ static int conf_assign(struct conf *c, size_t i, const char *value, const char *
                          conf_show(value, shown, sizeof(shown)));
             else
                 conf_err(e, "Error: %s: bad value '%s' for %s: %s", loc,
-                         conf_show(value, shown, sizeof(shown)), d->name, why);
+                         conf_show(value, shown, sizeof(shown)), name, why);
             return -1;
         }
         /* Postfix 3.9: "yes" means reject; store one spelling so readers compare once. */
@@ -655,13 +835,13 @@ static int conf_assign(struct conf *c, size_t i, const char *value, const char *
     }
     if (!bad)
         return 0;
-    if (!strcmp(d->name, "ui_port")) {
+    if (!strcmp(d->name, "ui_port") && !label) {
         conf_err(e, "Error: ui_port value must be between 1 and 65535.");
         return -1;
     }
     conf_expected(d, why, sizeof(why));
     conf_err(e, "Error: %s: bad value '%s' for %s: %s", loc, conf_show(value, shown, sizeof(shown)),
-             d->name, why);
+             name, why);
     return -1;
 }
 
@@ -684,6 +864,7 @@ struct conf_raw {
     char *value;
     char *loc;
     long seq;
+    int alias; /* index in conf_aliases when set under a Postfix name, else -1 */
 };
 
 /*
@@ -710,7 +891,9 @@ static void conf_setting(struct conf_raw *raw, char *text, const char *loc, int 
         conf_err(e, "Error: %s: missing setting name before '='", loc);
         return;
     }
-    int i = conf_find(name);
+    int i = conf_find(name), alias = -1;
+    if (i < 0 && (alias = conf_find_alias(name)) >= 0)
+        i = conf_find(conf_aliases[alias].target);
     if (i < 0) {
         conf_err(e, "Error: %s: unknown setting '%s'", loc, conf_show(name, shown, sizeof(shown)));
         return;
@@ -724,7 +907,7 @@ static void conf_setting(struct conf_raw *raw, char *text, const char *loc, int 
     }
     free(raw[i].value);
     free(raw[i].loc);
-    raw[i] = (struct conf_raw){v, l, e->seq};
+    raw[i] = (struct conf_raw){v, l, e->seq, alias};
 }
 
 /* ---- reading the file ---- */
@@ -877,6 +1060,155 @@ static void conf_cross_check(const struct conf *c, struct conf_errs *e)
                  c->minimal_backoff_time, c->maximal_backoff_time);
 }
 
+#define CONF_EXPAND_DEPTH 10 /* nested $name references; Postfix stops loops the same way */
+
+/*
+ * conf_expand - Postfix's $name, ${name} and $(name) in VALUE (a value given under a
+ * Postfix name): the last value of that setting (ours or its Postfix name) or its
+ * default; $myhostname with hostname empty is the system's name, as in Postfix. A
+ * referenced value that was itself given under a Postfix name is expanded in turn.
+ * A '$' not followed by a name stays. *OUT is malloc'd; -1 with WHY.
+ */
+static int conf_expand(const struct conf_raw *raw, const char *value, int depth, char **out,
+                       char *why, size_t n)
+{
+    static const char namechars[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_";
+    char *buf = NULL, name[128], sys[256];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    int rc = 0;
+
+    if (!f) {
+        snprintf(why, n, "out of memory");
+        return -1;
+    }
+    for (const char *p = value; *p && rc == 0;) {
+        if (*p != '$') {
+            fputc(*p++, f);
+            continue;
+        }
+        const char *nm = p + 1;
+        char close = *nm == '{' ? '}' : *nm == '(' ? ')' : 0;
+        nm += close != 0;
+        size_t nl = strspn(nm, namechars);
+        if (nl == 0 && !close) {
+            fputc(*p++, f);
+            continue;
+        }
+        if ((close && nm[nl] != close) || nl == 0 || nl >= sizeof(name)) {
+            snprintf(why, n, "'%.40s': mta expands only $name, ${name} and $(name)", p);
+            rc = -1;
+            break;
+        }
+        memcpy(name, nm, nl);
+        name[nl] = '\0';
+        int i = conf_find(name), a;
+        if (i < 0 && (a = conf_find_alias(name)) >= 0)
+            i = conf_find(conf_aliases[a].target);
+        if (i < 0) {
+            snprintf(why, n, "$%s: mta has no setting %s", name, name);
+            rc = -1;
+            break;
+        }
+        if (depth >= CONF_EXPAND_DEPTH) {
+            snprintf(why, n, "$%s: references nested too deeply (a loop?)", name);
+            rc = -1;
+            break;
+        }
+        const char *v = raw[i].value ? raw[i].value : conf_defs[i].def;
+        if (!strcmp(conf_defs[i].name, "hostname") && !*v) {
+            if (gethostname(sys, sizeof(sys) - 1) != 0 || !sys[0])
+                snprintf(sys, sizeof(sys), "localhost");
+            sys[sizeof(sys) - 1] = '\0';
+            v = sys;
+        }
+        if (raw[i].value && raw[i].alias >= 0) {
+            char *sub = NULL;
+            rc = conf_expand(raw, v, depth + 1, &sub, why, n);
+            if (rc == 0)
+                fputs(sub, f);
+            free(sub);
+        } else {
+            fputs(v, f);
+        }
+        p = nm + nl + (close != 0);
+    }
+    if (fclose(f) != 0 && rc == 0) {
+        snprintf(why, n, "out of memory");
+        rc = -1;
+    }
+    if (rc < 0) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* conf_assign_alias - setting I, whose last value was given under a Postfix name:
+ * expand it, map it to our syntax, check and store it; errors name both spellings. */
+static void conf_assign_alias(struct conf *c, const struct conf_raw *raw, size_t i,
+                              struct conf_errs *e)
+{
+    int a = raw[i].alias;
+    char label[160], why[512] = "", shown[CONF_SHOW_MAX + 4];
+    char *expanded = NULL, *mapped = NULL;
+    const char *bad = raw[i].value;
+
+    snprintf(label, sizeof(label), "%s (mta's %s)", conf_aliases[a].name, conf_defs[i].name);
+    if (conf_expand(raw, raw[i].value, 0, &expanded, why, sizeof(why)) == 0) {
+        bad = expanded;
+        if (!conf_alias_maps[a] || conf_alias_maps[a](expanded, &mapped, why, sizeof(why)) == 0) {
+            if (conf_assign(c, i, mapped ? mapped : expanded, raw[i].loc, label, e) == 0)
+                c->set_as[i] = conf_aliases[a].name;
+            free(mapped);
+            free(expanded);
+            return;
+        }
+    }
+    conf_err(e, "Error: %s: bad value '%s' for %s: %s", raw[i].loc,
+             conf_show(bad, shown, sizeof(shown)), label, *why ? why : "out of memory");
+    free(mapped);
+    free(expanded);
+}
+
+/*
+ * conf_alias_defaults - Postfix rules that follow from names, not single values:
+ * smtpd_tls_key_file defaults to $smtpd_tls_cert_file, and Postfix's absolute key
+ * paths are read from / when no key volume or fs terminal is configured.
+ */
+static void conf_alias_defaults(struct conf *c, const struct conf_raw *raw, struct conf_errs *e)
+{
+    int ki = conf_find("ssl_key_file"), ci = conf_find("ssl_cert_file");
+    int kv = conf_find("key_volume"), fs = conf_find("fs_terminal");
+    int ka = conf_find_alias("smtpd_tls_key_file");
+
+    if (ki < 0 || ci < 0 || kv < 0 || fs < 0 || ka < 0)
+        return;
+    if (!raw[ki].value && c->set_as[ci]) {
+        char *k = strdup(c->ssl_cert_file);
+        if (!k) {
+            conf_err(e, "Error: out of memory");
+            return;
+        }
+        free(c->ssl_key_file);
+        c->ssl_key_file = k;
+        c->set_as[ki] = conf_aliases[ka].name;
+    }
+    if (((c->set_as[ki] && c->ssl_key_file[0] == '/') ||
+         (c->set_as[ci] && c->ssl_cert_file[0] == '/')) &&
+        !raw[kv].value && !raw[fs].value) {
+        char *root = strdup("/");
+        if (!root) {
+            conf_err(e, "Error: out of memory");
+            return;
+        }
+        free(c->key_volume);
+        c->key_volume = root;
+    }
+}
+
 /* conf_defaults - a config with every default applied (NULL when out of memory). */
 static struct conf *conf_defaults(struct conf_errs *e)
 {
@@ -893,7 +1225,7 @@ static struct conf *conf_defaults(struct conf_errs *e)
         }
     }
     for (size_t i = 0; i < conf_ndefs; i++)
-        conf_assign(c, i, conf_defs[i].def, "default", e);
+        conf_assign(c, i, conf_defs[i].def, "default", NULL, e);
     return c;
 }
 
@@ -933,10 +1265,17 @@ struct conf *conf_load(const char *file, char *const *overrides, int noverrides,
     }
     /* Postfix rules: only the last value of a setting counts, so only it is checked. */
     for (size_t i = 0; i < conf_ndefs; i++) {
-        if (raw[i].value) {
-            e.seq = raw[i].seq;
-            conf_assign(c, i, raw[i].value, raw[i].loc, &e);
-        }
+        if (!raw[i].value)
+            continue;
+        e.seq = raw[i].seq;
+        if (raw[i].alias >= 0)
+            conf_assign_alias(c, raw, i, &e);
+        else
+            conf_assign(c, i, raw[i].value, raw[i].loc, NULL, &e);
+    }
+    e.seq = CONF_SEQ_CROSS;
+    conf_alias_defaults(c, raw, &e);
+    for (size_t i = 0; i < conf_ndefs; i++) {
         free(raw[i].value);
         free(raw[i].loc);
     }
@@ -1083,6 +1422,19 @@ static void conf_print_group(FILE *out, const char *group, int first)
     }
 }
 
+/* conf_print_aliases - the Postfix names we accept, as a table after the settings. */
+static void conf_print_aliases(FILE *out)
+{
+    fprintf(out, "\n### Postfix names (main.cf) read as settings of ours\n\n");
+    fprintf(out, "| Postfix name | setting | how the value is read |\n");
+    fprintf(out, "|---|---|---|\n");
+    for (size_t i = 0; i < conf_naliases; i++) {
+        fprintf(out, "| `%s` | `%s` | ", conf_aliases[i].name, conf_aliases[i].target);
+        conf_md(out, conf_aliases[i].mapping);
+        fputs(" |\n", out);
+    }
+}
+
 void conf_print_table(FILE *out)
 {
     /* the documented order; a group nobody listed here still appears, after them */
@@ -1109,4 +1461,5 @@ void conf_print_table(FILE *out)
             first = 0;
         }
     }
+    conf_print_aliases(out);
 }

@@ -40,6 +40,15 @@ static void write_file(const char *name, const char *text)
     write_file_n(name, text, strlen(text));
 }
 
+/* conf_find_index - index of setting NAME in conf_defs, or -1. */
+static int conf_find_index(const char *name)
+{
+    for (size_t i = 0; i < conf_ndefs; i++)
+        if (!strcmp(conf_defs[i].name, name))
+            return (int)i;
+    return -1;
+}
+
 /* load_ok - FILE (may be NULL) and overrides must load without error. */
 static struct conf *load_ok(const char *file, int n, char **ov)
 {
@@ -621,6 +630,138 @@ static void test_table(void **state)
     free(buf);
 }
 
+/* load_text - TEXT as a file, loaded with the overrides; must load. */
+static struct conf *load_text(const char *text, int n, char **ov)
+{
+    write_file("pf.cf", text);
+    return load_ok("pf.cf", n, ov);
+}
+
+/* expect_text_err - TEXT as a file must fail with exactly WANT. */
+static void expect_text_err(const char *text, const char *want)
+{
+    write_file("pf.cf", text);
+    char *e = load_err("pf.cf", 0, NULL);
+    assert_string_equal(e, want);
+    free(e);
+}
+
+/* Postfix's main.cf names: same setting, later line wins across spellings, Postfix's
+ * value syntax ($name, service ports, [addr], keywords), errors that name both. */
+static void test_postfix_names(void **state)
+{
+    struct conf *c;
+
+    c = load_text("data_volume = /q\nhostname = a.example\nmyhostname = b.example\n", 0, NULL);
+    assert_string_equal(c->hostname, "b.example");
+    assert_string_equal(c->myhostname, "b.example");
+    assert_string_equal(c->set_as[conf_find_index("hostname")], "myhostname");
+    conf_free(c);
+    c = load_text("data_volume = /q\nmyhostname = b.example\nhostname = a.example\n", 0, NULL);
+    assert_string_equal(c->hostname, "a.example");
+    assert_null(c->set_as[conf_find_index("hostname")]);
+    conf_free(c);
+    char *ov[] = {"myhostname=c.example"};
+    c = load_text("queue_directory = /q\nhostname = a.example\n", 1, ov);
+    assert_string_equal(c->hostname, "c.example");
+    assert_string_equal(c->data_volume, "/q");
+    conf_free(c);
+
+    /* $name expansion in Postfix-named values only; ours keep '$' */
+    c = load_text("data_volume = /q\nmyhostname = mx.example.com\n"
+                  "relayhost = [${myhostname}]:submission\npassword = pa$$word$myhostname\n"
+                  "inet_interfaces = [::1]\nmynetworks = 127.0.0.0/8 [::ffff:127.0.0.0]/104 "
+                  "[::1]/128\nsmtp_bind_address = 10.0.0.2\n",
+                  0, NULL);
+    assert_string_equal(c->smart_relay, "[mx.example.com]:587");
+    assert_string_equal(c->password, "pa$$word$myhostname");
+    assert_string_equal(c->in_address, "::1");
+    assert_string_equal(c->smtpd_trusted_networks, "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128");
+    assert_string_equal(c->net_source_address, "10.0.0.2");
+    conf_free(c);
+    c = load_text("data_volume = /q\nrelayhost = $(smart_relay)\nsmart_relay = relay.example\n"
+                  "inet_interfaces = all\nsmtpd_use_tls = yes\nkey_volume = /k\n",
+                  0, NULL);
+    assert_string_equal(c->smart_relay, "relay.example");
+    assert_string_equal(c->in_address, "");
+    assert_int_equal(c->ssl_disabled, 0);
+    conf_free(c);
+    c = load_text("data_volume = /q\ninet_interfaces = loopback-only\n", 0, NULL);
+    assert_string_equal(c->in_address, "127.0.0.1");
+    conf_free(c);
+
+    /* TLS: Postfix's key default is the certificate file; absolute paths read from / */
+    c = load_text("data_volume = /q\nsmtpd_tls_cert_file = /etc/ssl/both.pem\n"
+                  "smtpd_tls_security_level = may\n",
+                  0, NULL);
+    assert_int_equal(c->ssl_disabled, 0);
+    assert_string_equal(c->ssl_cert_file, "/etc/ssl/both.pem");
+    assert_string_equal(c->ssl_key_file, "/etc/ssl/both.pem");
+    assert_string_equal(c->key_volume, "/");
+    conf_free(c);
+    c = load_text("data_volume = /q\nkey_volume = /keys\nsmtpd_tls_cert_file = c.pem\n"
+                  "smtpd_tls_key_file = k.pem\nsmtpd_tls_security_level = none\n",
+                  0, NULL);
+    assert_int_equal(c->ssl_disabled, 1);
+    assert_string_equal(c->ssl_key_file, "k.pem");
+    assert_string_equal(c->key_volume, "/keys");
+    conf_free(c);
+
+    expect_text_err("data_volume = /q\nmyhostname = mail.$mydomain\n",
+                    "Error: pf.cf:2: bad value 'mail.$mydomain' for myhostname (mta's hostname): "
+                    "$mydomain: mta has no setting mydomain\n");
+    expect_text_err("data_volume = /q\nrelayhost = [a.example], [b.example]\n",
+                    "Error: pf.cf:2: bad value '[a.example], [b.example]' for relayhost (mta's "
+                    "smart_relay): mta relays to one next hop, not a list\n");
+    expect_text_err("data_volume = /q\ninet_interfaces = 127.0.0.1, [::1]\n",
+                    "Error: pf.cf:2: bad value '127.0.0.1, [::1]' for inet_interfaces (mta's "
+                    "in_address): mta listens on one address or all, not a list\n");
+    expect_text_err("data_volume = /q\ninet_interfaces = mail.example.com\n",
+                    "Error: pf.cf:2: bad value 'mail.example.com' for inet_interfaces (mta's "
+                    "in_address): expected all, loopback-only, localhost or one IP address\n");
+    expect_text_err("data_volume = /q\nmynetworks = 10.0.0.0/8 hash:/etc/postfix/network_table\n",
+                    "Error: pf.cf:2: bad value '10.0.0.0/8 hash:/etc/postfix/network_table' for "
+                    "mynetworks (mta's smtpd_trusted_networks): 'hash:/etc/postfix/network_table': "
+                    "mta takes IP addresses and CIDR blocks only (no /file, type:table or "
+                    "!negation)\n");
+    expect_text_err("data_volume = /q\nmynetworks = 10.1.0.0/8\n",
+                    "Error: pf.cf:2: bad value '10.1.0.0/8' for mynetworks (mta's "
+                    "smtpd_trusted_networks): '10.1.0.0/8' has host bits set beyond the prefix; "
+                    "did you mean '10.0.0.0/8'?\n");
+    expect_text_err("data_volume = /q\nsmtpd_tls_security_level = encrypt\n",
+                    "Error: pf.cf:2: bad value 'encrypt' for smtpd_tls_security_level (mta's "
+                    "ssl_disabled): expected none or may (mta cannot require TLS on "
+                    "smtp_port)\n");
+    expect_text_err("data_volume = /q\nrelayhost = ${myhostname?x}\n",
+                    "Error: pf.cf:2: bad value '${myhostname?x}' for relayhost (mta's "
+                    "smart_relay): '${myhostname?x}': mta expands only $name, ${name} and "
+                    "$(name)\n");
+    expect_text_err("data_volume = /q\nmyhostname = $relayhost\nrelayhost = $myhostname\n",
+                    "Error: pf.cf:2: bad value '$relayhost' for myhostname (mta's hostname): "
+                    "$relayhost: references nested too deeply (a loop?)\n"
+                    "Error: pf.cf:3: bad value '$myhostname' for relayhost (mta's smart_relay): "
+                    "$myhostname: references nested too deeply (a loop?)\n");
+    /* names mta does not implement keep the plain error */
+    expect_text_err("data_volume = /q\nmydestination = $myhostname\n",
+                    "Error: pf.cf:2: unknown setting 'mydestination'\n");
+
+    /* the docs table lists every alias once, with its target */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    conf_print_table(f);
+    fclose(f);
+    assert_non_null(strstr(buf, "\n### Postfix names (main.cf) read as settings of ours\n"));
+    for (size_t i = 0; i < conf_naliases; i++) {
+        char row[160];
+        snprintf(row, sizeof(row), "\n| `%s` | `%s` | ", conf_aliases[i].name,
+                 conf_aliases[i].target);
+        assert_non_null(strstr(buf, row));
+        assert_true(conf_find_index(conf_aliases[i].target) >= 0);
+    }
+    free(buf);
+}
+
 /* golden_dir - MTA_GOLDEN (set by CTest), else the source tree next to this file. */
 static void golden_dir(char *out, size_t n)
 {
@@ -685,6 +826,9 @@ static void test_golden(void **state)
         if (c) {
             fputs("OK\n", m);
             conf_print_values(c, m, 1);
+            for (size_t k = 0; k < conf_ndefs; k++) /* Postfix names in use */
+                if (c->set_as[k])
+                    fprintf(m, "# %s is read as %s\n", c->set_as[k], conf_defs[k].name);
             conf_free(c);
         } else {
             fputs(errors, m);
@@ -722,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_value_display),  cmocka_unit_test(test_timezone),
         cmocka_unit_test(test_long_lines),     cmocka_unit_test(test_too_many_errors),
         cmocka_unit_test(test_table),          cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_postfix_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
