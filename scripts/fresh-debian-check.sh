@@ -14,6 +14,9 @@
 #
 #   scripts/fresh-debian-check.sh [WORKDIR]    (default: a new directory under /var/tmp)
 #   FRESH_KEEP=1 keeps WORKDIR afterwards; FRESH_SKIP_TESTS=1 runs only the run.sh check.
+#   FRESH_DEB=1 adds the package stage: a .deb built here from the clean clone (cpack,
+#   prefix /usr; FRESH_DEB=FILE takes that .deb instead) is installed in the root with
+#   apt-get, its mtad serves one message, then `dpkg -r` and `dpkg --purge` keep the queue.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 [ "$(id -u)" = 0 ] || { echo "fresh-debian-check: run as root" >&2; exit 1; }
@@ -53,6 +56,18 @@ if [ -d "$ROOT/../shared" ]; then
     mkdir -p "$CHROOT/work/shared"
     cp -a "$ROOT/../shared/." "$CHROOT/work/shared/"
 fi
+if [ -n "${FRESH_DEB:-}" ]; then
+    deb="$FRESH_DEB"
+    if [ "$deb" = 1 ]; then
+        echo "=== FRESH_DEB: building the .deb (cpack -G DEB) ==="
+        nice -n 10 cmake -S "$CHROOT/work/main" -B "$WORK/deb" -DCMAKE_INSTALL_PREFIX=/usr \
+            -DBUILD_TESTING=OFF >/dev/null
+        nice -n 10 cmake --build "$WORK/deb" -j2 >/dev/null
+        (cd "$WORK/deb" && nice -n 10 cpack -G DEB >/dev/null)
+        deb=$(ls "$WORK"/deb/mta_*.deb)
+    fi
+    cp "$deb" "$CHROOT/mta.deb"
+fi
 echo "=== root ready after $(($(date +%s) - start)) s: $(git -C "$ROOT" log --oneline -1) ==="
 
 # inside.sh runs in the chroot: the two README commands, exactly as written there
@@ -86,6 +101,51 @@ kill -INT $pid 2>/dev/null; wait $pid
 tail -5 /tmp/run.log
 if [ $ok != 1 ]; then echo "FAIL: scripts/run.sh did not accept a message"; cat /tmp/run.log; exit 1; fi
 echo "PASS: scripts/run.sh installed, built, and accepted a message"
+if [ -n "${FRESH_DEB:-}" ]; then
+    echo "=== FRESH_DEB: apt-get install ./mta.deb ==="
+    fail() { echo "FAIL: .deb: $*"; tail -20 /tmp/deb-mtad.log 2>/dev/null; exit 1; }
+    # run.sh created mta for its own run: the package must create it on a fresh host
+    userdel mta 2>/dev/null || true
+    cd / && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        ./mta.deb >/tmp/deb-install.log 2>&1 || { cat /tmp/deb-install.log; fail "apt-get"; }
+    getent passwd mta | grep -q ':/var/spool/mta:/usr/sbin/nologin$' ||
+        fail "postinst did not create the account mta: $(getent passwd mta)"
+    getent passwd mta
+    ls -ld /var/spool/mta /var/log/mta /var/log/mta/maillog /etc/mta/mtad.conf
+    [ "$(stat -c %U:%a /var/spool/mta)" = mta:700 ] || fail "/var/spool/mta not mta's 0700"
+    dpkg-query -W -f='${Depends}\n' mta
+    # the installed configuration; only the ports moved off 25 and 8025 (shared network)
+    ports=$(python3 -c 'import socket
+for _ in (1, 2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    sp=$(echo "$ports" | sed -n 1p); up=$(echo "$ports" | sed -n 2p)
+    /usr/sbin/mtad -c /etc/mta/mtad.conf -o smtp_port="$sp" -o ui_port="$up" \
+        >/tmp/deb-mtad.log 2>&1 &
+    mpid=$!
+    sent=0
+    for _ in $(seq 1 50); do
+        if python3 - "$sp" 2>/dev/null <<'PY'
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10)
+s.sendmail("deb@fresh.example", ["someone@example.com"], b"Subject: deb\r\n\r\nhello\r\n")
+s.quit()
+PY
+        then sent=1; break; fi
+        sleep 0.2
+    done
+    kill -TERM $mpid; wait $mpid; mrc=$?
+    [ $sent = 1 ] || fail "the installed mtad did not accept a message"
+    [ $mrc = 0 ] || fail "mtad exited $mrc on SIGTERM"
+    grep -E 'running as mta|from=<deb@fresh.example>' /var/log/mta/maillog || fail "maillog"
+    dpkg -r mta >/tmp/deb-remove.log 2>&1 || { cat /tmp/deb-remove.log; fail "dpkg -r"; }
+    [ ! -e /usr/sbin/mtad ] || fail "dpkg -r left /usr/sbin/mtad"
+    [ -d /var/spool/mta ] || fail "dpkg -r removed /var/spool/mta"
+    dpkg --purge mta 2>&1 | tail -3
+    [ -d /var/spool/mta ] || fail "dpkg --purge removed /var/spool/mta"
+    echo "after dpkg -r and --purge: $(ls -ld /var/spool/mta)"
+    echo "PASS: the .deb installed, created mta, served a message, and left the queue on removal"
+    cd /work/main
+fi
 [ "${FRESH_SKIP_TESTS:-}" = 1 ] && exit 0
 echo "=== README command 2: bash scripts/test.sh ==="
 bash scripts/test.sh
@@ -105,7 +165,7 @@ mount -t sysfs sys "$R/sys"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs tmpfs "$R/tmp"
 mount -t tmpfs tmpfs "$R/run"
-exec chroot "$R" env -i FRESH_SKIP_TESTS="${2:-}" /inside.sh
-' fresh "$CHROOT" "${FRESH_SKIP_TESTS:-}" || rc=$?
+exec chroot "$R" env -i FRESH_SKIP_TESTS="${2:-}" FRESH_DEB="${3:-}" /inside.sh
+' fresh "$CHROOT" "${FRESH_SKIP_TESTS:-}" "${FRESH_DEB:-}" || rc=$?
 echo "=== fresh-debian-check: exit $rc after $(($(date +%s) - start)) s ==="
 exit $rc
