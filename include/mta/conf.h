@@ -78,6 +78,10 @@ enum conf_type {
     X(smtp_port, CONF_INT, "25", 1, 65535, "terminal", "Port of the SMTP listener.")             \
     X(smtps_port, CONF_INT, "465", 1, 65535, "terminal",                                         \
       "Port of the SMTPS (implicit TLS) listener; only with ssl_disabled = no.")                \
+    X(submission_port, CONF_INT, "0", 0, 65535, "terminal",                                      \
+      "Port of the submission listener (587 in production; 0: off): STARTTLS, then AUTH, "      \
+      "before MAIL, as Postfix's master.cf submission entry. Needs ssl_disabled = no and "      \
+      "smtpd_sasl_auth_enable = yes.")                                                          \
     X(dns_servers, CONF_STR, "", 0, 0, "terminal",                                               \
       "ip[:port],... DNS servers for MX/A/AAAA lookups. Empty: the system's resolv.conf.")      \
     X(maillog_file, CONF_STR, "", 0, 0, "postfix",                                               \

@@ -1053,6 +1053,9 @@ static void conf_cross_check(const struct conf *c, struct conf_errs *e)
     if (*c->key_volume && *c->fs_terminal)
         conf_err(e, "Error: Both the key volume and the 'fs' terminal are configured; use only "
                     "one of them.");
+    if (c->submission_port && (c->ssl_disabled || !c->smtpd_sasl_auth_enable))
+        conf_err(e, "Error: submission_port needs ssl_disabled = no and smtpd_sasl_auth_enable "
+                    "= yes (STARTTLS and AUTH are required there).");
     if (c->minimal_backoff_time > c->maximal_backoff_time)
         conf_err(e,
                  "Error: minimal_backoff_time (%lds) must not be greater than "

@@ -365,6 +365,8 @@ void priv_prebind(const struct conf *c)
     priv_prebind_port(c->in_address, c->smtp_port);
     if (!c->ssl_disabled)
         priv_prebind_port(c->in_address, c->smtps_port);
+    if (!c->ssl_disabled && c->submission_port)
+        priv_prebind_port(c->in_address, c->submission_port);
     priv_prebind_port(c->in_address, c->ui_port);
 }
 

@@ -35,7 +35,7 @@ struct smtpd {
     const struct conf *conf;
     struct spool *spool;
     struct cidr_list *trusted;
-    struct evconnlistener *lev[2];
+    struct evconnlistener *lev[3]; /* smtp, smtps, submission (smtpd_listen_kind) */
     int nlev;
     struct rlimit_accept *pause; /* accept() back-off of lev[] (smtpd_listen.c) */
     char hostname[256];
@@ -96,6 +96,7 @@ struct smtpd_session {
     char addr[INET6_ADDRSTRLEN];
     const char *name; /* "unknown": no reverse DNS */
     int trusted, authenticated, tls;
+    int submission; /* came in on submission_port: STARTTLS, then AUTH, before MAIL */
     enum smtpd_state state;
     char *helo;
     int esmtp;
@@ -156,6 +157,14 @@ void smtpd_reply_junk(struct smtpd_session *s);
 /* smtpd_policy.c */
 int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa);
 int smtpd_policy_relay_ok(const struct smtpd_session *s, const char *rcpt);
+int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id);
+
+/* what a listener serves (smtpd_listen_open, smtpd_session_accept) */
+enum smtpd_listen_kind {
+    SMTPD_LISTEN_SMTP,       /* smtp_port */
+    SMTPD_LISTEN_SMTPS,      /* smtps_port: implicit TLS */
+    SMTPD_LISTEN_SUBMISSION, /* submission_port: STARTTLS and AUTH required */
+};
 
 /* smtpd_proto.c */
 void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg);

@@ -49,6 +49,15 @@ static void smtpd_listen_accept_tls_cb(struct evconnlistener *l, evutil_socket_t
     smtpd_session_accept(s, fd, sa, salen, 1);
 }
 
+/* smtpd_listen_accept_sub_cb - a new connection on submission_port. */
+static void smtpd_listen_accept_sub_cb(struct evconnlistener *l, evutil_socket_t fd,
+                                       struct sockaddr *sa, int salen, void *arg)
+{
+    struct smtpd *s = arg;
+    rlimit_accept_ok(s->pause);
+    smtpd_session_accept(s, fd, sa, salen, SMTPD_LISTEN_SUBMISSION);
+}
+
 /*
  * smtpd_listen_error_cb - accept() failed (EMFILE, ENFILE, ENOBUFS, ENOMEM...):
  * the waiting connection keeps the socket readable, so the listeners pause for
@@ -82,9 +91,17 @@ static int smtpd_listen_socket(const struct sockaddr *sa, socklen_t len, int v6o
 /* smtpd_listen_add - listen on FD. 0 ok, -1 with errno. */
 static int smtpd_listen_add(struct smtpd *s, int fd, int implicit_tls)
 {
-    struct evconnlistener *l = evconnlistener_new(
-        s->base, implicit_tls ? smtpd_listen_accept_tls_cb : smtpd_listen_accept_cb, s,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, SMTPD_BACKLOG, fd);
+    if (s->nlev >= (int)(sizeof(s->lev) / sizeof(s->lev[0]))) { /* a new kind without a slot */
+        close(fd);
+        errno = ENOBUFS;
+        return -1;
+    }
+    struct evconnlistener *l =
+        evconnlistener_new(s->base,
+                           implicit_tls == SMTPD_LISTEN_SMTPS        ? smtpd_listen_accept_tls_cb
+                           : implicit_tls == SMTPD_LISTEN_SUBMISSION ? smtpd_listen_accept_sub_cb
+                                                                     : smtpd_listen_accept_cb,
+                           s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, SMTPD_BACKLOG, fd);
     if (!l) {
         int e = errno;
         close(fd);
@@ -107,7 +124,8 @@ static int smtpd_listen_barelf(const char *v)
     return SMTPD_BARELF_NORMALIZE;
 }
 
-/* smtpd_listen_open - listen on in_address:PORT (plain SMTP or SMTPS). 0 ok, -1 and *err. */
+/* smtpd_listen_open - listen on in_address:PORT (IMPLICIT_TLS: an smtpd_listen_kind). 0 ok,
+ * -1 and *err. */
 int smtpd_listen_open(struct smtpd *s, long port, int implicit_tls, char **err)
 {
     const struct conf *conf = s->conf;
@@ -175,7 +193,7 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
         !(s->pause = rlimit_accept_new(base, "smtpd")))
         goto oom;
 
-    if (smtpd_listen_open(s, conf->smtp_port, 0, err) < 0) {
+    if (smtpd_listen_open(s, conf->smtp_port, SMTPD_LISTEN_SMTP, err) < 0) {
         smtpd_free(s);
         return NULL;
     }

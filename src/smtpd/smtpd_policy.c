@@ -2,14 +2,54 @@
  * smtpd_policy.c - the relay policy: clients in smtpd_trusted_networks (and,
  * later, authenticated clients) may relay anywhere; everyone else gets
  * Postfix's reject_unauth_destination answer, because this relay has no local
- * domains. Not here: the reply and its log line (smtpd_reply_reject).
+ * domains. On submission_port: STARTTLS and AUTH before MAIL.
+ * Not here: the reply and its log line (smtpd_reply_reject).
  */
+#include <netinet/in.h>
+#include <stdio.h>
+
 #include "mta/cidr.h"
 #include "smtpd_int.h"
 
 int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa)
 {
     return srv->trusted && cidr_list_match(srv->trusted, sa);
+}
+
+/*
+ * smtpd_policy_submission - submission_port's rules, as Postfix's master.cf submission
+ * entry (smtpd_tls_security_level=encrypt, smtpd_client_restrictions=
+ * permit_sasl_authenticated,reject): before STARTTLS only the commands Postfix allows
+ * pre-TLS; MAIL only after AUTH (Postfix's client reject, given at MAIL rather than
+ * at RCPT so that no unauthenticated transaction starts; trusted networks do not
+ * count here). 1: go on; 0: refused with the reply sent.
+ */
+int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id)
+{
+    switch (id) {
+    case SMTPD_CMD_HELO:
+    case SMTPD_CMD_EHLO:
+    case SMTPD_CMD_STARTTLS:
+    case SMTPD_CMD_NOOP:
+    case SMTPD_CMD_QUIT:
+    case SMTPD_CMD_HELP:
+    case SMTPD_CMD_UNKNOWN:
+        return 1;
+    default:
+        break;
+    }
+    if (!s->tls) {
+        smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return 0;
+    }
+    if (id == SMTPD_CMD_MAIL && !s->authenticated) {
+        char who[INET6_ADDRSTRLEN + 64];
+        snprintf(who, sizeof(who), "%s[%s]", s->name, s->addr);
+        smtpd_reply_reject(s, "MAIL", NULL, "554 5.7.1 <%s>: Client host rejected: Access denied",
+                           who);
+        return 0;
+    }
+    return 1;
 }
 
 int smtpd_policy_relay_ok(const struct smtpd_session *s, const char *rcpt)

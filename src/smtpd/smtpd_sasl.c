@@ -179,7 +179,8 @@ void smtpd_sasl_free(struct smtpd *srv)
 
 int smtpd_sasl_offered(const struct smtpd_session *s)
 {
-    return s->srv->sasl && (s->tls || !s->srv->conf->smtpd_tls_auth_only);
+    /* submission_port: AUTH only inside TLS whatever smtpd_tls_auth_only says */
+    return s->srv->sasl && (s->tls || (!s->submission && !s->srv->conf->smtpd_tls_auth_only));
 }
 
 /* smtpd_sasl_end - drop the exchange (not the authenticated identity). */

@@ -194,7 +194,9 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     s->trusted = smtpd_policy_trusted(srv, sa);
     evutil_make_socket_nonblocking(fd);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (implicit_tls) { /* SMTPS: the handshake runs first, the greeting waits for it */
+    s->submission = implicit_tls == SMTPD_LISTEN_SUBMISSION;
+    /* SMTPS: the handshake runs first, the greeting waits for it */
+    if (implicit_tls == SMTPD_LISTEN_SMTPS) {
         s->bev = smtpd_tls_socket_bev(srv, fd);
         s->tls_pending = 1;
     } else {
@@ -229,7 +231,9 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     smtpd_session_setup_bev(s);
     /* smtpd_forbid_unauth_pipelining: a client that talks before the banner is a bot
      * (on SMTPS the client speaks first: its ClientHello) */
-    n = implicit_tls ? 0 : recv(fd, peek, sizeof(peek) - 1, MSG_PEEK | MSG_DONTWAIT);
+    n = implicit_tls == SMTPD_LISTEN_SMTPS
+            ? 0
+            : recv(fd, peek, sizeof(peek) - 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0) {
         char esc[400];
         size_t o = 0;

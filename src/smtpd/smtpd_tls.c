@@ -35,7 +35,11 @@ int smtpd_set_tls(struct smtpd *s, struct tls_ctx *ctx, char **err)
     *err = NULL;
     tls_ctx_free(s->tls); /* sessions hold their own SSL_CTX reference */
     s->tls = ctx;
-    if (first && ctx && smtpd_listen_open(s, s->conf->smtps_port, 1, err) < 0) {
+    /* the listeners that need a certificate open with the first one */
+    if (first && ctx &&
+        (smtpd_listen_open(s, s->conf->smtps_port, SMTPD_LISTEN_SMTPS, err) < 0 ||
+         (s->conf->submission_port &&
+          smtpd_listen_open(s, s->conf->submission_port, SMTPD_LISTEN_SUBMISSION, err) < 0))) {
         tls_ctx_free(s->tls);
         s->tls = NULL;
         return -1;
