@@ -61,6 +61,22 @@ void log_mail(const char *service, const char *fmt, ...) __attribute__((format(p
 void log_vmail(const char *service, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
+/*
+ * Pseudo-pids: the records of one SMTP session (or one outbound delivery
+ * connection) carry their own number in "service[PID]", so tools that pair
+ * lines by pid (pflogsumm --smtpd-stats: "connect from" with "disconnect
+ * from") see one process per session, as with Postfix's smtpd processes.
+ * PID 0 means the daemon's real pid (lines not tied to a session).
+ */
+/* log_new_pid - a fresh pseudo-pid, above any real Linux pid (docs/logging.md). */
+long log_new_pid(void);
+/* log_mail_pid - log_mail with the pseudo-pid PID (0: the real pid). */
+void log_mail_pid(const char *service, long pid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* log_warning_pid - log_warning with the pseudo-pid PID. */
+void log_warning_pid(const char *service, long pid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Daemon messages, in the mail log as Postfix words them ("warning: ...", "fatal: ..."). */
 #define log_info(...) log_mail("master", __VA_ARGS__)
 void log_warning(const char *service, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

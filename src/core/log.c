@@ -183,14 +183,15 @@ static size_t log_utf8_cut(const char *s, size_t len)
  * log_format - build one record in buf (LOG_RECORD_MAX bytes); returns its
  * length, '\n' included. prefix ("warning: ") goes before the caller's text.
  */
-__attribute__((format(printf, 4, 0))) static size_t
-log_format(char *buf, const char *service, const char *prefix, const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static size_t log_format(char *buf, const char *service,
+                                                               long pid, const char *prefix,
+                                                               const char *fmt, va_list ap)
 {
     pthread_once(&log_host_once, log_host_default);
     if (!service || !*service)
         service = "mta";
     int n = snprintf(buf, LOG_RECORD_MAX, "%s %s %s/%.64s[%ld]: %s", log_now_str(), log_host,
-                     log_name, service, log_pid, prefix ? prefix : "");
+                     log_name, service, pid > 0 ? pid : log_pid, prefix ? prefix : "");
     size_t head = (n < 0) ? 0 : (size_t)n;
     if (head > LOG_RECORD_MAX - 2)
         head = LOG_RECORD_MAX - 2;       /* absurd names: keep room for the newline */
@@ -694,24 +695,56 @@ static unsigned long long log_submit(const char *buf, size_t len, int force)
 }
 
 /* log_emit - format and queue one record with an optional severity prefix. */
-__attribute__((format(printf, 3, 0))) static void log_emit(const char *service, const char *prefix,
-                                                           const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static void
+log_emit(const char *service, long pid, const char *prefix, const char *fmt, va_list ap)
 {
     char buf[LOG_RECORD_MAX];
-    size_t len = log_format(buf, service, prefix, fmt, ap);
+    size_t len = log_format(buf, service, pid, prefix, fmt, ap);
     (void)log_submit(buf, len, 0);
+}
+
+/*
+ * log_new_pid - the pseudo-pid of one SMTP session or delivery connection.
+ * Linux pids never exceed PID_MAX_LIMIT (2^22, the largest pid_max), so a
+ * counter above it cannot name a real process; it wraps below INT_MAX (tools
+ * and Postfix itself hold pids in an int) after about 2.1e9 sessions, far more
+ * than a day brings. Atomic: sessions and connections may start on any thread.
+ */
+long log_new_pid(void)
+{
+    static _Atomic unsigned long next;
+    const unsigned long base = 4194304UL; /* PID_MAX_LIMIT on 64-bit Linux */
+    const unsigned long span = 2147483647UL - base;
+    unsigned long n = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+    return (long)(base + 1 + n % span);
+}
+
+void log_mail_pid(const char *service, long pid, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(service, pid, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_warning_pid(const char *service, long pid, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(service, pid, "warning: ", fmt, ap);
+    va_end(ap);
 }
 
 void log_vmail(const char *service, const char *fmt, va_list ap)
 {
-    log_emit(service, NULL, fmt, ap);
+    log_emit(service, 0, NULL, fmt, ap);
 }
 
 void log_mail(const char *service, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_emit(service, NULL, fmt, ap);
+    log_emit(service, 0, NULL, fmt, ap);
     va_end(ap);
 }
 
@@ -719,7 +752,7 @@ void log_warning(const char *service, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_emit(service, "warning: ", fmt, ap);
+    log_emit(service, 0, "warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -727,7 +760,7 @@ void log_error(const char *service, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_emit(service, "error: ", fmt, ap);
+    log_emit(service, 0, "error: ", fmt, ap);
     va_end(ap);
 }
 
@@ -736,7 +769,7 @@ void log_fatal(const char *service, const char *fmt, ...)
     char buf[LOG_RECORD_MAX];
     va_list ap;
     va_start(ap, fmt);
-    size_t len = log_format(buf, service, "fatal: ", fmt, ap);
+    size_t len = log_format(buf, service, 0, "fatal: ", fmt, ap);
     va_end(ap);
 
     pthread_mutex_lock(&log_st.mu);

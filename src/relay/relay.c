@@ -150,8 +150,10 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
     relay_fmt_delay((job->dispatch_us - job->active_us) / 1e6, d2, sizeof(d2));
     relay_fmt_delay((conn_us - job->dispatch_us) / 1e6, d3, sizeof(d3));
     relay_fmt_delay((now - conn_us) / 1e6, d4, sizeof(d4));
-    log_mail("smtp", "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-             job->queue_id, addr, relay_field, d0, d1, d2, d3, d4, dsn, st, status_text);
+    log_mail_pid("smtp", rj->log_pid,
+                 "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                 job->queue_id, addr, relay_field[0] ? relay_field : "none", d0, d1, d2, d3, d4,
+                 dsn, st, status_text);
     if (res == SCHED_RESULT_SENT)
         counter_add(CNT_DELIVERED, 1);
     else if (res == SCHED_RESULT_BOUNCE)
@@ -215,8 +217,8 @@ static void relay_load_work(void *arg)
 static void relay_job_body(struct relay_job *rj, struct relay_body *b, long long size, int err)
 {
     if (!err && b->broken)
-        log_mail("smtp", "%s: breaking line > %zu bytes with <CR><LF>SPACE", rj->job->queue_id,
-                 b->limit);
+        log_mail_pid("smtp", rj->log_pid, "%s: breaking line > %zu bytes with <CR><LF>SPACE",
+                     rj->job->queue_id, b->limit);
     rj->body = err ? NULL : b->p;
     rj->body_len = err ? 0 : b->len;
     rj->msg_size = size;

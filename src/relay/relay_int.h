@@ -166,6 +166,7 @@ struct relay_job {
     struct sched_job *job;
     struct relay_rinfo *ri;
     long long conn_us; /* the session was ready for this job (delays= c ends) */
+    long log_pid;      /* pseudo-pid of the delivering connection (log_new_pid) */
     char *body;        /* dot-stuffed message with the final ".\r\n" */
     size_t body_len;
     long long msg_size;

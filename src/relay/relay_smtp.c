@@ -72,6 +72,7 @@ struct relay_conn {
     struct bufferevent *bev;
     char ip[INET6_ADDRSTRLEN];
     char relay_field[400]; /* host[ip]:port, or "none" */
+    long log_pid;          /* this connection's pseudo-pid in the maillog */
     int ext;
     long long size_limit;
     int tls_on;
@@ -178,6 +179,7 @@ static struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *j
     }
     rj->job = job;
     rj->job_nrcpt_saved = job->nrcpt;
+    rj->log_pid = c->log_pid;
     rj->body_err = -1;
     if (load_now) {
         rj->load_started = 1;
@@ -492,6 +494,8 @@ static void relay_conn_fail(struct relay_conn *c, const char *text, const char *
     snprintf(c->last_err, sizeof(c->last_err), "%s", text);
     snprintf(c->last_dsn, sizeof(c->last_dsn), "%s", dsn);
     c->last_perm = perm;
+    if (c->state == RS_CONNECT)
+        c->relay_field[0] = '\0'; /* no session: Postfix logs relay=none */
     relay_xact_clear(c);
     relay_conn_try_next(c);
 }
@@ -1053,7 +1057,8 @@ static void relay_conn_tls_log(struct relay_conn *c, SSL *ssl)
     char how[200];
 
     tls_describe(ssl, how, sizeof(how));
-    log_mail("smtp", "%s TLS connection established to %s: %s", trust, c->relay_field, how);
+    log_mail_pid("smtp", c->log_pid, "%s TLS connection established to %s: %s", trust,
+                 c->relay_field, how);
     if (peer)
         X509_free(peer);
 }
@@ -1205,6 +1210,7 @@ struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job)
     }
     c->r = r;
     c->id = ++r->conn_seq;
+    c->log_pid = log_new_pid();
     c->kind = job->kind;
     snprintf(c->destname, sizeof(c->destname), "%s", job->dest);
     c->dest = relay_dest_get(r, job->dest);

@@ -87,6 +87,7 @@ enum smtpd_state {
 
 struct smtpd_session {
     uint64_t id;
+    long log_pid; /* the pseudo-pid of this session's smtpd lines (log_new_pid) */
     struct smtpd *srv;
     struct smtpd_session *prev, *next;
     struct bufferevent *bev;

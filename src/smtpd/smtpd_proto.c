@@ -190,10 +190,11 @@ static void smtpd_proto_rcpt(struct smtpd_session *s, const char *arg)
         }
         snprintf(tx->id, sizeof(tx->id), "%s", spool_msg_id(tx->msg));
         if (s->authenticated)
-            log_mail("smtpd", "%s: client=%s[%s], sasl_method=%s, sasl_username=%s", tx->id,
-                     s->name, s->addr, s->sasl_method, s->sasl_username ? s->sasl_username : "");
+            log_mail_pid("smtpd", s->log_pid, "%s: client=%s[%s], sasl_method=%s, sasl_username=%s",
+                         tx->id, s->name, s->addr, s->sasl_method,
+                         s->sasl_username ? s->sasl_username : "");
         else
-            log_mail("smtpd", "%s: client=%s[%s]", tx->id, s->name, s->addr);
+            log_mail_pid("smtpd", s->log_pid, "%s: client=%s[%s]", tx->id, s->name, s->addr);
     }
     if (smtpd_txn_add_rcpt(tx, addr, &rp) < 0) {
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");

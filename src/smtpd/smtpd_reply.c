@@ -56,7 +56,8 @@ void smtpd_reply_error(struct smtpd_session *s)
     if (s->close_after || s->dead)
         return; /* the final reply is chosen already */
     if (s->errors >= c->smtpd_hard_error_limit) {
-        log_mail("smtpd", "too many errors after %s from %s[%s]", s->where, s->name, s->addr);
+        log_mail_pid("smtpd", s->log_pid, "too many errors after %s from %s[%s]", s->where, s->name,
+                     s->addr);
         smtpd_reply_close(s, "421 4.7.0 %s Error: too many errors", s->srv->hostname);
     } else if (s->errors >= c->smtpd_soft_error_limit && c->smtpd_error_sleep_time > 0) {
         s->delay_pending = 1; /* smtpd_session_process waits before it flushes */
@@ -91,9 +92,9 @@ void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rc
         snprintf(from, sizeof(from), " from=<%s>", s->tx->sender);
     if (rcpt)
         snprintf(to, sizeof(to), " to=<%s>", rcpt);
-    log_mail("smtpd", "%s: reject: %s from %s[%s]: %s;%s%s proto=%s helo=<%s>",
-             s->tx && s->tx->msg ? s->tx->id : "NOQUEUE", cmd, s->name, s->addr, buf, from, to,
-             smtpd_session_proto(s), s->helo ? s->helo : "");
+    log_mail_pid("smtpd", s->log_pid, "%s: reject: %s from %s[%s]: %s;%s%s proto=%s helo=<%s>",
+                 s->tx && s->tx->msg ? s->tx->id : "NOQUEUE", cmd, s->name, s->addr, buf, from, to,
+                 smtpd_session_proto(s), s->helo ? s->helo : "");
     smtpd_reply(s, "%s", buf);
 }
 

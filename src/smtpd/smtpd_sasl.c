@@ -207,8 +207,8 @@ static void smtpd_sasl_failed(struct smtpd_session *s, int r)
 {
     const char *why = sasl_errstring(r, NULL, NULL);
 
-    log_mail("smtpd", "warning: %s[%s]: SASL %s authentication failed: %s", s->name, s->addr,
-             s->sasl_method, why);
+    log_mail_pid("smtpd", s->log_pid, "warning: %s[%s]: SASL %s authentication failed: %s", s->name,
+                 s->addr, s->sasl_method, why);
     smtpd_sasl_end(s);
     smtpd_reply(s, "535 5.7.8 Error: authentication failed: %s", why);
     s->delay_pending = 1; /* slows down password guessing; the loop is never blocked */

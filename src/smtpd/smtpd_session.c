@@ -186,6 +186,7 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     }
     s->srv = srv;
     s->id = ++srv->next_id;
+    s->log_pid = log_new_pid();
     memcpy(s->ipkey, key, 16);
     memcpy(s->addr, addr, sizeof(addr));
     s->name = "unknown";
@@ -227,7 +228,7 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     srv->nsessions++;
     counter_add(CNT_SMTP_ACTIVE, 1);
 
-    log_mail("smtpd", "connect from %s[%s]", s->name, s->addr);
+    log_mail_pid("smtpd", s->log_pid, "connect from %s[%s]", s->name, s->addr);
     smtpd_session_setup_bev(s);
     /* smtpd_forbid_unauth_pipelining: a client that talks before the banner is a bot
      * (on SMTPS the client speaks first: its ClientHello) */
@@ -249,8 +250,9 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
                 esc[o++] = (char)ch;
         }
         esc[o] = 0;
-        log_mail("smtpd", "improper command pipelining after CONNECT from %s[%s]: %s", s->name,
-                 s->addr, esc);
+        log_mail_pid("smtpd", s->log_pid,
+                     "improper command pipelining after CONNECT from %s[%s]: %s", s->name, s->addr,
+                     esc);
         smtpd_reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
         smtpd_session_close(s);
         return;
@@ -337,7 +339,7 @@ static void smtpd_session_disconnect_log(struct smtpd_session *s)
         snprintf(buf + o, sizeof(buf) - o, " commands=%lld", all);
     else
         snprintf(buf + o, sizeof(buf) - o, " commands=%lld/%lld", ok, all);
-    log_mail("smtpd", "disconnect from %s[%s]%s", s->name, s->addr, buf);
+    log_mail_pid("smtpd", s->log_pid, "disconnect from %s[%s]%s", s->name, s->addr, buf);
 }
 
 void smtpd_session_kill(struct smtpd_session *s)
@@ -434,8 +436,8 @@ static int smtpd_session_pipelining_ok(struct smtpd_session *s, enum smtpd_cmd_i
             esc[o++] = (ch < 32 || ch >= 127) ? '?' : (char)ch;
     }
     esc[o] = 0;
-    log_mail("smtpd", "improper command pipelining after %s from %s[%s]: %s",
-             smtpd_cmd_defs[id].name, s->name, s->addr, esc);
+    log_mail_pid("smtpd", s->log_pid, "improper command pipelining after %s from %s[%s]: %s",
+                 smtpd_cmd_defs[id].name, s->name, s->addr, esc);
     return 0;
 }
 
@@ -468,8 +470,8 @@ static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, siz
         return;
     }
     if (bare && s->srv->barelf == SMTPD_BARELF_REJECT) {
-        log_mail("smtpd", "disconnect: bare <LF> received from %s[%s] after %s", s->name, s->addr,
-                 s->where);
+        log_mail_pid("smtpd", s->log_pid, "disconnect: bare <LF> received from %s[%s] after %s",
+                     s->name, s->addr, s->where);
         counter_add(CNT_REJECTED, 1);
         smtpd_reply_close(s, "521 5.5.2 %s Error: bare <LF> received", s->srv->hostname);
         return;
@@ -656,16 +658,18 @@ static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *ar
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        log_mail("smtpd", "timeout after %s from %s[%s]", s->where, s->name, s->addr);
+        log_mail_pid("smtpd", s->log_pid, "timeout after %s from %s[%s]", s->where, s->name,
+                     s->addr);
         smtpd_reply_close(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->hostname);
         smtpd_session_close(s);
         return;
     }
     if (s->state == SMTPD_STATE_DATA && s->tx)
-        log_mail("smtpd", "lost connection after DATA (%lld bytes) from %s[%s]", s->tx->body.size,
-                 s->name, s->addr);
+        log_mail_pid("smtpd", s->log_pid, "lost connection after DATA (%lld bytes) from %s[%s]",
+                     s->tx->body.size, s->name, s->addr);
     else
-        log_mail("smtpd", "lost connection after %s from %s[%s]", s->where, s->name, s->addr);
+        log_mail_pid("smtpd", s->log_pid, "lost connection after %s from %s[%s]", s->where, s->name,
+                     s->addr);
     smtpd_session_kill(s);
 }
 

@@ -100,17 +100,17 @@ void smtpd_tls_starttls(struct smtpd_session *s, const char *arg)
     smtpd_session_flush(s); /* the 220 and any earlier replies of the batch, in plaintext */
     in = bufferevent_get_input(s->bev);
     if ((junk = evbuffer_get_length(in)) > 0) {
-        log_mail("smtpd",
-                 "warning: %s[%s]: %zu bytes of plaintext pipelined after STARTTLS "
-                 "discarded",
-                 s->name, s->addr, junk);
+        log_mail_pid("smtpd", s->log_pid,
+                     "warning: %s[%s]: %zu bytes of plaintext pipelined after STARTTLS "
+                     "discarded",
+                     s->name, s->addr, junk);
         evbuffer_drain(in, junk);
     }
     nb = bufferevent_openssl_filter_new(srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                         BEV_OPT_CLOSE_ON_FREE);
     if (!nb) {
         SSL_free(ssl);
-        log_mail("smtpd", "warning: %s[%s]: cannot start TLS", s->name, s->addr);
+        log_mail_pid("smtpd", s->log_pid, "warning: %s[%s]: cannot start TLS", s->name, s->addr);
         s->close_after = 1;
         return;
     }
@@ -137,8 +137,8 @@ void smtpd_tls_connected(struct smtpd_session *s)
     s->tls_pending = 0;
     s->tls = 1;
     tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
-    log_mail("smtpd", "Anonymous TLS connection established from %s[%s]: %s", s->name, s->addr,
-             s->tls_info);
+    log_mail_pid("smtpd", s->log_pid, "Anonymous TLS connection established from %s[%s]: %s",
+                 s->name, s->addr, s->tls_info);
 }
 
 void smtpd_tls_check_connected(struct smtpd_session *s)
@@ -160,8 +160,8 @@ void smtpd_tls_failed(struct smtpd_session *s)
         ERR_error_string_n(e, buf, sizeof(buf));
     while (bufferevent_get_openssl_error(s->bev))
         ;
-    log_mail("smtpd", "SSL_accept error from %s[%s]: %s", s->name, s->addr,
-             *buf ? buf : "lost connection");
+    log_mail_pid("smtpd", s->log_pid, "SSL_accept error from %s[%s]: %s", s->name, s->addr,
+                 *buf ? buf : "lost connection");
     s->tls_pending = 0;
 }
 

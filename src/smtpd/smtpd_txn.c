@@ -205,8 +205,8 @@ void smtpd_txn_end(struct smtpd_session *s)
     s->cur_cmd = tx->bdat ? SMTPD_CMD_BDAT : SMTPD_CMD_DATA;
     if (err) {
         if (err & SMTPD_BODY_ERR_BARELF) {
-            log_mail("smtpd", "%s: reject: bare <LF> received from %s[%s]", tx->id, s->name,
-                     s->addr);
+            log_mail_pid("smtpd", s->log_pid, "%s: reject: bare <LF> received from %s[%s]", tx->id,
+                         s->name, s->addr);
             counter_add(CNT_REJECTED, 1);
             smtpd_reply_close(s, "521 5.5.2 %s Error: bare <LF> received", srv->hostname);
         } else {

@@ -3,12 +3,17 @@ test_maillog.py - the mail log in Postfix's format, as log tools read it:
 `Mon DD HH:MM:SS host syslog_name/service[pid]: ...` with connect, client=,
 message-id=, from=/size=/nrcpt= (queue active), NOQUEUE reject and disconnect
 records; syslog_name and timezone honoured; the same records on stderr.
+Each SMTP session and delivery connection has its own pseudo-pid, so that
+pflogsumm --smtpd-stats (which pairs connect/disconnect by pid) counts every
+session; refused deliveries say relay=none as Postfix's do.
 Not here: delivery records (issue 3).
 """
 
 import datetime
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 import unittest
@@ -50,8 +55,12 @@ class MailLog(mtatest.MtaTestCase):
         qid = self.send_one(d)
         pid = d.pid()
         pfx = r"relay7/%s\[%d\]: "
-        d.wait_log(pfx % ("smtpd", pid) + r"connect from unknown\[127\.0\.0\.1\]$")
-        d.wait_log(pfx % ("smtpd", pid) + r"%s: client=unknown\[127\.0\.0\.1\]$" % qid)
+        # the session's smtpd lines carry its own pseudo-pid, never the daemon's
+        line = d.wait_log(r"relay7/smtpd\[\d+\]: %s: client=unknown\[127\.0\.0\.1\]$" % qid)[0]
+        spid = int(LINE_RE.match(line).group("pid"))
+        self.assertNotEqual(spid, pid, line)
+        self.assertGreater(spid, 4194304, "pseudo-pid within the range of real pids: " + line)
+        d.wait_log(pfx % ("smtpd", spid) + r"connect from unknown\[127\.0\.0\.1\]$")
         d.wait_log(pfx % ("cleanup", pid) + r"%s: message-id=<log-1@client\.example>$" % qid)
         lines = d.wait_log(pfx % ("qmgr", pid) +
                            r"%s: from=<s@example\.org>, size=(\d+), nrcpt=2 \(queue active\)$" % qid)
@@ -60,16 +69,22 @@ class MailLog(mtatest.MtaTestCase):
         self.assertGreaterEqual(size, len(MSG))
         self.assertLessEqual(abs(size - len(stored)), 2, "size= %d, stored message %d bytes"
                              % (size, len(stored)))
-        d.wait_log(pfx % ("smtpd", pid) + r"disconnect from unknown\[127\.0\.0\.1\]( |$)")
-        # every record has the Postfix syslog prefix with the new name
+        d.wait_log(pfx % ("smtpd", spid) + r"disconnect from unknown\[127\.0\.0\.1\]( |$)")
+        # every record has the Postfix syslog prefix with the new name; the records
+        # not tied to a session or a delivery connection keep the real pid
         for line in d.maillog().splitlines():
             m = LINE_RE.match(line)
             self.assertIsNotNone(m, "not a Postfix-format record: %r" % line)
             self.assertEqual(m.group("prog"), "relay7", line)
-            self.assertEqual(int(m.group("pid")), pid, line)
+            if m.group("svc") == "smtpd":
+                if "connect from" in m.group("text") and int(m.group("pid")) != spid:
+                    continue  # the harness's start-up probe: a session of its own
+                self.assertEqual(int(m.group("pid")), spid, line)
+            elif m.group("svc") not in ("smtp",):
+                self.assertEqual(int(m.group("pid")), pid, line)
         self.assertEqual(d.log_lines(r" mta/"), [])
         # the records also go to standard error
-        self.assertRegex(d.stderr(), r"relay7/smtpd\[%d\]: %s: client=unknown\[127\.0\.0\.1\]" % (pid, qid))
+        self.assertRegex(d.stderr(), r"relay7/smtpd\[%d\]: %s: client=unknown\[127\.0\.0\.1\]" % (spid, qid))
 
     def test_default_syslog_name_and_order(self):
         d = self.daemon()
@@ -86,9 +101,91 @@ class MailLog(mtatest.MtaTestCase):
             c.cmd("HELO helo.example")
             c.cmd("MAIL FROM:<s@example.org>")
             self.assertReply(c.cmd("RCPT TO:<x@y.example>"), 554, "5.7.1 <x@y.example>: Relay access denied")
-        d.wait_log(r"relay7/smtpd\[%d\]: NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.2\]: 554 5\.7\.1 "
+        d.wait_log(r"relay7/smtpd\[\d+\]: NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.2\]: 554 5\.7\.1 "
                    r"<x@y\.example>: Relay access denied; from=<s@example\.org> to=<x@y\.example> "
-                   r"proto=SMTP helo=<helo\.example>$" % d.pid())
+                   r"proto=SMTP helo=<helo\.example>$")
+
+    def smtpd_pids(self, d, pattern):
+        """smtpd_pids - the pids of the smtpd records matching PATTERN."""
+        return [int(LINE_RE.match(l).group("pid")) for l in d.log_lines(r"/smtpd\[\d+\]: " + pattern)]
+
+    def mixed_run(self, d, n=6):
+        """mixed_run - N overlapping sessions: all connect first, then each sends one
+        message (session 1 is rejected at MAIL, session 2 leaves without QUIT after
+        END-OF-MESSAGE), then they close in reverse order. Returns the number of
+        sessions in the log before (the harness's readiness probe: greeting, QUIT)."""
+        d.wait_log(r"\]: disconnect from unknown\[127\.0\.0\.1\] quit=1 commands=1$")
+        probes = len(d.log_lines(r"\]: connect from "))
+        clients = [d.client() for _ in range(n)]
+        try:
+            d.wait_log(r"\]: connect from unknown\[127\.0\.0\.1\]$", count=probes + n)
+            for i, c in enumerate(clients):
+                c.ehlo("c%d.example" % i)
+            for i, c in enumerate(clients):
+                if i == 1:  # rejected at MAIL (SIZE over message_size_limit)
+                    self.assertReply(c.cmd("MAIL FROM:<s1@example.org> SIZE=200000"), 552)
+                    continue
+                self.assertReply(c.cmd("MAIL FROM:<s%d@example.org>" % i), 250)
+                self.assertReply(c.cmd("RCPT TO:<r%d@example.com>" % i), 250)
+                self.assertReply(c.cmd("DATA"), 354)
+                c.send(MSG + b".\r\n")
+                self.assertReply(c.reply(), 250, "2.0.0 Ok: queued as ")
+            for i in reversed(range(n)):
+                if i != 2:
+                    self.assertReply(clients[i].cmd("QUIT"), 221)
+                clients[i].close()
+        finally:
+            for c in clients:
+                c.close()
+        d.wait_log(r"\]: disconnect from unknown\[127\.0\.0\.1\]", count=probes + n)
+        return probes
+
+    def test_concurrent_sessions_have_their_own_pids(self):
+        """Each session's lines share one pid, no two sessions share one, none is the
+        daemon's: as Postfix's one smtpd process per session."""
+        d = self.daemon(settings={"message_size_limit": "100000"})
+        n = 6
+        probes = self.mixed_run(d, n)
+        connects = self.smtpd_pids(d, r"connect from ")
+        disconnects = self.smtpd_pids(d, r"disconnect from ")
+        self.assertEqual(len(set(connects)), probes + n, d.maillog())
+        self.assertEqual(sorted(connects), sorted(disconnects), d.maillog())
+        self.assertNotIn(d.pid(), connects)
+        # the session's other lines carry its pid
+        lost = d.wait_log(r"/smtpd\[\d+\]: lost connection after END-OF-MESSAGE from "
+                          r"unknown\[127\.0\.0\.1\]$")
+        self.assertIn(int(LINE_RE.match(lost[0]).group("pid")), connects)
+        rej = d.wait_log(r"/smtpd\[\d+\]: NOQUEUE: reject: MAIL from unknown\[127\.0\.0\.1\]: 552 5\.3\.4 "
+                         r"Message size exceeds fixed limit; proto=ESMTP helo=<c1\.example>$")
+        self.assertIn(int(LINE_RE.match(rej[0]).group("pid")), connects)
+        clients = d.log_lines(r"/smtpd\[\d+\]: \w+: client=")
+        self.assertEqual(len(clients), n - 1)
+        for line in clients:
+            self.assertIn(int(LINE_RE.match(line).group("pid")), connects, line)
+
+    @unittest.skipUnless(shutil.which("pflogsumm"), "pflogsumm is not installed")
+    def test_pflogsumm_smtpd_stats_counts_every_session(self):
+        """pflogsumm --smtpd-stats pairs "connect from" with "disconnect from" by pid."""
+        d = self.daemon(settings={"message_size_limit": "100000"})
+        n = 6
+        probes = self.mixed_run(d, n)
+        out = subprocess.run(["pflogsumm", "--smtpd-stats", "--syslog-name=mta", d.maillog_path],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+                             timeout=60).stdout.decode("utf-8", "replace")
+        m = re.search(r"^\s*(\d+)\s+connections\b", out, re.M)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(int(m.group(1)), probes + n, out)
+
+    def test_refused_delivery_says_relay_none(self):
+        """A delivery that never got a connection logs relay=none (Postfix), under the
+        delivery connection's own pid."""
+        d = self.daemon()
+        qid = self.send_one(d, rcpts=("a@example.com",))
+        line = d.wait_log(r"/smtp\[\d+\]: %s: to=<a@example\.com>, relay=\S+, .*dsn=4\.4\.1, "
+                          r"status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: "
+                          r"Connection refused\)$" % (qid, d.hold_port))[0]
+        self.assertIn(", relay=none, ", line)
+        self.assertNotEqual(int(LINE_RE.match(line).group("pid")), d.pid(), line)
 
     def test_timestamp_format(self):
         d = self.daemon()
