@@ -146,6 +146,10 @@ void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
+/* smtpd_reply_reject_from - a reject at MAIL by a restriction: the log names SENDER, the
+ * address of the refused command (Postfix's smtpd_check_mail), as no transaction has it. */
+void smtpd_reply_reject_from(struct smtpd_session *s, const char *cmd, const char *sender,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void smtpd_reply_close(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* smtpd_reply_error - count one client error (saturating): the error sleep from
@@ -158,7 +162,7 @@ void smtpd_reply_junk(struct smtpd_session *s);
 /* smtpd_policy.c */
 int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa);
 int smtpd_policy_relay_ok(const struct smtpd_session *s, const char *rcpt);
-int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id);
+int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg);
 
 /* what a listener serves (smtpd_listen_open, smtpd_session_accept) */
 enum smtpd_listen_kind {

@@ -7,6 +7,7 @@
  */
 #include <netinet/in.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "mta/cidr.h"
 #include "smtpd_int.h"
@@ -24,7 +25,7 @@ int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa)
  * at RCPT so that no unauthenticated transaction starts; trusted networks do not
  * count here). 1: go on; 0: refused with the reply sent.
  */
-int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id)
+int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg)
 {
     switch (id) {
     case SMTPD_CMD_HELO:
@@ -43,10 +44,14 @@ int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id)
         return 0;
     }
     if (id == SMTPD_CMD_MAIL && !s->authenticated) {
-        char who[INET6_ADDRSTRLEN + 64];
+        char who[INET6_ADDRSTRLEN + 64], sender[SMTPD_ADDR_MAX + 1];
+        const char *end;
         snprintf(who, sizeof(who), "%s[%s]", s->name, s->addr);
-        smtpd_reply_reject(s, "MAIL", NULL, "554 5.7.1 <%s>: Client host rejected: Access denied",
-                           who);
+        /* the log names the sender, as Postfix's restrictions at MAIL do (none if unparsable) */
+        int ok = arg && strncasecmp(arg, "FROM:", 5) == 0 &&
+                 smtpd_addr_parse(arg + 5, 1, 1, sender, &end) == SMTPD_ADDR_OK;
+        smtpd_reply_reject_from(s, "MAIL", ok ? sender : NULL,
+                                "554 5.7.1 <%s>: Client host rejected: Access denied", who);
         return 0;
     }
     return 1;

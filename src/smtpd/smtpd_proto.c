@@ -323,7 +323,7 @@ static void smtpd_proto_vrfy(struct smtpd_session *s, const char *arg)
 void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg)
 {
     s->where = smtpd_cmd_defs[id].name;
-    if (s->submission && !smtpd_policy_submission(s, id))
+    if (s->submission && !smtpd_policy_submission(s, id, arg))
         return;
     switch (id) {
     case SMTPD_CMD_HELO:

@@ -79,23 +79,47 @@ void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     va_end(ap);
 }
 
-void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,
-                        ...)
+/*
+ * smtpd_reply_vreject - the reply and its log line, in Postfix's log_whatsup order:
+ * "ID: reject: CMD from name[addr]: REPLY; from=<S> to=<R> proto=P helo=<H>". from= and
+ * to= only when known; proto= is Postfix's session protocol (SMTP or ESMTP: the S and A
+ * of TLS and AUTH go in the Received: header only).
+ */
+__attribute__((format(printf, 5, 0))) static void
+smtpd_reply_vreject(struct smtpd_session *s, const char *cmd, const char *sender, const char *rcpt,
+                    const char *fmt, va_list ap)
 {
     char buf[1024], from[SMTPD_ADDR_MAX + 16] = "", to[SMTPD_ADDR_MAX + 16] = "";
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (s->tx && s->tx->sender)
-        snprintf(from, sizeof(from), " from=<%s>", s->tx->sender);
+    if (sender)
+        snprintf(from, sizeof(from), " from=<%s>", sender);
     if (rcpt)
         snprintf(to, sizeof(to), " to=<%s>", rcpt);
     log_mail_pid("smtpd", s->log_pid, "%s: reject: %s from %s[%s]: %s;%s%s proto=%s helo=<%s>",
                  s->tx && s->tx->msg ? s->tx->id : "NOQUEUE", cmd, s->name, s->addr, buf, from, to,
-                 smtpd_session_proto(s), s->helo ? s->helo : "");
+                 s->esmtp ? "ESMTP" : "SMTP", s->helo ? s->helo : "");
     smtpd_reply(s, "%s", buf);
+}
+
+void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,
+                        ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    smtpd_reply_vreject(s, cmd, s->tx ? s->tx->sender : NULL, rcpt, fmt, ap);
+    va_end(ap);
+}
+
+void smtpd_reply_reject_from(struct smtpd_session *s, const char *cmd, const char *sender,
+                             const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    smtpd_reply_vreject(s, cmd, sender, NULL, fmt, ap);
+    va_end(ap);
 }
 
 void smtpd_reply_close(struct smtpd_session *s, const char *fmt, ...)

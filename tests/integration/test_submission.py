@@ -72,7 +72,7 @@ class SubmissionTest(mtatest.MtaTestCase):
             s.sendmail("user@example.org", ["x@example.com"], MSG)
         self.d.wait_log(r"NOQUEUE: reject: MAIL from unknown\[127\.0\.0\.1\]: 554 5\.7\.1 "
                         r"<unknown\[127\.0\.0\.1\]>: Client host rejected: Access denied; "
-                        r"proto=ESMTPS helo=<client\.example>")
+                        r"from=<user@example\.org> proto=ESMTP helo=<client\.example>$")
         self.d.wait_log(r"sasl_method=PLAIN, sasl_username=%s" % tlskeys.SASL_USER)
         self.assertEqual(len(self.wait_queued(self.d, 1)), 1)
 
