@@ -12,6 +12,8 @@ TEST_PKGS="python3 swaks openssl curl samba smbclient nfs-ganesha nfs-ganesha-vf
 dnsmasq sasl2-bin libsasl2-modules pflogsumm chromium prometheus dpkg-dev"
 # test_package.py: the installed logrotate file and man pages, with the real tools
 TEST_PKGS="$TEST_PKGS logrotate man-db"
+# cpack -G DEB runs dpkg-shlibdeps, and CPackDeb refuses to without file(1) (test_package.py)
+TEST_PKGS="$TEST_PKGS file"
 # swaks's TLS and AUTH need these Perl modules, which --no-install-recommends leaves out
 # (without them every TLS/AUTH swaks test exits 10 on a fresh machine)
 TEST_PKGS="$TEST_PKGS libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl \

@@ -137,6 +137,9 @@ static void mtad_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 /* mtad_fail - one exact start-up message (and the detail) to stderr, then exit 1. */
 static void mtad_fail(const char *message, const char *detail)
 {
+    /* records already queued (e.g. "running as mta") go out first: the exact start-up message
+     * must be the last line on stderr, where scripts and the appliance look for it */
+    log_flush();
     if (detail && *detail)
         fprintf(stderr, "mtad: %s\n", detail);
     fprintf(stderr, "%s\n", message);
