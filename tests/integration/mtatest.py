@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -271,6 +272,35 @@ def queue_id_of(reply):
 
 # --------------------------------------------------------------------------
 # the daemon
+
+
+class SenderThreads:
+    """SenderThreads - N client threads running self.run(tid) until stopped; a subclass
+    defines run() and fills self.acked (one entry per message that got its 250)."""
+
+    def __init__(self, d, nthreads):
+        self.d = d
+        self.acked = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
+                        for i in range(nthreads)]
+
+    def run(self, tid):
+        raise NotImplementedError
+
+    def start(self):
+        for th in self.threads:
+            th.start()
+
+    def finish(self):
+        self.stop.set()
+        for th in self.threads:
+            th.join(t(30))
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
 
 
 class StartError(Exception):

@@ -11,7 +11,6 @@ import os
 import smtplib
 import socket
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,16 +26,12 @@ def message(tid, n):
              "\r\n" % (tid, tid, n, tid, n)).encode() + (b"marker %d/%d " % (tid, n)) * 200 + b"\r\n")
 
 
-class Load:
+class Load(mtatest.SenderThreads):
     """THREADS senders, each sending messages over reused connections until stopped."""
 
     def __init__(self, d):
-        self.d = d
-        self.acked = {}  # queue ID -> (tid, n)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
+        super().__init__(d, THREADS)  # acked: queue ID -> (tid, n)
         self.errors = []
-        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(THREADS)]
 
     def run(self, tid):
         n = 0
@@ -64,19 +59,6 @@ class Load:
                             break
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.02)  # the daemon is gone or going: try again until stopped
-
-    def start(self):
-        for th in self.threads:
-            th.start()
-
-    def finish(self):
-        self.stop.set()
-        for th in self.threads:
-            th.join(t(30))
-
-    def count(self):
-        with self.lock:
-            return len(self.acked)
 
 
 class CrashRecovery(mtatest.MtaTestCase):

@@ -16,7 +16,6 @@ import random
 import re
 import smtplib
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,17 +38,12 @@ def message(tid, n):
     return head + line * lines + b"end %d/%d\r\n" % (tid, n)
 
 
-class Senders:
+class Senders(mtatest.SenderThreads):
     """THREADS smtplib clients sending until stopped; they reconnect after every kill."""
 
     def __init__(self, d):
-        self.d = d
-        self.acked = {}        # (tid, n) -> queue ID: the 250 arrived
-        self.unsure = set()    # (tid, n): the end of data was sent, no reply (killed)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
-                        for i in range(THREADS)]
+        super().__init__(d, THREADS)  # acked: (tid, n) -> queue ID: the 250 arrived
+        self.unsure = set()  # (tid, n): the end of data was sent, no reply (killed)
 
     def run(self, tid):
         n = 0
@@ -77,19 +71,6 @@ class Senders:
                             self.acked[key] = queue_id_of(text.decode())
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.02)  # killed: try again once it is back
-
-    def start(self):
-        for th in self.threads:
-            th.start()
-
-    def finish(self):
-        self.stop.set()
-        for th in self.threads:
-            th.join(t(30))
-
-    def count(self):
-        with self.lock:
-            return len(self.acked)
 
 
 class Kill9Loop(mtatest.MtaTestCase):
