@@ -9,8 +9,9 @@
 #include <strings.h>
 
 const struct smtpd_cmd_def smtpd_cmd_defs[SMTPD_CMD_COUNT] = {
-    /* JUNK: Postfix's smtpd_junk_command_limit set (HELO EHLO RSET NOOP VRFY ETRN) and HELP;
-     * ETRN is not implemented here: its 502 is an error already */
+    /* JUNK: Postfix's smtpd_junk_command_limit set (HELO EHLO RSET NOOP VRFY ETRN) and HELP.
+     * ETRN has no entry by design: the appliance keeps no fast-flush service (Postfix's
+     * fast_flush_domains), so ETRN is an unknown command (502) and counts as an error. */
     [SMTPD_CMD_HELO] = {"HELO", "helo", SMTPD_CMDF_LAST | SMTPD_CMDF_JUNK},
     [SMTPD_CMD_EHLO] = {"EHLO", "ehlo", SMTPD_CMDF_LAST | SMTPD_CMDF_JUNK},
     /* STARTTLS is not LAST: pipelined input after it is dropped (smtpd_tls.c) */
