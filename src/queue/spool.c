@@ -281,14 +281,17 @@ struct spool_space_job {
     int rdonly, gone;
 };
 
-/* spool_statvfs - free (available to us) and total bytes of the data volume. */
-static int spool_statvfs(int fd, long long *free_bytes, long long *total_bytes)
+/* spool_statvfs - free (available to us) and total bytes of the data volume, and whether it is
+ * mounted read-only (RDONLY may be NULL). */
+static int spool_statvfs(int fd, long long *free_bytes, long long *total_bytes, int *rdonly)
 {
     struct statvfs v;
     if (fstatvfs(fd, &v) < 0)
         return -1;
     *free_bytes = (long long)v.f_bavail * (long long)v.f_frsize;
     *total_bytes = (long long)v.f_blocks * (long long)v.f_frsize;
+    if (rdonly)
+        *rdonly = (v.f_flag & ST_RDONLY) != 0;
     return 0;
 }
 
@@ -343,13 +346,7 @@ static int spool_gone(int dirfd, const char *path)
 static void spool_space_work(void *arg)
 {
     struct spool_space_job *j = arg;
-    struct statvfs v;
-    j->ok = fstatvfs(j->sp->dirfd, &v) == 0;
-    if (j->ok) {
-        j->free_bytes = (long long)v.f_bavail * (long long)v.f_frsize;
-        j->total_bytes = (long long)v.f_blocks * (long long)v.f_frsize;
-        j->rdonly = (v.f_flag & ST_RDONLY) != 0;
-    }
+    j->ok = spool_statvfs(j->sp->dirfd, &j->free_bytes, &j->total_bytes, &j->rdonly) == 0;
     j->gone = spool_gone(j->sp->dirfd, j->sp->abspath);
 }
 
@@ -549,7 +546,7 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
         spool_scan_status(sp, h);
 
     spool_test_free(sp);
-    if (spool_statvfs(sp->dirfd, &sp->free_bytes, &sp->total_bytes) < 0)
+    if (spool_statvfs(sp->dirfd, &sp->free_bytes, &sp->total_bytes, NULL) < 0)
         goto fail_errno;
     sp->io = workers_new(base, SPOOL_IO_THREADS, "spool-io");
     if (!sp->io || spool_committer_start(sp) < 0)
