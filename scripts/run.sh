@@ -13,5 +13,9 @@ mkdir -p "$ROOT/var/data"
 if [ "$(id -u)" = 0 ] && ! getent passwd mta >/dev/null; then
     useradd --system --no-create-home --shell /usr/sbin/nologin mta
 fi
+# setgid_group (default mtadrop): the group of the setgid postdrop and postqueue programs
+if [ "$(id -u)" = 0 ] && ! getent group mtadrop >/dev/null; then
+    groupadd --system mtadrop
+fi
 exec "$ROOT/build/mtad" -c "$ROOT/etc/mtad-default.conf" \
     -o data_volume="$ROOT/var/data" -o maillog_file="$ROOT/var/maillog" "$@"

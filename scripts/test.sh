@@ -12,6 +12,10 @@ JOBS="${MTA_TEST_JOBS:-$(nproc)}"
 if [ "$(id -u)" = 0 ] && ! getent passwd mta >/dev/null; then
     useradd --system --no-create-home --shell /usr/sbin/nologin mta
 fi
+# setgid_group (default mtadrop): the group of the setgid postdrop and postqueue programs
+if [ "$(id -u)" = 0 ] && ! getent group mtadrop >/dev/null; then
+    groupadd --system mtadrop
+fi
 
 # A packager's build: Release with Debian's hardening flags (dpkg-buildflags) at -O2 and -O3
 # must compile without a single warning (-Werror here only to make a warning fail CI).

@@ -90,7 +90,10 @@ enum conf_type {
       "Program name in mail log records (syslog_name/service[pid]).")                           \
     X(mail_owner, CONF_STR, "mta", 0, 0, "postfix",                                              \
       "Account mtad runs as after start-up when started as root (owns the data volume, mode "    \
-      "0700). Started as another user, mtad stays that user.")                                  \
+      "0710). Started as another user, mtad stays that user.")                                  \
+    X(setgid_group, CONF_STR, "mtadrop", 0, 0, "postfix",                                        \
+      "Group of the setgid postdrop and postqueue programs: it may enter the data volume, "      \
+      "write the maildrop and use the control socket's public commands.")                       \
     X(message_size_limit, CONF_SIZE, "10240000", 1024, 2147483647L, "postfix",                    \
       "Largest message accepted, in bytes (SIZE= and the DATA stream).")                        \
     X(smtpd_recipient_limit, CONF_INT, "1000", 1, 100000, "postfix",                             \

@@ -1,5 +1,5 @@
 /*
- * control.h - the administration socket: a root-only UNIX stream socket
+ * control.h - the administration socket: a UNIX stream socket
  * DATA_VOLUME/control speaking a line protocol. The client sends one line
  * "COMMAND [ARG...]\n"; the daemon answers with a status line ("ok" or
  * "error: TEXT"), then the command's output, then closes the connection.
@@ -10,6 +10,7 @@
 #define MTA_CONTROL_H
 
 #include <stdio.h>
+#include <sys/types.h>
 
 struct event_base;
 struct evbuffer;
@@ -25,7 +26,8 @@ typedef int (*control_cmd_fn)(void *arg, int argc, char **argv, struct evbuffer 
 
 /*
  * control_new - listen on DATA_VOLUME/control (a stale socket is replaced; mode
- * 0600; peers other than root and the daemon's own user are refused). Serves
+ * 0660, group setgid_group; only public commands for peers other than root
+ * and the daemon's own user). Serves
  * "stats" (the counters) itself. NULL and *err (malloc'd) on failure.
  */
 struct control *control_new(struct event_base *base, const struct conf *conf, char **err);
@@ -35,6 +37,16 @@ struct control *control_new(struct event_base *base, const struct conf *conf, ch
  * "error: <that text>" and mtactl exits 1).
  */
 int control_register(struct control *c, const char *name, control_cmd_fn fn, void *arg);
+/*
+ * control_register_public - serve NAME with FN for any peer that can reach the
+ * socket (mode 0660, group setgid_group: root, the daemon's user and programs
+ * setgid to that group, such as postqueue). Use it only for what Postfix lets
+ * every local user do (the queue listing, flush). Administrative commands use
+ * control_register: other peers get "error: permission denied".
+ */
+int control_register_public(struct control *c, const char *name, control_cmd_fn fn, void *arg);
+/* control_peer_uid - the uid of the peer whose command is being run (in a handler only). */
+uid_t control_peer_uid(void);
 /* control_free - close the socket and every client connection, unlink the socket. */
 void control_free(struct control *c);
 

@@ -1,6 +1,7 @@
 /*
  * privilege.h - least privilege for mtad: started as root it looks up
- * mail_owner, makes the data volume that account's (mode 0700) and enters it,
+ * mail_owner, makes the data volume that account's (mode 0710, group
+ * setgid_group) and enters it,
  * binds the listening ports and then drops to mail_owner for the rest of its
  * life (supplementary groups, gid, uid; verified). Started as any other user it
  * stays that user. Process-wide state: one process has one identity.
@@ -41,12 +42,19 @@ const char *priv_owner_name(void);
  * priv_enter_data_volume - create data_volume if missing; as root make it and
  * everything below it mail_owner's (entries owned by anyone else are chowned
  * once, walking by directory descriptor, never through symbolic links; the
- * volume itself gets mode 0700); then make it the working directory, so that
+ * volume itself gets mode 0710 and group setgid_group, and DATA/maildrop is
+ * made mode 1730 with that group, its files left to their submitters);
+ * then make it the working directory, so that
  * the path above it may stay root-only (the spool and the control socket open
  * it as "."). 0 ok; -1 and *err (malloc'd). Nothing is changed when the path is
  * not a directory.
  */
 int priv_enter_data_volume(const struct conf *c, char **err);
+/*
+ * priv_setgid_group - setgid_group's gid (started unprivileged: the process's
+ * own group), after priv_prepare: the group of DATA/maildrop and the control socket.
+ */
+gid_t priv_setgid_group(void);
 /*
  * priv_data_volume_path - PATH, or "." when PATH is the data volume entered by
  * priv_enter_data_volume (the working directory).
@@ -70,7 +78,7 @@ int priv_bind(int fd, const struct sockaddr *sa, socklen_t len);
 void priv_prebind_release(void);
 
 /*
- * priv_drop - as root: initgroups(mail_owner), setresgid, setresuid, then
+ * priv_drop - as root: initgroups(mail_owner) plus setgid_group, setresgid, setresuid, then
  * verify that uid 0 and gid 0 cannot be regained. Call it before any worker
  * thread starts. No-op (0) when not root. 0 ok; -1 and *err (malloc'd).
  */

@@ -1,11 +1,15 @@
 /*
  * control.c - the administration socket DATA_VOLUME/control (mtactl's side
  * door into the running daemon): accept, read one command line, dispatch to the
- * registered handler, write "ok"/"error: ..." and the output, close. Only root
- * and the daemon's own user may connect (SO_PEERCRED), and the socket is 0600.
- * Started as root, mtad creates the socket after dropping to mail_owner, so the
- * socket is that account's, inside its 0700 data volume: root (mtactl) passes
- * the file permissions anyway, and the daemon can remove the socket at exit.
+ * registered handler, write "ok"/"error: ..." and the output, close. The socket
+ * is mode 0660, group setgid_group, inside the 0710 data volume of that group:
+ * root, the daemon's own user and programs running setgid setgid_group
+ * (postqueue, as Postfix's) reach it. Each command is either public (the queue
+ * listing, flush: what Postfix lets any local user do) or administrative; the
+ * peer's uid (SO_PEERCRED) decides: only root and the daemon's own user run
+ * administrative ones. Started as root, mtad creates the socket after dropping
+ * to mail_owner (with setgid_group among its groups), so the socket is that
+ * account's, and the daemon can remove it at exit.
  * The socket is bound relative to the working directory when that is the data
  * volume (privilege.h), so the path above the volume may stay root-only.
  * Also the client half (control_request) that mtactl uses.
@@ -33,6 +37,7 @@ struct control_cmd {
     char *name;
     control_cmd_fn fn;
     void *arg;
+    int public; /* any peer may run it (else root and the daemon's user only) */
     struct control_cmd *next;
 };
 
@@ -40,8 +45,11 @@ struct control_conn {
     struct control *c;
     struct bufferevent *bev;
     struct control_conn *prev, *next;
+    uid_t uid; /* the peer's (SO_PEERCRED) */
     int replied;
 };
+
+static uid_t control_cur_uid = (uid_t)-1; /* the peer of the command being run */
 
 struct control {
     struct event_base *base;
@@ -98,8 +106,13 @@ static void control_dispatch(struct control_conn *cc, char *line)
             break;
     if (!argc || !cmd) {
         evbuffer_add_printf(reply, "error: unknown command \"%s\"\n", argc ? argv[0] : "");
+    } else if (!cmd->public && cc->uid != 0 && cc->uid != geteuid()) {
+        evbuffer_add_printf(reply, "error: permission denied: %s is reserved for the superuser\n",
+                            argv[0]);
     } else {
+        control_cur_uid = cc->uid;
         rc = cmd->fn(cmd->arg, argc, argv, out);
+        control_cur_uid = (uid_t)-1;
         if (rc == 0) {
             evbuffer_add(reply, "ok\n", 3);
             evbuffer_add_buffer(reply, out);
@@ -149,7 +162,8 @@ static void control_event_cb(struct bufferevent *bev, short what, void *arg)
     control_conn_free(arg);
 }
 
-/* control_accept_cb - a client connected: refuse anyone but root or ourselves. */
+/* control_accept_cb - a client connected: note who it is (the socket's mode and
+ * group decided that it may connect; the command decides what it may run). */
 static void control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                               int salen, void *arg)
 {
@@ -162,8 +176,7 @@ static void control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, st
     (void)lev;
     (void)sa;
     (void)salen;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-        (cred.uid != 0 && cred.uid != geteuid())) {
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
         close(fd);
         return;
     }
@@ -173,6 +186,7 @@ static void control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, st
         return;
     }
     cc->c = c;
+    cc->uid = cred.uid;
     cc->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!cc->bev) {
         close(fd);
@@ -219,8 +233,8 @@ struct control *control_new(struct event_base *base, const struct conf *conf, ch
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     memcpy(sun.sun_path, c->local, strlen(c->local) + 1);
-    unlink(c->local); /* a stale socket of an earlier run; the spool lock guards a live one */
-    old = umask(0077);
+    unlink(c->local);  /* a stale socket of an earlier run; the spool lock guards a live one */
+    old = umask(0077); /* no moment with a wider mode than the final one */
     c->lev = evconnlistener_new_bind(base, control_accept_cb, c,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
                                      (struct sockaddr *)&sun, sizeof(sun));
@@ -231,12 +245,16 @@ struct control *control_new(struct event_base *base, const struct conf *conf, ch
         free(c);
         return NULL;
     }
-    chmod(c->local, 0600);
+    /* group setgid_group may connect (postqueue); a failure leaves it root/owner-only */
+    if (chown(c->local, (uid_t)-1, priv_setgid_group()) < 0 || chmod(c->local, 0660) < 0)
+        chmod(c->local, 0600);
     control_register(c, "stats", control_stats, NULL);
     return c;
 }
 
-int control_register(struct control *c, const char *name, control_cmd_fn fn, void *arg)
+/* control_add - register NAME; PUBLIC: any peer may run it. */
+static int control_add(struct control *c, const char *name, control_cmd_fn fn, void *arg,
+                       int public)
 {
     struct control_cmd *cmd = calloc(1, sizeof(*cmd));
 
@@ -246,9 +264,25 @@ int control_register(struct control *c, const char *name, control_cmd_fn fn, voi
     }
     cmd->fn = fn;
     cmd->arg = arg;
+    cmd->public = public;
     cmd->next = c->cmds;
     c->cmds = cmd;
     return 0;
+}
+
+int control_register(struct control *c, const char *name, control_cmd_fn fn, void *arg)
+{
+    return control_add(c, name, fn, arg, 0);
+}
+
+int control_register_public(struct control *c, const char *name, control_cmd_fn fn, void *arg)
+{
+    return control_add(c, name, fn, arg, 1);
+}
+
+uid_t control_peer_uid(void)
+{
+    return control_cur_uid;
 }
 
 void control_free(struct control *c)

@@ -3,6 +3,9 @@
  * data volume made that account's and entered, listening sockets bound while
  * still root, and the drop itself (initgroups, setresgid, setresuid, verified).
  * Everything here blocks and runs once at start-up, before the event loop.
+ * The volume is mode 0710 with group setgid_group, and DATA/maildrop mode 1730
+ * with that group: Postfix's model, where only the setgid postdrop (and
+ * postqueue) programs may enter the queue, to add a file or reach the socket.
  *
  * Why the data volume is walked by descriptor: the walk runs as root over a
  * tree that the unprivileged account may write. Following a path (nftw, chown)
@@ -23,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -34,12 +38,16 @@
 
 #define PRIV_WALK_DEPTH 16 /* the spool is 3 levels deep; deeper is not ours */
 #define PRIV_MAX_PREBOUND 8
+#define PRIV_MAILDROP "maildrop"
+#define PRIV_VOLUME_MODE 0710    /* setgid_group may enter (the maildrop, the control socket) */
+#define PRIV_MAILDROP_MODE 01730 /* setgid_group may add files; nobody else may list them */
 
 static struct {
     int root;    /* started as root: the drop is to come */
     int dropped; /* priv_drop succeeded */
     uid_t uid;
     gid_t gid;
+    gid_t sgid; /* setgid_group: the maildrop's and the control socket's group */
     char name[256];
     char entered[4096]; /* the data volume that is the working directory, or "" */
 } priv;
@@ -64,6 +72,32 @@ static int priv_seterr(char **err, const char *fmt, ...)
     return -1;
 }
 
+/* priv_prepare_group - look up setgid_group (as root): the group that the setgid
+ * postdrop and postqueue programs run with. 0 ok, -1 and *err. */
+static int priv_prepare_group(const struct conf *c, char **err)
+{
+    struct group *gr;
+
+    if (!*c->setgid_group)
+        return priv_seterr(err, "setgid_group: empty; name the group of the setgid postdrop and "
+                                "postqueue programs");
+    errno = 0;
+    gr = getgrnam(c->setgid_group);
+    if (!gr)
+        return priv_seterr(err,
+                           "setgid_group: group \"%s\" does not exist%s%s (create it: groupadd "
+                           "--system %s)",
+                           c->setgid_group, errno ? ": " : "", errno ? strerror(errno) : "",
+                           c->setgid_group);
+    if (gr->gr_gid == 0)
+        return priv_seterr(err,
+                           "setgid_group: group \"%s\" has the group ID of root; choose a group "
+                           "of its own",
+                           c->setgid_group);
+    priv.sgid = gr->gr_gid;
+    return 0;
+}
+
 int priv_prepare(const struct conf *c, char **err)
 {
     struct passwd *pw;
@@ -73,6 +107,7 @@ int priv_prepare(const struct conf *c, char **err)
         /* an ordinary user (the developer's embedded default) stays who it is */
         pw = getpwuid(geteuid());
         snprintf(priv.name, sizeof(priv.name), "%s", pw ? pw->pw_name : "");
+        priv.sgid = getegid(); /* nobody else's programs can be setgid for us */
         return 0;
     }
     if (!*c->mail_owner)
@@ -97,6 +132,8 @@ int priv_prepare(const struct conf *c, char **err)
                            c->mail_owner);
     if (strlen(pw->pw_name) >= sizeof(priv.name))
         return priv_seterr(err, "mail_owner: user name too long");
+    if (priv_prepare_group(c, err) < 0)
+        return -1;
     priv.root = 1;
     priv.uid = pw->pw_uid;
     priv.gid = pw->pw_gid;
@@ -149,9 +186,10 @@ const char *priv_owner_name(void)
     return priv.name;
 }
 
-/* priv_give - make the object at DIRFD/NAME mail_owner's unless it is a symbolic link or
- * a file with several links. 1 changed, 0 left alone, -1 error (errno). */
-static int priv_give(int dirfd, const char *name, const char *where, const struct stat *st)
+/* priv_give - make the object at DIRFD/NAME mail_owner's (group GID) unless it is a
+ * symbolic link or a file with several links. 1 changed, 0 left alone, -1 error (errno). */
+static int priv_give(int dirfd, const char *name, const char *where, const struct stat *st,
+                     gid_t gid)
 {
     int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     struct stat now;
@@ -175,7 +213,7 @@ static int priv_give(int dirfd, const char *name, const char *where, const struc
         close(fd);
         return 0;
     }
-    if (fchownat(fd, "", priv.uid, priv.gid, AT_EMPTY_PATH) < 0)
+    if (fchownat(fd, "", priv.uid, gid, AT_EMPTY_PATH) < 0)
         r = -1;
     else
         r = 1;
@@ -212,8 +250,11 @@ static int priv_walk(int dfd, const char *where, int depth, long *changed, char 
         }
         if (S_ISLNK(st.st_mode))
             continue; /* never followed, never changed: the spool makes none */
+        if (depth == 0 && strcmp(e->d_name, PRIV_MAILDROP) == 0)
+            continue; /* the maildrop's files are the submitting users' (postdrop's); the
+                       * directory itself is set up by priv_maildrop */
         if (st.st_uid != priv.uid || st.st_gid != priv.gid) {
-            int g = priv_give(dfd, e->d_name, where, &st);
+            int g = priv_give(dfd, e->d_name, where, &st, priv.gid);
             if (g < 0) {
                 r = priv_seterr(err, "data volume %s/%s: cannot give it to %s: %s", where,
                                 e->d_name, priv.name, strerror(errno));
@@ -247,6 +288,33 @@ static int priv_walk(int dfd, const char *where, int depth, long *changed, char 
     return r;
 }
 
+/* priv_maildrop - make DFD/maildrop (created if missing) mail_owner's, group
+ * setgid_group, mode 1730: the setgid postdrop adds files, only mtad lists them.
+ * Started unprivileged, the daemon's own ids. 0 ok, -1 and *err. */
+static int priv_maildrop(int dfd, const char *where, char **err)
+{
+    struct stat st;
+    int fd;
+
+    if (mkdirat(dfd, PRIV_MAILDROP, 0700) < 0 && errno != EEXIST)
+        return priv_seterr(err, "data volume %s/" PRIV_MAILDROP ": %s", where, strerror(errno));
+    fd = openat(dfd, PRIV_MAILDROP, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        goto fail;
+    if (priv.root && (st.st_uid != priv.uid || st.st_gid != priv.sgid) &&
+        fchown(fd, priv.uid, priv.sgid) < 0)
+        goto fail;
+    if ((st.st_mode & 07777) != PRIV_MAILDROP_MODE && fchmod(fd, PRIV_MAILDROP_MODE) < 0)
+        goto fail;
+    close(fd);
+    return 0;
+fail:
+    priv_seterr(err, "data volume %s/" PRIV_MAILDROP ": %s", where, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
 int priv_enter_data_volume(const struct conf *c, char **err)
 {
     const char *path = c->data_volume;
@@ -267,9 +335,10 @@ int priv_enter_data_volume(const struct conf *c, char **err)
     if (priv.root) {
         if (fstat(fd, &st) < 0)
             goto fail_errno;
-        if ((st.st_uid != priv.uid || st.st_gid != priv.gid) && fchown(fd, priv.uid, priv.gid) < 0)
+        if ((st.st_uid != priv.uid || st.st_gid != priv.sgid) &&
+            fchown(fd, priv.uid, priv.sgid) < 0)
             goto fail_errno;
-        if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+        if ((st.st_mode & 07777) != PRIV_VOLUME_MODE && fchmod(fd, PRIV_VOLUME_MODE) < 0)
             goto fail_errno;
         if (priv_walk(fd, path, 0, &changed, err) < 0) {
             close(fd);
@@ -277,6 +346,10 @@ int priv_enter_data_volume(const struct conf *c, char **err)
         }
         if (changed)
             log_info("data volume %s: %ld entries given to %s", path, changed, priv.name);
+    }
+    if (priv_maildrop(fd, path, err) < 0) {
+        close(fd);
+        return -1;
     }
     if (fchdir(fd) < 0)
         goto fail_errno;
@@ -287,6 +360,11 @@ fail_errno:
     priv_seterr(err, "data volume %s: %s", path, strerror(errno));
     close(fd);
     return -1;
+}
+
+gid_t priv_setgid_group(void)
+{
+    return priv.sgid;
 }
 
 const char *priv_data_volume_path(const char *path)
@@ -410,6 +488,23 @@ void priv_prebind_release(void)
         close(priv_pre[--priv_npre].fd);
 }
 
+/* priv_add_group - add GID to the supplementary groups (after initgroups): the daemon
+ * reads the maildrop's files (mode 0640, group setgid_group) and gives the control
+ * socket that group. 0 ok, -1/errno. */
+static int priv_add_group(gid_t gid)
+{
+    gid_t groups[NGROUPS_MAX + 1];
+    int n = getgroups(NGROUPS_MAX, groups);
+
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return 0;
+    groups[n++] = gid;
+    return setgroups((size_t)n, groups);
+}
+
 int priv_drop(char **err)
 {
     uid_t ru, eu, su;
@@ -422,6 +517,9 @@ int priv_drop(char **err)
      * the account its supplementary groups (e.g. sasl for saslauthd), nothing else */
     if (initgroups(priv.name, priv.gid) < 0)
         return priv_seterr(err, "mail_owner %s: initgroups: %s", priv.name, strerror(errno));
+    if (priv_add_group(priv.sgid) < 0)
+        return priv_seterr(err, "setgid_group: cannot add group %lu to %s's groups: %s",
+                           (unsigned long)priv.sgid, priv.name, strerror(errno));
     if (setresgid(priv.gid, priv.gid, priv.gid) < 0)
         return priv_seterr(err, "mail_owner %s: setresgid(%lu): %s", priv.name,
                            (unsigned long)priv.gid, strerror(errno));

@@ -10,6 +10,7 @@ setting; started as another user (nobody) mtad stays that user.
 Not here: the systemd unit and sd_notify (test_systemd.py).
 """
 
+import grp
 import os
 import pwd
 import random
@@ -101,8 +102,10 @@ class StartedAsRoot(mtatest.MtaTestCase):
         os.chmod(d.data_volume, 0o755)
         d.start()
 
-        # every thread of the process: mail_owner's IDs, supplementary groups, no capabilities
-        groups = sorted(set(os.getgrouplist(o.pw_name, o.pw_gid)))
+        # every thread of the process: mail_owner's IDs, supplementary groups plus
+        # setgid_group (it reads the maildrop, owns the socket's group), no capabilities
+        drop = grp.getgrnam("mtadrop").gr_gid
+        groups = sorted(set(os.getgrouplist(o.pw_name, o.pw_gid)) | {drop})
         tasks = os.listdir("/proc/%d/task" % d.pid())
         self.assertGreater(len(tasks), 1, "expected worker threads")
         for tid in tasks:
@@ -114,20 +117,27 @@ class StartedAsRoot(mtatest.MtaTestCase):
         d.wait_log(r"master\[%d\]: running as %s \(uid %d, gid %d\)"
                    % (d.pid(), o.pw_name, o.pw_uid, o.pw_gid))
 
-        # the data volume and everything in it: mail_owner's; the volume itself 0700
+        # the data volume and everything in it: mail_owner's; the volume itself 0710 and
+        # the maildrop 1730, both of group setgid_group (postdrop and postqueue enter)
         st = os.stat(d.data_volume)
         self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)),
-                         (o.pw_uid, o.pw_gid, 0o700))
+                         (o.pw_uid, drop, 0o710))
+        md = os.stat(os.path.join(d.data_volume, "maildrop"))
+        self.assertEqual((md.st_uid, md.st_gid, stat.S_IMODE(md.st_mode)),
+                         (o.pw_uid, drop, 0o1730))
         for root, dirs, files in os.walk(d.data_volume):
             for n in dirs + files:
-                s = os.lstat(os.path.join(root, n))
-                self.assertEqual((s.st_uid, s.st_gid), (o.pw_uid, o.pw_gid),
-                                 os.path.join(root, n))
+                p = os.path.join(root, n)
+                s = os.lstat(p)
+                want = drop if p in (os.path.join(d.data_volume, "maildrop"),
+                                     os.path.join(d.data_volume, "control")) else o.pw_gid
+                self.assertEqual((s.st_uid, s.st_gid), (o.pw_uid, want), p)
         with open(planted, "rb") as f:
             self.assertEqual(f.read(), b"kept\n")
         ctl = os.stat(os.path.join(d.data_volume, "control"))
         self.assertTrue(stat.S_ISSOCK(ctl.st_mode))
-        self.assertEqual((ctl.st_uid, stat.S_IMODE(ctl.st_mode)), (o.pw_uid, 0o600))
+        self.assertEqual((ctl.st_uid, ctl.st_gid, stat.S_IMODE(ctl.st_mode)),
+                         (o.pw_uid, drop, 0o660))
         # the directory above stays root's
         self.assertEqual(os.stat(private).st_uid, 0)
 
@@ -166,6 +176,41 @@ class StartedAsRoot(mtatest.MtaTestCase):
         self.assertEqual(d.stop(), 0)
         self.assertFalse(os.path.exists(os.path.join(d.data_volume, "control")),
                          "the daemon removes its socket at exit")
+
+    def test_control_socket_peers(self):
+        """The control socket: setgid_group may connect, but runs only public commands;
+        other users cannot connect at all."""
+        os.chmod(self.tmp, 0o711)  # the path above the volume: enterable, as /var/spool
+        d = self.daemon()
+        sock = os.path.join(d.data_volume, "control")
+        ask = ("import socket,sys\n"
+               "s=socket.socket(socket.AF_UNIX)\n"
+               "try:\n"
+               "    s.connect(sys.argv[1])\n"
+               "except OSError as e:\n"
+               "    print('connect:', e.strerror); sys.exit(0)\n"
+               "s.sendall(b'stats\\n'); print(s.makefile().readline().strip())\n")
+
+        def as_nobody(*group):
+            p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=" + (group or ("nogroup",))[0],
+                                "--clear-groups", sys.executable, "-c", ask, sock],
+                               capture_output=True, text=True, timeout=t(20))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p.stdout.strip()
+
+        self.assertEqual(as_nobody("mtadrop"),
+                         "error: permission denied: stats is reserved for the superuser")
+        self.assertEqual(as_nobody(), "connect: Permission denied")
+        p = subprocess.run([mtatest.MTACTL, "-c", d.config_path, "stats"], capture_output=True,
+                           text=True, timeout=t(20))
+        self.assertEqual(p.returncode, 0, p.stderr)  # root still runs everything
+
+    def test_missing_setgid_group_names_it(self):
+        d = self.daemon(overrides=["setgid_group=nosuch-mta-group"], start=False)
+        with self.assertRaises(mtatest.StartError):
+            d.start()
+        self.assertIn('mtad: setgid_group: group "nosuch-mta-group" does not exist', d.stderr())
+        self.assertIn("groupadd --system nosuch-mta-group", d.stderr())
 
     def start_refused(self, owner):
         d = self.daemon(overrides=["mail_owner=" + owner], start=False)
