@@ -7,8 +7,10 @@
  *                  postqueue -j JSON lines), one page of at most N (1000) messages
  * flush           retry all deferred mail now
  * delete ID...|ALL  remove messages from the queue
+ * hold ID...|ALL    put messages on hold (postsuper -h): not delivered until released
+ * release ID...|ALL release messages from hold (postsuper -H)
  * stats           the daemon's counters
- * The last four talk to the running daemon over DATA_VOLUME/control (control.h).
+ * The last six talk to the running daemon over DATA_VOLUME/control (control.h).
  */
 #include "mta/conf.h"
 #include "mta/control.h"
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MTACTL_DEFAULT_CONF MTA_DEFAULT_CONF
@@ -34,10 +37,42 @@ static void mtactl_usage(FILE *out)
                  "                  postqueue -j format), at most N (1000) messages\n"
                  "  flush           retry all deferred mail now\n"
                  "  delete ID...|ALL  remove messages from the queue\n"
+                 "  hold ID...|ALL    put messages on hold (not delivered until released)\n"
+                 "  release ID...|ALL release messages from hold\n"
                  "  stats           print the daemon's counters\n");
 }
 
-/* mtactl_daemon - send one control request (queue, flush, delete, stats) to the daemon. */
+/*
+ * mtactl_hold_sync - after hold/release: wait (at most 30 s) until the daemon has the new
+ * state on stable storage, so that a crash after mtactl returns cannot undo it.
+ */
+static int mtactl_hold_sync(const char *data_volume)
+{
+    struct timespec ms10 = {0, 10 * 1000 * 1000};
+    long pending = 0;
+
+    for (int i = 0; i < 3000; i++) {
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        int rc;
+        if (!f)
+            return 1;
+        rc = control_request(data_volume, "hold-sync", f, stderr);
+        fclose(f);
+        pending = rc == 0 && out ? strtol(out, NULL, 10) : -1;
+        free(out);
+        if (rc != 0)
+            return rc;
+        if (pending <= 0)
+            return 0;
+        nanosleep(&ms10, NULL);
+    }
+    fprintf(stderr, "mtactl: %ld hold or release change(s) not yet on stable storage\n", pending);
+    return 1;
+}
+
+/* mtactl_daemon - send one control request (queue, flush, delete, hold, release, stats). */
 static int mtactl_daemon(const char *file, char **overrides, int noverrides, int argc, char **argv)
 {
     char *errors = NULL, line[CONTROL_LINE_MAX];
@@ -60,8 +95,10 @@ static int mtactl_daemon(const char *file, char **overrides, int noverrides, int
         fprintf(stderr, "mtactl: bad arguments for %s\n", argv[0]);
         conf_free(c);
         return 1;
-    } else if (!strcmp(argv[0], "delete") && argc < 2) {
-        fprintf(stderr, "mtactl: delete needs queue IDs or ALL\n");
+    } else if ((!strcmp(argv[0], "delete") || !strcmp(argv[0], "hold") ||
+                !strcmp(argv[0], "release")) &&
+               (argc < 2 || argv[1][0] == '-')) {
+        fprintf(stderr, "mtactl: %s needs queue IDs or ALL\n", argv[0]);
         conf_free(c);
         return 1;
     } else {
@@ -80,6 +117,8 @@ static int mtactl_daemon(const char *file, char **overrides, int noverrides, int
         return 1;
     }
     rc = control_request(c->data_volume, line, stdout, stderr);
+    if (rc == 0 && (!strcmp(argv[0], "hold") || !strcmp(argv[0], "release")))
+        rc = mtactl_hold_sync(c->data_volume);
     conf_free(c);
     return rc;
 }
@@ -146,7 +185,7 @@ int main(int argc, char **argv)
         conf_print_table(stdout);
         rc = fflush(stdout) == 0 ? 0 : 1;
     } else if (!strcmp(cmd, "queue") || !strcmp(cmd, "flush") || !strcmp(cmd, "delete") ||
-               !strcmp(cmd, "stats")) {
+               !strcmp(cmd, "hold") || !strcmp(cmd, "release") || !strcmp(cmd, "stats")) {
         rc = mtactl_daemon(file, overrides, noverrides, argc - optind, argv + optind);
     } else if (!strcmp(cmd, "check") || !strcmp(cmd, "settings")) {
         fprintf(stderr, "mtactl: %s takes no arguments\n", cmd);

@@ -17,6 +17,7 @@
     X(CNT_SMTP_ACTIVE, "smtp_active_sessions", "gauge", "SMTP sessions open now")       \
     X(CNT_MQUEUE_MESSAGES, "mqueue_messages", "gauge", "Messages in the mail queue")    \
     X(CNT_MQUEUE_BYTES, "mqueue_bytes", "gauge", "Bytes of messages in the mail queue") \
+    X(CNT_MQUEUE_HELD, "mqueue_held", "gauge", "Messages on hold (postsuper -h)")      \
     X(CNT_SPOOL_COMMITS, "spool_commits", "counter", "Messages made durable")           \
     X(CNT_SPOOL_FLUSHES, "spool_flushes", "counter", "Disk flushes (group commits)")    \
     X(CNT_LOG_BACKLOG, "log_backlog_records", "gauge", "Log records not yet written")   \

@@ -44,11 +44,54 @@ void sched_view_foreach(struct sched *s, int (*cb)(void *arg, const struct sched
 int sched_view_get(struct sched *s, const char *id,
                    void (*cb)(void *arg, const struct sched_view_msg *m), void *arg);
 
+/* --- the queue listing: the one formatter behind mtactl queue, postqueue -p/-j, mailq and
+ * /api/queue (sched_admin.c), so that they all show the same bytes --- */
+enum sched_list_format {
+    SCHED_LIST_MAILQ, /* Postfix 3.7 showq_compat, long queue IDs (header, trailer) */
+    SCHED_LIST_JSON,  /* Postfix 3.7 postqueue -j: one JSON object per line */
+};
+struct sched_list_page {
+    long limit;        /* at most this many listed */
+    long offset;       /* skip this many matches first */
+    const char *after; /* or: start after this queue ID (NULL: not used) */
+    int (*match)(void *arg, const struct sched_view_msg *m); /* NULL: every message */
+    void *match_arg;
+    const char *more; /* MAILQ: the command named in the "... N more Requests" hint */
+};
+struct sched_list_result {
+    long total;                  /* matching messages in the whole queue */
+    long shown;                  /* listed */
+    long rest;                   /* matches after the page */
+    long long bytes;             /* sizes of all matching messages */
+    char last_id[SPOOL_ID_SIZE]; /* the last one listed: after= of the next page */
+};
+/*
+ * sched_list - the page PG of the queue onto OUT in FMT, counts in *RES (may be NULL).
+ * -1 (nothing written) when PG->after names no queued message.
+ */
+int sched_list(struct sched *s, enum sched_list_format fmt, const struct sched_list_page *pg,
+               struct evbuffer *out, struct sched_list_result *res);
+
 /* --- administration (mtactl, HTTP API) --- */
 /* sched_flush - make every deferred message due now. Returns how many. */
 int sched_flush(struct sched *s);
 /* sched_delete - remove ID ("ALL": every message) from the queue. Returns how many. */
 int sched_delete(struct sched *s, const char *id);
+/* sched_flush_one - make deferred message ID due now (postqueue -i). 1, or 0 when it is not
+ * queued, not deferred or on hold. */
+int sched_flush_one(struct sched *s, const char *id);
+/*
+ * sched_hold - put ID ("ALL": every message) on hold (postsuper -h): no delivery of it
+ * starts until it is released; deliveries already under way finish. The hold is kept in
+ * the status file (flushed), so it survives a restart or a crash once
+ * sched_hold_unsynced no longer counts it. Returns how many were placed on hold.
+ */
+int sched_hold(struct sched *s, const char *id);
+/* sched_release - release ID ("ALL": every held message) from hold (postsuper -H) into the
+ * deferred queue, due at the next queue run. Returns how many were released. */
+int sched_release(struct sched *s, const char *id);
+/* sched_hold_unsynced - how many holds and releases are not yet on stable storage. */
+int sched_hold_unsynced(struct sched *s);
 
 
 /* --- life cycle (mtad.c) --- */
@@ -64,7 +107,9 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
 void sched_free(struct sched *s);
 
 struct control;
-/* sched_control_attach - serve "queue", "queue-json", "flush", "delete" on CTL. */
+/* sched_control_attach - serve "queue", "queue-json", "flush", "flush-id" (public: any local
+ * user, as Postfix's postqueue), "delete", "hold", "release", "hold-sync" (root and
+ * mail_owner) on CTL. */
 void sched_control_attach(struct sched *s, struct control *ctl);
 
 /* --- delivery side (src/relay) --- */

@@ -157,6 +157,8 @@ static void sched_msg_free(struct sched *s, struct sched_msg *m)
     else
         s->tail = m->prev;
     s->nmsg--;
+    if (m->held)
+        counter_add(CNT_MQUEUE_HELD, -1);
     if (m->reason)
         for (i = 0; i < m->nslots; i++)
             free(m->reason[i]);
@@ -273,6 +275,8 @@ static void sched_msg_activate(struct sched *s, struct sched_msg *m)
     struct sched_jobx *open[16];
     int nopen = 0, i, k, any = 0;
 
+    if (m->held)
+        return; /* the one gate: no path (queue run, flush, restart) starts a held message */
     m->deferred = 0;
     m->active_us = sched_now_us();
     for (i = 0; i < m->nslots; i++) {
@@ -446,6 +450,9 @@ static void sched_status_write(struct sched *s, struct sched_msg *m)
     m->writing = 1;
     m->wst.attempts = m->attempts;
     m->wst.next_retry = m->next_retry;
+    m->wst.hold = m->held;
+    m->wst.sync = m->hold_unsynced;
+    m->hold_writing = m->hold_unsynced;
     m->wst.nslots = m->nslots;
     free(m->wst.slots);
     m->wst.slots = malloc((size_t)m->nslots);
@@ -466,6 +473,10 @@ static void sched_status_done(void *arg)
     m->writing = 0;
     free(m->wst.slots);
     m->wst.slots = NULL;
+    /* the hold change is durable once a flushed write carried the state it still has */
+    if (m->hold_writing && (!m->write_err || m->write_err == ENOENT) && m->wst.hold == m->held)
+        m->hold_unsynced = 0;
+    m->hold_writing = 0;
     if (m->write_err && m->write_err != ENOENT) {
         log_warning("qmgr", "%s: cannot write status file: %s (recipients already delivered may "
                             "be delivered again after a restart)",
@@ -637,6 +648,10 @@ static void sched_load_done(void *arg)
         for (i = 0; i < m->nslots && i < m->wst.nslots; i++)
             m->slots[i] = m->wst.slots[i];
         m->attempts = m->wst.attempts;
+        if (m->wst.hold && !m->held) {
+            m->held = 1; /* held before the restart: stays held */
+            counter_add(CNT_MQUEUE_HELD, 1);
+        }
         if (m->wst.next_retry > (long long)time(NULL)) {
             /* the backoff survives a restart; never beyond maximal_backoff_time from now
              * (a clock that went back, or a damaged file, must not park it for years) */
@@ -790,6 +805,8 @@ static void sched_status_write_now(struct sched *s, struct sched_msg *m)
     st.next_retry = m->next_retry;
     st.nslots = m->nslots;
     st.slots = m->slots;
+    st.hold = m->held;
+    st.sync = m->hold_unsynced;
     err = spool_status_write(s->spool, m->id, &st);
     if (err && err != ENOENT)
         log_warning("qmgr", "%s: cannot write status file: %s (recipients already delivered may "
@@ -861,13 +878,44 @@ int sched_flush(struct sched *s)
 
     for (m = s->head; m; m = next) {
         next = m->next;
-        if (m->deferred && !m->removing && !m->gone && !m->loading) {
+        if (m->deferred && !m->held && !m->removing && !m->gone && !m->loading) {
             m->next_retry = 0;
             sched_msg_activate(s, m);
             n++;
         }
     }
     return n;
+}
+
+/* sched_msg_unqueue - drop M's jobs that no delivery has taken yet (their slots are free
+ * again); jobs already taken run to their end. */
+static void sched_msg_unqueue(struct sched *s, struct sched_msg *m)
+{
+    struct sched_dest *d, *dnext;
+    struct sched_jobx **pp;
+    int i;
+
+    for (d = s->dests; d; d = dnext) {
+        dnext = d->next;
+        d->qtail = NULL;
+        for (pp = &d->qhead; *pp;) {
+            if ((*pp)->m == m) {
+                struct sched_jobx *j = *pp;
+                *pp = j->qnext;
+                for (i = 0; i < j->pub.nrcpt; i++)
+                    m->active[j->rcpt[i]] = 0;
+                m->njobs--;
+                s->nready--;
+                free(j->rcpt);
+                free(j->result);
+                free(j);
+            } else {
+                d->qtail = *pp;
+                pp = &(*pp)->qnext;
+            }
+        }
+        sched_dest_release(s, d);
+    }
 }
 
 int sched_delete(struct sched *s, const char *id)
@@ -880,28 +928,7 @@ int sched_delete(struct sched *s, const char *id)
         if (!all && strcmp(m->id, id) != 0)
             continue;
         if (!m->removing && !m->gone) {
-            struct sched_dest *d, *dnext;
-            struct sched_jobx **pp;
-            /* drop its jobs that no delivery has taken yet */
-            for (d = s->dests; d; d = dnext) {
-                dnext = d->next;
-                d->qtail = NULL;
-                for (pp = &d->qhead; *pp;) {
-                    if ((*pp)->m == m) {
-                        struct sched_jobx *j = *pp;
-                        *pp = j->qnext;
-                        m->njobs--;
-                        s->nready--;
-                        free(j->rcpt);
-                        free(j->result);
-                        free(j);
-                    } else {
-                        d->qtail = *pp;
-                        pp = &(*pp)->qnext;
-                    }
-                }
-                sched_dest_release(s, d);
-            }
+            sched_msg_unqueue(s, m);
             m->deferred = 0;
             if (m->loading)
                 m->gone = 1; /* the load completion frees it; the file is removed now */
@@ -914,6 +941,85 @@ int sched_delete(struct sched *s, const char *id)
     return n;
 }
 
+/*
+ * sched_hold_set - put M on hold (HOLD 1) or release it (0). The state is in memory at
+ * once (no delivery starts from now on) and reaches the status file on a worker thread,
+ * flushed (sched_hold_unsynced counts the changes not yet durable). A message being
+ * loaded at start takes the hold when its load ends.
+ */
+static void sched_hold_set(struct sched *s, struct sched_msg *m, int hold)
+{
+    m->held = hold;
+    counter_add(CNT_MQUEUE_HELD, hold ? 1 : -1);
+    m->hold_unsynced = 1;
+    m->status_dirty = 1;
+    if (hold) {
+        sched_msg_unqueue(s, m);
+        log_mail("postsuper", "%s: placed on hold", m->id);
+    } else {
+        /* as Postfix's postsuper -H: into the deferred queue, due at the next queue run
+         * unless a retry time from before the hold is still ahead (postqueue -f: now) */
+        if (!m->deferred && !m->njobs) {
+            m->deferred = 1;
+            m->next_retry = (long long)time(NULL);
+        }
+        log_mail("postsuper", "%s: released from hold", m->id);
+    }
+    sched_msg_settle(s, m);
+}
+
+/* sched_hold_apply - hold (HOLD 1) or release every message ID names ("ALL": all). */
+static int sched_hold_apply(struct sched *s, const char *id, int hold)
+{
+    struct sched_msg *m, *next;
+    int all = strcmp(id, "ALL") == 0, n = 0;
+
+    for (m = s->head; m; m = next) {
+        next = m->next;
+        if (!all && strcmp(m->id, id) != 0)
+            continue;
+        /* a message still loading cannot be known to be held: release skips it */
+        if (!m->removing && !m->gone && m->held != hold && (hold || !m->loading)) {
+            sched_hold_set(s, m, hold);
+            n++;
+        }
+        if (!all)
+            break;
+    }
+    return n;
+}
+
+int sched_hold(struct sched *s, const char *id)
+{
+    return sched_hold_apply(s, id, 1);
+}
+
+int sched_release(struct sched *s, const char *id)
+{
+    return sched_hold_apply(s, id, 0);
+}
+
+int sched_hold_unsynced(struct sched *s)
+{
+    struct sched_msg *m;
+    int n = 0;
+
+    for (m = s->head; m; m = m->next)
+        n += m->hold_unsynced && !m->removing && !m->gone;
+    return n;
+}
+
+int sched_flush_one(struct sched *s, const char *id)
+{
+    struct sched_msg *m = sched_msg_find(s, id);
+
+    if (!m || !m->deferred || m->held || m->removing || m->gone || m->loading)
+        return 0;
+    m->next_retry = 0;
+    sched_msg_activate(s, m);
+    return 1;
+}
+
 /* sched_view_fill - the view of M (into caller-provided storage). */
 static void sched_view_fill(struct sched_msg *m, struct sched_view_msg *v,
                             struct sched_view_rcpt *r)
@@ -922,7 +1028,7 @@ static void sched_view_fill(struct sched_msg *m, struct sched_view_msg *v,
 
     memset(v, 0, sizeof(*v));
     v->queue_id = m->id;
-    v->queue_name = m->deferred ? "deferred" : "active";
+    v->queue_name = m->held ? "hold" : m->deferred ? "deferred" : "active";
     v->arrival_time = m->env->arrival_us / 1000000;
     v->message_size = m->env->size;
     v->sender = m->env->sender;
@@ -934,8 +1040,11 @@ static void sched_view_fill(struct sched_msg *m, struct sched_view_msg *v,
         r[v->nrecipients].address = m->env->rcpt[i].addr;
         r[v->nrecipients].orig_address = m->env->rcpt[i].orcpt;
         r[v->nrecipients].delay_reason = m->reason[i] ? m->reason[i] : "";
-        r[v->nrecipients].status = m->active[i] ? "active" : m->deferred ? "deferred" : "active";
-        r[v->nrecipients].next_retry = m->deferred ? m->next_retry : 0;
+        r[v->nrecipients].status = m->active[i]  ? "active"
+                                   : m->held     ? "hold"
+                                   : m->deferred ? "deferred"
+                                                 : "active";
+        r[v->nrecipients].next_retry = m->deferred && !m->held ? m->next_retry : 0;
         v->nrecipients++;
     }
 }

@@ -1,16 +1,23 @@
 /*
- * sched_admin.c - queue administration over the control socket: "queue" (the
- * mailq listing, Postfix showq_compat format for long queue IDs), "queue-json"
- * (postqueue -j lines), both one bounded page at a time (limit=N, offset=N or
- * after=ID), "flush" and "delete ID...|ALL". The data comes from the
- * scheduler's views.
- * Not here: the socket (core/control.c) or mtactl's command line.
+ * sched_admin.c - the queue listing and queue administration over the control
+ * socket. sched_list is the one listing formatter (mailq in Postfix's
+ * showq_compat layout for long queue IDs, postqueue -j JSON lines): the control
+ * commands "queue"/"queue-json" and the HTTP API's /api/queue all call it, one
+ * bounded page at a time (limit=N, offset=N or after=ID; "all" for postqueue and
+ * mailq, which list everything as Postfix's do). The commands: "queue",
+ * "queue-json", "flush", "flush-id ID" are public (any local user, through the
+ * setgid postqueue, as Postfix allows); "delete", "hold", "release" (ID...|ALL,
+ * "--count" first: unknown IDs are no error and the reply is the number, as
+ * postsuper wants) and "hold-sync" (how many holds or releases are not yet
+ * durable) are for root and mail_owner. The data comes from the scheduler.
+ * Not here: the socket (core/control.c) or the programs' command lines.
  */
 #include "mta/control.h"
 #include "mta/sched.h"
 #include "mta/text.h"
 
 #include <event2/buffer.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,24 +28,166 @@
 #define SCHED_ADMIN_LIMIT_MAX 100000
 #define SCHED_ADMIN_OFFSET_MAX 1000000000L
 
-/* The page of a listing: which messages of the scheduler's order are shown. */
-struct sched_admin_page {
-    long limit;        /* at most this many shown */
-    long offset;       /* skip this many first */
-    const char *after; /* or: skip up to and including this queue ID (NULL: not used) */
+struct sched_list_acc {
+    struct evbuffer *out;
+    const struct sched_list_page *pg;
+    enum sched_list_format fmt;
+    int skipping; /* after=ID: still looking for ID */
+    long seen;    /* matches after the skipped ones */
+    struct sched_list_result *res;
 };
 
-struct sched_admin_acc {
-    struct evbuffer *out;
-    const struct sched_admin_page *pg;
-    int (*show)(struct sched_admin_acc *a, const struct sched_view_msg *m);
-    int skipping;      /* after=ID: still looking for ID */
-    long seen;         /* messages after the skipped ones */
-    long shown;        /* messages written to OUT */
-    long total;        /* every message in the queue */
-    long long bytes;   /* their sizes */
-    char last_id[65];  /* the last message shown: where the next page starts */
-};
+/*
+ * Postfix's mailq layout for long queue IDs (showq_compat.c with
+ * enable_long_queue_ids = yes): our IDs are 16 hex digits, wider than the
+ * short layout's 11-column ID field.
+ */
+#define SCHED_LIST_STRING_FORMAT "%-17s %8s %-19s %s\n"
+#define SCHED_LIST_SENDER_FORMAT "%-17s %8lld %19.19s %s\n"
+
+/* sched_list_mailq - one message: ID line, then "(reason)" lines above the recipients. */
+static void sched_list_mailq(struct evbuffer *out, const struct sched_view_msg *m, int first)
+{
+    static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char when[64], idmark[80];
+    time_t t = (time_t)m->arrival_time;
+    struct tm tm;
+    const char *saved_reason = "";
+    int i;
+
+    if (first)
+        evbuffer_add_printf(out, SCHED_LIST_STRING_FORMAT, "----Queue ID-----", "--Size--",
+                            "---Arrival Time----", "--Sender/Recipient------");
+    else
+        evbuffer_add(out, "\n", 1);
+    /* asctime()'s first 19 characters, "Sat Nov  8 02:12:35", in the C locale always */
+    if (!localtime_r(&t, &tm))
+        memset(&tm, 0, sizeof(tm));
+    snprintf(when, sizeof(when), "%.3s %.3s%3d %.2d:%.2d:%.2d", wday[(unsigned)tm.tm_wday % 7],
+             mon[(unsigned)tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* showq marks active messages with '*' and held ones with '!' right after the ID */
+    snprintf(idmark, sizeof(idmark), "%.64s%s", m->queue_id,
+             strcmp(m->queue_name, "active") == 0 ? "*"
+             : strcmp(m->queue_name, "hold") == 0 ? "!"
+                                                  : "");
+    evbuffer_add_printf(out, SCHED_LIST_SENDER_FORMAT, idmark, m->message_size, when,
+                        m->sender[0] ? m->sender : "MAILER-DAEMON");
+    for (i = 0; i < m->nrecipients; i++) {
+        const char *r = m->recipients[i].delay_reason ? m->recipients[i].delay_reason : "";
+        /*
+         * As showq_compat: a "(reason)" line only when it differs from the previous
+         * recipient's, right-aligned to column 78 (no wrapping: a longer reason
+         * starts in column 1), "(reason unavailable)" when a reason is followed by none.
+         */
+        if (strcmp(r, saved_reason) != 0) {
+            const char *show = r[0] ? r : "reason unavailable";
+            int padding = 76 - (int)strlen(show);
+            saved_reason = r;
+            evbuffer_add_printf(out, "%*s(%s)\n", padding < 0 ? 0 : padding, "", show);
+        }
+        evbuffer_add_printf(out, SCHED_LIST_STRING_FORMAT, "", "", "", m->recipients[i].address);
+    }
+}
+
+/* sched_list_json - one message as one postqueue -j line (Postfix 3.7's bytes: ", " and ": "). */
+static void sched_list_json(struct evbuffer *out, const struct sched_view_msg *m)
+{
+    int i;
+
+    evbuffer_add_printf(out, "{\"queue_name\": ");
+    text_json_string(out, m->queue_name);
+    evbuffer_add_printf(out, ", \"queue_id\": ");
+    text_json_string(out, m->queue_id);
+    evbuffer_add_printf(out,
+                        ", \"arrival_time\": %lld, \"message_size\": %lld, \"forced_expire\": "
+                        "false, \"sender\": ",
+                        m->arrival_time, m->message_size);
+    text_json_string(out, m->sender);
+    evbuffer_add_printf(out, ", \"recipients\": [");
+    for (i = 0; i < m->nrecipients; i++) {
+        evbuffer_add_printf(out, "%s{\"address\": ", i ? ", " : "");
+        text_json_string(out, m->recipients[i].address);
+        /* as postqueue -j: only when there is one */
+        if (m->recipients[i].delay_reason && m->recipients[i].delay_reason[0]) {
+            evbuffer_add_printf(out, ", \"delay_reason\": ");
+            text_json_string(out, m->recipients[i].delay_reason);
+        }
+        evbuffer_add_printf(out, "}");
+    }
+    evbuffer_add_printf(out, "]}\n");
+}
+
+/* sched_list_each - count every match; list the ones of the page. */
+static int sched_list_each(void *arg, const struct sched_view_msg *m)
+{
+    struct sched_list_acc *a = arg;
+    int match = !a->pg->match || a->pg->match(a->pg->match_arg, m);
+
+    if (match) {
+        a->res->total++;
+        a->res->bytes += m->message_size;
+    }
+    if (a->skipping) {
+        if (strcmp(m->queue_id, a->pg->after) == 0)
+            a->skipping = 0;
+        return 0;
+    }
+    if (!match)
+        return 0;
+    a->seen++;
+    if (a->seen > a->pg->offset && a->res->shown < a->pg->limit) {
+        if (a->fmt == SCHED_LIST_MAILQ)
+            sched_list_mailq(a->out, m, a->res->shown == 0);
+        else
+            sched_list_json(a->out, m);
+        a->res->shown++;
+        snprintf(a->res->last_id, sizeof(a->res->last_id), "%s", m->queue_id);
+    }
+    return 0;
+}
+
+/* sched_list_none - sched_view_get callback when only the existence matters. */
+static void sched_list_none(void *arg, const struct sched_view_msg *m)
+{
+    (void)arg;
+    (void)m;
+}
+
+/*
+ * Every message is visited (for the totals: cheap, nothing is formatted) but only
+ * the page is written, so one reply stays bounded. The mailq trailer counts the
+ * whole queue as Postfix does (Kbytes rounded down); when the page does not reach
+ * the end, a line "... N more Requests: MORE after=ID" says how to see them.
+ */
+int sched_list(struct sched *s, enum sched_list_format fmt, const struct sched_list_page *pg,
+               struct evbuffer *out, struct sched_list_result *res)
+{
+    struct sched_list_result dummy;
+    struct sched_list_acc a = {out, pg, fmt, 0, 0, res ? res : &dummy};
+
+    memset(a.res, 0, sizeof(*a.res));
+    if (pg->after && sched_view_get(s, pg->after, sched_list_none, NULL) < 0)
+        return -1;
+    a.skipping = pg->after != NULL;
+    sched_view_foreach(s, sched_list_each, &a);
+    a.res->rest = a.seen - (pg->offset < a.seen ? pg->offset : a.seen) - a.res->shown;
+    if (fmt != SCHED_LIST_MAILQ)
+        return 0;
+    if (a.res->total == 0) {
+        evbuffer_add_printf(out, "Mail queue is empty\n");
+        return 0;
+    }
+    if (a.res->rest > 0)
+        evbuffer_add_printf(out, "\n... %ld more Request%s: %s after=%s\n", a.res->rest,
+                            a.res->rest == 1 ? "" : "s", pg->more ? pg->more : "queue",
+                            a.res->last_id);
+    evbuffer_add_printf(out, "%s-- %lld Kbytes in %ld Request%s.\n",
+                        a.res->shown || a.res->rest ? "\n" : "", a.res->bytes / 1024, a.res->total,
+                        a.res->total == 1 ? "" : "s");
+    return 0;
+}
 
 /* sched_admin_num - VALUE as a decimal in [MIN, MAX]; -1 when it is not one. */
 static long sched_admin_num(const char *value, long min, long max)
@@ -55,18 +204,23 @@ static long sched_admin_num(const char *value, long min, long max)
 }
 
 /*
- * sched_admin_parse - the paging arguments "limit=N", "offset=N", "after=ID" of
- * ARGV[1..] into PG; -1 with the reason on OUT when one is bad.
+ * sched_admin_parse - the paging arguments "limit=N", "offset=N", "after=ID" or
+ * "all" (everything: postqueue, mailq) of ARGV[1..] into PG; -1 with the reason on
+ * OUT when one is bad.
  */
-static int sched_admin_parse(int argc, char **argv, struct sched_admin_page *pg,
+static int sched_admin_parse(int argc, char **argv, struct sched_list_page *pg,
                              struct evbuffer *out)
 {
     int i;
 
+    memset(pg, 0, sizeof(*pg));
     pg->limit = SCHED_ADMIN_LIMIT_DEFAULT;
-    pg->offset = 0;
-    pg->after = NULL;
+    pg->more = "mtactl queue";
     for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "all") == 0) {
+            pg->limit = LONG_MAX;
+            continue;
+        }
         if (strncmp(argv[i], "limit=", 6) == 0 &&
             (pg->limit = sched_admin_num(argv[i] + 6, 1, SCHED_ADMIN_LIMIT_MAX)) > 0)
             continue;
@@ -88,168 +242,19 @@ static int sched_admin_parse(int argc, char **argv, struct sched_admin_page *pg,
     return 0;
 }
 
-/* sched_admin_each - count every message; hand the ones of the page to a->show. */
-static int sched_admin_each(void *arg, const struct sched_view_msg *m)
-{
-    struct sched_admin_acc *a = arg;
-
-    a->total++;
-    a->bytes += m->message_size;
-    if (a->skipping) {
-        if (strcmp(m->queue_id, a->pg->after) == 0)
-            a->skipping = 0;
-        return 0;
-    }
-    a->seen++;
-    if (a->seen > a->pg->offset && a->shown < a->pg->limit) {
-        a->show(a, m);
-        a->shown++;
-        snprintf(a->last_id, sizeof(a->last_id), "%s", m->queue_id);
-    }
-    return 0;
-}
-
-/* sched_admin_none - sched_view_get callback when only the existence matters. */
-static void sched_admin_none(void *arg, const struct sched_view_msg *m)
-{
-    (void)arg;
-    (void)m;
-}
-
-/*
- * sched_admin_list - walk the queue for one page. Every message is visited (for
- * the totals: cheap, nothing is formatted) but only the page is written, so one
- * reply stays bounded. -1 with the reason on OUT when after=ID is not queued.
- */
-static int sched_admin_list(struct sched *s, struct sched_admin_acc *a)
-{
-    if (a->pg->after && sched_view_get(s, a->pg->after, sched_admin_none, NULL) < 0) {
-        evbuffer_add_printf(a->out, "after=%.64s: no such queue ID", a->pg->after);
-        return -1;
-    }
-    a->skipping = a->pg->after != NULL;
-    sched_view_foreach(s, sched_admin_each, a);
-    return 0;
-}
-
-/*
- * Postfix's mailq layout for long queue IDs (showq_compat.c with
- * enable_long_queue_ids = yes): our IDs are 16 hex digits, wider than the
- * short layout's 11-column ID field.
- */
-#define SCHED_ADMIN_STRING_FORMAT "%-17s %8s %-19s %s\n"
-#define SCHED_ADMIN_SENDER_FORMAT "%-17s %8lld %19.19s %s\n"
-
-/* sched_admin_mailq_cb - one message: ID line, then "(reason)" lines above the recipients. */
-static int sched_admin_mailq_cb(struct sched_admin_acc *a, const struct sched_view_msg *m)
-{
-    static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    char when[64], idmark[80];
-    time_t t = (time_t)m->arrival_time;
-    struct tm tm;
-    const char *saved_reason = "";
-    int i;
-
-    if (a->shown == 0)
-        evbuffer_add_printf(a->out, SCHED_ADMIN_STRING_FORMAT, "----Queue ID-----", "--Size--",
-                            "---Arrival Time----", "--Sender/Recipient------");
-    else
-        evbuffer_add(a->out, "\n", 1);
-    /* asctime()'s first 19 characters, "Sat Nov  8 02:12:35", in the C locale always */
-    if (!localtime_r(&t, &tm))
-        memset(&tm, 0, sizeof(tm));
-    snprintf(when, sizeof(when), "%.3s %.3s%3d %.2d:%.2d:%.2d", wday[(unsigned)tm.tm_wday % 7],
-             mon[(unsigned)tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    /* showq marks active messages with '*' and held ones with '!' right after the ID */
-    snprintf(idmark, sizeof(idmark), "%.64s%s", m->queue_id,
-             strcmp(m->queue_name, "active") == 0 ? "*"
-             : strcmp(m->queue_name, "hold") == 0 ? "!"
-                                                   : "");
-    evbuffer_add_printf(a->out, SCHED_ADMIN_SENDER_FORMAT, idmark, m->message_size, when,
-                        m->sender[0] ? m->sender : "MAILER-DAEMON");
-    for (i = 0; i < m->nrecipients; i++) {
-        const char *r = m->recipients[i].delay_reason ? m->recipients[i].delay_reason : "";
-        /*
-         * As showq_compat: a "(reason)" line only when it differs from the previous
-         * recipient's, right-aligned to column 78 (no wrapping: a longer reason
-         * starts in column 1), "(reason unavailable)" when a reason is followed by none.
-         */
-        if (strcmp(r, saved_reason) != 0) {
-            const char *show = r[0] ? r : "reason unavailable";
-            int padding = 76 - (int)strlen(show);
-            saved_reason = r;
-            evbuffer_add_printf(a->out, "%*s(%s)\n", padding < 0 ? 0 : padding, "", show);
-        }
-        evbuffer_add_printf(a->out, SCHED_ADMIN_STRING_FORMAT, "", "", "",
-                            m->recipients[i].address);
-    }
-    return 0;
-}
-
-/*
- * sched_admin_queue - "queue [limit=N] [offset=N|after=ID]": mailq. The trailer
- * counts the whole queue as Postfix does (Kbytes rounded down); when the page
- * does not reach the end, a line "... N more Requests: ..." says how to see them.
- */
+/* sched_admin_queue - "queue[-json] [all|limit=N] [offset=N|after=ID]": mailq or postqueue -j. */
 static int sched_admin_queue(void *arg, int argc, char **argv, struct evbuffer *out)
 {
-    struct sched_admin_page pg;
-    struct sched_admin_acc a = {out, &pg, sched_admin_mailq_cb, 0, 0, 0, 0, 0, ""};
-    long rest;
+    struct sched_list_page pg;
+    enum sched_list_format fmt =
+        strcmp(argv[0], "queue-json") == 0 ? SCHED_LIST_JSON : SCHED_LIST_MAILQ;
 
-    if (sched_admin_parse(argc, argv, &pg, out) < 0 || sched_admin_list(arg, &a) < 0)
+    if (sched_admin_parse(argc, argv, &pg, out) < 0)
         return -1;
-    if (a.total == 0) {
-        evbuffer_add_printf(out, "Mail queue is empty\n");
-        return 0;
-    }
-    rest = a.seen - (pg.offset < a.seen ? pg.offset : a.seen) - a.shown;
-    if (rest > 0)
-        evbuffer_add_printf(out, "\n... %ld more Request%s: mtactl queue after=%s\n", rest,
-                            rest == 1 ? "" : "s", a.last_id);
-    evbuffer_add_printf(out, "%s-- %lld Kbytes in %ld Request%s.\n", a.shown || rest ? "\n" : "",
-                        a.bytes / 1024, a.total, a.total == 1 ? "" : "s");
-    return 0;
-}
-
-/* sched_admin_json_cb - one message as one postqueue -j JSON object line. */
-static int sched_admin_json_cb(struct sched_admin_acc *a, const struct sched_view_msg *m)
-{
-    int i;
-
-    evbuffer_add_printf(a->out, "{\"queue_name\": ");
-    text_json_string(a->out, m->queue_name);
-    evbuffer_add_printf(a->out, ", \"queue_id\": ");
-    text_json_string(a->out, m->queue_id);
-    evbuffer_add_printf(a->out,
-                        ", \"arrival_time\": %lld, \"message_size\": %lld, \"forced_expire\": "
-                        "false, \"sender\": ",
-                        m->arrival_time, m->message_size);
-    text_json_string(a->out, m->sender);
-    evbuffer_add_printf(a->out, ", \"recipients\": [");
-    for (i = 0; i < m->nrecipients; i++) {
-        evbuffer_add_printf(a->out, "%s{\"address\": ", i ? ", " : "");
-        text_json_string(a->out, m->recipients[i].address);
-        if (m->recipients[i].delay_reason && m->recipients[i].delay_reason[0]) {
-            evbuffer_add_printf(a->out, ", \"delay_reason\": ");
-            text_json_string(a->out, m->recipients[i].delay_reason);
-        }
-        evbuffer_add_printf(a->out, "}");
-    }
-    evbuffer_add_printf(a->out, "]}\n");
-    return 0;
-}
-
-/* sched_admin_queue_json - "queue-json [limit=N] [offset=N|after=ID]": postqueue -j lines, one page. */
-static int sched_admin_queue_json(void *arg, int argc, char **argv, struct evbuffer *out)
-{
-    struct sched_admin_page pg;
-    struct sched_admin_acc a = {out, &pg, sched_admin_json_cb, 0, 0, 0, 0, 0, ""};
-
-    if (sched_admin_parse(argc, argv, &pg, out) < 0 || sched_admin_list(arg, &a) < 0)
+    if (sched_list(arg, fmt, &pg, out, NULL) < 0) {
+        evbuffer_add_printf(out, "after=%.64s: no such queue ID", pg.after);
         return -1;
+    }
     return 0;
 }
 
@@ -262,17 +267,37 @@ static int sched_admin_flush(void *arg, int argc, char **argv, struct evbuffer *
     return 0;
 }
 
-static int sched_admin_delete(void *arg, int argc, char **argv, struct evbuffer *out)
+/* sched_admin_flush_id - "flush-id ID": postqueue -i, deliver one deferred message now. As
+ * Postfix's flush service: a well-formed ID that is not deferred is no error. */
+static int sched_admin_flush_id(void *arg, int argc, char **argv, struct evbuffer *out)
 {
-    int i, n = 0, missing = 0;
-
-    if (argc < 2) {
-        evbuffer_add_printf(out, "delete: give queue IDs or ALL");
+    if (argc != 2 || !argv[1][0] || strlen(argv[1]) >= SPOOL_ID_SIZE ||
+        argv[1][strspn(argv[1], "0123456789ABCDEFabcdef")]) {
+        evbuffer_add_printf(out, "flush-id: give one queue ID");
         return -1;
     }
-    for (i = 1; i < argc; i++) {
-        int k = sched_delete(arg, argv[i]);
-        if (k == 0 && strcmp(argv[i], "ALL") != 0) {
+    sched_flush_one(arg, argv[1]);
+    return 0;
+}
+
+/*
+ * sched_admin_ids - "delete"/"hold"/"release" [--count] ID...|ALL: OP on each ID.
+ * Without --count (mtactl) an unknown ID is an error and the reply is postsuper's
+ * summary line WHAT; with --count (postsuper) unknown IDs are skipped, as
+ * Postfix's postsuper does, and the reply is the number.
+ */
+static int sched_admin_ids(struct sched *s, int argc, char **argv, struct evbuffer *out,
+                           int (*op)(struct sched *s, const char *id), const char *what)
+{
+    int i, n = 0, missing = 0, count = argc > 1 && strcmp(argv[1], "--count") == 0;
+
+    if (argc < 2 + count) {
+        evbuffer_add_printf(out, "%s: give queue IDs or ALL", argv[0]);
+        return -1;
+    }
+    for (i = 1 + count; i < argc; i++) {
+        int k = op(s, argv[i]);
+        if (k == 0 && !count && strcmp(argv[i], "ALL") != 0) {
             missing++;
             evbuffer_add_printf(out, "%s%s: no such queue ID", missing > 1 ? "; " : "", argv[i]);
         }
@@ -280,14 +305,46 @@ static int sched_admin_delete(void *arg, int argc, char **argv, struct evbuffer 
     }
     if (missing)
         return -1;
-    evbuffer_add_printf(out, "postsuper: Deleted: %d message%s\n", n, n == 1 ? "" : "s");
+    if (count)
+        evbuffer_add_printf(out, "%d\n", n);
+    else
+        evbuffer_add_printf(out, "postsuper: %s: %d message%s\n", what, n, n == 1 ? "" : "s");
+    return 0;
+}
+
+static int sched_admin_delete(void *arg, int argc, char **argv, struct evbuffer *out)
+{
+    return sched_admin_ids(arg, argc, argv, out, sched_delete, "Deleted");
+}
+
+static int sched_admin_hold(void *arg, int argc, char **argv, struct evbuffer *out)
+{
+    return sched_admin_ids(arg, argc, argv, out, sched_hold, "Placed on hold");
+}
+
+static int sched_admin_release(void *arg, int argc, char **argv, struct evbuffer *out)
+{
+    return sched_admin_ids(arg, argc, argv, out, sched_release, "Released from hold");
+}
+
+/* sched_admin_hold_sync - "hold-sync": how many holds/releases are not yet on stable
+ * storage (the clients wait for 0 before they report, as postsuper's rename is durable). */
+static int sched_admin_hold_sync(void *arg, int argc, char **argv, struct evbuffer *out)
+{
+    (void)argc;
+    (void)argv;
+    evbuffer_add_printf(out, "%d\n", sched_hold_unsynced(arg));
     return 0;
 }
 
 void sched_control_attach(struct sched *s, struct control *ctl)
 {
-    control_register(ctl, "queue", sched_admin_queue, s);
-    control_register(ctl, "queue-json", sched_admin_queue_json, s);
-    control_register(ctl, "flush", sched_admin_flush, s);
+    control_register_public(ctl, "queue", sched_admin_queue, s);
+    control_register_public(ctl, "queue-json", sched_admin_queue, s);
+    control_register_public(ctl, "flush", sched_admin_flush, s);
+    control_register_public(ctl, "flush-id", sched_admin_flush_id, s);
     control_register(ctl, "delete", sched_admin_delete, s);
+    control_register(ctl, "hold", sched_admin_hold, s);
+    control_register(ctl, "release", sched_admin_release, s);
+    control_register(ctl, "hold-sync", sched_admin_hold_sync, s);
 }

@@ -24,6 +24,8 @@ struct spool_status {
     long long next_retry; /* unix seconds */
     int nslots;
     char *slots; /* nslots bytes of SCHED_SLOT_*, no NUL needed */
+    int hold;    /* on hold (postsuper -h): never delivered until released */
+    int sync;    /* write only: flush even with no final slot (a hold or release) */
 };
 
 /* spool_status_encode - the status text (malloc'd, *LEN bytes). NULL on out-of-memory. */

@@ -40,6 +40,9 @@ struct sched_msg {
     int remove_retry; /* spool_remove failed: retried at the next queue run */
     int recovered;   /* queued before this start */
     int activations; /* entries into the active queue */
+    /* postsuper -h: no delivery starts until released; a hold or release not yet on stable
+     * storage (the status file) is unsynced until a flushed write carries it */
+    int held, hold_unsynced, hold_writing;
     int load_err, status_err, write_err, have_status;
     struct spool_status wst; /* the snapshot being written (or just read) */
 };

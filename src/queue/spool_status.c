@@ -31,8 +31,9 @@ char *spool_status_encode(const struct spool_status *st, size_t *len)
 
     if (!buf)
         return NULL;
-    n = snprintf(buf, cap, STATUS_VERSION_LINE "\nattempts %d\nnext %lld\nslots ", st->attempts,
-                 st->next_retry);
+    /* "hold 1" only on hold: the file of a message never held reads as before */
+    n = snprintf(buf, cap, STATUS_VERSION_LINE "\nattempts %d\nnext %lld\n%sslots ", st->attempts,
+                 st->next_retry, st->hold ? "hold 1\n" : "");
     if (n < 0 || (size_t)n >= cap) {
         free(buf);
         return NULL;
@@ -64,7 +65,7 @@ int spool_status_decode(const char *text, size_t len, struct spool_status *st)
 {
     size_t pos = 0, ll;
     const char *l;
-    int have_end = 0, have_attempts = 0, have_next = 0;
+    int have_end = 0, have_attempts = 0, have_next = 0, have_hold = 0;
 
     memset(st, 0, sizeof(*st));
     l = spool_status_line(text, len, &pos, &ll);
@@ -85,6 +86,10 @@ int spool_status_decode(const char *text, size_t len, struct spool_status *st)
             if (have_next++ || text_parse_u64(l + 5, ll - 5, STATUS_TIME_MAX, &v) < 0)
                 goto bad;
             st->next_retry = (long long)v;
+        } else if (ll >= 5 && memcmp(l, "hold ", 5) == 0) {
+            if (have_hold++ || text_parse_u64(l + 5, ll - 5, 1, &v) < 0)
+                goto bad;
+            st->hold = (int)v;
         } else if (ll >= 6 && memcmp(l, "slots ", 6) == 0) {
             if (st->slots)
                 goto bad; /* twice */
@@ -127,6 +132,10 @@ int spool_status_write(struct spool *sp, const char *id, const struct spool_stat
     for (int i = 0; i < st->nslots; i++)
         if (st->slots[i] != SCHED_SLOT_PENDING)
             durable = 1;
+    /* A hold must survive a crash too (a torn file read as "no status" would deliver the
+     * held message): every write of a held message is flushed, and so is a release. */
+    if (st->hold || st->sync)
+        durable = 1;
     qfd = sp->qfd[spool_id_hash(id)];
     text = spool_status_encode(st, &len);
     if (!text)

@@ -64,32 +64,6 @@ void http_api_stats(struct stats *st, struct evhttp_request *req)
     evbuffer_free(b);
 }
 
-/* http_api_msg_json - one message as a postqueue -j object (one line). */
-static void http_api_msg_json(struct evbuffer *b, const struct sched_view_msg *m)
-{
-    evbuffer_add(b, "{\"queue_name\":", 14);
-    text_json_string(b, m->queue_name);
-    evbuffer_add(b, ",\"queue_id\":", 12);
-    text_json_string(b, m->queue_id);
-    evbuffer_add_printf(b,
-                        ",\"arrival_time\":%lld,\"message_size\":%lld,\"forced_expire\":false,"
-                        "\"sender\":",
-                        m->arrival_time, m->message_size);
-    text_json_string(b, m->sender);
-    evbuffer_add(b, ",\"recipients\":[", 15);
-    for (int i = 0; i < m->nrecipients; i++) {
-        const struct sched_view_rcpt *r = &m->recipients[i];
-        evbuffer_add(b, i ? ",{\"address\":" : "{\"address\":", i ? 12 : 11);
-        text_json_string(b, r->address);
-        if (r->delay_reason && r->delay_reason[0]) { /* as postqueue -j: only when there is one */
-            evbuffer_add(b, ",\"delay_reason\":", 16);
-            text_json_string(b, r->delay_reason);
-        }
-        evbuffer_add(b, "}", 1);
-    }
-    evbuffer_add(b, "]}\n", 3);
-}
-
 /* http_api_json - a one-line JSON reply {"KEY":N} or {"error":TEXT}. */
 static void http_api_json(struct evhttp_request *req, int code, const char *reason, const char *key,
                           long n, const char *error)
@@ -114,39 +88,6 @@ static void http_api_json(struct evhttp_request *req, int code, const char *reas
 #define HTTP_API_QUEUE_LIMIT_MAX 100000
 #define HTTP_API_QUEUE_OFFSET_MAX 1000000000L
 
-struct http_api_queue_ctx {
-    struct evbuffer *b;
-    const char *q;
-    long limit, offset;   /* the page: skip OFFSET matches, then list up to LIMIT */
-    const char *after;    /* or: start after this queue ID (NULL: not used) */
-    int skipping;         /* after=ID not seen yet */
-    long total;           /* every match in the queue (X-Total-Count) */
-    long matched, shown;  /* matches after the skipped ones; lines written */
-    char last_id[65];     /* the last message listed: where the next page starts */
-};
-
-/* http_api_queue_each - one message of the view into the listing when it matches and is on the page. */
-static int http_api_queue_each(void *arg, const struct sched_view_msg *m)
-{
-    struct http_api_queue_ctx *c = arg;
-    int match = stats_queue_match(m, c->q);
-    c->total += match;
-    if (c->skipping) {
-        if (strcmp(m->queue_id, c->after) == 0)
-            c->skipping = 0;
-        return 0;
-    }
-    if (!match)
-        return 0;
-    c->matched++;
-    if (c->matched > c->offset && c->shown < c->limit) {
-        http_api_msg_json(c->b, m);
-        c->shown++;
-        snprintf(c->last_id, sizeof c->last_id, "%s", m->queue_id);
-    }
-    return 0;
-}
-
 /* http_api_number - query parameter NAME as a decimal in [MIN, MAX]: DEF when absent, -1 when bad. */
 static long http_api_number(struct evhttp_request *req, const char *name, long def, long min,
                             long max)
@@ -161,57 +102,58 @@ static long http_api_number(struct evhttp_request *req, const char *name, long d
     return *end || n < min || n > max ? -1 : n;
 }
 
-/* http_api_queue_cb_none - sched_view_get callback when only the existence matters. */
-static void http_api_queue_cb_none(void *arg, const struct sched_view_msg *m)
+/* http_api_queue_match - sched_list's filter: the search ?q= (ARG). */
+static int http_api_queue_match(void *arg, const struct sched_view_msg *m)
 {
-    (void)arg;
-    (void)m;
+    return stats_queue_match(m, arg);
 }
 
 /*
  * http_api_queue - GET /api/queue[?q=TEXT][&limit=N][&offset=N|&after=ID]: JSON
- * lines, none when nothing matches. One reply holds at most LIMIT messages
- * (default 1000, at most 100000); X-Total-Count says how many match in all and,
- * when more follow, X-Next-After names the ID to pass as after= for the next page.
+ * lines (sched_list: the same bytes as postqueue -j), none when nothing matches. One
+ * reply holds at most LIMIT messages (default 1000, at most 100000); X-Total-Count
+ * says how many match in all and, when more follow, X-Next-After names the ID to
+ * pass as after= for the next page.
  */
 void http_api_queue(struct stats *st, struct evhttp_request *req)
 {
     char qbuf[256], abuf[65];
-    struct http_api_queue_ctx c = {NULL, http_query_param(req, "q", qbuf, sizeof qbuf), 0, 0,
-                                   http_query_param(req, "after", abuf, sizeof abuf), 0, 0, 0, 0, ""};
-    c.limit = http_api_number(req, "limit", HTTP_API_QUEUE_LIMIT, 1, HTTP_API_QUEUE_LIMIT_MAX);
-    c.offset = http_api_number(req, "offset", 0, 0, HTTP_API_QUEUE_OFFSET_MAX);
-    if (c.limit < 0 || c.offset < 0) {
+    struct sched_list_page pg = {0};
+    struct sched_list_result res = {0};
+    const char *q = http_query_param(req, "q", qbuf, sizeof qbuf);
+
+    pg.after = http_query_param(req, "after", abuf, sizeof abuf);
+    pg.match = q && q[0] ? http_api_queue_match : NULL;
+    pg.match_arg = (void *)q;
+    pg.limit = http_api_number(req, "limit", HTTP_API_QUEUE_LIMIT, 1, HTTP_API_QUEUE_LIMIT_MAX);
+    pg.offset = http_api_number(req, "offset", 0, 0, HTTP_API_QUEUE_OFFSET_MAX);
+    if (pg.limit < 0 || pg.offset < 0) {
         http_api_json(req, 400, "Bad Request", NULL, 0,
                       "limit must be 1..100000 and offset a number of messages.");
         return;
     }
-    if (c.after && c.offset) {
+    if (pg.after && pg.offset) {
         http_api_json(req, 400, "Bad Request", NULL, 0, "Give offset or after, not both.");
         return;
     }
-    if (c.after && (!st->sched || sched_view_get(st->sched, c.after, http_api_queue_cb_none,
-                                                 NULL) < 0)) {
-        http_api_json(req, 404, "Not Found", NULL, 0, "after: no such message in the queue.");
-        return;
-    }
-    c.skipping = c.after != NULL;
-    if (!(c.b = evbuffer_new())) {
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    if (st->sched)
-        sched_view_foreach(st->sched, http_api_queue_each, &c);
-    /* matches after the page: those past OFFSET (or after ID) that were not listed */
+    if (st->sched ? sched_list(st->sched, SCHED_LIST_JSON, &pg, b, &res) < 0 : pg.after != NULL) {
+        evbuffer_free(b);
+        http_api_json(req, 404, "Not Found", NULL, 0, "after: no such message in the queue.");
+        return;
+    }
     char n[32];
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    long rest = c.matched - (c.offset < c.matched ? c.offset : c.matched) - c.shown;
-    snprintf(n, sizeof n, "%ld", c.total);
+    snprintf(n, sizeof n, "%ld", res.total);
     evhttp_add_header(h, "X-Total-Count", n);
-    if (rest > 0)
-        evhttp_add_header(h, "X-Next-After", c.last_id);
-    http_reply(req, 200, "OK", "application/x-ndjson; charset=utf-8", c.b);
-    evbuffer_free(c.b);
+    if (res.rest > 0)
+        evhttp_add_header(h, "X-Next-After", res.last_id);
+    http_reply(req, 200, "OK", "application/x-ndjson; charset=utf-8", b);
+    evbuffer_free(b);
 }
 
 /* http_api_metrics - GET /metrics. */

@@ -34,7 +34,7 @@ static void test_backoff_clamped(void **state)
 
 static void test_status_round_trip(void **state)
 {
-    struct spool_status st = {3, 1700000000LL, 4, (char *)"SBPP"}, back;
+    struct spool_status st = {3, 1700000000LL, 4, (char *)"SBPP", 0, 0}, back;
     size_t len;
     char *text = spool_status_encode(&st, &len);
 
@@ -45,6 +45,8 @@ static void test_status_round_trip(void **state)
     assert_int_equal(back.next_retry, 1700000000LL);
     assert_int_equal(back.nslots, 4);
     assert_memory_equal(back.slots, "SBPP", 4);
+    assert_int_equal(back.hold, 0);
+    assert_null(strstr(text, "hold")); /* a message never held: the file reads as before */
     free(back.slots);
     /* torn (no end line) or foreign files are refused */
     assert_int_equal(spool_status_decode(text, len - 4, &back), -1);
@@ -64,12 +66,35 @@ static void test_status_unknown_slot_is_pending(void **state)
     free(back.slots);
 }
 
+/* A hold is kept in the status file ("hold 1") and survives a decode; a bad or repeated
+ * hold line makes the file unreadable (quarantined), never silently "not held". */
+static void test_status_hold(void **state)
+{
+    struct spool_status st = {0, 0, 2, (char *)"PP", 1, 1}, back;
+    size_t len;
+    char *text = spool_status_encode(&st, &len);
+    const char *twice = "MTA-STATUS 1\nattempts 0\nnext 0\nhold 1\nhold 1\nslots P\nend\n";
+    const char *bad = "MTA-STATUS 1\nattempts 0\nnext 0\nhold 2\nslots P\nend\n";
+
+    (void)state;
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\nhold 1\n"));
+    assert_int_equal(spool_status_decode(text, len, &back), 0);
+    assert_int_equal(back.hold, 1);
+    assert_memory_equal(back.slots, "PP", 2);
+    free(back.slots);
+    free(text);
+    assert_int_equal(spool_status_decode(twice, strlen(twice), &back), -1);
+    assert_int_equal(spool_status_decode(bad, strlen(bad), &back), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff_clamped),
         cmocka_unit_test(test_status_round_trip),
         cmocka_unit_test(test_status_unknown_slot_is_pending),
+        cmocka_unit_test(test_status_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
