@@ -1,0 +1,273 @@
+/*
+ * postqueue.c - Postfix's postqueue(1) for mta: the queue operations any local
+ * user may run.
+ *   postqueue [-c FILE] -p       the mail queue in mailq format (also: mailq, sendmail -bp)
+ *   postqueue [-c FILE] -j       the mail queue as JSON lines (Postfix 3.7's fields)
+ *   postqueue [-c FILE] -f       deliver all deferred mail now
+ *   postqueue [-c FILE] -i ID    deliver one deferred message now
+ *   postqueue [-c FILE] -s SITE  refused: mta has no per-destination flush service
+ * The configuration is -c FILE, else $MAIL_CONFIG, else the installed default
+ * (mta's configuration is one file, where Postfix's -c names a directory).
+ * It asks the running mtad over DATA_VOLUME/control with the public commands
+ * ("queue all", "queue-json all", "flush", "flush-id ID"), so the listing is the
+ * daemon's one formatter (sched_list), the same bytes as mtactl queue and
+ * /api/queue. Installed setgid setgid_group (as Postfix's postqueue is setgid
+ * postdrop) it reaches the socket for an unprivileged user; a configuration file
+ * given with -c or $MAIL_CONFIG keeps that group only when it is root's own and
+ * world-readable, so a user's file cannot borrow it. Messages and exit codes (sysexits.h) as
+ * Postfix 3.7's postqueue. Not here: what the commands do (src/queue/sched_admin.c).
+ */
+#include "mta/conf.h"
+#include "mta/control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+enum postqueue_mode {
+    PQ_MODE_DEFAULT = 0,
+    PQ_MODE_MAILQ,
+    PQ_MODE_JSON,
+    PQ_MODE_FLUSH,
+    PQ_MODE_FLUSH_ID,
+    PQ_MODE_FLUSH_SITE,
+};
+
+/* postqueue_fatal - "postqueue: fatal: TEXT" on stderr, exit STATUS (Postfix's msg_fatal_status).
+ */
+static void postqueue_fatal(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+static void postqueue_fatal(int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    fputs("postqueue: fatal: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(status);
+}
+
+/* postqueue_usage - Postfix's usage line, EX_USAGE. */
+static void postqueue_usage(void) __attribute__((noreturn));
+static void postqueue_usage(void)
+{
+    postqueue_fatal(EX_USAGE, "usage: postqueue -f | postqueue -i queueid | postqueue -j | "
+                              "postqueue -p | postqueue -s site");
+}
+
+/*
+ * postqueue_request - send LINE to the daemon of DATA_VOLUME and copy the output of an
+ * "ok" answer to OUT. Returns 0; -1 with errno when the socket cannot be reached; 1 with
+ * the daemon's "error: TEXT" in ERR when it refused.
+ */
+static int postqueue_request(const char *data_volume, const char *line, FILE *out, char *err,
+                             size_t errlen, char *path, size_t pathlen)
+{
+    struct sockaddr_un sun;
+    char buf[8192], status[512];
+    size_t slen = 0, len = strlen(line);
+    int fd, got_status = 0, rc = -1, saved;
+    ssize_t n;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(path, pathlen, "%s/" CONTROL_SOCKET_NAME, data_volume);
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+        write(fd, line, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        ssize_t i = 0;
+        while (!got_status && i < n) {
+            char ch = buf[i++];
+            if (ch == '\n') {
+                status[slen] = '\0';
+                got_status = 1;
+                rc = strcmp(status, "ok") == 0 ? 0 : 1;
+                if (rc)
+                    snprintf(err, errlen, "%s",
+                             strncmp(status, "error: ", 7) == 0 ? status + 7 : status);
+            } else if (slen + 1 < sizeof(status)) {
+                status[slen++] = ch;
+            }
+        }
+        if (i < n && rc == 0)
+            fwrite(buf + i, 1, (size_t)(n - i), out);
+    }
+    close(fd);
+    if (!got_status) {
+        snprintf(err, errlen, "malformed showq server response");
+        return 1;
+    }
+    return rc;
+}
+
+/* postqueue_queue_id_ok - 1 when ID looks like a queue ID (Postfix mail_queue_id_ok). */
+static int postqueue_queue_id_ok(const char *id)
+{
+    return id[0] && strlen(id) < 24 && id[strspn(id, "0123456789ABCDEFabcdef")] == '\0';
+}
+
+/* postqueue_site_ok - 1 when SITE is a host name or [address] (Postfix valid_hostname). */
+static int postqueue_site_ok(const char *site)
+{
+    size_t n = strlen(site);
+
+    if (n == 0 || n > 255)
+        return 0;
+    if (site[0] == '[')
+        return n > 2 && site[n - 1] == ']' && strspn(site + 1, "0123456789abcdefABCDEF.:") == n - 2;
+    return strspn(site, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-_") == n &&
+           site[0] != '.' && site[0] != '-';
+}
+
+/* postqueue_trusted - 1 when FILE is root's, writable only by root and readable by all. */
+static int postqueue_trusted(const char *file)
+{
+    struct stat st;
+
+    return stat(file, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 &&
+           (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 && (st.st_mode & S_IROTH) != 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = getenv("MAIL_CONFIG"), *site = NULL, *id = NULL, *line = NULL;
+    enum postqueue_mode mode = PQ_MODE_DEFAULT;
+    char *errors = NULL, err[600] = "", path[256], cmd[64];
+    struct conf *c;
+    int ch, rc;
+
+    /* set-gid: make sure 0, 1 and 2 are open before anything else is (Postfix does too) */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+            postqueue_fatal(EX_UNAVAILABLE, "open /dev/null: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN); /* mailq | head: end quietly */
+    if (file && !file[0])
+        file = NULL;
+    while ((ch = getopt(argc, argv, "c:fi:jps:v")) != -1) {
+        switch (ch) {
+        case 'c':
+            file = optarg;
+            break;
+        case 'f':
+            if (mode != PQ_MODE_DEFAULT)
+                postqueue_usage();
+            mode = PQ_MODE_FLUSH;
+            break;
+        case 'i':
+            if (mode != PQ_MODE_DEFAULT)
+                postqueue_usage();
+            mode = PQ_MODE_FLUSH_ID;
+            id = optarg;
+            break;
+        case 'j':
+            if (mode != PQ_MODE_DEFAULT)
+                postqueue_usage();
+            mode = PQ_MODE_JSON;
+            break;
+        case 'p':
+            if (mode != PQ_MODE_DEFAULT)
+                postqueue_usage();
+            mode = PQ_MODE_MAILQ;
+            break;
+        case 's':
+            if (mode != PQ_MODE_DEFAULT)
+                postqueue_usage();
+            mode = PQ_MODE_FLUSH_SITE;
+            site = optarg;
+            break;
+        case 'v':
+            break; /* accepted, as Postfix's (verbose logging for root only) */
+        default:
+            postqueue_usage();
+        }
+    }
+    if (optind < argc || mode == PQ_MODE_DEFAULT)
+        postqueue_usage();
+    /*
+     * Set-gid: a configuration file the caller chose keeps the group only when it is the
+     * administrator's (owned by root, writable by nobody else) and readable by everyone, so
+     * it can neither lead the group's access elsewhere nor show what the group may read
+     * (Postfix trusts only alternate_config_directories for the same reason).
+     */
+    if (file && getuid() != 0 && getegid() != getgid() && !postqueue_trusted(file) &&
+        setgid(getgid()) < 0)
+        postqueue_fatal(EX_UNAVAILABLE, "setgid: %s", strerror(errno));
+    c = conf_load(file ? file : MTA_DEFAULT_CONF, NULL, 0, &errors);
+    if (!c) {
+        fflush(stdout);
+        fputs(errors ? errors : "cannot load the configuration\n", stderr);
+        postqueue_fatal(EX_UNAVAILABLE, "cannot read the configuration %s",
+                        file ? file : MTA_DEFAULT_CONF);
+    }
+    if (site && !postqueue_site_ok(site))
+        postqueue_fatal(EX_USAGE, "Cannot flush mail queue - invalid destination: \"%.100s%s\"",
+                        site, strlen(site) > 100 ? "..." : "");
+    if (id && !postqueue_queue_id_ok(id))
+        postqueue_fatal(EX_USAGE, "Cannot flush queue ID - invalid name: \"%.100s%s\"", id,
+                        strlen(id) > 100 ? "..." : "");
+    switch (mode) {
+    case PQ_MODE_MAILQ:
+        line = "queue all";
+        break;
+    case PQ_MODE_JSON:
+        line = "queue-json all";
+        break;
+    case PQ_MODE_FLUSH:
+        line = "flush";
+        break;
+    case PQ_MODE_FLUSH_ID:
+        snprintf(cmd, sizeof(cmd), "flush-id %s", id);
+        line = cmd;
+        break;
+    case PQ_MODE_FLUSH_SITE:
+        /* Postfix flushes a site only through its fast flush service, for the domains of
+         * fast_flush_domains; mta keeps no per-site logs: -f flushes everything */
+        postqueue_fatal(EX_UNAVAILABLE, "Flush service is not configured for destination \"%s\"",
+                        site);
+    default:
+        postqueue_usage();
+    }
+    rc = postqueue_request(c->data_volume, line, stdout, err, sizeof(err), path, sizeof(path));
+    conf_free(c);
+    if (rc < 0 && (errno == EACCES || errno == EPERM))
+        /* not "down": the user lacks the group (postqueue not installed setgid) */
+        postqueue_fatal(EX_SOFTWARE, "Connect to the mta control service %s: %s", path,
+                        strerror(errno));
+    if (rc < 0 && (mode == PQ_MODE_MAILQ || mode == PQ_MODE_JSON))
+        postqueue_fatal(EX_UNAVAILABLE,
+                        "Queue report unavailable - mail system is down (Connect to the mta "
+                        "control service %s: %s)",
+                        path, strerror(errno));
+    if (rc < 0)
+        postqueue_fatal(EX_UNAVAILABLE, "Cannot flush mail queue - mail system is down");
+    if (rc > 0)
+        postqueue_fatal(EX_SOFTWARE, "%s", err);
+    if (fflush(stdout) != 0 && errno != EPIPE)
+        postqueue_fatal(EX_IOERR, "output write error: %s", strerror(errno));
+    return 0;
+}
