@@ -60,7 +60,7 @@ file(CONFIGURE OUTPUT ${MTA_PKG_DIR}/mtad.service CONTENT "${mta_unit}" @ONLY)
 # man pages: paths filled in now, the settings list of mtad.conf(5) from the built mtactl
 find_program(MTA_GZIP gzip)
 set(mta_man_out "")
-foreach(page mtad.8 mtactl.8 mtad.conf.5)
+foreach(page mtad.8 mtactl.8 mtad.conf.5 postqueue.1 postsuper.1)
   configure_file(man/${page}.in ${CMAKE_BINARY_DIR}/man/${page}.in @ONLY)
   set(out ${CMAKE_BINARY_DIR}/man/${page})
   if(MTA_GZIP)
