@@ -86,7 +86,7 @@ enum conf_type {
       "ip[:port],... DNS servers for MX/A/AAAA lookups. Empty: the system's resolv.conf.")      \
     X(maillog_file, CONF_STR, "", 0, 0, "postfix",                                               \
       "Local file that also receives every mail log record. Empty: none.")                      \
-    X(syslog_name, CONF_STR, "mta", 0, 0, "postfix",                                             \
+    X(syslog_name, CONF_STR, "postfix", 0, 0, "postfix",                                         \
       "Program name in mail log records (syslog_name/service[pid]).")                           \
     X(mail_owner, CONF_STR, "mta", 0, 0, "postfix",                                              \
       "Account mtad runs as after start-up when started as root (owns the data volume, mode "    \

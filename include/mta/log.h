@@ -17,7 +17,7 @@
 
 struct log_options {
     const char *hostname;     /* the host field of each record */
-    const char *syslog_name;  /* "mta" -> "mta/smtpd[pid]" */
+    const char *syslog_name;  /* "postfix" -> "postfix/smtpd[pid]" */
     const char *maillog_file; /* "" or NULL: none */
     const char *timezone;     /* "" or NULL: unchanged; else a tz name, validated */
     int to_stderr;            /* 1: also to standard error */

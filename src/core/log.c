@@ -79,7 +79,7 @@ static atomic_uint log_time_gen; /* bumped when the zone changes: per-thread cac
 
 /* Identity of each record; set by log_init while no writer runs. */
 static char log_host[LOG_NAME_MAX + 1];
-static char log_name[LOG_NAME_MAX + 1] = "mta";
+static char log_name[LOG_NAME_MAX + 1] = "postfix";
 static pthread_once_t log_host_once = PTHREAD_ONCE_INIT;
 
 static const char log_months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -536,7 +536,7 @@ int log_init(const struct log_options *opt, char **err)
     if (opt->hostname && *opt->hostname)
         log_copy_name(log_host, sizeof(log_host), opt->hostname);
     log_copy_name(log_name, sizeof(log_name),
-                  (opt->syslog_name && *opt->syslog_name) ? opt->syslog_name : "mta");
+                  (opt->syslog_name && *opt->syslog_name) ? opt->syslog_name : "postfix");
 
     pthread_mutex_lock(&log_st.mu);
     log_cond_init();

@@ -93,7 +93,7 @@ class DeliveryLifecycle(mtatest.MtaTestCase):
                    r"4\.2\.0 <late@dst\.test>: mailbox busy \(in reply to RCPT TO command\)\)$"
                    % (qid, sink.port), t(10))
         # ... then, past the lifetime, returned (Postfix qmgr's wording)
-        line = d.wait_log(r"mta/qmgr\[\d+\]: %s: from=<sender@src\.test>, status=expired, "
+        line = d.wait_log(r"postfix/qmgr\[\d+\]: %s: from=<sender@src\.test>, status=expired, "
                           r"returned to sender$" % qid, t(20))[0]
         # (ages are whole seconds, as in Postfix: 3s means "after more than 2s")
         self.assertGreater(time.monotonic() - t0, 2.0, line)
@@ -124,7 +124,7 @@ class DeliveryLifecycle(mtatest.MtaTestCase):
         relay = self.sink()
         cc = self.sink()
         d = self.relay_daemon(relay, cc_mta="[127.0.0.1]:%d" % cc.port)
-        d.wait_log(r" mta/qmgr\[%d\]: warning: cc_mta = \[127\.0\.0\.1\]:%d is ignored because "
+        d.wait_log(r" postfix/qmgr\[%d\]: warning: cc_mta = \[127\.0\.0\.1\]:%d is ignored because "
                    r"smart_relay is set$" % (d.pid(), cc.port), t(5))
         # logged at start, before the daemon says it has started
         log = d.maillog()

@@ -128,7 +128,7 @@ class LogShare(mtatest.MtaTestCase):
         for qid in ids:
             self.assertEqual(len([l for l in lines if ("]: %s: client=" % qid) in l]), 1, qid)
         # the pid: the daemon's, or a session's / delivery connection's pseudo-pid
-        rx = re.compile(r"^[A-Z][a-z]{2} [ 1-3]\d \d\d:\d\d:\d\d %s mta/[a-z]+\[\d+\]: "
+        rx = re.compile(r"^[A-Z][a-z]{2} [ 1-3]\d \d\d:\d\d:\d\d %s postfix/[a-z]+\[\d+\]: "
                         % re.escape(mtatest.HOSTNAME))
         for l in lines:
             self.assertRegex(l, rx)

@@ -5,8 +5,9 @@ message-id=, from=/size=/nrcpt= (queue active), NOQUEUE reject and disconnect
 records; syslog_name and timezone honoured; the same records on stderr.
 Each SMTP session and delivery connection has its own pseudo-pid, so that
 pflogsumm --smtpd-stats (which pairs connect/disconnect by pid) counts every
-session; refused deliveries say relay=none as Postfix's do.
-Not here: delivery records (issue 3).
+session; refused deliveries say relay=none as Postfix's do. syslog_name's
+default is postfix (the log tools match only postfix/...); mta/ when set.
+Not here: delivery records (issue 3); the log tools themselves (test_log_tools.py).
 """
 
 import datetime
@@ -87,10 +88,15 @@ class MailLog(mtatest.MtaTestCase):
         self.assertRegex(d.stderr(), r"relay7/smtpd\[%d\]: %s: client=unknown\[127\.0\.0\.1\]" % (spid, qid))
 
     def test_default_syslog_name_and_order(self):
+        """syslog_name's default is Postfix's: prometheus-postfix-exporter and mtail's
+        Postfix program read postfix/... lines only."""
         d = self.daemon()
         qid = self.send_one(d, rcpts=("a@example.com",))
-        d.wait_log(r"mta/qmgr\[\d+\]: %s: from=<s@example\.org>, size=\d+, nrcpt=1 \(queue active\)$" % qid)
-        d.wait_log(r"mta/smtpd\[\d+\]: disconnect from unknown\[127\.0\.0\.1\]")
+        d.wait_log(r" postfix/qmgr\[\d+\]: %s: from=<s@example\.org>, size=\d+, nrcpt=1 "
+                   r"\(queue active\)$" % qid)
+        d.wait_log(r" postfix/smtpd\[\d+\]: disconnect from unknown\[127\.0\.0\.1\]")
+        for line in d.maillog().splitlines():
+            self.assertEqual(LINE_RE.match(line).group("prog"), "postfix", line)
         recs = [l for l in d.maillog().splitlines() if qid in l]
         kinds = [re.search(r"%s: ([a-z-]+=)" % qid, l).group(1) for l in recs]
         self.assertEqual(kinds[:3], ["client=", "message-id=", "from="], recs)
@@ -169,7 +175,7 @@ class MailLog(mtatest.MtaTestCase):
         d = self.daemon(settings={"message_size_limit": "100000"})
         n = 6
         probes = self.mixed_run(d, n)
-        out = subprocess.run(["pflogsumm", "--smtpd-stats", "--syslog-name=mta", d.maillog_path],
+        out = subprocess.run(["pflogsumm", "--smtpd-stats", d.maillog_path],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
                              timeout=60).stdout.decode("utf-8", "replace")
         m = re.search(r"^\s*(\d+)\s+connections\b", out, re.M)

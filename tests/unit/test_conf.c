@@ -192,7 +192,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->queue_run_delay, 300);
     assert_int_equal(c->queue_minfree, 0);
     assert_int_equal(c->default_destination_concurrency_limit, 20);
-    assert_string_equal(c->syslog_name, "mta");
+    assert_string_equal(c->syslog_name, "postfix");
     assert_string_equal(c->smtpd_forbid_bare_newline, "normalize");
     assert_string_equal(c->smtp_tls_security_level, "may");
     assert_string_equal(c->path, "");
