@@ -19,6 +19,7 @@
 #include "mta/keystore.h"
 #include "mta/log.h"
 #include "mta/log_smb.h"
+#include "mta/pickup.h"
 #include "mta/privilege.h"
 #include "mta/smtpd.h"
 #include "mta/spool.h"
@@ -39,6 +40,7 @@ struct mtad {
     struct conf *conf;
     struct spool *spool;
     struct smtpd *smtpd;
+    struct pickup *pickup; /* local submission: DATA/maildrop */
     struct dns *dns;
     struct relay *relay;
     struct control *control;
@@ -99,13 +101,30 @@ static void mtad_tls_reloaded(struct tls_ctx *ctx, const char *why, void *arg)
     free(err);
 }
 
+/* mtad_conf_dir - the directory of the configuration file: Postfix's master names its
+ * configuration directory in "daemon started" and "reload", and log readers expect one. */
+static const char *mtad_conf_dir(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", path ? path : "");
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == buf)
+        slash[1] = 0;
+    else
+        *slash = 0;
+    return buf;
+}
+
 /* mtad_signal_cb - SIGTERM/SIGINT: graceful stop; SIGHUP: reopen logs, reload the certificate. */
 static void mtad_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct mtad *d = arg;
 
     if (sig == SIGHUP) {
-        log_info("reload -- version %s, configuration %s", MTAD_VERSION, d->conf->path);
+        char cdir[4096];
+        log_info("reload -- version %s, configuration %s", MTAD_VERSION,
+                 mtad_conf_dir(d->conf->path, cdir, sizeof(cdir)));
         log_reopen();
         if (d->keyw && d->smtpd && !d->reloading && !d->stopping) {
             d->reloading = 1;
@@ -291,6 +310,11 @@ int main(int argc, char **argv)
         d.keyw = workers_new(d.base, 1, "keys");
     }
 
+    /* 4b. local submission: what sendmail/postdrop put in the maildrop, also while we were down */
+    d.pickup = pickup_new(d.base, d.conf, d.spool, &err);
+    if (d.pickup == NULL)
+        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+
     /* 5. statistics: web UI, JSON API, /metrics, the mon push */
     d.stats = stats_new(d.base, d.conf, d.spool, d.sched, &err);
     if (d.stats == NULL) {
@@ -316,7 +340,9 @@ int main(int argc, char **argv)
         if (d.watchdog)
             event_add(d.watchdog, &half);
     }
-    log_info("daemon started -- version %s, configuration %s", MTAD_VERSION, d.conf->path);
+    char cdir[4096];
+    log_info("daemon started -- version %s, configuration %s", MTAD_VERSION,
+             mtad_conf_dir(d.conf->path, cdir, sizeof(cdir)));
     sd_notify(0, "READY=1\nSTATUS=accepting mail");
     event_base_dispatch(d.base);
 
@@ -325,6 +351,7 @@ int main(int argc, char **argv)
     if (d.keyw)
         workers_free(d.keyw); /* a reload in flight finishes while smtpd still exists */
     smtpd_free(d.smtpd);
+    pickup_free(d.pickup);
     control_free(d.control);
     relay_free(d.relay);
     sched_free(d.sched);

@@ -94,6 +94,9 @@ enum conf_type {
     X(setgid_group, CONF_STR, "mtadrop", 0, 0, "postfix",                                        \
       "Group of the setgid postdrop and postqueue programs: it may enter the data volume, "      \
       "write the maildrop and use the control socket's public commands.")                       \
+    X(command_directory, CONF_STR, "", 0, 0, "postfix",                                          \
+      "Where sendmail finds postdrop and postqueue. Empty: the directory of the sendmail "      \
+      "program itself (the install puts them together, in /usr/sbin).")                         \
     X(message_size_limit, CONF_SIZE, "10240000", 1024, 2147483647L, "postfix",                    \
       "Largest message accepted, in bytes (SIZE= and the DATA stream).")                        \
     X(smtpd_recipient_limit, CONF_INT, "1000", 1, 100000, "postfix",                             \

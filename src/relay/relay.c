@@ -302,6 +302,7 @@ struct relay_notify {
     struct spool_msg *msg;
     char msgid[160];
     char newid[SPOOL_ID_SIZE];
+    char qid[SPOOL_ID_SIZE]; /* the bounced message's ID, for the log after the job is gone */
     long long newsize;
 };
 
@@ -408,12 +409,25 @@ static void relay_notify_build(void *arg)
     relay_dsn_build(&info, dr, i, nt->orig ? nt->orig : "", nt->orig ? nt->origlen : 0, nt->text);
 }
 
+/*
+ * relay_notify_log - the queued notification's records as Postfix writes them: cleanup's
+ * message-id=, then the bounce daemon's "QID: sender non-delivery notification: NEWID"
+ * (prometheus-postfix-exporter and pflogsumm read it), then qmgr's from=<>. The
+ * notification bypasses smtpd, so its intake records are logged here.
+ */
+static void relay_notify_log(const struct relay_notify *nt)
+{
+    log_mail("cleanup", "%s: message-id=<%s>", nt->newid, nt->msgid);
+    log_mail("bounce", "%s: sender %s notification: %s", nt->qid,
+             nt->success ? "delivery status" : "non-delivery", nt->newid);
+    log_mail("qmgr", "%s: from=<>, size=%lld, nrcpt=1 (queue active)", nt->newid, nt->newsize);
+}
+
 static void relay_notify_committed(void *arg, int err)
 {
     struct relay_notify *nt = arg;
     struct relay *r = nt->tok->r;
     struct relay_job *rj = nt->rj;
-    const char *newid = nt->newid;
     int i;
 
     if (!r) {
@@ -421,7 +435,7 @@ static void relay_notify_committed(void *arg, int err)
         if (err)
             log_warning("bounce", "notification not queued at shutdown: %s", strerror(err));
         else
-            log_mail("bounce", "sender notification: %s", newid);
+            relay_notify_log(nt);
         if (--nt->tok->refs == 0)
             free(nt->tok);
         free(nt->which);
@@ -436,11 +450,7 @@ static void relay_notify_committed(void *arg, int err)
             for (i = 0; i < nt->n; i++)
                 rj->job->result[nt->which[i]] = SCHED_RESULT_DEFER;
     } else {
-        /* the notification bypasses smtpd, so its intake records are logged here */
-        log_mail("cleanup", "%s: message-id=<%s>", newid, nt->msgid);
-        log_mail("qmgr", "%s: from=<>, size=%lld, nrcpt=1 (queue active)", newid, nt->newsize);
-        log_mail("bounce", "%s: sender %s notification: %s", rj->job->queue_id,
-                 nt->success ? "delivery status" : "non-delivery", newid);
+        relay_notify_log(nt);
     }
     if (--nt->tok->refs == 0 && !nt->tok->r)
         free(nt->tok);
@@ -512,6 +522,7 @@ static int relay_notify_start(struct relay *r, struct relay_job *rj, int success
     nt->tok = r->tok;
     nt->tok->refs++;
     nt->rj = rj;
+    snprintf(nt->qid, sizeof(nt->qid), "%s", rj->job->queue_id);
     nt->success = success;
     for (i = 0; i < rj->job->nrcpt; i++)
         if (relay_wants_dsn(rj, i, success))

@@ -144,6 +144,9 @@ void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void smtpd_vreply(struct smtpd_session *s, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+/* smtpd_reply_log_reject - the reject line alone, in log_whatsup form (replies differ). */
+void smtpd_reply_log_reject(struct smtpd_session *s, const char *cmd, const char *sender,
+                            const char *rcpt, const char *text);
 void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
 /* smtpd_reply_reject_from - a reject at MAIL by a restriction: the log names SENDER, the

@@ -89,17 +89,27 @@ __attribute__((format(printf, 5, 0))) static void
 smtpd_reply_vreject(struct smtpd_session *s, const char *cmd, const char *sender, const char *rcpt,
                     const char *fmt, va_list ap)
 {
-    char buf[1024], from[SMTPD_ADDR_MAX + 16] = "", to[SMTPD_ADDR_MAX + 16] = "";
+    char buf[1024];
 
     vsnprintf(buf, sizeof(buf), fmt, ap);
+    smtpd_reply_log_reject(s, cmd, sender, rcpt, buf);
+    smtpd_reply(s, "%s", buf);
+}
+
+void smtpd_reply_log_reject(struct smtpd_session *s, const char *cmd, const char *sender,
+                            const char *rcpt, const char *text)
+{
+    char from[SMTPD_ADDR_MAX + 16] = "", to[SMTPD_ADDR_MAX + 16] = "";
+
     if (sender)
         snprintf(from, sizeof(from), " from=<%s>", sender);
     if (rcpt)
         snprintf(to, sizeof(to), " to=<%s>", rcpt);
-    log_mail_pid("smtpd", s->log_pid, "%s: reject: %s from %s[%s]: %s;%s%s proto=%s helo=<%s>",
-                 s->tx && s->tx->msg ? s->tx->id : "NOQUEUE", cmd, s->name, s->addr, buf, from, to,
-                 s->esmtp ? "ESMTP" : "SMTP", s->helo ? s->helo : "");
-    smtpd_reply(s, "%s", buf);
+    /* Postfix: helo= only once the client has given one */
+    log_mail_pid("smtpd", s->log_pid, "%s: reject: %s from %s[%s]: %s;%s%s proto=%s%s%s%s",
+                 s->tx && s->tx->msg ? s->tx->id : "NOQUEUE", cmd, s->name, s->addr, text, from, to,
+                 s->esmtp ? "ESMTP" : "SMTP", s->helo ? " helo=<" : "", s->helo ? s->helo : "",
+                 s->helo ? ">" : "");
 }
 
 void smtpd_reply_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, const char *fmt,

@@ -61,12 +61,15 @@ static int smtpd_sasl_confpath_cb(void *ctx, const char **path)
     return SASL_OK;
 }
 
-/* smtpd_sasl_log_cb - Cyrus's own complaints (bad config, missing sasldb) into the mail log. */
+/* smtpd_sasl_log_cb - Cyrus's own complaints (bad config, missing sasldb, a wrong password)
+ * into the mail log, worded as Postfix's xsasl_cyrus_log words them. */
 static int smtpd_sasl_log_cb(void *ctx, int level, const char *msg)
 {
     (void)ctx;
-    if (level <= SASL_LOG_WARN)
-        log_mail("smtpd", "warning: SASL: %s", msg ? msg : "");
+    if (level == SASL_LOG_FAIL)
+        log_mail("smtpd", "warning: SASL authentication failure: %s", msg ? msg : "");
+    else if (level == SASL_LOG_ERR || level == SASL_LOG_WARN)
+        log_mail("smtpd", "warning: SASL authentication problem: %s", msg ? msg : "");
     return SASL_OK;
 }
 

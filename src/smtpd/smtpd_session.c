@@ -170,10 +170,15 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     if (c->smtpd_client_connection_count_limit > 0 &&
         count >= c->smtpd_client_connection_count_limit &&
         (live = smtpd_session_live_from(srv, key)) >= c->smtpd_client_connection_count_limit) {
-        log_mail("smtpd",
-                 "warning: Connection concurrency limit exceeded: %ld from unknown[%s] for "
-                 "service smtp",
-                 live + 1, addr);
+        /* Postfix's smtpd has accepted the connection when anvil says no: a session of
+         * its own (connect, warning, disconnect) that log tools count like any other */
+        long pid = log_new_pid();
+        log_mail_pid("smtpd", pid, "connect from unknown[%s]", addr);
+        log_mail_pid("smtpd", pid,
+                     "warning: Connection concurrency limit exceeded: %ld from unknown[%s] for "
+                     "service smtp",
+                     live + 1, addr);
+        log_mail_pid("smtpd", pid, "disconnect from unknown[%s] commands=0", addr);
         counter_add(CNT_REJECTED, 1);
         snprintf(buf, sizeof(buf), "421 4.7.0 %s Error: too many connections from %s\r\n",
                  srv->hostname, addr);
@@ -470,8 +475,9 @@ static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, siz
         return;
     }
     if (bare && s->srv->barelf == SMTPD_BARELF_REJECT) {
-        log_mail_pid("smtpd", s->log_pid, "disconnect: bare <LF> received from %s[%s] after %s",
-                     s->name, s->addr, s->where);
+        smtpd_reply_log_reject(s, s->where, s->tx ? s->tx->sender : NULL,
+                               s->tx && s->tx->nrcpt ? s->tx->rcpt[s->tx->nrcpt - 1].addr : NULL,
+                               "bare <LF> received");
         counter_add(CNT_REJECTED, 1);
         smtpd_reply_close(s, "521 5.5.2 %s Error: bare <LF> received", s->srv->hostname);
         return;
@@ -640,6 +646,23 @@ static void smtpd_session_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/*
+ * smtpd_session_log_abort - "REASON after WHERE from name[addr]" as Postfix's smtpd logs an
+ * abnormal end: with the byte count while a DATA or BDAT body streams, and nothing for a
+ * client that leaves without QUIT once its message was answered (no fault: Postfix has no
+ * "lost connection after END-OF-MESSAGE", and log tools count what Postfix writes).
+ */
+static void smtpd_session_log_abort(struct smtpd_session *s, const char *reason)
+{
+    if ((s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) && s->tx)
+        log_mail_pid("smtpd", s->log_pid, "%s after %s (%lld bytes) from %s[%s]", reason,
+                     s->state == SMTPD_STATE_DATA ? "DATA" : "BDAT", s->tx->body.size, s->name,
+                     s->addr);
+    else if (strcmp(reason, "lost connection") != 0 || strcmp(s->where, "END-OF-MESSAGE") != 0)
+        log_mail_pid("smtpd", s->log_pid, "%s after %s from %s[%s]", reason, s->where, s->name,
+                     s->addr);
+}
+
 /* smtpd_session_event_cb - EOF, error or timeout. */
 static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -658,18 +681,12 @@ static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *ar
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        log_mail_pid("smtpd", s->log_pid, "timeout after %s from %s[%s]", s->where, s->name,
-                     s->addr);
+        smtpd_session_log_abort(s, "timeout");
         smtpd_reply_close(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->hostname);
         smtpd_session_close(s);
         return;
     }
-    if (s->state == SMTPD_STATE_DATA && s->tx)
-        log_mail_pid("smtpd", s->log_pid, "lost connection after DATA (%lld bytes) from %s[%s]",
-                     s->tx->body.size, s->name, s->addr);
-    else
-        log_mail_pid("smtpd", s->log_pid, "lost connection after %s from %s[%s]", s->where, s->name,
-                     s->addr);
+    smtpd_session_log_abort(s, "lost connection");
     smtpd_session_kill(s);
 }
 

@@ -205,8 +205,9 @@ void smtpd_txn_end(struct smtpd_session *s)
     s->cur_cmd = tx->bdat ? SMTPD_CMD_BDAT : SMTPD_CMD_DATA;
     if (err) {
         if (err & SMTPD_BODY_ERR_BARELF) {
-            log_mail_pid("smtpd", s->log_pid, "%s: reject: bare <LF> received from %s[%s]", tx->id,
-                         s->name, s->addr);
+            smtpd_reply_log_reject(s, "END-OF-MESSAGE", tx->sender,
+                                   tx->nrcpt ? tx->rcpt[tx->nrcpt - 1].addr : NULL,
+                                   "bare <LF> received");
             counter_add(CNT_REJECTED, 1);
             smtpd_reply_close(s, "521 5.5.2 %s Error: bare <LF> received", srv->hostname);
         } else {

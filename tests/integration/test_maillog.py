@@ -101,6 +101,23 @@ class MailLog(mtatest.MtaTestCase):
         kinds = [re.search(r"%s: ([a-z-]+=)" % qid, l).group(1) for l in recs]
         self.assertEqual(kinds[:3], ["client=", "message-id=", "from="], recs)
 
+    def test_syslog_name_mta(self):
+        """An administrator may keep the old name: syslog_name = mta."""
+        d = self.daemon(settings={"syslog_name": "mta"})
+        qid = self.send_one(d, rcpts=("a@example.com",))
+        d.wait_log(r" mta/smtpd\[\d+\]: %s: client=unknown\[127\.0\.0\.1\]$" % qid)
+        self.assertEqual(d.log_lines(r" postfix/"), [])
+
+    def test_master_start_stop(self):
+        """master's start and stop lines as Postfix's master writes them: the
+        configuration directory, and the signal."""
+        d = self.daemon()
+        d.wait_log(r" postfix/master\[%d\]: daemon started -- version \S+, configuration %s$"
+                   % (d.pid(), re.escape(os.path.dirname(d.config_path))))
+        pid = d.pid()
+        self.assertEqual(d.stop(), 0)
+        d.wait_log(r" postfix/master\[%d\]: terminating on signal 15$" % pid)
+
     def test_reject_record(self):
         d = self.daemon(overrides=["syslog_name=relay7"])
         with d.client(source="127.0.0.2") as c:
@@ -157,10 +174,13 @@ class MailLog(mtatest.MtaTestCase):
         self.assertEqual(len(set(connects)), probes + n, d.maillog())
         self.assertEqual(sorted(connects), sorted(disconnects), d.maillog())
         self.assertNotIn(d.pid(), connects)
-        # the session's other lines carry its pid
-        lost = d.wait_log(r"/smtpd\[\d+\]: lost connection after END-OF-MESSAGE from "
-                          r"unknown\[127\.0\.0\.1\]$")
-        self.assertIn(int(LINE_RE.match(lost[0]).group("pid")), connects)
+        # the session's other lines carry its pid; one that leaves without QUIT after
+        # its message was answered is no fault: Postfix logs no "lost connection after
+        # END-OF-MESSAGE" (and exporter/mtail patterns could not count it: \w+)
+        self.assertEqual(d.log_lines(r"lost connection after"), [], d.maillog())
+        left = d.wait_log(r"/smtpd\[\d+\]: disconnect from unknown\[127\.0\.0\.1\] ehlo=1 "
+                          r"mail=1 rcpt=1 data=1 commands=4$")
+        self.assertIn(int(LINE_RE.match(left[0]).group("pid")), connects)
         rej = d.wait_log(r"/smtpd\[\d+\]: NOQUEUE: reject: MAIL from unknown\[127\.0\.0\.1\]: 552 5\.3\.4 "
                          r"Message size exceeds fixed limit; proto=ESMTP helo=<c1\.example>$")
         self.assertIn(int(LINE_RE.match(rej[0]).group("pid")), connects)
