@@ -20,6 +20,10 @@ TEST_PKGS="$TEST_PKGS libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-pe
 libdigest-hmac-perl"
 # JavaMail on the JRE: the appliance's first user is a Tomcat web application (test_javamail.py)
 TEST_PKGS="$TEST_PKGS libmail-java default-jre-headless"
+# the Postfix log tools over mta's maillog (test_log_tools.py): Debian 12's exporter (0.3.0)
+# Depends on postfix and rsyslog, which come along installed but never started (the
+# policy-rc.d below; nothing in the tests calls them); mtail ships examples/postfix.mtail
+TEST_PKGS="$TEST_PKGS prometheus-postfix-exporter mtail"
 # the libFuzzer targets in tests/fuzz (scripts/test.sh's fuzz stage)
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 
