@@ -846,6 +846,16 @@ int main(int argc, char **argv)
     if (qtime && mode != SM_DAEMON)
         return 0; /* "-q30m": a queue-run interval for a Sendmail daemon; nothing to do */
 
+    if (mode == SM_NEWALIAS) {
+        /* Postfix's newaliases with empty alias_maps: nothing to rebuild, exit 0. mta has
+         * no local delivery, hence no alias database (docs/sendmail.md); no configuration
+         * is needed for that, so package scripts that run newaliases never fail here. */
+        if (argv[optind])
+            sm_fatal(EX_USAGE, "alias initialization mode requires no recipient");
+        return 0;
+    }
+    if (mode == SM_IGNORE)
+        return 0;
     sm_load_config(opt_config);
     switch (mode) {
     case SM_MAILQ:
@@ -856,16 +866,11 @@ int main(int argc, char **argv)
         if (argv[optind])
             sm_fatal(EX_USAGE, "flush queue mode requires no recipient");
         sm_run_replace("postqueue", "-f", NULL);
-    case SM_NEWALIAS:
-        /* Postfix's newaliases with empty alias_maps: nothing to rebuild, exit 0. mta has
-         * no local delivery, hence no alias database (docs/sendmail.md). */
-        if (argv[optind])
-            sm_fatal(EX_USAGE, "alias initialization mode requires no recipient");
-        return 0;
     case SM_DAEMON:
         sm_fatal(EX_USAGE, "daemon mode is not supported: start mtad (systemctl start mtad)");
+    case SM_NEWALIAS:
     case SM_IGNORE:
-        return 0;
+        return 0; /* handled above */
     case SM_USER:
         if (argv[optind])
             sm_fatal(EX_USAGE, "stand-alone mode requires no recipient");
