@@ -60,7 +60,7 @@ file(CONFIGURE OUTPUT ${MTA_PKG_DIR}/mtad.service CONTENT "${mta_unit}" @ONLY)
 # man pages: paths filled in now, the settings list of mtad.conf(5) from the built mtactl
 find_program(MTA_GZIP gzip)
 set(mta_man_out "")
-foreach(page mtad.8 mtactl.8 mtad.conf.5 postqueue.1 postsuper.1)
+foreach(page mtad.8 mtactl.8 mtad.conf.5 postqueue.1 postsuper.1 sendmail.1)
   configure_file(man/${page}.in ${CMAKE_BINARY_DIR}/man/${page}.in @ONLY)
   set(out ${CMAKE_BINARY_DIR}/man/${page})
   if(MTA_GZIP)
@@ -84,6 +84,28 @@ endforeach()
 add_custom_target(man ALL DEPENDS ${mta_man_out})
 
 install(TARGETS mtad mtactl RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+# the Postfix/Sendmail commands (docs/sendmail.md) in /usr/sbin, where programs look for
+# sendmail; postdrop and postqueue become setgid setgid_group in packaging/postinst
+# (dpkg-statoverride), as install cannot give a group that may not exist yet
+install(TARGETS sendmail postdrop postqueue postsuper RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+# mailq and newaliases are sendmail under other names, in /usr/bin as Debian's postfix has
+# them, and /usr/lib/sendmail for old scripts; relative links, created at install time
+# (DESTDIR and CPack's staging directory alike)
+file(RELATIVE_PATH mta_bin_sendmail ${CMAKE_INSTALL_FULL_BINDIR} ${MTA_SBIN_DIR}/sendmail)
+file(RELATIVE_PATH mta_lib_sendmail ${CMAKE_INSTALL_PREFIX}/lib ${MTA_SBIN_DIR}/sendmail)
+install(CODE "
+  set(mta_root \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
+  file(MAKE_DIRECTORY \"\${mta_root}/${CMAKE_INSTALL_BINDIR}\" \"\${mta_root}/lib\")
+  foreach(mta_link ${CMAKE_INSTALL_BINDIR}/mailq ${CMAKE_INSTALL_BINDIR}/newaliases lib/sendmail)
+    if(mta_link MATCHES \"^lib/\")
+      set(mta_to \"${mta_lib_sendmail}\")
+    else()
+      set(mta_to \"${mta_bin_sendmail}\")
+    endif()
+    message(STATUS \"Installing: \${mta_root}/\${mta_link} -> \${mta_to}\")
+    file(REMOVE \"\${mta_root}/\${mta_link}\")
+    file(CREATE_LINK \"\${mta_to}\" \"\${mta_root}/\${mta_link}\" SYMBOLIC)
+  endforeach()")
 # the configuration may hold the web UI's password: root's only (mtad reads it as root)
 install(FILES ${MTA_PKG_DIR}/mtad.conf DESTINATION ${MTA_CONF_DIR}
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ)
@@ -91,7 +113,7 @@ install(FILES ${MTA_PKG_DIR}/mta.logrotate DESTINATION ${CMAKE_INSTALL_FULL_SYSC
         RENAME mta)
 install(FILES ${MTA_PKG_DIR}/mtad.service DESTINATION ${MTA_UNIT_DIR})
 install(FILES README.md docs/configuration.md docs/delivery.md docs/http.md docs/logging.md
-              docs/security.md docs/spool-format.md
+              docs/security.md docs/spool-format.md docs/sendmail.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # ---- CPack: cpack -G DEB in the build directory ----
@@ -115,6 +137,10 @@ set(CPACK_DEBIAN_PACKAGE_SECTION mail)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON) # Depends: from dpkg-shlibdeps
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd") # useradd in postinst
+# Debian policy 11.6 for a mail transport agent: one at a time, replacing the other
+set(CPACK_DEBIAN_PACKAGE_PROVIDES "mail-transport-agent")
+set(CPACK_DEBIAN_PACKAGE_CONFLICTS "mail-transport-agent")
+set(CPACK_DEBIAN_PACKAGE_REPLACES "mail-transport-agent")
 # SASL mechanisms are plugins; the log share (libsmbclient) and the fs terminal (libnfs)
 # are dlopen'ed only when configured, so dpkg-shlibdeps cannot see them
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsasl2-modules, logrotate")

@@ -16,7 +16,8 @@
 #   FRESH_KEEP=1 keeps WORKDIR afterwards; FRESH_SKIP_TESTS=1 runs only the run.sh check.
 #   FRESH_DEB=1 adds the package stage: a .deb built here from the clean clone (cpack,
 #   prefix /usr; FRESH_DEB=FILE takes that .deb instead) is installed in the root with
-#   apt-get, its mtad serves one message, then `dpkg -r` and `dpkg --purge` keep the queue.
+#   apt-get, its mtad serves one message over SMTP and two through its sendmail (as root
+#   and as nobody), then `dpkg -r` and `dpkg --purge` keep the queue.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 [ "$(id -u)" = 0 ] || { echo "fresh-debian-check: run as root" >&2; exit 1; }
@@ -104,15 +105,24 @@ echo "PASS: scripts/run.sh installed, built, and accepted a message"
 if [ -n "${FRESH_DEB:-}" ]; then
     echo "=== FRESH_DEB: apt-get install ./mta.deb ==="
     fail() { echo "FAIL: .deb: $*"; tail -20 /tmp/deb-mtad.log 2>/dev/null; exit 1; }
-    # run.sh created mta for its own run: the package must create it on a fresh host
+    # run.sh created mta and mtadrop for its own run: the package must create them
     userdel mta 2>/dev/null || true
+    groupdel mtadrop 2>/dev/null || true
     cd / && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         ./mta.deb >/tmp/deb-install.log 2>&1 || { cat /tmp/deb-install.log; fail "apt-get"; }
     getent passwd mta | grep -q ':/var/spool/mta:/usr/sbin/nologin$' ||
         fail "postinst did not create the account mta: $(getent passwd mta)"
     getent passwd mta
     ls -ld /var/spool/mta /var/log/mta /var/log/mta/maillog /etc/mta/mtad.conf
-    [ "$(stat -c %U:%a /var/spool/mta)" = mta:700 ] || fail "/var/spool/mta not mta's 0700"
+    [ "$(stat -c %U:%G:%a /var/spool/mta)" = mta:mtadrop:710 ] ||
+        fail "/var/spool/mta not mta:mtadrop 0710"
+    [ "$(stat -c %U:%G:%a /var/spool/mta/maildrop)" = mta:mtadrop:1730 ] ||
+        fail "/var/spool/mta/maildrop not mta:mtadrop 1730"
+    for prog in postdrop postqueue; do
+        [ "$(stat -c %U:%G:%a /usr/sbin/$prog)" = root:mtadrop:2755 ] ||
+            fail "/usr/sbin/$prog not setgid mtadrop: $(ls -l /usr/sbin/$prog)"
+    done
+    [ "$(readlink /usr/bin/mailq)" = ../sbin/sendmail ] || fail "/usr/bin/mailq"
     dpkg-query -W -f='${Depends}\n' mta
     # the installed configuration; only the ports moved off 25 and 8025 (shared network)
     ports=$(python3 -c 'import socket
@@ -133,7 +143,25 @@ PY
         then sent=1; break; fi
         sleep 0.2
     done
+    # one mail through the package's sendmail as PHP's mail() runs it, as root and as
+    # nobody (who can read neither the configuration nor the maildrop: postdrop can)
+    printf 'To: someone@example.com\nSubject: deb sendmail\n\nhello\n' |
+        /usr/sbin/sendmail -t -i || fail "sendmail -t -i as root exited $?"
+    printf 'Subject: deb sendmail nobody\n\nhello\n' |
+        setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/sbin/sendmail -i \
+            someone@example.com || fail "sendmail as nobody exited $?"
+    picked=0
+    for _ in $(seq 1 50); do
+        if grep -q 'pickup\[[0-9]*\]: [0-9A-F]*: uid=65534 from=<nobody>' /var/log/mta/maillog &&
+            grep -q 'pickup\[[0-9]*\]: [0-9A-F]*: uid=0 from=<root>' /var/log/mta/maillog; then
+            picked=1; break
+        fi
+        sleep 0.2
+    done
+    newaliases || fail "newaliases exited $?"
     kill -TERM $mpid; wait $mpid; mrc=$?
+    [ $picked = 1 ] || fail "pickup did not log the sendmail messages"
+    grep -E 'pickup\[' /var/log/mta/maillog
     [ $sent = 1 ] || fail "the installed mtad did not accept a message"
     [ $mrc = 0 ] || fail "mtad exited $mrc on SIGTERM"
     grep -E 'running as mta|from=<deb@fresh.example>' /var/log/mta/maillog || fail "maillog"
@@ -143,7 +171,8 @@ PY
     dpkg --purge mta 2>&1 | tail -3
     [ -d /var/spool/mta ] || fail "dpkg --purge removed /var/spool/mta"
     echo "after dpkg -r and --purge: $(ls -ld /var/spool/mta)"
-    echo "PASS: the .deb installed, created mta, served a message, and left the queue on removal"
+    echo "PASS: the .deb installed, created mta, served a message over SMTP and through"\
+        "sendmail, and left the queue on removal"
     cd /work/main
 fi
 [ "${FRESH_SKIP_TESTS:-}" = 1 ] && exit 0

@@ -28,6 +28,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtatest  # noqa: E402
+import smtpsink  # noqa: E402
 from mtatest import t  # noqa: E402
 
 BUILD = os.path.dirname(os.path.abspath(mtatest.MTAD))
@@ -88,9 +89,15 @@ class Install(mtatest.MtaTestCase):
 
     def test_files_in_fhs_places(self):
         p = self.prefix
-        for prog in ("mtad", "mtactl"):
+        for prog in ("mtad", "mtactl", "sendmail", "postdrop", "postqueue", "postsuper"):
             f = self.path("%s/sbin/%s" % (p, prog))
             self.assertTrue(os.access(f, os.X_OK), f)
+        # mailq and newaliases in bin (as Debian's postfix), /usr/lib/sendmail for old scripts
+        for link in ("bin/mailq", "bin/newaliases", "lib/sendmail"):
+            f = self.path("%s/%s" % (p, link))
+            self.assertTrue(os.path.islink(f), f)
+            self.assertFalse(os.path.isabs(os.readlink(f)), f)
+            self.assertEqual(os.path.realpath(f), os.path.realpath(self.path(p + "/sbin/sendmail")))
         out = subprocess.run([self.path(p + "/sbin/mtad"), "-V"], capture_output=True,
                              text=True, timeout=t(10)).stdout
         self.assertRegex(out, r"^mtad \d+\.\d+\.\d+\n$")
@@ -125,7 +132,7 @@ class Install(mtatest.MtaTestCase):
         self.assertIn("systemctl reload mtad.service", text)
 
         pages = {}
-        for page in ("man8/mtad.8", "man8/mtactl.8", "man5/mtad.conf.5"):
+        for page in ("man8/mtad.8", "man8/mtactl.8", "man5/mtad.conf.5", "man1/sendmail.1"):
             found = glob.glob(self.path("%s/share/man/%s*" % (p, page)))
             self.assertEqual(len(found), 1, page)
             with open(found[0], "rb") as f:
@@ -176,6 +183,53 @@ class Install(mtatest.MtaTestCase):
         self.assertEqual(proc.wait(t(30)), 0)
         with open(d.maillog_path) as f:
             self.assertRegex(f.read(), r"from=<a@example\.com>, size=\d+, nrcpt=1")
+
+    def test_installed_sendmail_submits_to_installed_daemon(self):
+        """The installed sendmail finds the installed postdrop next to it (command_directory
+        empty) and the installed mtad delivers what it submitted, as PHP's mail() runs it."""
+        sink = smtpsink.Sink("127.0.0.1", 0).start()
+        self.addCleanup(sink.stop)
+        d = mtatest.Daemon(self.tmp, name="installed")
+        self.addCleanup(d._hold_sock.close)
+        d.smtp_port, d.ui_port = mtatest.free_port(), mtatest.free_port()
+        # the installed configuration, with what a test cannot use moved by later lines
+        conf = os.path.join(self.tmp, "installed.cf")
+        with open(self.path(self.confdir + "/mtad.conf")) as f:
+            text = f.read()
+        text += ("\ndata_volume = %s\nmaillog_file = %s\nsmtp_port = %d\nui_port = %d\n"
+                 "smart_relay = [127.0.0.1]:%d\nhostname = %s\n"
+                 % (d.data_volume, d.maillog_path, d.smtp_port, d.ui_port, sink.port,
+                    mtatest.HOSTNAME))
+        if os.geteuid() != 0:
+            text += "mail_owner = %s\n" % pwd.getpwuid(os.geteuid()).pw_name
+        with open(conf, "w") as f:
+            f.write(text)
+        err = open(os.path.join(self.tmp, "installed.stderr"), "wb")
+        self.addCleanup(err.close)
+        proc = subprocess.Popen([self.path(self.prefix + "/sbin/mtad"), "-c", conf], stderr=err,
+                                stdout=subprocess.DEVNULL)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        deadline = time.monotonic() + t(10)
+        while not os.path.isdir(os.path.join(d.data_volume, "maildrop")):
+            self.assertIsNone(proc.poll(), "installed mtad exited")
+            self.assertLess(time.monotonic(), deadline, "no maildrop")
+            time.sleep(0.1)
+        r = subprocess.run([self.path(self.prefix + "/sbin/sendmail"), "-C", conf, "-t", "-i"],
+                           input=b"To: pkg@dst.test\nSubject: installed sendmail\n\nhi\n",
+                           capture_output=True, timeout=t(30))
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        r = subprocess.run([self.path(self.prefix + "/bin/newaliases")], capture_output=True,
+                           timeout=t(30))
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        msgs = sink.wait_messages(1, t(15))
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0].rcpts, ["pkg@dst.test"])
+        self.assertIn(b"Subject: installed sendmail\r\n", msgs[0].data)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(t(30)), 0)
+        with open(d.maillog_path) as f:
+            self.assertRegex(f.read(), r"(?m)/pickup\[\d+\]: [0-9A-F]+: uid=%d from=<"
+                             % os.getuid())
 
     @unittest.skipUnless(shutil.which("logrotate"), "logrotate missing")
     def test_logrotate_file_rotates_live_maillog(self):
@@ -246,6 +300,9 @@ class Deb(mtatest.MtaTestCase):
         info = run(["dpkg-deb", "--info", deb], t(30))
         fields = dict(re.findall(r"(?m)^ ([A-Za-z-]+): (.*)$", info))
         self.assertEqual(fields["Package"], "mta")
+        # Debian policy 11.6: an MTA provides, conflicts with and replaces the virtual package
+        for field in ("Provides", "Conflicts", "Replaces"):
+            self.assertEqual(fields.get(field), "mail-transport-agent", field)
         self.assertEqual(fields["Section"], "mail")
         # dpkg-shlibdeps: the shared libraries the programs link
         for lib in ("libc6", "libevent-2.1-7", "libssl3", "libc-ares2", "libsasl2-2",
@@ -261,6 +318,10 @@ class Deb(mtatest.MtaTestCase):
         self.assertRegex(postinst, r"useradd --system [^\n]*\\\n[^\n]* mta\n")
         self.assertIn('install -d -m 0700 -o mta -g mta "$SPOOL"', postinst)
         self.assertIn("SPOOL=/var/spool/mta", postinst)
+        self.assertIn("groupadd --system mtadrop", postinst)
+        self.assertIn('dpkg-statoverride --update --add root mtadrop 2755 "$SBIN/$prog"', postinst)
+        self.assertIn("for prog in postdrop postqueue; do", postinst)
+        self.assertIn('install -d -m 1730 -o mta -g mtadrop "$SPOOL/maildrop"', postinst)
         for script in ("postinst", "prerm", "postrm"):
             body = run(["dpkg-deb", "--info", deb, script], t(30))
             body = re.sub(r"(?m)^\s*#.*\n", "", body)  # the commands, not the comments
@@ -281,10 +342,17 @@ class Deb(mtatest.MtaTestCase):
             "/usr/share/man/man8/mtad.8.gz": "-rw-r--r--",
             "/usr/share/man/man8/mtactl.8.gz": "-rw-r--r--",
             "/usr/share/man/man5/mtad.conf.5.gz": "-rw-r--r--",
+            "/usr/sbin/sendmail": "-rwxr-xr-x", "/usr/sbin/postdrop": "-rwxr-xr-x",
+            "/usr/share/man/man1/sendmail.1.gz": "-rw-r--r--",
         }
         for path, mode in want.items():
             self.assertIn(path, entries, contents)
             self.assertEqual(entries[path], (mode, "root/root"), path)
+        links = dict(re.findall(r"(?m)^l\S+ \S+ +\d+ [\d-]+ [\d:]+ \.(\S+) -> (\S+)$", contents))
+        self.assertEqual({k: v for k, v in links.items() if "sendmail" in v},
+                         {"/usr/bin/mailq": "../sbin/sendmail",
+                          "/usr/bin/newaliases": "../sbin/sendmail",
+                          "/usr/lib/sendmail": "../sbin/sendmail"}, contents)
         # the queue is created by postinst and never owned by dpkg (dpkg -r keeps it)
         self.assertFalse([p for p in entries if p.startswith("/var/")], contents)
         self.assertFalse([p for p in entries if p.startswith("/usr/local")], contents)
