@@ -412,7 +412,7 @@ class DeliveryRelayTest(mtatest.MtaTestCase):
         with open(log, "w") as f:
             f.write(d.maillog())
             f.write(d2.maillog())
-        out = subprocess.run(["pflogsumm", "--syslog-name=mta", "-e", log], capture_output=True,
+        out = subprocess.run(["pflogsumm", "-e", log], capture_output=True,
                              text=True, timeout=60).stdout
 
         def count(label):
