@@ -285,6 +285,38 @@ static void sm_extract(const struct sm_buf *msg, struct sm_rcpts *normal, struct
 }
 
 /*
+ * sm_getline - the next line of IN (its LF included when there is one) into *BUF, keeping at
+ * most MAX bytes: the rest of a longer line is read and dropped and *OVER set, so that no
+ * input makes us hold more than the message size limit. The length kept, or -1 at the end.
+ */
+static ssize_t sm_getline(FILE *in, char **buf, size_t *cap, size_t max, int *over)
+{
+    size_t n = 0;
+    int ch;
+
+    *over = 0;
+    while ((ch = getc_unlocked(in)) != EOF) {
+        if (n < max) {
+            if (n + 2 > *cap) {
+                size_t c = *cap ? *cap * 2 : 1024;
+                if (!(*buf = realloc(*buf, c)))
+                    sm_fatal(EX_OSERR, "out of memory");
+                *cap = c;
+            }
+            (*buf)[n++] = (char)ch;
+        } else
+            *over = 1;
+        if (ch == '\n')
+            break;
+    }
+    if (n == 0 && !*over)
+        return -1;
+    if (*buf)
+        (*buf)[n] = 0;
+    return (ssize_t)n;
+}
+
+/*
  * sm_read_message - the message on standard input into MSG as LF lines: trailing CRs
  * stripped (CRLF input from PHP on Windows-style programs and pipes alike), leading
  * "From " (mbox) lines skipped, a lone "." ends it unless IGNORE_DOTS (-i), a last line
@@ -298,8 +330,15 @@ static void sm_read_message(FILE *in, struct sm_buf *msg, int ignore_dots, const
     int first = 1;
     long long stored = 0;
 
-    while ((n = getline(&line, &cap, in)) > 0) {
+    int over;
+
+    while ((n = sm_getline(in, &line, &cap, (size_t)sm_size_limit + 2, &over)) >= 0) {
         size_t len = (size_t)n;
+        if (over)
+            sm_fatal(EX_UNAVAILABLE, "%s(%lu): message file too big", sender,
+                     (unsigned long)getuid());
+        if (len == 0)
+            continue; /* only after an overlong line: never */
         if (line[len - 1] == '\n')
             len--;
         while (len > 0 && line[len - 1] == '\r')
@@ -608,8 +647,13 @@ static int sm_smtp(void)
             char *dl = NULL;
             size_t dcap = 0;
             ssize_t n;
-            while ((n = getline(&dl, &dcap, stdin)) > 0) {
+            int over;
+            while ((n = sm_getline(stdin, &dl, &dcap, (size_t)sm_size_limit + 2, &over)) >= 0) {
                 size_t len = (size_t)n;
+                if (over)
+                    big = 1;
+                if (len == 0)
+                    continue;
                 if (dl[len - 1] == '\n')
                     len--;
                 while (len > 0 && dl[len - 1] == '\r')

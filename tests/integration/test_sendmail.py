@@ -303,6 +303,18 @@ class SendmailTest(mtatest.MtaTestCase):
         p = self.sendmail(d, ["-i", "x@dst.test"], big)
         self.assertEqual(p.returncode, 69, p.stderr)  # EX_UNAVAILABLE
         self.assertIn(b"message file too big", p.stderr)
+        if not mtatest.SANITIZE:  # ASan reserves far more address space than this limit
+            # one 150 MB line, no LF, under a 100 MB address-space limit: refused for its size
+            # at once, never read whole into memory (nor cut short and queued)
+            import resource
+
+            def small():
+                resource.setrlimit(resource.RLIMIT_AS, (100 << 20, 100 << 20))
+            p = subprocess.run([SENDMAIL, "-C", d.config_path, "-i", "x@dst.test"],
+                               input=b"Subject: one line\n\n" + b"y" * (150 << 20),
+                               capture_output=True, timeout=t(60), preexec_fn=small)
+            self.assertEqual(p.returncode, 69, p.stderr)
+            self.assertIn(b"message file too big", p.stderr)
         missing = os.path.join(self.tmp, "missing.cf")
         p = self.sendmail(d, ["-i", "x@dst.test"], b"x\n", config=missing)
         self.assertEqual(p.returncode, 75, p.stderr)  # EX_TEMPFAIL, as Postfix's on fatal errors
