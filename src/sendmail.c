@@ -577,6 +577,7 @@ static int sm_smtp(void)
     const char *host = sm_conf ? sm_conf->myhostname : NULL;
     char hostbuf[256], line[SM_SMTP_LINE_MAX + 1];
     char *sender = NULL;
+    int body_8bit = 0; /* MAIL FROM:<...> BODY=8BITMIME */
     struct sm_rcpts r = {0};
     int too_long;
 
@@ -614,6 +615,7 @@ static int sm_smtp(void)
                 sm_smtp_reply("501 5.1.7 Bad sender address syntax");
             } else {
                 sender = a;
+                body_8bit = strcasestr(arg, " BODY=8BITMIME") != NULL;
                 sm_smtp_reply("250 2.1.0 Ok");
             }
         } else if (cl == 4 && strncasecmp(line, "RCPT", 4) == 0) {
@@ -684,7 +686,7 @@ static int sm_smtp(void)
             }
             if (big)
                 sm_smtp_reply("552 5.3.4 Error: message file too big");
-            else if (sm_postdrop(sender, "", 0, &r, &msg) == 0)
+            else if (sm_postdrop(sender, "", body_8bit, &r, &msg) == 0)
                 sm_smtp_reply("250 2.0.0 Ok: queued");
             else
                 sm_smtp_reply("451 4.3.0 Error: queue file write error");

@@ -293,7 +293,8 @@ class SendmailTest(mtatest.MtaTestCase):
     def test_bs_speaks_smtp(self):
         sink = self.sink()
         d = self.relay_daemon(sink)
-        dialogue = (b"EHLO client.example\r\nMAIL FROM:<bs@src.test>\r\nRCPT TO:<bs@dst.test>\r\n"
+        dialogue = (b"EHLO client.example\r\nMAIL FROM:<bs@src.test> BODY=8BITMIME\r\n"
+                    b"RCPT TO:<bs@dst.test>\r\n"
                     b"DATA\r\nSubject: bs\r\n\r\n..dot stuffed\r\n.\r\nRCPT TO:<x@dst.test>\r\n"
                     b"QUIT\r\n")
         p = self.sendmail(d, ["-bs"], dialogue)
@@ -305,6 +306,7 @@ class SendmailTest(mtatest.MtaTestCase):
         self.assertIn(b"503 5.5.1 Error: need MAIL command", p.stdout)
         m = sink.wait_messages(1, t(15))[0]
         self.assertEqual((m.mail_from, m.rcpts), ("bs@src.test", ["bs@dst.test"]))
+        self.assertIn("BODY=8BITMIME", m.mail_params.upper())
         self.assertIn(b"\r\n\r\n.dot stuffed\r\n", m.data)
 
     def test_exit_codes_and_messages(self):
