@@ -20,10 +20,14 @@ TEST_PKGS="$TEST_PKGS libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-pe
 libdigest-hmac-perl"
 # JavaMail on the JRE: the appliance's first user is a Tomcat web application (test_javamail.py)
 TEST_PKGS="$TEST_PKGS libmail-java default-jre-headless"
-# the Postfix log tools over mta's maillog (test_log_tools.py): Debian 12's exporter (0.3.0)
-# Depends on postfix and rsyslog, which come along installed but never started (the
-# policy-rc.d below; nothing in the tests calls them); mtail ships examples/postfix.mtail
-TEST_PKGS="$TEST_PKGS prometheus-postfix-exporter mtail"
+# The Postfix log tools over mta's maillog (test_log_tools.py): Debian 12's
+# prometheus-postfix-exporter (0.3.0) and mtail (its examples/postfix.mtail). They are
+# unpacked, not installed: the exporter's package Depends on postfix and rsyslog, and
+# installing postfix puts a system MTA on the machine (and would conflict with mta's own
+# .deb); mtail's would add a service. Both programs are static Go binaries that need nothing
+# else. Unpacked below $MTA_TEST_TOOLS (default /var/lib/mta-test-tools)/PACKAGE/.
+TOOL_PKGS="prometheus-postfix-exporter mtail"
+TOOLS_DIR="${MTA_TEST_TOOLS:-/var/lib/mta-test-tools}"
 # the libFuzzer targets in tests/fuzz (scripts/test.sh's fuzz stage)
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 
@@ -31,6 +35,25 @@ TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 # Type=notify) through libsystemd; systemd-analyze checks that unit in test_systemd.py
 BUILD_PKGS="$BUILD_PKGS libsystemd-dev"
 TEST_PKGS="$TEST_PKGS systemd"
+
+# unpack_tools - apt-get download each of $unpack and unpack it (dpkg-deb -x: no
+# maintainer scripts, no dependencies) into $TOOLS_DIR/PACKAGE.
+unpack_tools() {
+    local p tmp
+    [ -z "$unpack" ] && return 0
+    echo "deps.sh: unpacking:$unpack into $TOOLS_DIR" >&2
+    tmp=$(mktemp -d)
+    chown _apt "$tmp" 2>/dev/null || true # apt downloads as _apt when it may
+    [ -n "$missing" ] || apt-get -o DPkg::Lock::Timeout=600 update -qq
+    for p in $unpack; do
+        (cd "$tmp" && apt-get -o DPkg::Lock::Timeout=600 download -qq "$p")
+        rm -rf "${TOOLS_DIR:?}/$p"
+        mkdir -p "$TOOLS_DIR/$p"
+        dpkg-deb -x "$tmp/${p}"_*.deb "$TOOLS_DIR/$p"
+        touch "$TOOLS_DIR/$p/.unpacked"
+    done
+    rm -rf "$tmp"
+}
 
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"
@@ -40,11 +63,22 @@ for p in $want; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
     [ "$st" = installed ] || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+unpack=""
+if [ "${1:-build}" = test ]; then
+    for p in $TOOL_PKGS; do
+        [ -e "$TOOLS_DIR/$p/.unpacked" ] || unpack="$unpack $p"
+    done
+fi
+[ -z "$missing" ] && [ -z "$unpack" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
-    echo "deps.sh: missing packages:$missing -- run as root to install them" >&2
+    echo "deps.sh: missing packages:$missing$unpack -- run as root to install them" >&2
     exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+if [ -z "$missing" ]; then
+    unpack_tools
+    exit 0
 fi
 echo "deps.sh: installing:$missing" >&2
 made_policy=""
@@ -58,3 +92,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 update -qq
 # shellcheck disable=SC2086
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing
+unpack_tools

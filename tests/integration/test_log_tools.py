@@ -28,9 +28,22 @@ import mtatest  # noqa: E402
 import smtpsink  # noqa: E402
 import tlskeys  # noqa: E402
 
-EXPORTER = shutil.which("prometheus-postfix-exporter")
-MTAIL = shutil.which("mtail")
-MTAIL_PROG = "/usr/share/doc/mtail/examples/postfix.mtail"
+# scripts/deps.sh unpacks (does not install) the two Debian packages here: the exporter's
+# package would pull in postfix itself
+TOOLS = os.environ.get("MTA_TEST_TOOLS", "/var/lib/mta-test-tools")
+
+
+def tool(pkg, path):
+    """tool - PATH inside the unpacked Debian package PKG, else the installed one."""
+    for p in (os.path.join(TOOLS, pkg, path.lstrip("/")), path):
+        if os.path.exists(p):
+            return p
+    return None
+
+
+EXPORTER = tool("prometheus-postfix-exporter", "/usr/bin/prometheus-postfix-exporter")
+MTAIL = tool("mtail", "/usr/bin/mtail")
+MTAIL_PROG = tool("mtail", "/usr/share/doc/mtail/examples/postfix.mtail")
 METRIC_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
 
@@ -184,8 +197,8 @@ class LogTools(mtatest.MtaTestCase):
                                     timeout=mtatest.t(5)) as r:
             return parse_metrics(r.read().decode())
 
-    @unittest.skipUnless(EXPORTER, "prometheus-postfix-exporter is not installed")
     def test_prometheus_postfix_exporter(self):
+        self.assertTrue(EXPORTER, "prometheus-postfix-exporter missing: run scripts/deps.sh test")
         logfile = os.path.join(self.tmp, "exporter-maillog")
         open(logfile, "w").close()
         port = mtatest.free_port()
@@ -289,7 +302,6 @@ class LogTools(mtatest.MtaTestCase):
                              0, detail)
 
     # -- pflogsumm --
-    @unittest.skipUnless(shutil.which("pflogsumm"), "pflogsumm is not installed")
     def test_pflogsumm(self):
         path = os.path.join(self.tmp, "maillog")
         with open(path, "w") as f:
@@ -317,8 +329,9 @@ class LogTools(mtatest.MtaTestCase):
         self.assertNotIn("uninitialized value", out)
 
     # -- mtail --
-    @unittest.skipUnless(MTAIL and os.path.exists(MTAIL_PROG), "mtail or its postfix program missing")
     def test_mtail_postfix_program(self):
+        self.assertTrue(MTAIL and MTAIL_PROG, "mtail or its postfix.mtail missing: run "
+                        "scripts/deps.sh test")
         progs = os.path.join(self.tmp, "progs")
         os.mkdir(progs)
         shutil.copy(MTAIL_PROG, progs)
