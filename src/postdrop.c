@@ -95,9 +95,11 @@ static char *postdrop_read(size_t max, size_t *len)
             if (cap > max)
                 postdrop_fatal(EX_UNAVAILABLE, "uid=%lu: message file too big",
                                (unsigned long)getuid());
-            cap *= 2;
-            if (!(buf = realloc(buf, cap)))
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger)
                 postdrop_fatal(EX_OSERR, "out of memory");
+            buf = bigger;
+            cap *= 2;
         }
         r = read(0, buf + n, cap - n);
         if (r < 0 && errno == EINTR)

@@ -138,7 +138,7 @@ static void sm_addr_finish(struct sm_rcpts *r, const char *text, size_t tlen, co
 
     if (had_angle) { /* obsolete source route "@a,@b:user@c" */
         const char *colon = memchr(p, ':', (size_t)(end - p));
-        if (*p == '@' && colon)
+        if (p < end && *p == '@' && colon)
             p = colon + 1;
     }
     for (; p < end; p++) {
@@ -258,7 +258,7 @@ static void sm_extract(const struct sm_buf *msg, struct sm_rcpts *normal, struct
         if (!name)
             break; /* the empty line, or the body starts without one */
         fields++;
-        q = memchr(p, ':', len) + 1;
+        q = (const char *)memchr(p, ':', len) + 1;
         sm_add(&v, q, (size_t)(p + len - q));
         /* unfold continuation lines */
         for (p = nl + 1; p < end && (*p == ' ' || *p == '\t'); p = nl + 1) {

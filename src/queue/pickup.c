@@ -220,7 +220,7 @@ static void pickup_build(struct pickup_file *f, const struct maildrop *md, time_
                  pickup_is(p, name, "Resent-To") || pickup_is(p, name, "Resent-Cc"))
             seen_rcpt = 1;
         else if (pickup_is(p, name, "Message-Id") && !seen_msgid) {
-            const char *v = memchr(p, ':', len) + 1;
+            const char *v = (const char *)memchr(p, ':', len) + 1;
             size_t vl = (size_t)(p + len - v);
             while (vl > 0 && (*v == ' ' || *v == '\t')) {
                 v++;
