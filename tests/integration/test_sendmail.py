@@ -360,6 +360,19 @@ class SendmailTest(mtatest.MtaTestCase):
         d.wait_log(r"from=<root@%s>, size=\d+, nrcpt=1 \(queue active\)" % re.escape(HOST),
                    count=3)
 
+    def test_mailq_runs_the_real_postqueue(self):
+        """build/mailq next to build/postqueue: the message sendmail queued is listed."""
+        d = self.daemon()  # delivery deferred: the message stays queued
+        p = self.sendmail(d, ["-i", "q@dst.test"], b"Subject: listed\n\nx\n")
+        self.assertEqual((p.returncode, p.stderr), (0, b""))
+        d.wait_log(r"/pickup\[\d+\]: [0-9A-F]+: uid=0 from=<root>$")
+        qid = re.search(r"/pickup\[\d+\]: ([0-9A-F]+): uid=0", d.maillog()).group(1)
+        p = self.sendmail(d, [], b"", argv0="mailq")
+        self.assertEqual((p.returncode, p.stderr), (0, b""))
+        out = p.stdout.decode()
+        self.assertRegex(out, r"(?m)^%s\*? +\d+ .* root@%s$" % (qid, re.escape(HOST)))
+        self.assertRegex(out, r"(?m)^ +q@dst\.test$")
+
     def test_mailq_flush_newaliases(self):
         """mailq, -bp and -q run postqueue -p / -f from the command directory (with -c the
         chosen configuration); newaliases has nothing to do (no alias database) and exits 0."""
