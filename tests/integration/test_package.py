@@ -8,8 +8,10 @@ rotates a live daemon's maillog_file and mtad writes on in the new file after SI
 as mail_owner; a packager's build (-DCMAKE_INSTALL_PREFIX=/usr -DBUILD_TESTING=OFF) in
 a temp directory gives a .deb (cpack -G DEB) whose control data and contents
 dpkg-deb shows as intended, and cpack refuses a .deb of a /usr/local build.
-Not here: installing the .deb on Debian 12 (needs a base system: scripts/fresh-debian-check.sh
-with FRESH_DEB=1).
+The .deb's programs, unpacked into a scratch root (dpkg-deb -x), send one mail through its
+sendmail to its mtad; the installed tree does the same (and shows pickup's uid= line).
+Not here: installing the .deb on Debian 12 with its maintainer scripts (needs a base system:
+scripts/fresh-debian-check.sh with FRESH_DEB=1, which also sends through sendmail as nobody).
 """
 
 import glob
@@ -356,6 +358,52 @@ class Deb(mtatest.MtaTestCase):
         # the queue is created by postinst and never owned by dpkg (dpkg -r keeps it)
         self.assertFalse([p for p in entries if p.startswith("/var/")], contents)
         self.assertFalse([p for p in entries if p.startswith("/usr/local")], contents)
+
+        # the package's own programs, unpacked into a scratch root: its sendmail (through
+        # /usr/bin/mailq's target and the postdrop beside it) hands a message to its mtad
+        root = os.path.join(self.tmp, "root")
+        run(["dpkg-deb", "-x", deb, root], t(60))
+        os.chmod(root, 0o755)
+        self.send_through_unpacked(root)
+
+    def send_through_unpacked(self, root):
+        """send_through_unpacked - start ROOT/usr/sbin/mtad with ROOT's configuration (paths
+        and ports moved by later lines) and pipe a message to ROOT/usr/sbin/sendmail -t -i."""
+        sink = smtpsink.Sink("127.0.0.1", 0).start()
+        self.addCleanup(sink.stop)
+        d = mtatest.Daemon(self.tmp, name="unpacked")
+        self.addCleanup(d._hold_sock.close)
+        d.smtp_port, d.ui_port = mtatest.free_port(), mtatest.free_port()
+        conf = os.path.join(self.tmp, "unpacked.cf")
+        with open(os.path.join(root, "etc/mta/mtad.conf")) as f:
+            text = f.read()
+        text += ("\ndata_volume = %s\nmaillog_file = %s\nsmtp_port = %d\nui_port = %d\n"
+                 "smart_relay = [127.0.0.1]:%d\n"
+                 % (d.data_volume, d.maillog_path, d.smtp_port, d.ui_port, sink.port))
+        if os.geteuid() != 0:
+            text += "mail_owner = %s\n" % pwd.getpwuid(os.geteuid()).pw_name
+        with open(conf, "w") as f:
+            f.write(text)
+        err = open(os.path.join(self.tmp, "unpacked.stderr"), "wb")
+        self.addCleanup(err.close)
+        proc = subprocess.Popen([os.path.join(root, "usr/sbin/mtad"), "-c", conf], stderr=err,
+                                stdout=subprocess.DEVNULL)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        deadline = time.monotonic() + t(10)
+        while not os.path.isdir(os.path.join(d.data_volume, "maildrop")):
+            self.assertIsNone(proc.poll(), "the unpacked mtad exited")
+            self.assertLess(time.monotonic(), deadline, "no maildrop")
+            time.sleep(0.1)
+        sendmail = os.path.realpath(os.path.join(root, "usr/bin/mailq"))
+        self.assertEqual(sendmail, os.path.join(os.path.realpath(root), "usr/sbin/sendmail"))
+        r = subprocess.run([sendmail, "-C", conf, "-t", "-i"],
+                           input=b"To: deb@dst.test\nSubject: from the .deb\n\nhi\n",
+                           capture_output=True, timeout=t(30))
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        msgs = sink.wait_messages(1, t(15))
+        self.assertEqual([m.rcpts for m in msgs], [["deb@dst.test"]])
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(t(30)), 0)
 
 
 if __name__ == "__main__":
