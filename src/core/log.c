@@ -6,6 +6,7 @@
  * Not here: the wording of records (each module owns its own), the CIFS share
  * (a sink registered by the log-share module, which keeps its own backlog).
  */
+#include "mta/clock.h"
 #include "mta/conf.h"
 #include "mta/log.h"
 #include "mta/counters.h"
@@ -229,26 +230,6 @@ static int log_open_file(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
-/* log_deadline - CLOCK_MONOTONIC now + ms. */
-static struct timespec log_deadline(unsigned ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
-/* log_ts_before - a < b. */
-static int log_ts_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 /* log_count_lines - records in a batch (for drop accounting). */
 static unsigned long log_count_lines(const char *buf, size_t len)
 {
@@ -293,13 +274,12 @@ static void log_sink_append(struct log_sink_slot *s, const char *buf, size_t len
 /* log_sink_push - offer a batch to one sink, oldest bytes first; a refusal waits retry_ms. */
 static void log_sink_push(struct log_sink_slot *s, const char *buf, size_t len, unsigned retry_ms)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    struct timespec now = clock_mono_after(0);
     if (s->len == 0) {
         if (len == 0 || s->sink.write(s->sink.ctx, buf, len) == 0)
             return;
         log_sink_append(s, buf, len);
-        s->retry_at = log_deadline(retry_ms);
+        s->retry_at = clock_mono_after(retry_ms);
         if (!s->failing) {
             s->failing = 1; /* say it once per outage, not per retry */
             log_warning("master", "log sink %s refuses records; keeping them for a retry", s->name);
@@ -307,7 +287,7 @@ static void log_sink_push(struct log_sink_slot *s, const char *buf, size_t len, 
         return;
     }
     log_sink_append(s, buf, len);
-    if (log_ts_before(&now, &s->retry_at))
+    if (clock_ts_before(&now, &s->retry_at))
         return;
     if (s->sink.write(s->sink.ctx, s->backlog, s->len) == 0) {
         s->len = 0;
@@ -319,7 +299,7 @@ static void log_sink_push(struct log_sink_slot *s, const char *buf, size_t len, 
             s->cap = 0;
         }
     } else {
-        s->retry_at = log_deadline(retry_ms);
+        s->retry_at = clock_mono_after(retry_ms);
     }
 }
 
@@ -372,7 +352,7 @@ static void *log_writer_main(void *arg)
             struct timespec due = {0, 0};
             for (size_t i = 0; i < log_st.nsinks; i++) {
                 struct log_sink_slot *s = &log_st.sinks[i];
-                if (s->len && (!pending || log_ts_before(&s->retry_at, &due))) {
+                if (s->len && (!pending || clock_ts_before(&s->retry_at, &due))) {
                     due = s->retry_at;
                     pending = 1;
                 }
@@ -634,7 +614,7 @@ void log_reopen(void)
 /* log_flush_locked - wait (bounded) until the writer has passed seq; mu held. */
 static void log_flush_locked(unsigned long long seq)
 {
-    struct timespec until = log_deadline(LOG_FLUSH_WAIT_SEC * 1000u);
+    struct timespec until = clock_mono_after(LOG_FLUSH_WAIT_SEC * 1000u);
     pthread_cond_signal(&log_st.wake);
     while (log_st.running && log_st.done_seq < seq)
         if (pthread_cond_timedwait(&log_st.done, &log_st.mu, &until) == ETIMEDOUT)

@@ -18,6 +18,7 @@
  * Not here: record formatting (log.c), deciding whether logging is on (mtad.c).
  */
 #include "mta/log_smb.h"
+#include "mta/clock.h"
 #include "log_smb_int.h"
 
 #include <dlfcn.h>
@@ -52,14 +53,15 @@
 #define LOG_SMB_LIBNAME "libsmbclient.so.0"
 #define LOG_SMB_FUNCS(X)                                                                           \
     X(smbc_new_context)                                                                            \
-    X(smbc_init_context) X(smbc_free_context) X(smbc_setDebug) X(smbc_setLogCallback)              \
-        X(smbc_setConfiguration) X(smbc_setTimeout) X(smbc_setOptionUseKerberos)                   \
-            X(smbc_setOptionFallbackAfterKerberos) X(smbc_setOptionNoAutoAnonymousLogin)           \
-                X(smbc_setOptionUseCCache) X(smbc_setOptionProtocols)                              \
-                    X(smbc_setFunctionAuthDataWithContext) X(smbc_getFunctionOpen)                 \
-                        X(smbc_getFunctionClose) X(smbc_getFunctionFstat) X(smbc_getFunctionWrite) \
-                            X(smbc_getFunctionMkdir) X(smbc_getFunctionUnlink)                     \
-                                X(smbc_getFunctionRename) X(smbc_getFunctionPurgeCachedServers)
+    X(smbc_init_context)                                                                           \
+    X(smbc_free_context) X(smbc_setDebug) X(smbc_setLogCallback) X(smbc_setConfiguration)          \
+        X(smbc_setTimeout) X(smbc_setOptionUseKerberos) X(smbc_setOptionFallbackAfterKerberos)     \
+            X(smbc_setOptionNoAutoAnonymousLogin) X(smbc_setOptionUseCCache)                       \
+                X(smbc_setOptionProtocols) X(smbc_setFunctionAuthDataWithContext)                  \
+                    X(smbc_getFunctionOpen) X(smbc_getFunctionClose) X(smbc_getFunctionFstat)      \
+                        X(smbc_getFunctionWrite) X(smbc_getFunctionMkdir)                          \
+                            X(smbc_getFunctionUnlink) X(smbc_getFunctionRename)                    \
+                                X(smbc_getFunctionPurgeCachedServers)
 
 #define LOG_SMB_FN_FIELD(f) __typeof__(f) *f;
 static struct {
@@ -160,35 +162,12 @@ static long long log_smb_count_nl(const char *buf, size_t len)
     return n;
 }
 
-/* log_smb_now - monotonic clock. */
-static struct timespec log_smb_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts;
-}
-
-/* log_smb_after - NOW plus MS milliseconds. */
-static struct timespec log_smb_after(unsigned ms)
-{
-    struct timespec ts = log_smb_now();
-
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* log_smb_passed - has monotonic time T come? */
 static int log_smb_passed(struct timespec t)
 {
-    struct timespec n = log_smb_now();
+    struct timespec n = clock_mono_after(0);
 
-    return n.tv_sec > t.tv_sec || (n.tv_sec == t.tv_sec && n.tv_nsec >= t.tv_nsec);
+    return !clock_ts_before(&n, &t);
 }
 
 /* log_smb_set_up - the share state, for the counters and the dashboard. */
@@ -540,7 +519,7 @@ static int log_smb_spill_memory(void)
     return 0;
 fail:
     free(buf);
-    smb.spill_retry = log_smb_after(1000);
+    smb.spill_retry = clock_mono_after(1000);
     return -1;
 }
 
@@ -876,7 +855,7 @@ static void log_smb_went_down(void)
         smb.backoff_ms = LOG_SMB_BACKOFF_MIN_MS;
     else if ((smb.backoff_ms *= 2) > smb.backoff_max_ms)
         smb.backoff_ms = smb.backoff_max_ms;
-    smb.next_try = log_smb_after(smb.backoff_ms);
+    smb.next_try = clock_mono_after(smb.backoff_ms);
 }
 
 /* log_smb_went_up - the share took a write (or has nothing to take): the outage is over.
@@ -967,7 +946,7 @@ static void *log_smb_main(void *arg)
     }
 
     /* stopping: write what we can within the bound, keep the rest in the spill file */
-    struct timespec deadline = log_smb_after(LOG_SMB_STOP_WAIT_MS);
+    struct timespec deadline = clock_mono_after(LOG_SMB_STOP_WAIT_MS);
     while (smb.connected && log_smb_has_work() && !log_smb_passed(deadline)) {
         if (log_smb_write_batch() != 0)
             smb.connected = 0;

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "mta/clock.h"
 #include "mta/conf.h"
 #include "mta/log.h"
 #include "mta/rlimit.h"
@@ -107,9 +108,7 @@ struct rlimit_accept {
 /* rlimit_now - monotonic seconds (the log interval must not jump with the clock). */
 static time_t rlimit_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return (time_t)(clock_mono_us() / 1000000);
 }
 
 /* rlimit_accept_resume_cb - the pause is over: accept again (a failure pauses anew). */

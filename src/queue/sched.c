@@ -10,6 +10,7 @@
  */
 #include "mta/sched.h"
 
+#include "mta/clock.h"
 #include "mta/conf.h"
 #include "mta/counters.h"
 #include "mta/log.h"
@@ -26,19 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #define SCHED_JOB_RCPT_MAX 50 /* Postfix smtp_destination_recipient_limit */
-
-/* sched_now_us - wall clock in microseconds. */
-static long long sched_now_us(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
-}
 
 long sched_backoff(int attempts, long min, long max)
 {
@@ -269,7 +260,8 @@ static void sched_dest_push(struct sched *s, struct sched_dest *d, struct sched_
     s->nready++;
 }
 
-/* sched_msg_activate - M is due: log it entering the active queue and queue its pending slots as jobs. */
+/* sched_msg_activate - M is due: log it entering the active queue and queue its pending slots as
+ * jobs. */
 static void sched_msg_activate(struct sched *s, struct sched_msg *m)
 {
     struct sched_jobx *open[16];
@@ -278,7 +270,7 @@ static void sched_msg_activate(struct sched *s, struct sched_msg *m)
     if (m->held)
         return; /* the one gate: no path (queue run, flush, restart) starts a held message */
     m->deferred = 0;
-    m->active_us = sched_now_us();
+    m->active_us = clock_now_us();
     for (i = 0; i < m->nslots; i++) {
         struct sched_dest *d;
         struct sched_jobx *j = NULL;
@@ -333,8 +325,8 @@ static void sched_msg_activate(struct sched *s, struct sched_msg *m)
     if (any && (m->recovered || m->activations++ > 0))
         /* intake logs the first entry of a new message (smtpd_txn.c); retries and
          * messages recovered at start are logged here, as Postfix's qmgr does */
-        log_mail("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", m->id,
-                 m->env->sender, m->env->size, m->env->nrcpt);
+        log_mail("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", m->id, m->env->sender,
+                 m->env->size, m->env->nrcpt);
     if (any && s->ready_cb && !s->stopping)
         s->ready_cb(s->ready_arg);
 }
@@ -360,7 +352,7 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
             s->nready--;
             s->rr = d;
             d->ntaken++;
-            j->pub.dispatch_us = sched_now_us();
+            j->pub.dispatch_us = clock_now_us();
             j->taken = 1;
             return &j->pub;
         }
@@ -478,8 +470,9 @@ static void sched_status_done(void *arg)
         m->hold_unsynced = 0;
     m->hold_writing = 0;
     if (m->write_err && m->write_err != ENOENT) {
-        log_warning("qmgr", "%s: cannot write status file: %s (recipients already delivered may "
-                            "be delivered again after a restart)",
+        log_warning("qmgr",
+                    "%s: cannot write status file: %s (recipients already delivered may "
+                    "be delivered again after a restart)",
                     m->id, strerror(m->write_err));
         /* not written: try again at the next queue run (not now: the disk may be full) */
         m->status_dirty = 1;
@@ -772,7 +765,7 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
     /* the queue run: Postfix scans the deferred queue every queue_run_delay; a
      * shorter backoff than that cannot take effect earlier, as in Postfix */
     tv.tv_sec = conf->queue_run_delay < conf->minimal_backoff_time ? conf->queue_run_delay
-                                                                    : conf->minimal_backoff_time;
+                                                                   : conf->minimal_backoff_time;
     if (tv.tv_sec < 1)
         tv.tv_sec = 1;
     tv.tv_usec = 0;
@@ -809,8 +802,9 @@ static void sched_status_write_now(struct sched *s, struct sched_msg *m)
     st.sync = m->hold_unsynced;
     err = spool_status_write(s->spool, m->id, &st);
     if (err && err != ENOENT)
-        log_warning("qmgr", "%s: cannot write status file: %s (recipients already delivered may "
-                            "be delivered again after a restart)",
+        log_warning("qmgr",
+                    "%s: cannot write status file: %s (recipients already delivered may "
+                    "be delivered again after a restart)",
                     m->id, strerror(err));
     else
         m->status_dirty = 0;

@@ -9,22 +9,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "mta/clock.h"
 #include "spool_int.h"
 
 #define SPOOL_SEQ_MAX 0xFFF
 
-/* spool_id_now_us - the wall clock in microseconds. */
-static long long spool_id_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
-}
-
 void spool_id_next(struct spool_idgen *g, char out[SPOOL_ID_SIZE])
 {
     static const char hex[] = "0123456789ABCDEF";
-    long long now = spool_id_now_us();
+    long long now = clock_now_us();
     /* The sequence runs on across microseconds (never reset) so that the last
      * hex digit, which picks the hash directory, spreads evenly. */
     g->seq = (g->seq + 1) & SPOOL_SEQ_MAX;

@@ -27,6 +27,7 @@
 
 #include <event2/buffer.h>
 
+#include "mta/clock.h"
 #include "mta/counters.h"
 #include "mta/fsutil.h"
 #include "mta/log.h"
@@ -271,8 +272,9 @@ int spool_msg_append(struct spool_msg *m, struct evbuffer *buf)
     if (!m->loop_err && !spool_space_ok(m->sp, m->size)) {
         /* queue_minfree also while streaming: MAIL only saw SIZE=, which a client may omit
          * or understate. The commit then fails with ENOSPC (452 4.3.1 at the SMTP level). */
-        log_warning("queue", "%s: not enough free space in the queue: %lld bytes received, "
-                             "free space minus queue_minfree is below 1.5 times that",
+        log_warning("queue",
+                    "%s: not enough free space in the queue: %lld bytes received, "
+                    "free space minus queue_minfree is below 1.5 times that",
                     m->id, m->size);
         m->loop_err = ENOSPC;
     }
@@ -491,11 +493,8 @@ void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
     struct spool_envelope e = *env;
     memcpy(e.id, m->id, sizeof e.id);
     e.size = m->size;
-    if (e.arrival_us <= 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        e.arrival_us = (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
-    }
+    if (e.arrival_us <= 0)
+        e.arrival_us = clock_now_us();
     /* Encoded here because ENV is only valid during this call; a NULL result
      * (out of memory) fails the commit in the worker. */
     m->env_text = spool_env_encode(&e, &m->env_len);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mta/clock.h"
 #include "stats_priv.h"
 
 /* stats_resource_read - CPU seconds (user + system) and RSS bytes of this process. */
@@ -40,7 +41,5 @@ void stats_resource_read(double *cpu_seconds, long long *rss_bytes)
 /* stats_mono_now - monotonic seconds (uptime and CPU-percent intervals). */
 double stats_mono_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)clock_mono_us() / 1e6;
 }
