@@ -9,12 +9,17 @@
  * setgid postqueue, as Postfix allows); "delete", "hold", "release" (ID...|ALL,
  * "--count" first: unknown IDs are no error and the reply is the number, as
  * postsuper wants) and "hold-sync" (how many holds or releases are not yet
- * durable) are for root and mail_owner. The data comes from the scheduler.
+ * durable) are for root and mail_owner. The data comes from the scheduler; the
+ * operations behind the commands (flush, delete, hold, release, the views the
+ * listing reads) are at the end of this file.
  * Not here: the socket (core/control.c) or the programs' command lines.
  */
 #include "mta/control.h"
+#include "mta/counters.h"
+#include "mta/log.h"
 #include "mta/sched.h"
 #include "mta/text.h"
+#include "sched_priv.h"
 
 #include <event2/buffer.h>
 #include <limits.h>
@@ -347,4 +352,224 @@ void sched_control_attach(struct sched *s, struct control *ctl)
     control_register(ctl, "hold", sched_admin_hold, s);
     control_register(ctl, "release", sched_admin_release, s);
     control_register(ctl, "hold-sync", sched_admin_hold_sync, s);
+}
+
+/* --- operations on queued messages (flush, delete, hold, views) --- */
+
+int sched_flush(struct sched *s)
+{
+    struct sched_msg *m, *next;
+    int n = 0;
+
+    for (m = s->head; m; m = next) {
+        next = m->next;
+        if (m->deferred && !m->held && !m->removing && !m->gone && !m->loading) {
+            m->next_retry = 0;
+            sched_msg_activate(s, m);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* sched_msg_unqueue - drop M's jobs that no delivery has taken yet (their slots are free
+ * again); jobs already taken run to their end. */
+static void sched_msg_unqueue(struct sched *s, struct sched_msg *m)
+{
+    struct sched_dest *d, *dnext;
+    struct sched_jobx **pp;
+    int i;
+
+    for (d = s->dests; d; d = dnext) {
+        dnext = d->next;
+        d->qtail = NULL;
+        for (pp = &d->qhead; *pp;) {
+            if ((*pp)->m == m) {
+                struct sched_jobx *j = *pp;
+                *pp = j->qnext;
+                for (i = 0; i < j->pub.nrcpt; i++)
+                    m->active[j->rcpt[i]] = 0;
+                m->njobs--;
+                s->nready--;
+                free(j->rcpt);
+                free(j->result);
+                free(j);
+            } else {
+                d->qtail = *pp;
+                pp = &(*pp)->qnext;
+            }
+        }
+        sched_dest_release(s, d);
+    }
+}
+
+int sched_delete(struct sched *s, const char *id)
+{
+    struct sched_msg *m, *next;
+    int all = strcmp(id, "ALL") == 0, n = 0;
+
+    for (m = s->head; m; m = next) {
+        next = m->next;
+        if (!all && strcmp(m->id, id) != 0)
+            continue;
+        if (!m->removing && !m->gone) {
+            sched_msg_unqueue(s, m);
+            m->deferred = 0;
+            if (m->loading)
+                m->gone = 1; /* the load completion frees it; the file is removed now */
+            sched_msg_remove(s, m, "postsuper");
+            n++;
+        }
+        if (!all)
+            break;
+    }
+    return n;
+}
+
+/*
+ * sched_hold_set - put M on hold (HOLD 1) or release it (0). The state is in memory at
+ * once (no delivery starts from now on) and reaches the status file on a worker thread,
+ * flushed (sched_hold_unsynced counts the changes not yet durable). A message being
+ * loaded at start takes the hold when its load ends.
+ */
+static void sched_hold_set(struct sched *s, struct sched_msg *m, int hold)
+{
+    m->held = hold;
+    counter_add(CNT_MQUEUE_HELD, hold ? 1 : -1);
+    m->hold_unsynced = 1;
+    m->status_dirty = 1;
+    if (hold) {
+        sched_msg_unqueue(s, m);
+        log_mail("postsuper", "%s: placed on hold", m->id);
+    } else {
+        /* as Postfix's postsuper -H: into the deferred queue, due at the next queue run
+         * unless a retry time from before the hold is still ahead (postqueue -f: now) */
+        if (!m->deferred && !m->njobs) {
+            m->deferred = 1;
+            m->next_retry = (long long)time(NULL);
+        }
+        log_mail("postsuper", "%s: released from hold", m->id);
+    }
+    sched_msg_settle(s, m);
+}
+
+/* sched_hold_apply - hold (HOLD 1) or release every message ID names ("ALL": all). */
+static int sched_hold_apply(struct sched *s, const char *id, int hold)
+{
+    struct sched_msg *m, *next;
+    int all = strcmp(id, "ALL") == 0, n = 0;
+
+    for (m = s->head; m; m = next) {
+        next = m->next;
+        if (!all && strcmp(m->id, id) != 0)
+            continue;
+        /* a message still loading cannot be known to be held: release skips it */
+        if (!m->removing && !m->gone && m->held != hold && (hold || !m->loading)) {
+            sched_hold_set(s, m, hold);
+            n++;
+        }
+        if (!all)
+            break;
+    }
+    return n;
+}
+
+int sched_hold(struct sched *s, const char *id)
+{
+    return sched_hold_apply(s, id, 1);
+}
+
+int sched_release(struct sched *s, const char *id)
+{
+    return sched_hold_apply(s, id, 0);
+}
+
+int sched_hold_unsynced(struct sched *s)
+{
+    struct sched_msg *m;
+    int n = 0;
+
+    for (m = s->head; m; m = m->next)
+        n += m->hold_unsynced && !m->removing && !m->gone;
+    return n;
+}
+
+int sched_flush_one(struct sched *s, const char *id)
+{
+    struct sched_msg *m = sched_msg_find(s, id);
+
+    if (!m || !m->deferred || m->held || m->removing || m->gone || m->loading)
+        return 0;
+    m->next_retry = 0;
+    sched_msg_activate(s, m);
+    return 1;
+}
+
+/* sched_view_fill - the view of M (into caller-provided storage). */
+static void sched_view_fill(struct sched_msg *m, struct sched_view_msg *v,
+                            struct sched_view_rcpt *r)
+{
+    int i;
+
+    memset(v, 0, sizeof(*v));
+    v->queue_id = m->id;
+    v->queue_name = m->held ? "hold" : m->deferred ? "deferred" : "active";
+    v->arrival_time = m->env->arrival_us / 1000000;
+    v->message_size = m->env->size;
+    v->sender = m->env->sender;
+    v->attempts = m->attempts;
+    v->recipients = r;
+    for (i = 0; i < m->env->nrcpt && i < m->nslots; i++) {
+        if (m->slots[i] != SCHED_SLOT_PENDING)
+            continue; /* mailq shows only recipients still to be delivered */
+        r[v->nrecipients].address = m->env->rcpt[i].addr;
+        r[v->nrecipients].orig_address = m->env->rcpt[i].orcpt;
+        r[v->nrecipients].delay_reason = m->reason[i] ? m->reason[i] : "";
+        r[v->nrecipients].status = m->active[i]  ? "active"
+                                   : m->held     ? "hold"
+                                   : m->deferred ? "deferred"
+                                                 : "active";
+        r[v->nrecipients].next_retry = m->deferred && !m->held ? m->next_retry : 0;
+        v->nrecipients++;
+    }
+}
+
+void sched_view_foreach(struct sched *s, int (*cb)(void *arg, const struct sched_view_msg *m),
+                        void *arg)
+{
+    struct sched_msg *m;
+    struct sched_view_msg v;
+
+    for (m = s->head; m; m = m->next) {
+        struct sched_view_rcpt *r;
+        int stop;
+        if (m->loading || m->removing || m->gone || !m->env)
+            continue;
+        r = calloc((size_t)m->nslots + 1, sizeof(*r));
+        if (!r)
+            return;
+        sched_view_fill(m, &v, r);
+        stop = cb(arg, &v);
+        free(r);
+        if (stop)
+            return;
+    }
+}
+
+int sched_view_get(struct sched *s, const char *id,
+                   void (*cb)(void *arg, const struct sched_view_msg *m), void *arg)
+{
+    struct sched_msg *m = sched_msg_find(s, id);
+    struct sched_view_msg v;
+    struct sched_view_rcpt *r;
+
+    if (!m || m->loading || m->removing || m->gone || !m->env)
+        return -1;
+    r = calloc((size_t)m->nslots + 1, sizeof(*r));
+    if (!r)
+        return -1;
+    sched_view_fill(m, &v, r);
+    cb(arg, &v);
+    free(r);
+    return 0;
 }

@@ -23,23 +23,23 @@ struct sched_msg {
     struct sched_msg *hnext, *prev, *next;
     struct spool_envelope *env;
     struct evbuffer *content; /* the message, kept from intake (sched_job_content), or NULL */
-    int nslots;    /* env->nrcpt recipients, then the cc_mta copies */
-    char *slots;   /* SCHED_SLOT_* per slot */
-    char *active;  /* 1 while the slot is in a job */
-    char **reason; /* last deferral reason per slot */
+    int nslots;               /* env->nrcpt recipients, then the cc_mta copies */
+    char *slots;              /* SCHED_SLOT_* per slot */
+    char *active;             /* 1 while the slot is in a job */
+    char **reason;            /* last deferral reason per slot */
     int attempts;
     long long next_retry; /* unix seconds */
     long long active_us;
-    int njobs;        /* jobs queued or taken */
-    int deferred;     /* waiting for next_retry */
-    int had_defer;    /* a job of this round deferred a slot */
+    int njobs;     /* jobs queued or taken */
+    int deferred;  /* waiting for next_retry */
+    int had_defer; /* a job of this round deferred a slot */
     int loading, writing, removing, gone;
     int status_dirty; /* slots changed since the status file was last written */
     int round_final;  /* a slot became final in this round (decides the retry) */
     int write_retry;  /* the last status write failed: retried at the next queue run */
     int remove_retry; /* spool_remove failed: retried at the next queue run */
-    int recovered;   /* queued before this start */
-    int activations; /* entries into the active queue */
+    int recovered;    /* queued before this start */
+    int activations;  /* entries into the active queue */
     /* postsuper -h: no delivery starts until released; a hold or release not yet on stable
      * storage (the status file) is unsynced until a flushed write carries it */
     int held, hold_unsynced, hold_writing;
@@ -60,10 +60,10 @@ struct sched_jobx {
 struct sched_dest {
     char *name;
     enum sched_dest_kind kind;
-    struct sched_dest *prev, *next; /* s->dests, the round-robin order */
-    struct sched_dest *hnext;       /* s->dtab chain */
+    struct sched_dest *prev, *next;   /* s->dests, the round-robin order */
+    struct sched_dest *hnext;         /* s->dtab chain */
     struct sched_jobx *qhead, *qtail; /* ready jobs */
-    int ntaken;                     /* jobs handed to the relay, not done yet */
+    int ntaken;                       /* jobs handed to the relay, not done yet */
 };
 
 #define SCHED_DEST_HSIZE 1024
@@ -92,6 +92,35 @@ struct sched {
  * under this; the rest are read from the spool when their connection is up. */
 #define SCHED_CONTENT_MAX (8u << 20)
 
+/* The scheduler's files call each other through these: sched.c owns the messages, their
+ * jobs and rounds; sched_load.c brings messages in; sched_persist.c writes their state;
+ * sched_admin.c acts on them for the administrator. */
+
+/* sched_msg_find - the message ID, or NULL. */
 struct sched_msg *sched_msg_find(struct sched *s, const char *id);
+/* sched_msg_add - a new message ID at the end of the arrival-order list (NULL: out of memory). */
+struct sched_msg *sched_msg_add(struct sched *s, const char *id);
+/* sched_msg_free - unlink and free M (no job, load, write or removal may be pending). */
+void sched_msg_free(struct sched *s, struct sched_msg *m);
+/* sched_msg_idle - nothing refers to M any more (no job, load, write, removal). */
+int sched_msg_idle(const struct sched_msg *m);
+/* sched_msg_drop_content - forget M's in-memory copy (later loads read the spool). */
+void sched_msg_drop_content(struct sched *s, struct sched_msg *m);
+/* sched_msg_activate - M is due: queue its pending slots as jobs. */
+void sched_msg_activate(struct sched *s, struct sched_msg *m);
+/* sched_msg_settle - after a result, load or write: persist, remove when all done, or defer. */
+void sched_msg_settle(struct sched *s, struct sched_msg *m);
+/* sched_dest_release - free D once it has no ready and no taken job. */
+void sched_dest_release(struct sched *s, struct sched_dest *d);
+
+/* sched_load_start - take the spool's new messages from now on and load the queued ones. */
+void sched_load_start(struct sched *s);
+
+/* sched_status_write - write M's status file on a worker; sched_msg_settle follows. */
+void sched_status_write(struct sched *s, struct sched_msg *m);
+/* sched_status_write_now - write M's status file on this thread (shutdown only: blocks). */
+void sched_status_write_now(struct sched *s, struct sched_msg *m);
+/* sched_msg_remove - remove M from the spool; M is freed when nothing refers to it. */
+void sched_msg_remove(struct sched *s, struct sched_msg *m, const char *service);
 
 #endif
