@@ -9,6 +9,7 @@
  * output: a small blocking dialogue, this is its own process). Options and exit
  * codes (sysexits.h) as Postfix's sendmail; docs/sendmail.md lists them.
  * Not privileged: what it checks, postdrop and pickup check again.
+ * The address lists are in sendmail_rcpt.c, -bs in sendmail_smtp.c.
  * Not here: header completion (Received:, Date:, Message-Id:, From:, Bcc
  * removal: pickup, as Postfix's cleanup), the maildrop file itself (postdrop).
  */
@@ -31,33 +32,21 @@
 
 #include "mta/conf.h"
 #include "mta/maildrop.h"
+#include "sendmail_int.h"
 
 #define SM_DEFAULT_SIZE_LIMIT 10240000LL /* message_size_limit when the file is unreadable */
-#define SM_HEADER_FIELDS_MAX 1000        /* header fields looked at for -t */
-#define SM_SMTP_LINE_MAX 2048            /* -bs command line (line_length_limit) */
 
 enum sm_mode { SM_ENQUEUE, SM_MAILQ, SM_FLUSHQ, SM_NEWALIAS, SM_USER, SM_IGNORE, SM_DAEMON };
-
-struct sm_buf {
-    char *p;
-    size_t len, cap;
-};
-
-struct sm_rcpts {
-    char **v;
-    int n;
-};
 
 static const char *sm_prog = "sendmail";
 static const char *sm_config; /* the configuration file chosen */
 static int sm_config_custom;  /* chosen by -C or MAIL_CONFIG */
-static struct conf *sm_conf;  /* NULL when the file could not be read (not ours) */
-static long long sm_size_limit = SM_DEFAULT_SIZE_LIMIT;
+struct conf *sm_conf;         /* NULL when the file could not be read (not ours) */
+long long sm_size_limit = SM_DEFAULT_SIZE_LIMIT;
 static char sm_cmd_dir[PATH_MAX]; /* where postdrop and postqueue are */
 
 /* sm_fatal - "sendmail: fatal: ..." on stderr and exit STATUS (sysexits.h), as Postfix's. */
-static void __attribute__((format(printf, 2, 3), noreturn))
-sm_fatal(int status, const char *fmt, ...)
+void sm_fatal(int status, const char *fmt, ...)
 {
     va_list ap;
 
@@ -81,215 +70,12 @@ static void __attribute__((format(printf, 1, 2))) sm_warn(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* sm_add - append N bytes of P to B. */
-static void sm_add(struct sm_buf *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if (!(b->p = realloc(b->p, cap)))
-            sm_fatal(EX_OSERR, "out of memory");
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sm_adds(struct sm_buf *b, const char *s)
-{
-    sm_add(b, s, strlen(s));
-}
-
-/* sm_rcpt_add - add ADDR to R unless it is there already (exact match, as given). */
-static void sm_rcpt_add(struct sm_rcpts *r, const char *addr)
-{
-    for (int i = 0; i < r->n; i++)
-        if (strcmp(r->v[i], addr) == 0)
-            return;
-    if (r->n == MAILDROP_RCPT_MAX)
-        sm_fatal(EX_USAGE, "too many recipients (at most %d)", MAILDROP_RCPT_MAX);
-    if (r->n % 64 == 0 && !(r->v = realloc(r->v, sizeof(char *) * (size_t)(r->n + 64))))
-        sm_fatal(EX_OSERR, "out of memory");
-    if (!(r->v[r->n++] = strdup(addr)))
-        sm_fatal(EX_OSERR, "out of memory");
-}
-
-/* sm_rcpts_free - free R's addresses and list. */
-static void sm_rcpts_free(struct sm_rcpts *r)
-{
-    for (int i = 0; i < r->n; i++)
-        free(r->v[i]);
-    free(r->v);
-    r->v = NULL;
-    r->n = 0;
-}
-
-/* sm_addr_finish - one element of an address list: the <route-addr> if there is one, else
- * the text with whitespace outside quotes removed; empty elements are skipped. */
-static void sm_addr_finish(struct sm_rcpts *r, const char *text, size_t tlen, const char *angle,
-                           size_t alen, int had_angle, const char *where)
-{
-    char addr[MAILDROP_ADDR_MAX + 2];
-    size_t n = 0;
-    const char *p = had_angle ? angle : text, *end = p + (had_angle ? alen : tlen);
-    int quoted = 0;
-
-    if (had_angle) { /* obsolete source route "@a,@b:user@c" */
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        if (p < end && *p == '@' && colon)
-            p = colon + 1;
-    }
-    for (; p < end; p++) {
-        if (*p == '"')
-            quoted = !quoted;
-        if (!quoted && (*p == ' ' || *p == '\t'))
-            continue;
-        if (n == sizeof(addr) - 1)
-            sm_fatal(EX_DATAERR, "address too long in %s", where);
-        addr[n++] = *p;
-    }
-    addr[n] = 0;
-    if (n == 0)
-        return;
-    if (!maildrop_addr_ok(addr, 0))
-        sm_fatal(EX_DATAERR, "bad address syntax in %s: %s", where, addr);
-    sm_rcpt_add(r, addr);
-}
-
-/*
- * sm_addr_list - the addresses of an RFC 5322 address list (a To:/Cc:/Bcc: value or a
- * command-line argument) into R: comments and display names dropped, groups opened,
- * quoted strings kept whole.
- */
-static void sm_addr_list(struct sm_rcpts *r, const char *v, const char *where)
-{
-    size_t vlen = strlen(v);
-    char *text = malloc(vlen + 1), *angle = malloc(vlen + 1);
-    size_t tlen = 0, alen = 0;
-    int quoted = 0, comment = 0, in_angle = 0, had_angle = 0;
-
-    if (!text || !angle)
-        sm_fatal(EX_OSERR, "out of memory");
-    for (const char *p = v;; p++) {
-        char ch = *p;
-        if (ch == 0 || (!quoted && !comment && !in_angle && (ch == ',' || ch == ';'))) {
-            sm_addr_finish(r, text, tlen, angle, alen, had_angle, where);
-            tlen = alen = 0;
-            had_angle = 0;
-            if (ch == 0)
-                break;
-            continue;
-        }
-        if (comment) {
-            if (ch == '\\' && p[1])
-                p++;
-            else if (ch == '(')
-                comment++;
-            else if (ch == ')')
-                comment--;
-            continue;
-        }
-        if (quoted) {
-            if (ch == '\\' && p[1]) {
-                (in_angle ? angle : text)[in_angle ? alen++ : tlen++] = ch;
-                ch = *++p;
-            } else if (ch == '"')
-                quoted = 0;
-        } else if (ch == '"')
-            quoted = 1;
-        else if (ch == '(') {
-            comment = 1;
-            continue;
-        } else if (ch == '<' && !in_angle) {
-            in_angle = 1;
-            had_angle = 1;
-            alen = 0;
-            continue;
-        } else if (ch == '>' && in_angle) {
-            in_angle = 0;
-            continue;
-        } else if (ch == ':' && !in_angle) {
-            tlen = 0; /* "group name:" opens a group: the name is no address */
-            continue;
-        }
-        if (in_angle)
-            angle[alen++] = ch;
-        else
-            text[tlen++] = ch;
-    }
-    free(text);
-    free(angle);
-}
-
-/* sm_hdr_name - when LINE is a header field "Name:", the length of Name; else 0. */
-static size_t sm_hdr_name(const char *line, size_t len)
-{
-    size_t i = 0;
-
-    while (i < len && line[i] > 32 && line[i] < 127 && line[i] != ':')
-        i++;
-    /* "Name :" (space before the colon) is obsolete syntax, still a header */
-    size_t j = i;
-    while (j < len && (line[j] == ' ' || line[j] == '\t'))
-        j++;
-    return (i > 0 && j < len && line[j] == ':') ? i : 0;
-}
-
-/*
- * sm_extract - -t: the recipients of the To:, Cc: and Bcc: fields of the header of MSG
- * (LF lines), or of Resent-To/Cc/Bcc when the message has Resent- fields (Postfix).
- */
-static void sm_extract(const struct sm_buf *msg, struct sm_rcpts *normal, struct sm_rcpts *resent,
-                       int *is_resent)
-{
-    const char *p = msg->p, *end = msg->p + msg->len;
-    int fields = 0;
-
-    *is_resent = 0;
-    while (p < end && fields < SM_HEADER_FIELDS_MAX) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p)), *hname = p;
-        size_t len = (size_t)(nl - p), name;
-        struct sm_buf v = {0};
-        const char *q;
-
-        name = sm_hdr_name(p, len);
-        if (!name)
-            break; /* the empty line, or the body starts without one */
-        fields++;
-        q = (const char *)memchr(p, ':', len) + 1;
-        sm_add(&v, q, (size_t)(p + len - q));
-        /* unfold continuation lines */
-        for (p = nl + 1; p < end && (*p == ' ' || *p == '\t'); p = nl + 1) {
-            nl = memchr(p, '\n', (size_t)(end - p));
-            sm_add(&v, " ", 1);
-            sm_add(&v, p, (size_t)(nl - p));
-        }
-        struct {
-            const char *n;
-            struct sm_rcpts *r;
-        } kinds[] = {{"To", normal},        {"Cc", normal},        {"Bcc", normal},
-                     {"Resent-To", resent}, {"Resent-Cc", resent}, {"Resent-Bcc", resent}};
-        if (name > 7 && strncasecmp(hname, "Resent-", 7) == 0)
-            *is_resent = 1;
-        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-            if (strlen(kinds[k].n) == name && strncasecmp(hname, kinds[k].n, name) == 0) {
-                char where[32];
-                snprintf(where, sizeof(where), "%s: header", kinds[k].n);
-                sm_addr_list(kinds[k].r, v.p ? v.p : "", where);
-            }
-        }
-        free(v.p);
-    }
-}
-
 /*
  * sm_getline - the next line of IN (its LF included when there is one) into *BUF, keeping at
  * most MAX bytes: the rest of a longer line is read and dropped and *OVER set, so that no
  * input makes us hold more than the message size limit. The length kept, or -1 at the end.
  */
-static ssize_t sm_getline(FILE *in, char **buf, size_t *cap, size_t max, int *over)
+ssize_t sm_getline(FILE *in, char **buf, size_t *cap, size_t max, int *over)
 {
     size_t n = 0;
     int ch;
@@ -400,8 +186,8 @@ static void sm_exec_path(const char *prog, char *buf, size_t len)
  * (0: the message is in the maildrop, on stable storage). postdrop reports its own
  * errors on stderr.
  */
-static int sm_postdrop(const char *sender, const char *fullname, int body_8bit,
-                       const struct sm_rcpts *r, const struct sm_buf *msg)
+int sm_postdrop(const char *sender, const char *fullname, int body_8bit, const struct sm_rcpts *r,
+                const struct sm_buf *msg)
 {
     char path[PATH_MAX], num[32];
     struct sm_buf s = {0};
@@ -516,207 +302,6 @@ static char *sm_sender(const char *opt, const struct passwd *pw)
     if (!(s = strdup(pw->pw_name)))
         sm_fatal(EX_OSERR, "out of memory");
     return s;
-}
-
-/* --- -bs: SMTP on standard input and output --- */
-
-/* sm_smtp_reply - one reply line, flushed (the client waits for it). */
-static void __attribute__((format(printf, 1, 2))) sm_smtp_reply(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    fputs("\r\n", stdout);
-    fflush(stdout);
-}
-
-/* sm_smtp_line - the next command line without CRLF into BUF; -1 at end of input. A longer
- * line than the buffer is read to its end and reported by *TOO_LONG. */
-static int sm_smtp_line(char *buf, size_t len, int *too_long)
-{
-    size_t n = 0;
-    int ch;
-
-    *too_long = 0;
-    while ((ch = getchar()) != EOF && ch != '\n') {
-        if (n + 1 < len)
-            buf[n++] = (char)ch;
-        else
-            *too_long = 1;
-    }
-    if (ch == EOF && n == 0)
-        return -1;
-    while (n > 0 && buf[n - 1] == '\r')
-        n--;
-    buf[n] = 0;
-    return 0;
-}
-
-/* sm_smtp_path - the address of "FROM:<addr> params" / "TO:<addr>" at ARG, or NULL. */
-static char *sm_smtp_path(const char *arg, const char *key)
-{
-    size_t k = strlen(key);
-    const char *p, *end;
-
-    if (strncasecmp(arg, key, k) != 0)
-        return NULL;
-    p = arg + k;
-    while (*p == ' ')
-        p++;
-    if (*p != '<' || !(end = strchr(p, '>')))
-        return NULL;
-    return strndup(p + 1, (size_t)(end - p - 1));
-}
-
-/* sm_smtp - the -bs dialogue (Postfix runs its smtpd -S there): every message goes to
- * postdrop like a piped one; the uid is still the real one, whatever MAIL FROM says. */
-static int sm_smtp(void)
-{
-    const char *host = sm_conf ? sm_conf->myhostname : NULL;
-    char hostbuf[256], line[SM_SMTP_LINE_MAX + 1];
-    char *sender = NULL;
-    int body_8bit = 0; /* MAIL FROM:<...> BODY=8BITMIME */
-    struct sm_rcpts r = {0};
-    int too_long;
-
-    if (!host) {
-        if (gethostname(hostbuf, sizeof(hostbuf) - 1) != 0)
-            snprintf(hostbuf, sizeof(hostbuf), "localhost");
-        hostbuf[sizeof(hostbuf) - 1] = 0;
-        host = hostbuf;
-    }
-    sm_smtp_reply("220 %s ESMTP mta", host);
-    while (sm_smtp_line(line, sizeof(line), &too_long) == 0) {
-        char *arg = line;
-        while (*arg && *arg != ' ')
-            arg++;
-        size_t cl = (size_t)(arg - line);
-        while (*arg == ' ')
-            arg++;
-        if (too_long) {
-            sm_smtp_reply("500 5.5.2 Error: line too long");
-        } else if (cl == 4 && strncasecmp(line, "HELO", 4) == 0) {
-            sm_smtp_reply(*arg ? "250 %s" : "501 Syntax: HELO hostname", host);
-        } else if (cl == 4 && strncasecmp(line, "EHLO", 4) == 0) {
-            if (!*arg)
-                sm_smtp_reply("501 Syntax: EHLO hostname");
-            else
-                sm_smtp_reply("250-%s\r\n250-PIPELINING\r\n250-SIZE %lld\r\n250-8BITMIME\r\n"
-                              "250 ENHANCEDSTATUSCODES",
-                              host, sm_size_limit);
-        } else if (cl == 4 && strncasecmp(line, "MAIL", 4) == 0) {
-            char *a;
-            if (sender)
-                sm_smtp_reply("503 5.5.1 Error: nested MAIL command");
-            else if (!(a = sm_smtp_path(arg, "FROM:")) || !maildrop_addr_ok(a, 1)) {
-                free(a);
-                sm_smtp_reply("501 5.1.7 Bad sender address syntax");
-            } else {
-                sender = a;
-                body_8bit = strcasestr(arg, " BODY=8BITMIME") != NULL;
-                sm_smtp_reply("250 2.1.0 Ok");
-            }
-        } else if (cl == 4 && strncasecmp(line, "RCPT", 4) == 0) {
-            char *a;
-            if (!sender)
-                sm_smtp_reply("503 5.5.1 Error: need MAIL command");
-            else if (!(a = sm_smtp_path(arg, "TO:")) || !maildrop_addr_ok(a, 0)) {
-                free(a);
-                sm_smtp_reply("501 5.1.3 Bad recipient address syntax");
-            } else if (r.n == MAILDROP_RCPT_MAX) {
-                free(a);
-                sm_smtp_reply("452 4.5.3 Error: too many recipients");
-            } else {
-                sm_rcpt_add(&r, a);
-                free(a);
-                sm_smtp_reply("250 2.1.5 Ok");
-            }
-        } else if (cl == 4 && strncasecmp(line, "DATA", 4) == 0) {
-            struct sm_buf msg = {0};
-            long long stored = 0;
-            int big = 0, eof = 1;
-            if (!sender) {
-                sm_smtp_reply("503 5.5.1 Error: need MAIL command");
-                continue;
-            }
-            if (r.n == 0) {
-                sm_smtp_reply("503 5.5.1 Error: need RCPT command");
-                continue;
-            }
-            sm_smtp_reply("354 End data with <CR><LF>.<CR><LF>");
-            char *dl = NULL;
-            size_t dcap = 0;
-            ssize_t n;
-            int over;
-            while ((n = sm_getline(stdin, &dl, &dcap, (size_t)sm_size_limit + 2, &over)) >= 0) {
-                size_t len = (size_t)n;
-                if (over)
-                    big = 1;
-                if (len == 0)
-                    continue;
-                if (dl[len - 1] == '\n')
-                    len--;
-                while (len > 0 && dl[len - 1] == '\r')
-                    len--;
-                if (len == 1 && dl[0] == '.') {
-                    eof = 0;
-                    break;
-                }
-                const char *p = dl;
-                if (len > 0 && dl[0] == '.') { /* dot-unstuffing */
-                    p++;
-                    len--;
-                }
-                stored += (long long)len + 2;
-                if (stored > sm_size_limit)
-                    big = 1;
-                if (!big) {
-                    sm_add(&msg, p, len);
-                    sm_add(&msg, "\n", 1);
-                }
-            }
-            free(dl);
-            if (eof) {
-                free(msg.p);
-                free(sender);
-                sm_rcpts_free(&r);
-                return EX_DATAERR; /* the client went away mid-message: nothing queued */
-            }
-            if (big)
-                sm_smtp_reply("552 5.3.4 Error: message file too big");
-            else if (sm_postdrop(sender, "", body_8bit, &r, &msg) == 0)
-                sm_smtp_reply("250 2.0.0 Ok: queued");
-            else
-                sm_smtp_reply("451 4.3.0 Error: queue file write error");
-            free(msg.p);
-            free(sender);
-            sender = NULL;
-            for (int i = 0; i < r.n; i++)
-                free(r.v[i]);
-            r.n = 0;
-        } else if (cl == 4 && strncasecmp(line, "RSET", 4) == 0) {
-            free(sender);
-            sender = NULL;
-            for (int i = 0; i < r.n; i++)
-                free(r.v[i]);
-            r.n = 0;
-            sm_smtp_reply("250 2.0.0 Ok");
-        } else if (cl == 4 && strncasecmp(line, "NOOP", 4) == 0) {
-            sm_smtp_reply("250 2.0.0 Ok");
-        } else if (cl == 4 && strncasecmp(line, "VRFY", 4) == 0) {
-            sm_smtp_reply("502 5.5.1 VRFY command is disabled");
-        } else if (cl == 4 && strncasecmp(line, "QUIT", 4) == 0) {
-            sm_smtp_reply("221 2.0.0 Bye");
-            break;
-        } else {
-            sm_smtp_reply("502 5.5.2 Error: command not recognized");
-        }
-    }
-    free(sender);
-    sm_rcpts_free(&r);
-    return 0;
 }
 
 /* --- configuration --- */
