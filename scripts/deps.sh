@@ -20,6 +20,8 @@ TEST_PKGS="$TEST_PKGS libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-pe
 libdigest-hmac-perl"
 # JavaMail on the JRE: the appliance's first user is a Tomcat web application (test_javamail.py)
 TEST_PKGS="$TEST_PKGS libmail-java default-jre-headless"
+# PHP's own mail() through build/sendmail (test_sendmail.py): the most common local submitter
+TEST_PKGS="$TEST_PKGS php-cli"
 # The Postfix log tools over mta's maillog (test_log_tools.py): Debian 12's
 # prometheus-postfix-exporter (0.3.0) and mtail (its examples/postfix.mtail). They are
 # unpacked, not installed: the exporter's package Depends on postfix and rsyslog, and

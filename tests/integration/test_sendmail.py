@@ -111,6 +111,39 @@ class SendmailTest(mtatest.MtaTestCase):
         d.wait_log(r"%s: to=<hidden@dst\.test>, .*status=sent" % qid)
         self.assertEqual(os.listdir(os.path.join(d.data_volume, "maildrop")), [])
 
+    def test_real_php_mail(self):
+        """PHP's own mail() (Debian 12's php-cli) with sendmail_path pointing at our sendmail:
+        the header PHP builds, its CRLF/LF mix, additional headers with Cc:/Bcc:, and the
+        additional parameter -f (envelope sender) all come out as PHP users expect."""
+        php = shutil.which("php")
+        self.assertIsNotNone(php, "php-cli missing: run scripts/deps.sh test")
+        sink = self.sink()
+        d = self.relay_daemon(sink)
+        script = ('$ok = mail("alice@dst.test", "php real", "line one\n.\nlast line\n", '
+                  '"From: App <app@src.test>\r\nCc: carol@dst.test\r\n'
+                  'Bcc: hidden@dst.test\r\nX-Mailer: PHP/" . phpversion(), '
+                  '"-fbounces@src.test"); exit($ok ? 0 : 3);')
+        p = subprocess.run([php, "-n", "-d", "sendmail_path=%s -t -i -C %s"
+                            % (SENDMAIL, d.config_path), "-r", script],
+                           capture_output=True, timeout=t(30))
+        self.assertEqual((p.returncode, p.stderr), (0, b""), p.stdout)
+        msgs = sink.wait_messages(1, t(15))
+        self.assertEqual(len(msgs), 1)
+        m = msgs[0]
+        self.assertEqual(m.mail_from, "bounces@src.test")
+        self.assertEqual(sorted(m.rcpts), ["alice@dst.test", "carol@dst.test", "hidden@dst.test"])
+        head, body = self.message(m)
+        self.assertNotRegex(head, r"(?im)^bcc:")
+        self.assertRegex(head, r"(?m)^To: alice@dst\.test$")
+        self.assertRegex(head, r"(?m)^Subject: php real$")
+        self.assertRegex(head, r"(?m)^From: App <app@src\.test>$")
+        self.assertRegex(head, r"(?m)^Cc: carol@dst\.test$")
+        self.assertRegex(head, r"(?m)^X-Mailer: PHP/8")
+        self.assertRegex(head, r"(?m)^Message-Id: <")
+        # PHP writes "\n" after the message text; Postfix keeps it, and so do we
+        self.assertEqual(body, "line one\r\n.\r\nlast line\r\n\r\n")
+        d.wait_log(PICKUP_RE % (0, r"bounces@src\.test"))
+
     def test_cron(self):
         """Debian cron's exact invocation; the recipient "root" gets @myhostname; cron's own
         From: stays; BODY=8BITMIME from -B8BITMIME."""
@@ -367,6 +400,8 @@ class SendmailTest(mtatest.MtaTestCase):
         self.assertEqual((p.returncode, p.stderr), (0, b""))
         d.wait_log(r"/pickup\[\d+\]: [0-9A-F]+: uid=0 from=<root>$")
         qid = re.search(r"/pickup\[\d+\]: ([0-9A-F]+): uid=0", d.maillog()).group(1)
+        # pickup logs uid= when it starts on the file; the queue lists it once committed
+        d.wait_log(r"/qmgr\[\d+\]: %s: from=<root@" % qid)
         p = self.sendmail(d, [], b"", argv0="mailq")
         self.assertEqual((p.returncode, p.stderr), (0, b""))
         out = p.stdout.decode()
