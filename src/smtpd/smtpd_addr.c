@@ -254,7 +254,8 @@ struct smtpd_param {
 };
 
 /* smtpd_param_next - split the next token off *P; 0 at the end, -1 on a control char. */
-static int smtpd_param_next(const char **pp, struct smtpd_param *t, const char **tok, size_t *toklen)
+static int smtpd_param_next(const char **pp, struct smtpd_param *t, const char **tok,
+                            size_t *toklen)
 {
     const char *p = *pp, *s;
     while (*p == ' ')
@@ -314,8 +315,8 @@ static int smtpd_param_dup(const char *name, char *buf, size_t buflen, const cha
     return -1;
 }
 
-int smtpd_mail_params_parse(const char *text, struct smtpd_mail_params *p, char *buf,
-                            size_t buflen, const char **reply)
+int smtpd_mail_params_parse(const char *text, struct smtpd_mail_params *p, char *buf, size_t buflen,
+                            const char **reply)
 {
     struct smtpd_param t;
     const char *tok;
@@ -437,8 +438,8 @@ static int smtpd_notify_parse(const char *v, size_t n)
     return bits;
 }
 
-int smtpd_rcpt_params_parse(const char *text, struct smtpd_rcpt_params *p, char *buf,
-                            size_t buflen, const char **reply)
+int smtpd_rcpt_params_parse(const char *text, struct smtpd_rcpt_params *p, char *buf, size_t buflen,
+                            const char **reply)
 {
     struct smtpd_param t;
     const char *tok;
@@ -477,8 +478,8 @@ int smtpd_rcpt_params_parse(const char *text, struct smtpd_rcpt_params *p, char 
             }
             for (size_t i = 0; i < tlen; i++) {
                 char c = t.val[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '-')) {
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-')) {
                     *reply = "501 5.5.4 Error: Bad ORCPT parameter syntax";
                     return -1;
                 }
