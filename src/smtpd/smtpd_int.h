@@ -50,6 +50,10 @@ struct smtpd {
     int stopping;
     void (*drained)(void *arg);
     void *drained_arg;
+    /* The session layer's continuation, handed down by smtpd_new: an async completion in a
+     * file below the session (a commit, a SASL step) lets the session go on reading through
+     * it, never by calling up into smtpd_session.c. FLUSH: write the replies now. */
+    void (*resume)(struct smtpd_session *s, int flush);
     int commits;           /* commits in flight (their done callbacks hold this struct) */
     int freed;             /* smtpd_free ran while commits were in flight */
     struct tls_ctx *tls;   /* NULL: no STARTTLS/SMTPS; swapped on reload (smtpd_set_tls) */
@@ -77,13 +81,31 @@ struct smtpd_txn {
     char msgid_line[320], date_line[128];
 };
 
+/*
+ * The session's phase: one value, changed only by smtpd_enter_state (smtpd_state.c), which
+ * logs the change (SMTPD_DEBUG_STATES builds) and sets the phase's timeout. The command table
+ * (smtpd_proto.c) says in which phases each command proceeds and what it answers in the
+ * others. What is not a phase stays a boolean of the session: TLS on, authenticated, ESMTP,
+ * reading paused (error sleep, spool backpressure), output blocked.
+ */
 enum smtpd_state {
-    SMTPD_STATE_CMD,     /* reading commands */
-    SMTPD_STATE_DATA,    /* reading a DATA body */
-    SMTPD_STATE_BDAT,    /* reading (or discarding) a BDAT chunk */
-    SMTPD_STATE_COMMIT,  /* the commit is in flight: not reading */
-    SMTPD_STATE_CLOSING, /* last replies are being written */
+    SMTPD_STATE_CONNECT,   /* banner sent (or queued under TLS): no HELO/EHLO yet */
+    SMTPD_STATE_TLS,       /* TLS handshake: SMTPS, or after STARTTLS's 220 */
+    SMTPD_STATE_HELO,      /* HELO/EHLO given, no transaction */
+    SMTPD_STATE_AUTH,      /* an AUTH exchange: input lines are SASL responses */
+    SMTPD_STATE_AUTH_WAIT, /* a SASL step runs on a worker: not reading (the job owns the conn) */
+    SMTPD_STATE_MAIL,      /* MAIL accepted, no recipient yet */
+    SMTPD_STATE_RCPT,      /* at least one recipient (also between BDAT chunks) */
+    SMTPD_STATE_DATA,      /* reading a DATA body */
+    SMTPD_STATE_BDAT,      /* reading a BDAT chunk */
+    SMTPD_STATE_COMMIT,    /* the commit (or a refused body's removal) is in flight: not reading */
+    SMTPD_STATE_CLOSING,   /* the final reply is chosen: flush it, then close */
+    SMTPD_STATE_DEAD,      /* closed: in the grave until the reaper frees it */
+    SMTPD_STATE_COUNT
 };
+
+/* SMTPD_S - the bit of a phase in a set of phases (the command table's columns). */
+#define SMTPD_S(name) (1u << SMTPD_STATE_##name)
 
 struct smtpd_session {
     uint64_t id;
@@ -97,8 +119,9 @@ struct smtpd_session {
     char addr[INET6_ADDRSTRLEN];
     const char *name; /* "unknown": no reverse DNS */
     int trusted, authenticated, tls;
-    int submission; /* came in on submission_port: STARTTLS, then AUTH, before MAIL */
-    enum smtpd_state state;
+    int submission;         /* came in on submission_port: STARTTLS, then AUTH, before MAIL */
+    enum smtpd_state state; /* only smtpd_enter_state writes it */
+    int timeout;            /* the read/write timeout in force on bev, seconds */
     char *helo;
     int esmtp;
     int errors; /* client errors; forgiven when a message is queued (Postfix) */
@@ -107,37 +130,48 @@ struct smtpd_session {
     int cur_cmd;       /* the command whose success is counted by its reply, -1 none */
     const char *where; /* for "lost connection after X" */
     struct smtpd_txn *tx;
-    long long bdat_discard; /* bytes of a refused BDAT chunk still to skip */
-    int skip_line;          /* discarding the rest of an overlong command line */
-    int delay_pending;      /* an error reply must be delayed (soft error limit) */
-    int paused;             /* waiting on delay_ev */
-    int wait_write;         /* output above the buffer limit */
-    int close_after;        /* close once the replies are flushed */
-    int dead;
-    char *line;         /* command line buffer (line_length_limit + 1) */
-    int tls_pending;    /* a TLS handshake is running (STARTTLS or SMTPS) */
-    char tls_info[128]; /* "TLSv1.3 with cipher ... (256/256 bits)" once established */
-    void *sasl_conn;    /* sasl_conn_t of an AUTH exchange (smtpd_sasl.c) */
-    int sasl_active;    /* input lines are SASL responses, not commands */
-    int sasl_busy;      /* a SASL step runs on a worker: not reading (the job owns the conn) */
+    long long bdat_discard;  /* bytes of a refused BDAT chunk still to skip */
+    long long bdat_arg_size; /* BDAT's parsed count: a refused chunk is still skipped */
+    int bdat_arg_last;       /* BDAT's parsed LAST */
+    int skip_line;           /* discarding the rest of an overlong command line */
+    int delay_pending;       /* an error reply must be delayed (soft error limit) */
+    int paused;              /* waiting on delay_ev */
+    int wait_write;          /* output above the buffer limit */
+    char *line;              /* command line buffer (line_length_limit + 1) */
+    void *tls_next;          /* STARTTLS answered: the SSL the session layers on next */
+    char tls_info[128];      /* "TLSv1.3 with cipher ... (256/256 bits)" once established */
+    void *sasl_conn;         /* sasl_conn_t of an AUTH exchange (smtpd_sasl.c) */
     char sasl_method[32];
     char *sasl_username; /* after a successful AUTH */
     int sasl_login;      /* LOGIN: 1 user name asked, 2 empty name answered (smtpd_sasl.c) */
 };
 
+/*
+ * Calls run one way: listen (the server) -> session (I/O, lines, bodies) -> proto (the
+ * command table) -> txn, sasl, tls, policy, reply -> state, and the pure data, addr, cmd,
+ * map. A file below reaches the session only through srv->resume.
+ */
+
 /* smtpd_session.c */
 void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen,
                           int implicit_tls);
-void smtpd_session_setup_bev(struct smtpd_session *s);
-struct smtpd_session *smtpd_session_find(struct smtpd *srv, uint64_t id);
 void smtpd_session_close(struct smtpd_session *s);
-void smtpd_session_kill(struct smtpd_session *s);
-void smtpd_session_resume(struct smtpd_session *s);
-void smtpd_session_flush(struct smtpd_session *s);
-void smtpd_session_process(struct smtpd_session *s);
+void smtpd_session_resume(struct smtpd_session *s, int flush);
 void smtpd_session_free_all(struct smtpd *srv);
 void smtpd_session_check_drained(struct smtpd *srv);
-const char *smtpd_session_proto(const struct smtpd_session *s);
+struct event *smtpd_session_reaper_new(struct smtpd *srv);
+
+/* smtpd_state.c */
+/* smtpd_enter_state - the one place the phase changes: log it, set its timeout. CLOSING and
+ * DEAD are final: a later change to an earlier phase is ignored. */
+void smtpd_enter_state(struct smtpd_session *s, enum smtpd_state state);
+/* smtpd_state_idle - the phase between transactions: HELO once the client gave one. */
+enum smtpd_state smtpd_state_idle(const struct smtpd_session *s);
+const char *smtpd_state_name(enum smtpd_state state);
+/* smtpd_state_final - the session is closing or closed: its last reply is chosen. */
+int smtpd_state_final(const struct smtpd_session *s);
+/* smtpd_state_find - a live session by id (async completions), NULL when it is gone. */
+struct smtpd_session *smtpd_state_find(struct smtpd *srv, uint64_t id);
 
 /* smtpd_reply.c */
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
@@ -165,7 +199,8 @@ void smtpd_reply_junk(struct smtpd_session *s);
 /* smtpd_policy.c */
 int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa);
 int smtpd_policy_relay_ok(const struct smtpd_session *s, const char *rcpt);
-int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg);
+/* smtpd_policy_submission_mail - submission_port's MAIL before AUTH: refused, logged. */
+void smtpd_policy_submission_mail(struct smtpd_session *s, const char *arg);
 
 /* what a listener serves (smtpd_listen_open, smtpd_session_accept) */
 enum smtpd_listen_kind {
@@ -177,17 +212,25 @@ enum smtpd_listen_kind {
 /* smtpd_proto.c */
 void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg);
 void smtpd_proto_greet(struct smtpd_session *s);
+/* smtpd_proto_end_chunk - a BDAT chunk has been read: its 250, or the end of the message. */
+void smtpd_proto_end_chunk(struct smtpd_session *s);
 
 /* smtpd_listen.c */
 int smtpd_listen_open(struct smtpd *s, long port, int implicit_tls, char **err);
 
 /* smtpd_tls.c */
 struct bufferevent *smtpd_tls_socket_bev(struct smtpd *srv, int fd);
-void smtpd_tls_starttls(struct smtpd_session *s, const char *arg);
-void smtpd_tls_connected(struct smtpd_session *s);
+/* smtpd_tls_starttls - STARTTLS accepted (the command table checked it): the 220, and
+ * s->tls_next for the session to layer on once the 220 is out. 1 when TLS starts (the
+ * caller resets the session); 0 when refused with a reply. */
+int smtpd_tls_starttls(struct smtpd_session *s);
+/* smtpd_tls_filter - the OpenSSL filter over BEV with SSL (taken); NULL on failure. */
+struct bufferevent *smtpd_tls_filter(struct smtpd_session *s, struct bufferevent *bev, void *ssl);
 /* smtpd_tls_check_connected - a handshake in progress has finished: apply it now (the
  * CONNECTED event may come after the first read callback). */
 void smtpd_tls_check_connected(struct smtpd_session *s);
+/* smtpd_tls_handshaking - the session's handshake has neither finished nor failed. */
+int smtpd_tls_handshaking(const struct smtpd_session *s);
 void smtpd_tls_failed(struct smtpd_session *s);
 void smtpd_tls_flush_underlying(struct smtpd_session *s);
 /* smtpd_tls_layered - the session's bufferevent is an OpenSSL one (SMTPS, or after STARTTLS,
@@ -209,6 +252,7 @@ int smtpd_sasl_decode(const char *text, char **buf, unsigned *len);
 struct smtpd_txn *smtpd_txn_new(void);
 void smtpd_txn_free(struct smtpd_txn *tx);
 void smtpd_txn_reset(struct smtpd_session *s);
+const char *smtpd_txn_proto(const struct smtpd_session *s);
 int smtpd_txn_add_rcpt(struct smtpd_txn *tx, const char *addr, const struct smtpd_rcpt_params *p);
 void smtpd_txn_body_start(struct smtpd_session *s, int dot);
 int smtpd_txn_body_push(struct smtpd_session *s);

@@ -4,7 +4,8 @@
  * 0.0.0.0 when the host has no IPv6), backlog 4096, and graceful stop.
  * Per-client and total session limits are applied at accept time
  * (smtpd_session_accept); when accept() fails (out of descriptors) the
- * listeners pause briefly (rlimit.h). Not here: the session protocol.
+ * listeners pause briefly (rlimit.h). The TLS context and its reload
+ * (smtpd_set_tls) belong to the server too. Not here: the session protocol.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,8 +29,6 @@
 #include "smtpd_map.h"
 
 #define SMTPD_BACKLOG 4096
-
-struct event *smtpd_session_reaper_new(struct smtpd *srv);
 
 /* smtpd_listen_accept_cb - a new connection. */
 static void smtpd_listen_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -179,6 +178,7 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
     s->base = base;
     s->conf = conf;
     s->spool = spool;
+    s->resume = smtpd_session_resume; /* handed to the files below the session */
     s->barelf = smtpd_listen_barelf(conf->smtpd_forbid_bare_newline);
     snprintf(s->hostname, sizeof(s->hostname), "%s", conf->myhostname);
     if (!(s->trusted = cidr_list_parse(conf->smtpd_trusted_networks, &cerr))) {
@@ -207,6 +207,27 @@ oom:
         *err = NULL;
     smtpd_free(s);
     return NULL;
+}
+
+int smtpd_set_tls(struct smtpd *s, struct tls_ctx *ctx, char **err)
+{
+    int first = s->tls == NULL;
+
+    *err = NULL;
+    tls_ctx_free(s->tls); /* sessions hold their own SSL_CTX reference */
+    s->tls = ctx;
+    /* the listeners that need a certificate open with the first one */
+    if (first && ctx &&
+        (smtpd_listen_open(s, s->conf->smtps_port, SMTPD_LISTEN_SMTPS, err) < 0 ||
+         (s->conf->submission_port &&
+          smtpd_listen_open(s, s->conf->submission_port, SMTPD_LISTEN_SUBMISSION, err) < 0))) {
+        tls_ctx_free(s->tls);
+        s->tls = NULL;
+        return -1;
+    }
+    if (!first)
+        log_info("TLS certificate reloaded");
+    return 0;
 }
 
 void smtpd_stop(struct smtpd *s, void (*drained)(void *arg), void *arg)

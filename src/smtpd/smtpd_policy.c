@@ -18,43 +18,23 @@ int smtpd_policy_trusted(const struct smtpd *srv, const struct sockaddr *sa)
 }
 
 /*
- * smtpd_policy_submission - submission_port's rules, as Postfix's master.cf submission
- * entry (smtpd_tls_security_level=encrypt, smtpd_client_restrictions=
- * permit_sasl_authenticated,reject): before STARTTLS only the commands Postfix allows
- * pre-TLS; MAIL only after AUTH (Postfix's client reject, given at MAIL rather than
- * at RCPT so that no unauthenticated transaction starts; trusted networks do not
- * count here). 1: go on; 0: refused with the reply sent.
+ * smtpd_policy_submission_mail - submission_port's rule for MAIL, as Postfix's master.cf
+ * submission entry (smtpd_client_restrictions=permit_sasl_authenticated,reject): MAIL only
+ * after AUTH (Postfix's client reject, given at MAIL rather than at RCPT so that no
+ * unauthenticated transaction starts; trusted networks do not count here). Which commands
+ * need STARTTLS first is a column of the command table (smtpd_proto.c).
  */
-int smtpd_policy_submission(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg)
+void smtpd_policy_submission_mail(struct smtpd_session *s, const char *arg)
 {
-    switch (id) {
-    case SMTPD_CMD_HELO:
-    case SMTPD_CMD_EHLO:
-    case SMTPD_CMD_STARTTLS:
-    case SMTPD_CMD_NOOP:
-    case SMTPD_CMD_QUIT:
-    case SMTPD_CMD_HELP:
-    case SMTPD_CMD_UNKNOWN:
-        return 1;
-    default:
-        break;
-    }
-    if (!s->tls) {
-        smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-        return 0;
-    }
-    if (id == SMTPD_CMD_MAIL && !s->authenticated) {
-        char who[INET6_ADDRSTRLEN + 64], sender[SMTPD_ADDR_MAX + 1];
-        const char *end;
-        snprintf(who, sizeof(who), "%s[%s]", s->name, s->addr);
-        /* the log names the sender, as Postfix's restrictions at MAIL do (none if unparsable) */
-        int ok = arg && strncasecmp(arg, "FROM:", 5) == 0 &&
-                 smtpd_addr_parse(arg + 5, 1, 1, sender, &end) == SMTPD_ADDR_OK;
-        smtpd_reply_reject_from(s, "MAIL", ok ? sender : NULL,
-                                "554 5.7.1 <%s>: Client host rejected: Access denied", who);
-        return 0;
-    }
-    return 1;
+    char who[INET6_ADDRSTRLEN + 64], sender[SMTPD_ADDR_MAX + 1];
+    const char *end;
+
+    snprintf(who, sizeof(who), "%s[%s]", s->name, s->addr);
+    /* the log names the sender, as Postfix's restrictions at MAIL do (none if unparsable) */
+    int ok = arg && strncasecmp(arg, "FROM:", 5) == 0 &&
+             smtpd_addr_parse(arg + 5, 1, 1, sender, &end) == SMTPD_ADDR_OK;
+    smtpd_reply_reject_from(s, "MAIL", ok ? sender : NULL,
+                            "554 5.7.1 <%s>: Client host rejected: Access denied", who);
 }
 
 int smtpd_policy_relay_ok(const struct smtpd_session *s, const char *rcpt)

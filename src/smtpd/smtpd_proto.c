@@ -1,9 +1,12 @@
 /*
- * smtpd_proto.c - the command table: each command pairs a check (state and
- * syntax, answered with Postfix's reply) with an action. Replies and their
+ * smtpd_proto.c - the command table and its dispatcher. Each row says in which
+ * phases a command proceeds, what it answers in the others (Postfix's 503
+ * texts), whether submission_port lets it run before STARTTLS and AUTH, and
+ * pairs an optional check_ (syntax or availability, answered first, as
+ * Postfix orders its replies) with the proceed_ action. Replies and their
  * texts follow Postfix's smtpd.c; smtpd_helo_required = yes.
  * Not here: line reading and pipelining (smtpd_session.c), the body and the
- * commit (smtpd_txn.c, smtpd_data.c).
+ * commit (smtpd_txn.c, smtpd_data.c), the phase itself (smtpd_state.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +35,7 @@ static char *smtpd_proto_trim(const char *arg)
 }
 
 /* smtpd_proto_helo - HELO and EHLO: a new start, the transaction is reset. */
-static void smtpd_proto_helo(struct smtpd_session *s, const char *arg, int esmtp)
+static void smtpd_proto_helo(struct smtpd_session *s, char *arg, int esmtp)
 {
     const struct conf *c = s->srv->conf;
     char *name = smtpd_proto_trim(arg);
@@ -48,6 +51,7 @@ static void smtpd_proto_helo(struct smtpd_session *s, const char *arg, int esmtp
     if (s->helo)
         smtpd_data_helo_name(s->helo);
     s->esmtp = esmtp;
+    smtpd_enter_state(s, smtpd_state_idle(s));
     if (!esmtp) {
         smtpd_reply(s, "250 %s", s->srv->hostname);
         return;
@@ -77,8 +81,20 @@ static const char *smtpd_proto_prefix(const char *arg, const char *word)
     return arg + n;
 }
 
-/* smtpd_proto_mail - MAIL FROM:<sender> [params]. */
-static void smtpd_proto_mail(struct smtpd_session *s, const char *arg)
+/* proceed_helo - HELO hostname. */
+static void proceed_helo(struct smtpd_session *s, char *arg)
+{
+    smtpd_proto_helo(s, arg, 0);
+}
+
+/* proceed_ehlo - EHLO hostname. */
+static void proceed_ehlo(struct smtpd_session *s, char *arg)
+{
+    smtpd_proto_helo(s, arg, 1);
+}
+
+/* proceed_mail - MAIL FROM:<sender> [params]. */
+static void proceed_mail(struct smtpd_session *s, char *arg)
 {
     const struct conf *c = s->srv->conf;
     char addr[SMTPD_ADDR_MAX + 1], rbuf[256];
@@ -86,14 +102,6 @@ static void smtpd_proto_mail(struct smtpd_session *s, const char *arg)
     struct smtpd_mail_params mp;
     int r;
 
-    if (!s->helo) {
-        smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        return;
-    }
-    if (s->tx) {
-        smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
-        return;
-    }
     if (!(p = smtpd_proto_prefix(smtpd_proto_trim(arg), "FROM:")) || !*p) {
         smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
         return;
@@ -139,11 +147,12 @@ static void smtpd_proto_mail(struct smtpd_session *s, const char *arg)
         return;
     }
     s->tx->mp = mp;
+    smtpd_enter_state(s, SMTPD_STATE_MAIL);
     smtpd_reply(s, "250 2.1.0 Ok");
 }
 
-/* smtpd_proto_rcpt - RCPT TO:<recipient> [params]. */
-static void smtpd_proto_rcpt(struct smtpd_session *s, const char *arg)
+/* proceed_rcpt - RCPT TO:<recipient> [params]. */
+static void proceed_rcpt(struct smtpd_session *s, char *arg)
 {
     const struct conf *c = s->srv->conf;
     char addr[SMTPD_ADDR_MAX + 1], rbuf[256];
@@ -152,10 +161,6 @@ static void smtpd_proto_rcpt(struct smtpd_session *s, const char *arg)
     struct smtpd_txn *tx = s->tx;
     int r;
 
-    if (!tx) {
-        smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
-        return;
-    }
     if (!(p = smtpd_proto_prefix(smtpd_proto_trim(arg), "TO:")) || !*p) {
         smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
         return;
@@ -200,44 +205,37 @@ static void smtpd_proto_rcpt(struct smtpd_session *s, const char *arg)
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");
         return;
     }
+    smtpd_enter_state(s, SMTPD_STATE_RCPT);
     smtpd_reply(s, "250 2.1.5 Ok");
 }
 
-/* smtpd_proto_need_rcpt - the DATA/BDAT precondition; 0 when a reply was sent. */
-static int smtpd_proto_need_rcpt(struct smtpd_session *s)
+/* check_data - DATA takes no argument (answered before the phase, as Postfix does). */
+static int check_data(struct smtpd_session *s, char *arg)
 {
-    if (!s->tx) {
-        smtpd_reply(s, "503 5.5.1 Error: need RCPT command");
-        return 0;
-    }
-    if (s->tx->nrcpt == 0) {
-        smtpd_reply(s, "554 5.5.1 Error: no valid recipients");
+    if (*smtpd_proto_trim(arg)) {
+        smtpd_reply(s, "501 5.5.4 Syntax: DATA");
         return 0;
     }
     return 1;
 }
 
-/* smtpd_proto_data - DATA: the 354, then the body machine reads. */
-static void smtpd_proto_data(struct smtpd_session *s, const char *arg)
+/* proceed_data - DATA: the 354, then the body machine reads. */
+static void proceed_data(struct smtpd_session *s, char *arg)
 {
-    if (*smtpd_proto_trim(arg)) {
-        smtpd_reply(s, "501 5.5.4 Syntax: DATA");
-        return;
-    }
-    if (!smtpd_proto_need_rcpt(s))
-        return;
+    (void)arg;
     if (s->tx->bdat) {
         smtpd_reply(s, "503 5.5.1 Error: BDAT and DATA are mutually exclusive");
         return;
     }
     smtpd_txn_body_start(s, 1);
-    s->state = SMTPD_STATE_DATA;
+    smtpd_enter_state(s, SMTPD_STATE_DATA);
     s->where = "DATA";
     smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
-/* smtpd_proto_bdat - BDAT n [LAST] (RFC 3030): exactly n bytes follow, always consumed. */
-static void smtpd_proto_bdat(struct smtpd_session *s, const char *arg)
+/* check_bdat - BDAT n [LAST] (RFC 3030): the count is kept, as a refused chunk is still
+ * read past (its bytes must never be taken for commands). */
+static int check_bdat(struct smtpd_session *s, char *arg)
 {
     char *a = smtpd_proto_trim(arg), *e;
     long long n = 0;
@@ -253,13 +251,20 @@ static void smtpd_proto_bdat(struct smtpd_session *s, const char *arg)
     }
     if (digits == 0 || *e) {
         smtpd_reply(s, "501 5.5.4 Syntax: BDAT count [LAST]");
-        return;
+        return 0;
     }
     s->where = "BDAT";
-    if (!smtpd_proto_need_rcpt(s)) {
-        s->bdat_discard = n; /* the chunk must never be read as commands */
-        return;
-    }
+    s->bdat_arg_size = n;
+    s->bdat_arg_last = last;
+    return 1;
+}
+
+/* proceed_bdat - one chunk of the body; exactly n bytes follow, always consumed. */
+static void proceed_bdat(struct smtpd_session *s, char *arg)
+{
+    long long n = s->bdat_arg_size;
+
+    (void)arg;
     if (!s->tx->bdat) {
         if (s->tx->body_active) {
             s->bdat_discard = n;
@@ -271,15 +276,26 @@ static void smtpd_proto_bdat(struct smtpd_session *s, const char *arg)
     }
     s->tx->bdat_left = n;
     s->tx->bdat_chunk = n;
-    s->tx->bdat_last = last;
+    s->tx->bdat_last = s->bdat_arg_last;
     if (n == 0) {
-        if (last)
+        if (s->bdat_arg_last)
             smtpd_txn_end(s);
         else
             smtpd_reply(s, "250 2.0.0 Ok: 0 bytes");
         return;
     }
-    s->state = SMTPD_STATE_BDAT;
+    smtpd_enter_state(s, SMTPD_STATE_BDAT);
+}
+
+void smtpd_proto_end_chunk(struct smtpd_session *s)
+{
+    if (s->tx->bdat_last) {
+        smtpd_txn_end(s);
+        return;
+    }
+    smtpd_enter_state(s, SMTPD_STATE_RCPT);
+    s->cur_cmd = SMTPD_CMD_BDAT;
+    smtpd_reply(s, "250 2.0.0 Ok: %lld bytes", s->tx->bdat_chunk);
 }
 
 /* smtpd_proto_local_part - 1 when A is a bare RFC 5321 dot-atom local part ("postmaster"). */
@@ -299,7 +315,7 @@ static int smtpd_proto_local_part(const char *a)
  * smtpd_proto_vrfy - VRFY: Postfix without a local recipient table answers 252,
  * for a full address and for a bare local part alike (RFC 5321 3.5.3).
  */
-static void smtpd_proto_vrfy(struct smtpd_session *s, const char *arg)
+static void proceed_vrfy(struct smtpd_session *s, char *arg)
 {
     char addr[SMTPD_ADDR_MAX + 1];
     const char *end;
@@ -320,60 +336,238 @@ static void smtpd_proto_vrfy(struct smtpd_session *s, const char *arg)
     smtpd_reply(s, "252 2.0.0 %s", addr);
 }
 
+/* check_starttls - STARTTLS takes no argument, needs a certificate and runs once. */
+static int check_starttls(struct smtpd_session *s, char *arg)
+{
+    if (*smtpd_proto_trim(arg)) {
+        smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        return 0;
+    }
+    if (!s->srv->tls) {
+        /* ssl_disabled = yes: Postfix's exact reply when TLS is off (not offered in EHLO) */
+        smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+        return 0;
+    }
+    if (s->tls) {
+        smtpd_reply(s, "554 5.5.1 Error: TLS already active");
+        return 0;
+    }
+    return 1;
+}
+
+/* proceed_starttls - the 220; the session forgets HELO, the transaction and any AUTH: the
+ * client starts over with EHLO (RFC 3207 4.2). The session layers TLS on after the 220. */
+static void proceed_starttls(struct smtpd_session *s, char *arg)
+{
+    (void)arg;
+    if (!smtpd_tls_starttls(s))
+        return;
+    smtpd_txn_reset(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = 0;
+    smtpd_sasl_reset(s);
+    s->authenticated = 0;
+    smtpd_enter_state(s, SMTPD_STATE_TLS);
+}
+
+/* check_auth - AUTH only where it is offered, and once. */
+static int check_auth(struct smtpd_session *s, char *arg)
+{
+    (void)arg;
+    if (!smtpd_sasl_offered(s)) {
+        smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
+        return 0;
+    }
+    /* before the phase's answers: an authenticated client has sent HELO (STARTTLS, the
+     * only thing that forgets HELO, forgets the authentication too) */
+    if (s->authenticated) {
+        smtpd_reply(s, "503 5.5.1 Error: already authenticated");
+        return 0;
+    }
+    return 1;
+}
+
+/* proceed_auth - AUTH mechanism [initial-response]. */
+static void proceed_auth(struct smtpd_session *s, char *arg)
+{
+    smtpd_sasl_auth(s, smtpd_proto_trim(arg));
+}
+
+/* proceed_rset - RSET: the transaction goes, the session stays. */
+static void proceed_rset(struct smtpd_session *s, char *arg)
+{
+    if (*smtpd_proto_trim(arg)) {
+        smtpd_reply(s, "501 5.5.4 Syntax: RSET");
+        return;
+    }
+    smtpd_txn_reset(s);
+    smtpd_enter_state(s, smtpd_state_idle(s));
+    smtpd_reply(s, "250 2.0.0 Ok");
+}
+
+/* proceed_noop - NOOP. */
+static void proceed_noop(struct smtpd_session *s, char *arg)
+{
+    (void)arg;
+    smtpd_reply(s, "250 2.0.0 Ok");
+}
+
+/* proceed_help - HELP. */
+static void proceed_help(struct smtpd_session *s, char *arg)
+{
+    (void)arg;
+    smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP "
+                   "VRFY HELP QUIT");
+}
+
+/* proceed_quit - QUIT: the 221 is the last reply. */
+static void proceed_quit(struct smtpd_session *s, char *arg)
+{
+    (void)arg;
+    smtpd_reply(s, "221 2.0.0 Bye");
+    smtpd_enter_state(s, SMTPD_STATE_CLOSING);
+}
+
+/* proceed_unknown - anything else (ETRN included: there is no fast-flush service). */
+static void proceed_unknown(struct smtpd_session *s, char *arg)
+{
+    (void)arg;
+    smtpd_reply(s, "502 5.5.2 Error: command not recognized");
+}
+
+/* The phases in which commands are read (smtpd_session.c reads no command in the others). */
+#define SMTPD_CMD_PHASES (SMTPD_S(CONNECT) | SMTPD_S(HELO) | SMTPD_S(MAIL) | SMTPD_S(RCPT))
+
+/* Rules of a row (submission_port only: Postfix's master.cf submission entry). */
+enum {
+    SMTPD_RULE_PRE_TLS = 1,  /* allowed before STARTTLS (Postfix's SMTPD_CMD_FLAG_PRE_TLS) */
+    SMTPD_RULE_NEED_AUTH = 2 /* refused before AUTH (smtpd_policy_submission_mail) */
+};
+
+/* An answer for a command sent in the wrong phase. */
+struct smtpd_proto_refusal {
+    unsigned states;
+    const char *reply;
+};
+
+struct smtpd_proto_cmd {
+    unsigned states; /* where proceed runs; any other command phase gets a refusal */
+    struct smtpd_proto_refusal refuse[2];
+    unsigned rules;                               /* SMTPD_RULE_* */
+    int discard_chunk;                            /* refused BDAT: its bytes are still skipped */
+    int (*check)(struct smtpd_session *, char *); /* before the phase: 0 = answered */
+    void (*proceed)(struct smtpd_session *, char *);
+};
+
+/*
+ * The table, by command id (the verbs, their pipelining and junk flags are the vocabulary in
+ * smtpd_cmd.c). Milter hooks plug in here: connect at smtpd_proto_greet, and helo, mail, rcpt
+ * and data between a row's checks and its proceed_ (smtpd_proto_dispatch), eom where
+ * smtpd_txn_end has the whole message and before it commits.
+ */
+static const struct smtpd_proto_cmd smtpd_proto_cmds[SMTPD_CMD_COUNT] = {
+    [SMTPD_CMD_HELO] =
+        {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, SMTPD_RULE_PRE_TLS, 0, NULL, proceed_helo},
+    [SMTPD_CMD_EHLO] =
+        {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, SMTPD_RULE_PRE_TLS, 0, NULL, proceed_ehlo},
+    [SMTPD_CMD_STARTTLS] = {SMTPD_S(CONNECT) | SMTPD_S(HELO),
+                            {{SMTPD_S(MAIL) | SMTPD_S(RCPT),
+                              "503 5.5.1 Error: MAIL transaction in progress"},
+                             {0, NULL}},
+                            SMTPD_RULE_PRE_TLS,
+                            0,
+                            check_starttls,
+                            proceed_starttls},
+    [SMTPD_CMD_AUTH] = {SMTPD_S(HELO),
+                        {{SMTPD_S(CONNECT), "503 5.5.1 Error: send HELO/EHLO first"},
+                         {SMTPD_S(MAIL) | SMTPD_S(RCPT),
+                          "503 5.5.1 Error: MAIL transaction in progress"}},
+                        0,
+                        0,
+                        check_auth,
+                        proceed_auth},
+    [SMTPD_CMD_MAIL] = {SMTPD_S(HELO),
+                        {{SMTPD_S(CONNECT), "503 5.5.1 Error: send HELO/EHLO first"},
+                         {SMTPD_S(MAIL) | SMTPD_S(RCPT), "503 5.5.1 Error: nested MAIL command"}},
+                        SMTPD_RULE_NEED_AUTH,
+                        0,
+                        NULL,
+                        proceed_mail},
+    [SMTPD_CMD_RCPT] = {SMTPD_S(MAIL) | SMTPD_S(RCPT),
+                        {{SMTPD_S(CONNECT) | SMTPD_S(HELO), "503 5.5.1 Error: need MAIL command"},
+                         {0, NULL}},
+                        0,
+                        0,
+                        NULL,
+                        proceed_rcpt},
+    [SMTPD_CMD_DATA] = {SMTPD_S(RCPT),
+                        {{SMTPD_S(CONNECT) | SMTPD_S(HELO), "503 5.5.1 Error: need RCPT command"},
+                         {SMTPD_S(MAIL), "554 5.5.1 Error: no valid recipients"}},
+                        0,
+                        0,
+                        check_data,
+                        proceed_data},
+    [SMTPD_CMD_BDAT] = {SMTPD_S(RCPT),
+                        {{SMTPD_S(CONNECT) | SMTPD_S(HELO), "503 5.5.1 Error: need RCPT command"},
+                         {SMTPD_S(MAIL), "554 5.5.1 Error: no valid recipients"}},
+                        0,
+                        1,
+                        check_bdat,
+                        proceed_bdat},
+    [SMTPD_CMD_RSET] = {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, 0, 0, NULL, proceed_rset},
+    [SMTPD_CMD_NOOP] =
+        {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, SMTPD_RULE_PRE_TLS, 0, NULL, proceed_noop},
+    [SMTPD_CMD_VRFY] = {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, 0, 0, NULL, proceed_vrfy},
+    [SMTPD_CMD_HELP] =
+        {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, SMTPD_RULE_PRE_TLS, 0, NULL, proceed_help},
+    [SMTPD_CMD_QUIT] =
+        {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, SMTPD_RULE_PRE_TLS, 0, NULL, proceed_quit},
+    [SMTPD_CMD_UNKNOWN] =
+        {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, SMTPD_RULE_PRE_TLS, 0, NULL, proceed_unknown},
+};
+
+/* smtpd_proto_refuse - the answer to C in the wrong phase; 1 when the command may proceed. */
+static int smtpd_proto_refuse(struct smtpd_session *s, const struct smtpd_proto_cmd *c)
+{
+    unsigned bit = 1u << s->state;
+
+    if (c->states & bit)
+        return 1;
+    for (int i = 0; i < 2; i++) {
+        if (c->refuse[i].states & bit) {
+            smtpd_reply(s, "%s", c->refuse[i].reply);
+            return 0;
+        }
+    }
+    log_fatal("smtpd", "command table: %s has no answer in state %s", s->where,
+              smtpd_state_name(s->state));
+}
+
+/*
+ * smtpd_proto_dispatch - one command, in Postfix's order of answers: submission_port's
+ * rules, the row's check_ (syntax, availability), the phase, then proceed_. A junk command
+ * counts against smtpd_junk_command_limit whatever its answer.
+ */
 void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg)
 {
+    const struct smtpd_proto_cmd *c = &smtpd_proto_cmds[id];
+    char *a = (char *)arg; /* the line buffer is the session's: handlers may trim it */
+
     s->where = smtpd_cmd_defs[id].name;
-    if (s->submission && !smtpd_policy_submission(s, id, arg))
-        return;
-    switch (id) {
-    case SMTPD_CMD_HELO:
-        smtpd_proto_helo(s, arg, 0);
-        break;
-    case SMTPD_CMD_EHLO:
-        smtpd_proto_helo(s, arg, 1);
-        break;
-    case SMTPD_CMD_STARTTLS:
-        smtpd_tls_starttls(s, smtpd_proto_trim(arg));
-        break;
-    case SMTPD_CMD_AUTH:
-        smtpd_sasl_auth(s, smtpd_proto_trim(arg));
-        break;
-    case SMTPD_CMD_MAIL:
-        smtpd_proto_mail(s, arg);
-        break;
-    case SMTPD_CMD_RCPT:
-        smtpd_proto_rcpt(s, arg);
-        break;
-    case SMTPD_CMD_DATA:
-        smtpd_proto_data(s, arg);
-        break;
-    case SMTPD_CMD_BDAT:
-        smtpd_proto_bdat(s, arg);
-        break;
-    case SMTPD_CMD_RSET:
-        if (*smtpd_proto_trim(arg)) {
-            smtpd_reply(s, "501 5.5.4 Syntax: RSET");
-            break;
-        }
-        smtpd_txn_reset(s);
-        smtpd_reply(s, "250 2.0.0 Ok");
-        break;
-    case SMTPD_CMD_NOOP:
-        smtpd_reply(s, "250 2.0.0 Ok");
-        break;
-    case SMTPD_CMD_VRFY:
-        smtpd_proto_vrfy(s, arg);
-        break;
-    case SMTPD_CMD_HELP:
-        smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP "
-                       "VRFY HELP QUIT");
-        break;
-    case SMTPD_CMD_QUIT:
-        smtpd_reply(s, "221 2.0.0 Bye");
-        s->close_after = 1;
-        break;
-    default:
-        smtpd_reply(s, "502 5.5.2 Error: command not recognized");
-        break;
+    if (s->submission && !(c->rules & SMTPD_RULE_PRE_TLS) && !s->tls)
+        smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+    else if (s->submission && (c->rules & SMTPD_RULE_NEED_AUTH) && !s->authenticated)
+        smtpd_policy_submission_mail(s, arg);
+    else if (c->check && !c->check(s, a))
+        ;
+    else if (!smtpd_proto_refuse(s, c)) {
+        if (c->discard_chunk)
+            s->bdat_discard = s->bdat_arg_size;
+    } else {
+        /* milter hooks (helo, mail, rcpt, data) go here: after the checks, before proceed_ */
+        c->proceed(s, a);
     }
+    if (smtpd_cmd_defs[id].flags & SMTPD_CMDF_JUNK)
+        smtpd_reply_junk(s);
 }

@@ -3,6 +3,7 @@
  * batch buffer (flushed once per pipelined batch), 4xx/5xx replies count as
  * errors (CNT_REJECTED, soft limit -> delayed reply, hard limit -> 421 and
  * close), and policy rejects are logged as Postfix logs them.
+ * A leaf: it changes no phase but CLOSING (smtpd_reply_close).
  * Not here: choosing the reply (smtpd_proto.c, smtpd_txn.c).
  */
 #include <event2/buffer.h>
@@ -53,7 +54,7 @@ void smtpd_reply_error(struct smtpd_session *s)
     const struct conf *c = s->srv->conf;
 
     smtpd_count_inc(&s->errors);
-    if (s->close_after || s->dead)
+    if (smtpd_state_final(s))
         return; /* the final reply is chosen already */
     if (s->errors >= c->smtpd_hard_error_limit) {
         log_mail_pid("smtpd", s->log_pid, "too many errors after %s from %s[%s]", s->where, s->name,
@@ -140,8 +141,8 @@ void smtpd_reply_close(struct smtpd_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    if (s->close_after || s->dead)
+    if (smtpd_state_final(s))
         return; /* one final reply only */
     smtpd_reply_put(s, buf);
-    s->close_after = 1;
+    smtpd_enter_state(s, SMTPD_STATE_CLOSING); /* the session closes once it is flushed */
 }

@@ -14,8 +14,9 @@
  * take seconds) run on a small worker pool, never on the event loop. While a
  * step is in flight the job owns the sasl_conn_t (one thread at a time uses
  * it) and the session stops reading, as during a commit; the result comes
- * back on the loop to the session found by its numeric id. A session that is
- * gone by then is not touched: the job disposes of the connection itself.
+ * back on the loop to the session found by its numeric id, which goes on
+ * through srv->resume. A session that is gone (or no longer waits) by then is
+ * not touched: the job disposes of the connection itself.
  * Cyrus gets real pthread mutexes (sasl_set_mutex) because several
  * connections are now used by several threads at once.
  * Not here: the relay decision (smtpd_policy.c reads s->authenticated).
@@ -41,12 +42,12 @@ struct smtpd_sasl_job {
     struct smtpd *srv;
     uint64_t session; /* looked up again on the loop: the session may be gone */
     sasl_conn_t *conn;
-    int start;        /* sasl_server_start (else sasl_server_step) */
+    int start; /* sasl_server_start (else sasl_server_step) */
     char mech[32];
-    char *in;         /* client data (NULL: no initial response); wiped after use */
+    char *in; /* client data (NULL: no initial response); wiped after use */
     unsigned inlen;
-    int r;            /* the SASL result */
-    char *out;        /* a copy of the challenge on SASL_CONTINUE */
+    int r;     /* the SASL result */
+    char *out; /* a copy of the challenge on SASL_CONTINUE */
     unsigned outlen;
 };
 
@@ -73,7 +74,8 @@ static int smtpd_sasl_log_cb(void *ctx, int level, const char *msg)
     return SASL_OK;
 }
 
-/* smtpd_sasl_mutex_alloc - Cyrus's mutexes (its defaults do nothing): we use it from several threads. */
+/* smtpd_sasl_mutex_alloc - Cyrus's mutexes (its defaults do nothing): we use it from several
+ * threads. */
 static void *smtpd_sasl_mutex_alloc(void)
 {
     pthread_mutex_t *m = malloc(sizeof(*m));
@@ -186,15 +188,17 @@ int smtpd_sasl_offered(const struct smtpd_session *s)
     return s->srv->sasl && (s->tls || (!s->submission && !s->srv->conf->smtpd_tls_auth_only));
 }
 
-/* smtpd_sasl_end - drop the exchange (not the authenticated identity). */
+/* smtpd_sasl_end - drop the exchange (not the authenticated identity); an exchange that
+ * ends returns the session to HELO, the only phase AUTH starts from. */
 static void smtpd_sasl_end(struct smtpd_session *s)
 {
+    if (s->state == SMTPD_STATE_AUTH || s->state == SMTPD_STATE_AUTH_WAIT)
+        smtpd_enter_state(s, SMTPD_STATE_HELO);
     if (s->sasl_conn) {
         sasl_conn_t *conn = s->sasl_conn;
         sasl_dispose(&conn);
         s->sasl_conn = NULL;
     }
-    s->sasl_active = 0;
     s->sasl_login = 0;
 }
 
@@ -230,9 +234,9 @@ static void smtpd_sasl_result(struct smtpd_session *s, int r, const char *out, u
             smtpd_reply(s, "454 4.7.0 Temporary authentication failure: out of memory");
             return;
         }
-        s->sasl_active = 1;
-        s->sasl_login = strcmp(s->sasl_method, "LOGIN") == 0 && outlen == 9 &&
-                        memcmp(out, "Username:", 9) == 0;
+        smtpd_enter_state(s, SMTPD_STATE_AUTH);
+        s->sasl_login =
+            strcmp(s->sasl_method, "LOGIN") == 0 && outlen == 9 && memcmp(out, "Username:", 9) == 0;
         smtpd_reply(s, "334 %s", enc);
         free(enc);
         return;
@@ -314,23 +318,19 @@ static void smtpd_sasl_job_free(struct smtpd_sasl_job *j)
 static void smtpd_sasl_done(void *arg)
 {
     struct smtpd_sasl_job *j = arg;
-    struct smtpd_session *s = smtpd_session_find(j->srv, j->session);
+    struct smtpd *srv = j->srv;
+    struct smtpd_session *s = smtpd_state_find(srv, j->session);
 
-    if (!s || s->dead || !s->sasl_busy) {
-        smtpd_sasl_job_free(j); /* the client left (or the server stops): just dispose */
-        return;
-    }
-    s->sasl_busy = 0;
-    if (s->close_after || s->state == SMTPD_STATE_CLOSING) { /* 421 already said */
+    /* the client left, the server stops or a 421 is said already: just dispose */
+    if (!s || s->state != SMTPD_STATE_AUTH_WAIT) {
         smtpd_sasl_job_free(j);
-        s->sasl_active = 0;
         return;
     }
     s->sasl_conn = j->conn;
     j->conn = NULL;
     smtpd_sasl_result(s, j->r, j->out, j->outlen);
     smtpd_sasl_job_free(j);
-    smtpd_session_resume(s); /* the error delay, the reply, then reading again */
+    srv->resume(s, 0); /* the error delay, the reply, then reading again */
 }
 
 /* smtpd_sasl_submit - hand a start (START) or a step to a worker; takes IN. */
@@ -354,7 +354,7 @@ static void smtpd_sasl_submit(struct smtpd_session *s, int start, const char *me
     j->in = in;
     j->inlen = inlen;
     s->sasl_conn = NULL; /* the job's until done(): smtpd_sasl_reset must not dispose it */
-    s->sasl_busy = 1;    /* smtpd_session_process stops reading */
+    smtpd_enter_state(s, SMTPD_STATE_AUTH_WAIT); /* the session stops reading */
     workers_submit(s->srv->saslw, smtpd_sasl_work, smtpd_sasl_done, j);
 }
 

@@ -1,10 +1,20 @@
 /*
  * smtpd_session.c - one SMTP connection: accept-time limits, the read loop
  * (command lines, DATA bodies, BDAT chunks), pipelining rules, backpressure,
- * timeouts, the disconnect log line, and freeing outside the session's own
- * callbacks (the reaper). Sessions are found by numeric id for async work
- * (commits, SASL steps); while such work is in flight the session does not read.
- * Not here: what each command does (smtpd_proto.c), commits (smtpd_txn.c).
+ * the STARTTLS layer swap, the disconnect log line, and freeing (the reaper).
+ * Sessions are found by numeric id for async work (commits, SASL steps); while
+ * such work is in flight the session does not read.
+ * Not here: what each command does (smtpd_proto.c), commits (smtpd_txn.c), the
+ * phase and its timeouts (smtpd_state.c).
+ *
+ * Ownership: the server owns its sessions (srv->head). A session is never freed
+ * where it is used: every end (QUIT, an error reply, timeout, lost connection,
+ * a failed TLS handshake, shutdown) goes through smtpd_session_kill, which logs
+ * the disconnect, unhooks it from the registry and puts it in srv->grave; the
+ * reaper, an event of its own, frees the grave from the event loop, outside
+ * every callback that may still hold the pointer. Async work never holds the
+ * pointer: it keeps the session's id and looks it up when done (state.c), and
+ * finds nothing once the session is dead. Nothing else frees a session.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +44,8 @@
 static void smtpd_session_read_cb(struct bufferevent *bev, void *arg);
 static void smtpd_session_write_cb(struct bufferevent *bev, void *arg);
 static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *arg);
+static void smtpd_session_process(struct smtpd_session *s);
+static void smtpd_session_flush(struct smtpd_session *s);
 
 /* smtpd_session_ipkey - the per-client key: IPv4 (also v4-mapped) as ::ffff:a.b.c.d. */
 static void smtpd_session_ipkey(const struct sockaddr *sa, unsigned char key[16], char *addr)
@@ -63,23 +75,12 @@ static void smtpd_session_refuse(int fd, const char *text)
     close(fd);
 }
 
-const char *smtpd_session_proto(const struct smtpd_session *s)
-{
-    if (!s->esmtp)
-        return "SMTP";
-    if (s->tx && s->tx->mp.smtputf8)
-        return s->tls ? (s->authenticated ? "UTF8SMTPSA" : "UTF8SMTPS")
-                      : (s->authenticated ? "UTF8SMTPA" : "UTF8SMTP");
-    return s->tls ? (s->authenticated ? "ESMTPSA" : "ESMTPS")
-                  : (s->authenticated ? "ESMTPA" : "ESMTP");
-}
-
 /* smtpd_session_drained - the spool wrote out what this session's message had buffered. */
 static void smtpd_session_drained(void *arg)
 {
     struct smtpd_session *s = arg;
     s->paused = 0;
-    smtpd_session_resume(s);
+    smtpd_session_resume(s, 0);
 }
 
 /* smtpd_session_delay_cb - the error sleep is over. */
@@ -87,10 +88,11 @@ static void smtpd_session_delay_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtpd_session *s = arg;
     s->paused = 0;
-    smtpd_session_resume(s);
+    smtpd_session_resume(s, 0);
 }
 
-void smtpd_session_setup_bev(struct smtpd_session *s)
+/* smtpd_session_setup_bev - callbacks, watermarks and the phase's timeout of a new bev. */
+static void smtpd_session_setup_bev(struct smtpd_session *s)
 {
     const struct conf *c = s->srv->conf;
     struct timeval tv = {c->smtpd_timeout, 0};
@@ -100,6 +102,7 @@ void smtpd_session_setup_bev(struct smtpd_session *s)
     bufferevent_setwatermark(s->bev, EV_READ, 0, (size_t)c->smtpd_session_buffer_limit);
     bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)c->smtpd_session_buffer_limit / 2, 0);
     bufferevent_set_timeouts(s->bev, &tv, &tv);
+    s->timeout = (int)c->smtpd_timeout;
 }
 
 /* smtpd_session_unsent - reply bytes of S not yet taken by its client: ours, the TLS layer's and
@@ -130,8 +133,9 @@ static long smtpd_session_live_from(struct smtpd *srv, const unsigned char key[1
         if (memcmp(s->ipkey, key, 16) != 0)
             continue;
         struct pollfd p = {.fd = s->bev ? bufferevent_getfd(s->bev) : -1, .events = POLLRDHUP};
-        int over = s->close_after || (p.fd >= 0 && poll(&p, 1, 0) == 1 &&
-                                      (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+        int over =
+            s->state == SMTPD_STATE_CLOSING ||
+            (p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
         if (over && smtpd_session_unsent(s, p.fd) <= SMTPD_ENDING_UNSENT_MAX)
             continue;
         n++;
@@ -196,6 +200,7 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     memcpy(s->addr, addr, sizeof(addr));
     s->name = "unknown";
     s->where = "CONNECT";
+    s->state = SMTPD_STATE_CONNECT; /* the first phase, before there is a bev to time */
     s->cur_cmd = -1;
     s->trusted = smtpd_policy_trusted(srv, sa);
     evutil_make_socket_nonblocking(fd);
@@ -204,7 +209,7 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     /* SMTPS: the handshake runs first, the greeting waits for it */
     if (implicit_tls == SMTPD_LISTEN_SMTPS) {
         s->bev = smtpd_tls_socket_bev(srv, fd);
-        s->tls_pending = 1;
+        s->state = SMTPD_STATE_TLS; /* the greeting waits in the TLS layer */
     } else {
         s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
@@ -267,16 +272,10 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-struct smtpd_session *smtpd_session_find(struct smtpd *srv, uint64_t id)
+/* smtpd_session_flush - hand the replies of the batch to the socket (or the bufferevent). */
+static void smtpd_session_flush(struct smtpd_session *s)
 {
-    unsigned char k[16];
-    smtpd_map_key_u64(k, id);
-    return smtpd_map_get(srv->by_id, k);
-}
-
-void smtpd_session_flush(struct smtpd_session *s)
-{
-    if (s->dead || evbuffer_get_length(s->out) == 0)
+    if (s->state == SMTPD_STATE_DEAD || evbuffer_get_length(s->out) == 0)
         return;
     /* Plain TCP with nothing queued yet: write the replies now. Through the bufferevent each
      * reply costs two epoll_ctl calls (arm and disarm the write event) and a loop turn; a
@@ -347,15 +346,16 @@ static void smtpd_session_disconnect_log(struct smtpd_session *s)
     log_mail_pid("smtpd", s->log_pid, "disconnect from %s[%s]%s", s->name, s->addr, buf);
 }
 
-void smtpd_session_kill(struct smtpd_session *s)
+/* smtpd_session_kill - the end of every session: log, unhook, hand it to the reaper. */
+static void smtpd_session_kill(struct smtpd_session *s)
 {
     struct smtpd *srv = s->srv;
     unsigned char k[16];
     long count;
 
-    if (s->dead)
+    if (s->state == SMTPD_STATE_DEAD)
         return;
-    s->dead = 1;
+    smtpd_enter_state(s, SMTPD_STATE_DEAD);
     smtpd_session_disconnect_log(s);
     smtpd_txn_reset(s);
     bufferevent_disable(s->bev, EV_READ | EV_WRITE);
@@ -383,14 +383,13 @@ void smtpd_session_kill(struct smtpd_session *s)
 
 void smtpd_session_close(struct smtpd_session *s)
 {
-    if (s->dead)
+    if (s->state == SMTPD_STATE_DEAD)
         return;
-    s->close_after = 1;
-    s->state = SMTPD_STATE_CLOSING;
+    smtpd_enter_state(s, SMTPD_STATE_CLOSING);
     smtpd_session_flush(s);
     /* TLS may need to read to finish a write (OpenSSL WANT_READ): keep reading there;
-     * input is ignored once close_after is set */
-    if (!s->tls && !s->tls_pending)
+     * input is ignored while CLOSING */
+    if (!smtpd_tls_layered(s))
         bufferevent_disable(s->bev, EV_READ);
     event_del(s->delay_ev);
     if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
@@ -411,10 +410,15 @@ static void smtpd_session_pause(struct smtpd_session *s, long usec)
     evtimer_add(s->delay_ev, &tv);
 }
 
-void smtpd_session_resume(struct smtpd_session *s)
+/* smtpd_session_resume - async work (a commit, a SASL step, a timer) is done: FLUSH the
+ * replies it made now, then go on reading; a session that is closing goes on closing. This
+ * is the continuation smtpd_new hands to the files below the session (srv->resume). */
+void smtpd_session_resume(struct smtpd_session *s, int flush)
 {
-    if (s->dead || s->state == SMTPD_STATE_CLOSING)
+    if (s->state == SMTPD_STATE_DEAD)
         return;
+    if (flush)
+        smtpd_session_flush(s);
     smtpd_session_process(s);
 }
 
@@ -446,6 +450,39 @@ static int smtpd_session_pipelining_ok(struct smtpd_session *s, enum smtpd_cmd_i
     return 0;
 }
 
+/*
+ * smtpd_session_starttls - STARTTLS was answered 220 (s->tls_next holds the SSL): as
+ * Postfix's starttls_cmd, the 220 and every earlier reply go out in plaintext, every byte
+ * the client pipelined after STARTTLS is dropped (CVE-2011-0411: plaintext injected before
+ * the handshake is never answered inside TLS), then the OpenSSL filter replaces the bev;
+ * the socket, its limits and the session's id stay the same.
+ */
+static void smtpd_session_starttls(struct smtpd_session *s)
+{
+    struct bufferevent *nb;
+    struct evbuffer *in;
+    void *ssl = s->tls_next;
+    size_t junk;
+
+    s->tls_next = NULL;
+    smtpd_session_flush(s);
+    in = bufferevent_get_input(s->bev);
+    if ((junk = evbuffer_get_length(in)) > 0) {
+        log_mail_pid("smtpd", s->log_pid,
+                     "warning: %s[%s]: %zu bytes of plaintext pipelined after STARTTLS "
+                     "discarded",
+                     s->name, s->addr, junk);
+        evbuffer_drain(in, junk);
+    }
+    if (!(nb = smtpd_tls_filter(s, s->bev, ssl))) {
+        smtpd_enter_state(s, SMTPD_STATE_CLOSING);
+        return;
+    }
+    s->bev = nb;
+    smtpd_session_setup_bev(s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
 /* smtpd_session_line - handle one complete command line at the head of IN. */
 static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, size_t pos)
 {
@@ -470,7 +507,7 @@ static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, siz
         smtpd_reply(s, "500 5.5.2 Error: line too long");
         return;
     }
-    if (s->sasl_active) { /* a SASL response line, never a command */
+    if (s->state == SMTPD_STATE_AUTH) { /* a SASL response line, never a command */
         smtpd_sasl_response(s, s->line);
         return;
     }
@@ -496,8 +533,8 @@ static void smtpd_session_line(struct smtpd_session *s, struct evbuffer *in, siz
         return;
     }
     smtpd_proto_dispatch(s, id, arg);
-    if (smtpd_cmd_defs[id].flags & SMTPD_CMDF_JUNK)
-        smtpd_reply_junk(s);
+    if (s->tls_next)
+        smtpd_session_starttls(s);
 }
 
 /* smtpd_session_body - feed buffered input to the DATA machine or the BDAT chunk. */
@@ -527,38 +564,44 @@ static void smtpd_session_body(struct smtpd_session *s, struct evbuffer *in)
         s->tx->body.err |= SMTPD_BODY_ERR_IO;
     if (s->state == SMTPD_STATE_DATA && s->tx->body.done)
         smtpd_txn_end(s);
-    else if (s->state == SMTPD_STATE_BDAT && s->tx->bdat_left == 0) {
-        if (s->tx->bdat_last)
-            smtpd_txn_end(s);
-        else {
-            s->state = SMTPD_STATE_CMD;
-            s->cur_cmd = SMTPD_CMD_BDAT;
-            smtpd_reply(s, "250 2.0.0 Ok: %lld bytes", s->tx->bdat_chunk);
-        }
-    }
+    else if (s->state == SMTPD_STATE_BDAT && s->tx->bdat_left == 0)
+        smtpd_proto_end_chunk(s);
 }
 
-void smtpd_session_process(struct smtpd_session *s)
+/* smtpd_session_reading - phases whose input the loop reads (the others wait for an event). */
+static int smtpd_session_reading(const struct smtpd_session *s)
+{
+    return ((SMTPD_S(CONNECT) | SMTPD_S(HELO) | SMTPD_S(AUTH) | SMTPD_S(MAIL) | SMTPD_S(RCPT) |
+             SMTPD_S(DATA) | SMTPD_S(BDAT)) &
+            (1u << s->state)) != 0;
+}
+
+/* smtpd_session_process - read what the phase allows, answer, then choose to read on or not. */
+static void smtpd_session_process(struct smtpd_session *s)
 {
     const struct conf *c = s->srv->conf;
     struct evbuffer *in;
     size_t limit = (size_t)c->smtpd_session_buffer_limit;
 
-    if (s->dead)
+    if (s->state == SMTPD_STATE_DEAD)
         return;
     /* bufferevent_openssl runs the read callback for the bytes that came with the client's
      * Finished before it reports BEV_EVENT_CONNECTED: the TLS state must be in force before
      * any of them is parsed, or an EHLO sent at once gets the plaintext capabilities */
     smtpd_tls_check_connected(s);
-    if (s->paused || s->state == SMTPD_STATE_COMMIT || s->sasl_busy)
+    if (s->state == SMTPD_STATE_CLOSING) {
+        smtpd_session_close(s); /* input is ignored; the last replies are on their way */
         return;
-    if (s->delay_pending && !s->close_after) { /* a failed AUTH came back from its worker */
+    }
+    if (s->paused || s->state == SMTPD_STATE_COMMIT || s->state == SMTPD_STATE_AUTH_WAIT)
+        return;
+    if (s->delay_pending) { /* a failed AUTH came back from its worker */
         s->delay_pending = 0;
         smtpd_session_pause(s, c->smtpd_error_sleep_time * 1000000L);
         return;
     }
     in = bufferevent_get_input(s->bev);
-    while (!s->close_after && !s->dead && s->state != SMTPD_STATE_COMMIT && !s->sasl_busy) {
+    while (smtpd_session_reading(s)) {
         size_t avail;
         in = bufferevent_get_input(s->bev); /* STARTTLS replaces the bufferevent */
         avail = evbuffer_get_length(in);
@@ -603,21 +646,21 @@ void smtpd_session_process(struct smtpd_session *s)
             }
             smtpd_session_line(s, in, (size_t)p.pos);
         }
-        if (s->delay_pending && !s->close_after) {
+        if (s->delay_pending && !smtpd_state_final(s)) {
             s->delay_pending = 0;
             smtpd_session_pause(s, c->smtpd_error_sleep_time * 1000000L);
             return; /* the delayed reply is flushed when the timer fires */
         }
     }
-    if (s->dead)
+    if (s->state == SMTPD_STATE_DEAD)
         return;
     s->delay_pending = 0;
-    if (s->close_after) {
+    if (s->state == SMTPD_STATE_CLOSING) {
         smtpd_session_close(s);
         return;
     }
     smtpd_session_flush(s);
-    if (s->state == SMTPD_STATE_COMMIT || s->sasl_busy || s->wait_write)
+    if (s->state == SMTPD_STATE_COMMIT || s->state == SMTPD_STATE_AUTH_WAIT || s->wait_write)
         bufferevent_disable(s->bev, EV_READ);
     else
         bufferevent_enable(s->bev, EV_READ);
@@ -633,7 +676,7 @@ static void smtpd_session_read_cb(struct bufferevent *bev, void *arg)
 static void smtpd_session_write_cb(struct bufferevent *bev, void *arg)
 {
     struct smtpd_session *s = arg;
-    if (s->dead)
+    if (s->state == SMTPD_STATE_DEAD)
         return;
     if (s->state == SMTPD_STATE_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
@@ -668,13 +711,13 @@ static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *ar
 {
     struct smtpd_session *s = arg;
 
-    if (s->dead)
+    if (s->state == SMTPD_STATE_DEAD)
         return;
     if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake is complete */
-        smtpd_tls_connected(s);
+        smtpd_tls_check_connected(s);
         return;
     }
-    if (s->tls_pending && (what & BEV_EVENT_ERROR))
+    if ((what & BEV_EVENT_ERROR) && smtpd_tls_handshaking(s))
         smtpd_tls_failed(s);
     if (s->state == SMTPD_STATE_CLOSING) {
         smtpd_session_kill(s);
@@ -697,8 +740,7 @@ void smtpd_session_free_all(struct smtpd *srv)
     smtpd_session_reaper_cb(-1, 0, srv);
 }
 
-/* smtpd_session_reaper_new - the event that frees closed sessions. */
-struct event *smtpd_session_reaper_new(struct smtpd *srv);
+/* smtpd_session_reaper_new - the event that frees closed sessions (the one deferred free). */
 struct event *smtpd_session_reaper_new(struct smtpd *srv)
 {
     return event_new(srv->base, -1, 0, smtpd_session_reaper_cb, srv);

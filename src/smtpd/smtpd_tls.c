@@ -1,15 +1,15 @@
 /*
  * smtpd_tls.c - TLS for the SMTP intake: the SMTPS listener's bufferevent
- * (implicit TLS), STARTTLS on the plain port, the handshake outcome in the mail
- * log, and the context swap of a certificate reload.
+ * (implicit TLS), STARTTLS's 220 and the OpenSSL filter the session layers on
+ * after it, the handshake outcome in the mail log.
  *
  * STARTTLS follows Postfix's starttls_cmd: the 220 goes out in plaintext, then
- * every byte the client pipelined after STARTTLS is dropped (CVE-2011-0411:
- * plaintext injected before the handshake must never be answered inside TLS),
- * and the session forgets HELO, the transaction and any AUTH: the client starts
- * over with EHLO. The TLS layer is an OpenSSL filter over the socket's
+ * every byte the client pipelined after STARTTLS is dropped and the session
+ * forgets HELO, the transaction and any AUTH (smtpd_session_starttls,
+ * proceed_starttls). The TLS layer is an OpenSSL filter over the socket's
  * bufferevent, so the socket, its limits and its id stay the same.
- * Not here: the TLS policy and key loading (core tls.c, keystore.c).
+ * Not here: the TLS policy and key loading (core tls.c, keystore.c), the
+ * context swap of a reload (smtpd_set_tls, smtpd_listen.c).
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -27,27 +27,6 @@
 #include "mta/smtpd.h"
 #include "mta/tls.h"
 #include "smtpd_int.h"
-
-int smtpd_set_tls(struct smtpd *s, struct tls_ctx *ctx, char **err)
-{
-    int first = s->tls == NULL;
-
-    *err = NULL;
-    tls_ctx_free(s->tls); /* sessions hold their own SSL_CTX reference */
-    s->tls = ctx;
-    /* the listeners that need a certificate open with the first one */
-    if (first && ctx &&
-        (smtpd_listen_open(s, s->conf->smtps_port, SMTPD_LISTEN_SMTPS, err) < 0 ||
-         (s->conf->submission_port &&
-          smtpd_listen_open(s, s->conf->submission_port, SMTPD_LISTEN_SUBMISSION, err) < 0))) {
-        tls_ctx_free(s->tls);
-        s->tls = NULL;
-        return -1;
-    }
-    if (!first)
-        log_info("TLS certificate reloaded");
-    return 0;
-}
 
 struct bufferevent *smtpd_tls_socket_bev(struct smtpd *srv, int fd)
 {
@@ -67,88 +46,57 @@ struct bufferevent *smtpd_tls_socket_bev(struct smtpd *srv, int fd)
     return bev;
 }
 
-void smtpd_tls_starttls(struct smtpd_session *s, const char *arg)
+int smtpd_tls_starttls(struct smtpd_session *s)
 {
-    struct smtpd *srv = s->srv;
-    struct bufferevent *nb;
-    struct evbuffer *in;
-    size_t junk;
     SSL *ssl;
 
-    if (*arg) {
-        smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
-        return;
-    }
-    if (!srv->tls) {
-        /* ssl_disabled = yes: Postfix's exact reply when TLS is off (not offered in EHLO) */
-        smtpd_reply(s, "502 5.5.1 Error: command not implemented");
-        return;
-    }
-    if (s->tls || s->tls_pending) {
-        smtpd_reply(s, "554 5.5.1 Error: TLS already active");
-        return;
-    }
-    if (s->tx) {
-        smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        return;
-    }
-    if (!(ssl = tls_ctx_ssl_new(srv->tls))) {
+    if (!(ssl = tls_ctx_ssl_new(s->srv->tls))) {
         smtpd_reply(s, "454 4.7.0 TLS not available due to local problem");
-        return;
+        return 0;
     }
     smtpd_reply(s, "220 2.0.0 Ready to start TLS");
-    smtpd_session_flush(s); /* the 220 and any earlier replies of the batch, in plaintext */
-    in = bufferevent_get_input(s->bev);
-    if ((junk = evbuffer_get_length(in)) > 0) {
-        log_mail_pid("smtpd", s->log_pid,
-                     "warning: %s[%s]: %zu bytes of plaintext pipelined after STARTTLS "
-                     "discarded",
-                     s->name, s->addr, junk);
-        evbuffer_drain(in, junk);
-    }
-    nb = bufferevent_openssl_filter_new(srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                        BEV_OPT_CLOSE_ON_FREE);
+    s->tls_next = ssl;
+    return 1;
+}
+
+struct bufferevent *smtpd_tls_filter(struct smtpd_session *s, struct bufferevent *bev, void *ssl)
+{
+    struct bufferevent *nb = bufferevent_openssl_filter_new(
+        s->srv->base, bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+
     if (!nb) {
         SSL_free(ssl);
         log_mail_pid("smtpd", s->log_pid, "warning: %s[%s]: cannot start TLS", s->name, s->addr);
-        s->close_after = 1;
-        return;
+        return NULL;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(nb, 1);
-    s->bev = nb;
-    s->tls_pending = 1;
-    smtpd_session_setup_bev(s);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    /* a new start: RFC 3207 4.2 */
-    smtpd_txn_reset(s);
-    free(s->helo);
-    s->helo = NULL;
-    s->esmtp = 0;
-    smtpd_sasl_reset(s);
-    s->authenticated = 0;
+    return nb;
 }
 
-void smtpd_tls_connected(struct smtpd_session *s)
+int smtpd_tls_handshaking(const struct smtpd_session *s)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+    /* a failed handshake ends its session at once (smtpd_session_event_cb): no flag needed */
+    return !s->tls && s->state != SMTPD_STATE_DEAD && smtpd_tls_layered(s);
+}
 
-    if (!s->tls_pending || !ssl)
-        return;
-    s->tls_pending = 0;
+/* smtpd_tls_connected - the handshake is complete: TLS is on, the client starts over. */
+static void smtpd_tls_connected(struct smtpd_session *s, SSL *ssl)
+{
     s->tls = 1;
     tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
     log_mail_pid("smtpd", s->log_pid, "Anonymous TLS connection established from %s[%s]: %s",
                  s->name, s->addr, s->tls_info);
+    smtpd_enter_state(s, smtpd_state_idle(s));
 }
 
 void smtpd_tls_check_connected(struct smtpd_session *s)
 {
     SSL *ssl;
 
-    if (!s->tls_pending || !s->bev || !(ssl = bufferevent_openssl_get_ssl(s->bev)))
+    if (!smtpd_tls_handshaking(s) || !(ssl = bufferevent_openssl_get_ssl(s->bev)))
         return;
     if (SSL_is_init_finished(ssl))
-        smtpd_tls_connected(s);
+        smtpd_tls_connected(s, ssl);
 }
 
 void smtpd_tls_failed(struct smtpd_session *s)
@@ -162,7 +110,6 @@ void smtpd_tls_failed(struct smtpd_session *s)
         ;
     log_mail_pid("smtpd", s->log_pid, "SSL_accept error from %s[%s]: %s", s->name, s->addr,
                  *buf ? buf : "lost connection");
-    s->tls_pending = 0;
 }
 
 int smtpd_tls_layered(const struct smtpd_session *s)
@@ -176,7 +123,7 @@ void smtpd_tls_flush_underlying(struct smtpd_session *s)
     SSL *ssl = s->bev && s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
     struct evbuffer *o;
 
-    if (ssl && !s->tls_pending)
+    if (ssl)
         SSL_shutdown(ssl); /* close_notify, best effort: the socket is non-blocking */
 
     if (!u || !(o = bufferevent_get_output(u)) || evbuffer_get_length(o) == 0)

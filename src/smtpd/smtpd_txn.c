@@ -2,7 +2,8 @@
  * smtpd_txn.c - the mail transaction: recipients, the body's way into the
  * spool, and the end of data: one reply from the accumulated error bits, or
  * the durable commit whose done callback sends the 250 (looked up by session
- * id: a session that died meanwhile gets nothing, the mail stays queued).
+ * id: a session that died meanwhile gets nothing, the mail stays queued). The
+ * session goes on through srv->resume, the continuation it handed down.
  * Not here: command checks (smtpd_proto.c), the byte machine (smtpd_data.c).
  */
 #include <event2/buffer.h>
@@ -58,12 +59,23 @@ void smtpd_txn_free(struct smtpd_txn *tx)
     free(tx);
 }
 
+/* smtpd_txn_reset - drop the transaction; the caller chooses the phase that follows. */
 void smtpd_txn_reset(struct smtpd_session *s)
 {
     smtpd_txn_free(s->tx);
     s->tx = NULL;
-    if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT)
-        s->state = SMTPD_STATE_CMD;
+}
+
+/* smtpd_txn_proto - the protocol name of the Received: header (Postfix's with ... ). */
+const char *smtpd_txn_proto(const struct smtpd_session *s)
+{
+    if (!s->esmtp)
+        return "SMTP";
+    if (s->tx && s->tx->mp.smtputf8)
+        return s->tls ? (s->authenticated ? "UTF8SMTPSA" : "UTF8SMTPS")
+                      : (s->authenticated ? "UTF8SMTPA" : "UTF8SMTP");
+    return s->tls ? (s->authenticated ? "ESMTPSA" : "ESMTPS")
+                  : (s->authenticated ? "ESMTPA" : "ESMTP");
 }
 
 int smtpd_txn_add_rcpt(struct smtpd_txn *tx, const char *addr, const struct smtpd_rcpt_params *p)
@@ -99,8 +111,8 @@ void smtpd_txn_body_start(struct smtpd_session *s, int dot)
     time_t now = time(NULL);
 
     smtpd_data_received(tx->buf, s->helo ? s->helo : s->addr, s->name, s->addr, srv->hostname,
-                        smtpd_session_proto(s), tx->id, tx->nrcpt == 1 ? tx->rcpt[0].addr : NULL,
-                        now, s->tls ? s->tls_info : NULL);
+                        smtpd_txn_proto(s), tx->id, tx->nrcpt == 1 ? tx->rcpt[0].addr : NULL, now,
+                        s->tls ? s->tls_info : NULL);
     memset(&o, 0, sizeof(o));
     o.dot = dot;
     o.barelf = srv->barelf;
@@ -158,10 +170,10 @@ static void smtpd_txn_commit_done(void *arg, int err)
         free(cm);
         return;
     }
-    s = smtpd_session_find(srv, cm->session);
+    s = smtpd_state_find(srv, cm->session);
     free(cm->sender);
-    if (s && !s->dead && s->state == SMTPD_STATE_COMMIT) {
-        s->state = SMTPD_STATE_CMD;
+    if (s && s->state == SMTPD_STATE_COMMIT) {
+        smtpd_enter_state(s, smtpd_state_idle(s));
         s->where = "END-OF-MESSAGE";
         if (cm->refusal)
             smtpd_reply(s, "%s", cm->refusal);
@@ -174,17 +186,13 @@ static void smtpd_txn_commit_done(void *arg, int err)
             smtpd_reply(s, "452 4.3.1 Insufficient system storage");
         else
             smtpd_reply(s, "451 4.3.0 Error: queue file write error");
-        if (srv->stopping) {
+        if (srv->stopping)
             smtpd_reply_close(s, "421 4.3.2 %s Service shutting down", srv->hostname);
-            smtpd_session_close(s);
-        } else {
-            smtpd_session_flush(s);
-            smtpd_session_resume(s);
-        }
+        srv->resume(s, 1); /* the reply now; then reading again, or the close */
     }
     free(cm);
     if (srv->stopping)
-        smtpd_session_check_drained(srv);
+        event_active(srv->reaper, EV_TIMEOUT, 1); /* it reports "no session left" */
 }
 
 void smtpd_txn_end(struct smtpd_session *s)
@@ -200,7 +208,7 @@ void smtpd_txn_end(struct smtpd_session *s)
     if (smtpd_txn_body_push(s) < 0)
         tx->body.err |= SMTPD_BODY_ERR_IO;
     err = tx->body.err;
-    s->state = SMTPD_STATE_CMD;
+    smtpd_enter_state(s, smtpd_state_idle(s));
     s->where = "END-OF-MESSAGE";
     s->cur_cmd = tx->bdat ? SMTPD_CMD_BDAT : SMTPD_CMD_DATA;
     if (err) {
@@ -224,11 +232,11 @@ void smtpd_txn_end(struct smtpd_session *s)
                 cm->session = s->id;
                 cm->refusal = refusal;
                 tx->msg = NULL;
-                s->state = SMTPD_STATE_COMMIT;
+                smtpd_enter_state(s, SMTPD_STATE_COMMIT);
                 bufferevent_disable(s->bev, EV_READ);
                 srv->commits++;
                 spool_msg_abort_done(m, smtpd_txn_commit_done, cm);
-                smtpd_txn_reset(s); /* leaves SMTPD_STATE_COMMIT: the done callback ends it */
+                smtpd_txn_reset(s); /* the done callback ends SMTPD_STATE_COMMIT */
                 return;
             }
             smtpd_reply(s, "%s", refusal);
@@ -267,7 +275,7 @@ void smtpd_txn_end(struct smtpd_session *s)
     snprintf(cm->id, sizeof(cm->id), "%s", tx->id);
     cm->nrcpt = tx->nrcpt;
     cm->size = tx->stored;
-    s->state = SMTPD_STATE_COMMIT;
+    smtpd_enter_state(s, SMTPD_STATE_COMMIT);
     bufferevent_disable(s->bev, EV_READ);
     srv->commits++;
     {

@@ -190,7 +190,8 @@ static int fuzz_busy(int fd0)
 
     if (!s)
         return fuzz_srv->grave != NULL || fuzz_srv->commits > 0;
-    if (s->state == SMTPD_STATE_COMMIT || s->sasl_busy || s->paused || s->wait_write)
+    if (s->state == SMTPD_STATE_COMMIT || s->state == SMTPD_STATE_AUTH_WAIT || s->paused ||
+        s->wait_write)
         return 1;
     return ioctl(fd0, FIONREAD, &unread) == 0 && unread > 0;
 }
