@@ -10,8 +10,10 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <time.h>
 
+#include "mta/htab.h"
 #include "mta/spool.h"
 #include "smtpd_addr.h"
 #include "smtpd_cmd.h"
@@ -24,11 +26,19 @@ struct bufferevent;
 struct evconnlistener;
 struct conf;
 struct cidr_list;
-struct smtpd_map;
 struct tls_ctx;
 struct workers;
 
 struct smtpd_session;
+
+/* The sessions from one client address (smtpd_client_connection_count_limit). */
+struct smtpd_client {
+    struct htab_node node; /* in srv->by_ip */
+    unsigned char key[16]; /* the address, IPv4 as ::ffff:a.b.c.d */
+    long count;            /* its live sessions; the entry goes with the last one */
+};
+
+TAILQ_HEAD(smtpd_sessions, smtpd_session);
 
 struct smtpd {
     struct event_base *base;
@@ -39,13 +49,13 @@ struct smtpd {
     int nlev;
     struct rlimit_accept *pause; /* accept() back-off of lev[] (smtpd_listen.c) */
     char hostname[256];
-    int barelf;                 /* enum smtpd_barelf from smtpd_forbid_bare_newline */
-    struct smtpd_map *by_id;    /* session id -> session */
-    struct smtpd_map *by_ip;    /* client address -> session count */
-    struct smtpd_session *head; /* live sessions */
+    int barelf;                     /* enum smtpd_barelf from smtpd_forbid_bare_newline */
+    struct htab by_id;              /* live sessions by id (smtpd_state_find) */
+    struct htab by_ip;              /* struct smtpd_client by address */
+    struct smtpd_sessions sessions; /* live sessions, newest first */
     size_t nsessions;
     uint64_t next_id;
-    struct smtpd_session *grave; /* closed, freed by the reaper outside their callbacks */
+    struct smtpd_sessions grave; /* closed, freed by the reaper outside their callbacks */
     struct event *reaper;
     int stopping;
     void (*drained)(void *arg);
@@ -111,7 +121,9 @@ struct smtpd_session {
     uint64_t id;
     long log_pid; /* the pseudo-pid of this session's smtpd lines (log_new_pid) */
     struct smtpd *srv;
-    struct smtpd_session *prev, *next;
+    TAILQ_ENTRY(smtpd_session) link; /* in srv->sessions, then in srv->grave */
+    struct htab_node id_node;        /* in srv->by_id while live */
+    struct smtpd_client *client;     /* its address's count */
     struct bufferevent *bev;
     struct evbuffer *out;   /* replies of the current batch, flushed together */
     struct event *delay_ev; /* error sleep and spool backpressure */
@@ -172,6 +184,8 @@ const char *smtpd_state_name(enum smtpd_state state);
 int smtpd_state_final(const struct smtpd_session *s);
 /* smtpd_state_find - a live session by id (async completions), NULL when it is gone. */
 struct smtpd_session *smtpd_state_find(struct smtpd *srv, uint64_t id);
+/* smtpd_state_id_hash - the hash of a session id in srv->by_id. */
+size_t smtpd_state_id_hash(uint64_t id);
 
 /* smtpd_reply.c */
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)

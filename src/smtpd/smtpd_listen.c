@@ -26,7 +26,6 @@
 #include "mta/smtpd.h"
 #include "mta/tls.h"
 #include "smtpd_int.h"
-#include "smtpd_map.h"
 
 #define SMTPD_BACKLOG 4096
 
@@ -175,6 +174,8 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
     *err = NULL;
     if (!s)
         goto oom;
+    TAILQ_INIT(&s->sessions);
+    TAILQ_INIT(&s->grave);
     s->base = base;
     s->conf = conf;
     s->spool = spool;
@@ -188,8 +189,7 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
         smtpd_free(s);
         return NULL;
     }
-    if (!(s->by_id = smtpd_map_new()) || !(s->by_ip = smtpd_map_new()) ||
-        !(s->reaper = smtpd_session_reaper_new(s)) ||
+    if (!(s->reaper = smtpd_session_reaper_new(s)) ||
         !(s->pause = rlimit_accept_new(base, "smtpd")))
         goto oom;
 
@@ -241,8 +241,8 @@ void smtpd_stop(struct smtpd *s, void (*drained)(void *arg), void *arg)
     for (int i = 0; i < s->nlev; i++)
         evconnlistener_free(s->lev[i]);
     s->nlev = 0;
-    for (x = s->head; x; x = nx) {
-        nx = x->next;
+    for (x = TAILQ_FIRST(&s->sessions); x; x = nx) {
+        nx = TAILQ_NEXT(x, link); /* x may move to the grave */
         if (x->state == SMTPD_STATE_COMMIT)
             continue; /* its done callback replies 250, then closes */
         smtpd_reply_close(x, "421 4.3.2 %s Service shutting down", s->hostname);
@@ -263,13 +263,13 @@ void smtpd_free(struct smtpd *s)
     rlimit_accept_free(s->pause);
     s->pause = NULL;
     s->drained = NULL;
-    if (s->by_id && s->reaper)
+    if (s->reaper)
         smtpd_session_free_all(s);
     smtpd_sasl_free(s); /* after the sessions: a check still in flight finds none */
     if (s->reaper)
         event_free(s->reaper);
-    smtpd_map_free(s->by_id);
-    smtpd_map_free(s->by_ip);
+    htab_free(&s->by_id);
+    htab_free(&s->by_ip);
     if (s->trusted)
         cidr_list_free(s->trusted);
     tls_ctx_free(s->tls);

@@ -7,7 +7,7 @@
  * Not here: what each command does (smtpd_proto.c), commits (smtpd_txn.c), the
  * phase and its timeouts (smtpd_state.c).
  *
- * Ownership: the server owns its sessions (srv->head). A session is never freed
+ * Ownership: the server owns its sessions (srv->sessions). A session is never freed
  * where it is used: every end (QUIT, an error reply, timeout, lost connection,
  * a failed TLS handshake, shutdown) goes through smtpd_session_kill, which logs
  * the disconnect, unhooks it from the registry and puts it in srv->grave; the
@@ -35,7 +35,6 @@
 #include "mta/counters.h"
 #include "mta/log.h"
 #include "smtpd_int.h"
-#include "smtpd_map.h"
 
 /* An ending session with more unsent reply bytes than this still counts (smtpd_session_live_from).
  */
@@ -119,6 +118,29 @@ static size_t smtpd_session_unsent(const struct smtpd_session *s, int fd)
     return n;
 }
 
+/* smtpd_session_ip_hash - FNV-1a of a client address key. */
+static size_t smtpd_session_ip_hash(const unsigned char key[16])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* smtpd_session_client_match - the entry of the address KEY. */
+static int smtpd_session_client_match(const struct htab_node *n, const void *key)
+{
+    return memcmp(HTAB_ENTRY(n, struct smtpd_client, node)->key, key, 16) == 0;
+}
+
+/* smtpd_session_client - the live sessions' entry of address KEY, NULL when none. */
+static struct smtpd_client *smtpd_session_client(struct smtpd *srv, const unsigned char key[16])
+{
+    struct htab_node *n =
+        htab_find(&srv->by_ip, smtpd_session_ip_hash(key), smtpd_session_client_match, key);
+    return n ? HTAB_ENTRY(n, struct smtpd_client, node) : NULL;
+}
+
 /* smtpd_session_live_from - at the per-client limit only: the sessions from KEY that count. A
  * client that ends a session and at once opens the next can be accepted before the loop has
  * finished the old one (the listener accepts every waiting connection in one go): a session that
@@ -129,7 +151,10 @@ static size_t smtpd_session_unsent(const struct smtpd_session *s, int fd)
 static long smtpd_session_live_from(struct smtpd *srv, const unsigned char key[16])
 {
     long n = 0;
-    for (struct smtpd_session *s = srv->head; s; s = s->next) {
+    struct smtpd_session *s;
+
+    TAILQ_FOREACH(s, &srv->sessions, link)
+    {
         if (memcmp(s->ipkey, key, 16) != 0)
             continue;
         struct pollfd p = {.fd = s->bev ? bufferevent_getfd(s->bev) : -1, .events = POLLRDHUP};
@@ -147,8 +172,9 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
                           int implicit_tls)
 {
     const struct conf *c = srv->conf;
-    unsigned char key[16], idk[16];
+    unsigned char key[16];
     char addr[INET6_ADDRSTRLEN], peek[128], buf[512];
+    struct smtpd_client *cl;
     long count;
     struct smtpd_session *s;
     int one = 1;
@@ -169,7 +195,8 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
         smtpd_session_refuse(fd, "421 4.3.2 Service not available, too many sessions\r\n");
         return;
     }
-    count = (long)(intptr_t)smtpd_map_get(srv->by_ip, key);
+    cl = smtpd_session_client(srv, key);
+    count = cl ? cl->count : 0;
     long live = 0;
     if (c->smtpd_client_connection_count_limit > 0 &&
         count >= c->smtpd_client_connection_count_limit &&
@@ -216,8 +243,19 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     s->out = evbuffer_new();
     s->delay_ev = evtimer_new(srv->base, smtpd_session_delay_cb, s);
     s->line = malloc((size_t)c->line_length_limit + 2);
-    smtpd_map_key_u64(idk, s->id);
-    if (!s->bev || !s->out || !s->delay_ev || !s->line || smtpd_map_put(srv->by_id, idk, s) < 0) {
+    if (!cl && (cl = calloc(1, sizeof(*cl)))) {
+        memcpy(cl->key, key, 16);
+        if (htab_insert(&srv->by_ip, &cl->node, smtpd_session_ip_hash(key)) < 0) {
+            free(cl);
+            cl = NULL;
+        }
+    }
+    if (!s->bev || !s->out || !s->delay_ev || !s->line || !cl ||
+        htab_insert(&srv->by_id, &s->id_node, smtpd_state_id_hash(s->id)) < 0) {
+        if (cl && cl->count == 0) {
+            htab_remove(&srv->by_ip, &cl->node);
+            free(cl);
+        }
         if (s->bev)
             bufferevent_free(s->bev);
         else
@@ -230,11 +268,9 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
         free(s);
         return;
     }
-    smtpd_map_put(srv->by_ip, key, (void *)(intptr_t)(count + 1));
-    s->next = srv->head;
-    if (srv->head)
-        srv->head->prev = s;
-    srv->head = s;
+    s->client = cl;
+    cl->count++;
+    TAILQ_INSERT_HEAD(&srv->sessions, s, link);
     srv->nsessions++;
     counter_add(CNT_SMTP_ACTIVE, 1);
 
@@ -293,10 +329,10 @@ static void smtpd_session_flush(struct smtpd_session *s)
 static void smtpd_session_reaper_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtpd *srv = arg;
-    struct smtpd_session *s, *nx;
+    struct smtpd_session *s;
 
-    for (s = srv->grave, srv->grave = NULL; s; s = nx) {
-        nx = s->next;
+    while ((s = TAILQ_FIRST(&srv->grave))) {
+        TAILQ_REMOVE(&srv->grave, s, link);
         smtpd_tls_flush_underlying(s); /* a last reply still below the TLS layer */
         smtpd_sasl_reset(s);
         bufferevent_free(s->bev);
@@ -311,7 +347,7 @@ static void smtpd_session_reaper_cb(evutil_socket_t fd, short what, void *arg)
 
 void smtpd_session_check_drained(struct smtpd *srv)
 {
-    if (srv->stopping && srv->nsessions == 0 && !srv->grave && srv->drained) {
+    if (srv->stopping && srv->nsessions == 0 && TAILQ_EMPTY(&srv->grave) && srv->drained) {
         void (*cb)(void *) = srv->drained;
         srv->drained = NULL;
         cb(srv->drained_arg);
@@ -350,8 +386,6 @@ static void smtpd_session_disconnect_log(struct smtpd_session *s)
 static void smtpd_session_kill(struct smtpd_session *s)
 {
     struct smtpd *srv = s->srv;
-    unsigned char k[16];
-    long count;
 
     if (s->state == SMTPD_STATE_DEAD)
         return;
@@ -360,24 +394,16 @@ static void smtpd_session_kill(struct smtpd_session *s)
     smtpd_txn_reset(s);
     bufferevent_disable(s->bev, EV_READ | EV_WRITE);
     event_del(s->delay_ev);
-    smtpd_map_key_u64(k, s->id);
-    smtpd_map_del(srv->by_id, k);
-    count = (long)(intptr_t)smtpd_map_get(srv->by_ip, s->ipkey);
-    if (count <= 1)
-        smtpd_map_del(srv->by_ip, s->ipkey);
-    else
-        smtpd_map_put(srv->by_ip, s->ipkey, (void *)(intptr_t)(count - 1));
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        srv->head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    htab_remove(&srv->by_id, &s->id_node);
+    if (--s->client->count == 0) {
+        htab_remove(&srv->by_ip, &s->client->node);
+        free(s->client);
+    }
+    s->client = NULL;
+    TAILQ_REMOVE(&srv->sessions, s, link);
     srv->nsessions--;
     counter_add(CNT_SMTP_ACTIVE, -1);
-    s->prev = NULL;
-    s->next = srv->grave;
-    srv->grave = s;
+    TAILQ_INSERT_TAIL(&srv->grave, s, link);
     event_active(srv->reaper, EV_TIMEOUT, 1);
 }
 
@@ -735,8 +761,8 @@ static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *ar
 
 void smtpd_session_free_all(struct smtpd *srv)
 {
-    while (srv->head)
-        smtpd_session_kill(srv->head);
+    while (!TAILQ_EMPTY(&srv->sessions))
+        smtpd_session_kill(TAILQ_FIRST(&srv->sessions));
     smtpd_session_reaper_cb(-1, 0, srv);
 }
 

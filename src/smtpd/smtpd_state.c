@@ -10,7 +10,6 @@
 #include "mta/conf.h"
 #include "mta/log.h"
 #include "smtpd_int.h"
-#include "smtpd_map.h"
 
 static const char *const smtpd_state_names[SMTPD_STATE_COUNT] = {
     [SMTPD_STATE_CONNECT] = "CONNECT",     [SMTPD_STATE_TLS] = "TLS",
@@ -70,9 +69,22 @@ int smtpd_state_final(const struct smtpd_session *s)
     return s->state == SMTPD_STATE_CLOSING || s->state == SMTPD_STATE_DEAD;
 }
 
+size_t smtpd_state_id_hash(uint64_t id)
+{
+    /* ids are consecutive: a multiplicative mix spreads them over the buckets */
+    uint64_t h = id * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h ^ (h >> 32));
+}
+
+/* smtpd_state_id_match - the node of the session with id *KEY. */
+static int smtpd_state_id_match(const struct htab_node *n, const void *key)
+{
+    return HTAB_ENTRY(n, struct smtpd_session, id_node)->id == *(const uint64_t *)key;
+}
+
 struct smtpd_session *smtpd_state_find(struct smtpd *srv, uint64_t id)
 {
-    unsigned char k[16];
-    smtpd_map_key_u64(k, id);
-    return smtpd_map_get(srv->by_id, k);
+    struct htab_node *n =
+        htab_find(&srv->by_id, smtpd_state_id_hash(id), smtpd_state_id_match, &id);
+    return n ? HTAB_ENTRY(n, struct smtpd_session, id_node) : NULL;
 }

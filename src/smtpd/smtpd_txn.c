@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
+#include "mta/clock.h"
 #include "mta/conf.h"
 #include "mta/counters.h"
 #include "mta/log.h"
@@ -201,7 +201,6 @@ void smtpd_txn_end(struct smtpd_session *s)
     struct smtpd_txn *tx = s->tx;
     struct spool_envelope env;
     struct smtpd_commit *cm;
-    struct timeval tv;
     int err;
 
     smtpd_body_finish(&tx->body);
@@ -262,8 +261,7 @@ void smtpd_txn_end(struct smtpd_session *s)
     env.client_name = (char *)s->name;
     env.client_addr = s->addr;
     env.helo = s->helo ? s->helo : "";
-    gettimeofday(&tv, NULL);
-    env.arrival_us = (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
+    env.arrival_us = clock_now_us();
     if (!(cm = calloc(1, sizeof(*cm))) || !(cm->sender = strdup(tx->sender))) {
         free(cm);
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");

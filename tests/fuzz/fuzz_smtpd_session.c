@@ -185,11 +185,11 @@ static void fuzz_drain(int fd)
 /* fuzz_busy - 1 while the session S has work the loop must still do for the bytes sent. */
 static int fuzz_busy(int fd0)
 {
-    struct smtpd_session *s = fuzz_srv->head;
+    struct smtpd_session *s = TAILQ_FIRST(&fuzz_srv->sessions);
     int unread = 0;
 
     if (!s)
-        return fuzz_srv->grave != NULL || fuzz_srv->commits > 0;
+        return !TAILQ_EMPTY(&fuzz_srv->grave) || fuzz_srv->commits > 0;
     if (s->state == SMTPD_STATE_COMMIT || s->state == SMTPD_STATE_AUTH_WAIT || s->paused ||
         s->wait_write)
         return 1;
@@ -248,7 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_send(sv[0], sv[1], in.p, in.n);
     } else {
         const uint8_t *p = in.p, *end = in.p + in.n;
-        while (p < end && fuzz_srv->head) {
+        while (p < end && !TAILQ_EMPTY(&fuzz_srv->sessions)) {
             const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
             size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
             fuzz_send(sv[0], sv[1], p, n);
@@ -260,11 +260,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     shutdown(sv[1], SHUT_WR);
     /* the client is gone: the session must end by itself, and soon */
     until = time(NULL) + 5;
-    while ((fuzz_srv->head || fuzz_srv->grave || fuzz_srv->commits > 0) && time(NULL) <= until) {
+    while ((!TAILQ_EMPTY(&fuzz_srv->sessions) || !TAILQ_EMPTY(&fuzz_srv->grave) ||
+            fuzz_srv->commits > 0) &&
+           time(NULL) <= until) {
         event_base_loop(fuzz_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         fuzz_drain(sv[1]);
     }
-    FUZZ_CHECK(!fuzz_srv->head && !fuzz_srv->grave);
+    FUZZ_CHECK(TAILQ_EMPTY(&fuzz_srv->sessions) && TAILQ_EMPTY(&fuzz_srv->grave));
     close(sv[1]);
     /* every allocation of the input freed before it ends (the queue entry, the log records
      * freed by the writer thread): else libFuzzer runs its costly leak scan after each input */
