@@ -1,9 +1,8 @@
 /*
  * relay.c - the delivery engine's hub: takes jobs from the scheduler within the
  * concurrency limits (default_destination_concurrency_limit per destination,
- * default_process_limit in all), reuses idle connections, loads messages on
- * worker threads, logs every recipient result in Postfix's format, and when a
- * job ends turns bounces, expiries and success notifications into RFC 3464
+ * default_process_limit in all), reuses idle connections, logs every recipient result in Postfix's
+ * format, and when a job ends turns bounces, expiries and success notifications into RFC 3464
  * messages committed through the spool before the scheduler hears the result.
  * Not here: the SMTP conversation (relay_smtp.c), the DSN text (relay_bounce.c).
  */
@@ -164,126 +163,6 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
     }
 }
 
-/* --- loading the message --- */
-
-struct relay_load {
-    struct relay *r;
-    unsigned long long conn_id;
-    unsigned long long job_id; /* rj is only used while its connection still runs this job */
-    struct relay_job *rj;
-    char id[SPOOL_ID_SIZE];
-    struct relay_body body;
-    long long size;
-    int err;
-};
-
-/* relay_load_work - worker: read the message from the spool. */
-static void relay_load_work(void *arg)
-{
-    struct relay_load *ld = arg;
-    char buf[65536];
-    long long left;
-    int fd;
-
-    fd = spool_open_message(ld->r->spool, ld->id, NULL, &ld->size);
-    if (fd < 0) {
-        ld->err = errno ? errno : EIO;
-        return;
-    }
-    if (relay_body_init(&ld->body, (size_t)ld->r->conf->smtp_line_length_limit, (size_t)ld->size)) {
-        ld->err = ENOMEM;
-        close(fd);
-        return;
-    }
-    left = ld->size;
-    while (left > 0) {
-        ssize_t n = read(fd, buf, left < (long long)sizeof(buf) ? (size_t)left : sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            ld->err = n < 0 ? errno : EIO;
-            break;
-        }
-        left -= n;
-        if ((ld->err = relay_body_add(&ld->body, buf, (size_t)n)))
-            break;
-    }
-    close(fd);
-    if (!ld->err)
-        ld->err = relay_body_end(&ld->body);
-}
-
-/* relay_job_body - hand a loaded body (or ERR) to RJ. */
-static void relay_job_body(struct relay_job *rj, struct relay_body *b, long long size, int err)
-{
-    if (!err && b->broken)
-        log_mail_pid("smtp", rj->log_pid, "%s: breaking line > %zu bytes with <CR><LF>SPACE",
-                     rj->job->queue_id, b->limit);
-    rj->body = err ? NULL : b->p;
-    rj->body_len = err ? 0 : b->len;
-    rj->msg_size = size;
-    rj->body_err = err;
-    if (!err)
-        b->p = NULL;
-}
-
-static void relay_load_done(void *arg)
-{
-    struct relay_load *ld = arg;
-    struct relay_conn *c = ld->r->freeing ? NULL : relay_conn_find(ld->r, ld->conn_id);
-
-    /* the connection may have dropped this job meanwhile (failure, retry): RJ may be freed */
-    if (c && relay_conn_job(c) == ld->rj && ld->rj->job->id == ld->job_id) {
-        relay_job_body(ld->rj, &ld->body, ld->size, ld->err);
-        relay_conn_body_loaded(c);
-    }
-    free(ld->body.p);
-    free(ld);
-}
-
-/* relay_job_load_kept - build the body from the copy the scheduler kept (on the loop, no read);
- * 0, or -1 when there is none. */
-static int relay_job_load_kept(struct relay *r, struct relay_job *rj)
-{
-    struct evbuffer *content = sched_job_content(r->sched, rj->job);
-    if (!content)
-        return -1;
-    size_t size = evbuffer_get_length(content);
-    const char *p = (const char *)evbuffer_pullup(content, -1); /* one piece already */
-    struct relay_body b;
-    int err = relay_body_init(&b, (size_t)r->conf->smtp_line_length_limit, size);
-
-    if (!err && !p && size)
-        err = ENOMEM;
-    if (!err)
-        err = relay_body_add(&b, p, size);
-    if (!err)
-        err = relay_body_end(&b);
-    relay_job_body(rj, &b, (long long)size, err);
-    free(b.p);
-    return 0;
-}
-
-void relay_job_load(struct relay *r, struct relay_job *rj, unsigned long long conn_id)
-{
-    struct relay_load *ld;
-
-    rj->body_err = -1;
-    if (relay_job_load_kept(r, rj) == 0)
-        return; /* loaded now: the caller goes on (relay_conn_ready) */
-    ld = calloc(1, sizeof(*ld));
-    if (!ld) {
-        rj->body_err = ENOMEM;
-        return;
-    }
-    ld->r = r;
-    ld->conn_id = conn_id;
-    ld->rj = rj;
-    ld->job_id = rj->job->id;
-    snprintf(ld->id, sizeof(ld->id), "%s", rj->job->queue_id);
-    workers_submit(r->io, relay_load_work, relay_load_done, ld);
-}
-
 /* --- end of a job: notifications, then the scheduler --- */
 
 struct relay_notify {
@@ -328,7 +207,7 @@ static void relay_job_release(struct relay *r, struct relay_job *rj)
         free(rj->ri[i].remote);
     }
     free(rj->ri);
-    free(rj->body);
+    relay_stream_free(rj->st);
     free(rj);
     relay_drain_check(r);
 }
@@ -559,8 +438,9 @@ void relay_job_finish(struct relay *r, struct relay_job *rj)
     int i, expired = 0, nullbounce = 0;
 
     rj->job_nrcpt_saved = job->nrcpt;
-    free(rj->body);
-    rj->body = NULL;
+    /* the file is closed before the scheduler hears of the job: it may then recycle it */
+    relay_stream_free(rj->st);
+    rj->st = NULL;
     for (i = 0; i < job->nrcpt; i++) {
         if (job->result[i] == SCHED_RESULT_DEFER && age >= life && !r->stopping) {
             /* too old: return it (Postfix: "status=expired, returned to sender") */

@@ -75,6 +75,7 @@ struct relay_body {
     int bol;      /* the next byte starts a line */
     int cr;       /* a stored CR is pending: CRLF or a bare CR */
     int broken;   /* a line was broken (logged once per message, as Postfix does) */
+    int done;     /* relay_body_end ran: the final dot is in */
 };
 #define RELAY_LINE_MIN 8 /* smaller limits leave no room after the CRLF SPACE */
 /* relay_body_init - an empty body with line limit LIMIT, room for about HINT bytes; 0 or ENOMEM. */
@@ -83,6 +84,52 @@ int relay_body_init(struct relay_body *b, size_t limit, size_t hint);
 int relay_body_add(struct relay_body *b, const char *buf, size_t n);
 /* relay_body_end - the end of data: the last line's CRLF if missing, then "." CRLF; 0 or ENOMEM. */
 int relay_body_end(struct relay_body *b);
+/* relay_body_ready - how many bytes at the start of B->p are final and may be sent now. */
+size_t relay_body_ready(const struct relay_body *b);
+/* relay_body_consume - drop the first N bytes (at most relay_body_ready) once they were sent. */
+void relay_body_consume(struct relay_body *b, size_t n);
+
+/*
+ * The stream (relay_body.c): the text above made from the queue file RELAY_CHUNK
+ * bytes at a time on a worker thread, at most one chunk ahead of the socket, so a
+ * connection holds about RELAY_CHUNK + RELAY_WRITE_LOW of the message (plus the
+ * TLS filter's RELAY_TLS_HIGH) whatever its size. The file offset is never
+ * shared (pread), and a stream freed while a worker reads is freed by the
+ * worker's completion.
+ */
+#define RELAY_CHUNK (32 * 1024)     /* message bytes read and made per step */
+#define RELAY_WRITE_LOW (32 * 1024) /* the next chunk goes out when the output is below this */
+#define RELAY_TLS_HIGH (64 * 1024)  /* ciphertext the TLS filter may queue on the socket */
+#define RELAY_KEPT_MAX (64 * 1024)  /* a kept in-memory copy up to this is made at once */
+struct relay_stream;
+struct spool;
+/*
+ * relay_stream_new - the text of queued message QID. From KEPT (the scheduler's
+ * copy, when at most RELAY_KEPT_MAX bytes) the whole text is made at once and
+ * CB is not called; else the file is opened and the first chunk made on IO, and
+ * CB(ARG) runs on the loop when that is done, as after every relay_stream_fill.
+ * NULL when out of memory.
+ */
+struct relay_stream *relay_stream_new(struct spool *spool, struct workers *io, const char *qid,
+                                      size_t limit, struct evbuffer *kept, void (*cb)(void *arg),
+                                      void *arg);
+/* relay_stream_fill - make the next chunk on the worker (nothing when busy, failed or all made). */
+void relay_stream_fill(struct relay_stream *st);
+int relay_stream_busy(const struct relay_stream *st);
+/* relay_stream_error - 0, or the errno of opening or reading the file. */
+int relay_stream_error(const struct relay_stream *st);
+/* relay_stream_size - the stored message's size (known once the first chunk is made). */
+long long relay_stream_size(const struct relay_stream *st);
+/* relay_stream_used - text was taken: another transaction needs a new stream. */
+int relay_stream_used(const struct relay_stream *st);
+/* relay_stream_broken - a line was broken at smtp_line_length_limit so far. */
+int relay_stream_broken(const struct relay_stream *st);
+/* relay_stream_ready - bytes of text ready to be taken (0 while a worker makes more). */
+size_t relay_stream_ready(const struct relay_stream *st);
+/* relay_stream_take - move the ready text to OUT; 1 when that included the final dot. */
+int relay_stream_take(struct relay_stream *st, struct evbuffer *out);
+/* relay_stream_free - close the file and free; deferred to the completion while busy. NULL ok. */
+void relay_stream_free(struct relay_stream *st);
 
 /* --- DSN messages (relay_bounce.c) --- */
 struct relay_dsn_rcpt {
@@ -165,15 +212,15 @@ struct relay_rinfo {
 struct relay_job {
     struct sched_job *job;
     struct relay_rinfo *ri;
-    long long conn_us; /* the session was ready for this job (delays= c ends) */
-    long log_pid;      /* pseudo-pid of the delivering connection (log_new_pid) */
-    char *body;        /* dot-stuffed message with the final ".\r\n" */
-    size_t body_len;
+    long long conn_us;       /* the session was ready for this job (delays= c ends) */
+    long log_pid;            /* pseudo-pid of the delivering connection (log_new_pid) */
+    struct relay_stream *st; /* the message text, while a connection works on the job */
     long long msg_size;
-    int body_err;     /* errno of loading the message; -1 while loading */
-    int load_started; /* relay_job_load ran (a new connection loads once it is up) */
-    int accepted;     /* recipients accepted by RCPT in this transaction */
-    int notify_stage; /* 0: none yet, 1: success DSN done, 2: bounce done */
+    int body_err;     /* errno of opening the message or making its first chunk; -1 while loading */
+    int load_started; /* relay_conn_load ran (a new connection loads once it is up) */
+    int broken_logged; /* the "breaking line" record was written */
+    int accepted;      /* recipients accepted by RCPT in this transaction */
+    int notify_stage;  /* 0: none yet, 1: success DSN done, 2: bounce done */
     int job_nrcpt_saved;
     int listed;
     struct relay_job *nprev, *nnext; /* on relay->notifying while notifications are made */
@@ -200,14 +247,9 @@ int relay_can_cb(void *arg, const char *dest);
 void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
                   const char *dsn, const char *relay_field, const char *remote,
                   const char *status_text, const char *diag);
-/* relay_job_load - the message for RJ: at once from the scheduler's in-memory copy when it has
- * one (rj->body_err is then no longer -1 on return), else read on a worker and
- * relay_conn_body_loaded(c) when done. */
-void relay_job_load(struct relay *r, struct relay_job *rj, unsigned long long conn_id);
 /* relay_job_finish - every recipient has a result (or NONE): notifications, then sched_job_done. */
 void relay_job_finish(struct relay *r, struct relay_job *rj);
 struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id);
-void relay_conn_body_loaded(struct relay_conn *c);
 void relay_kick(void *arg);
 /* relay_kick_later - run relay_kick on the next loop turn (no re-entry from callbacks). */
 void relay_kick_later(struct relay *r);

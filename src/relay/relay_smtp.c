@@ -43,6 +43,7 @@ enum relay_state {
     RS_TLS,
     RS_READY, /* session up, waiting for the message to be loaded */
     RS_XACT,  /* MAIL/RCPT/DATA replies */
+    RS_BODY,  /* the message goes out, chunk by chunk */
     RS_DOT,   /* reply to the end of data */
     RS_DOT_DISCARD,
     RS_RSET,
@@ -97,6 +98,8 @@ static void relay_conn_try_next(struct relay_conn *c);
 static void relay_conn_ready(struct relay_conn *c);
 static void relay_conn_xact_end(struct relay_conn *c);
 static void relay_conn_fail(struct relay_conn *c, const char *text, const char *dsn, int perm);
+static void relay_conn_stream_cb(void *arg);
+static void relay_conn_body_pump(struct relay_conn *c);
 
 struct relay_conn *relay_conn_next(const struct relay_conn *c)
 {
@@ -163,6 +166,29 @@ static void relay_xact_clear(struct relay_conn *c)
     c->mail_failed = 0;
 }
 
+/* relay_conn_load - start making RJ's text: at once from the scheduler's kept copy, else its
+ * first chunk on a worker (relay_conn_stream_cb goes on). A stream already used by an earlier
+ * transaction (a retry with the next MX host) is replaced: the text starts again. */
+static void relay_conn_load(struct relay_conn *c, struct relay_job *rj)
+{
+    struct relay *r = c->r;
+
+    rj->load_started = 1;
+    rj->body_err = -1;
+    relay_stream_free(rj->st);
+    rj->st = relay_stream_new(r->spool, r->io, rj->job->queue_id,
+                              (size_t)r->conf->smtp_line_length_limit,
+                              sched_job_content(r->sched, rj->job), relay_conn_stream_cb, c);
+    if (!rj->st) {
+        rj->body_err = ENOMEM;
+        return;
+    }
+    if (!relay_stream_busy(rj->st)) {
+        rj->body_err = relay_stream_error(rj->st);
+        rj->msg_size = relay_stream_size(rj->st);
+    }
+}
+
 /* relay_job_new - the relay side of JOB; its message is loaded at once when the connection is
  * up (LOAD_NOW), else when it comes up (relay_conn_ready): reading the file for a destination
  * that then refuses the connection would be wasted, as in every retry of a down host. */
@@ -181,10 +207,8 @@ static struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *j
     rj->job_nrcpt_saved = job->nrcpt;
     rj->log_pid = c->log_pid;
     rj->body_err = -1;
-    if (load_now) {
-        rj->load_started = 1;
-        relay_job_load(c->r, rj, c->id);
-    }
+    if (load_now)
+        relay_conn_load(c, rj);
     return rj;
 }
 
@@ -433,7 +457,8 @@ static void relay_conn_route(struct relay_conn *c)
         c->port = 25;
     } else {
         if (nexthop_parse(c->destname, &nh, NULL) < 0) {
-            relay_conn_give_up(c, SCHED_RESULT_DEFER, "4.3.5", "bad next-hop syntax in configuration");
+            relay_conn_give_up(c, SCHED_RESULT_DEFER, "4.3.5",
+                               "bad next-hop syntax in configuration");
             return;
         }
         snprintf(c->hosts[0].host, sizeof(c->hosts[0].host), "%s", nh.host);
@@ -471,7 +496,7 @@ static void relay_conn_try_next(struct relay_conn *c)
     if (!c->last_err[0])
         snprintf(c->last_err, sizeof(c->last_err), "delivery temporarily suspended");
     relay_conn_give_up(c, c->last_perm ? SCHED_RESULT_BOUNCE : SCHED_RESULT_DEFER,
-                      c->last_dsn[0] ? c->last_dsn : "4.4.1", c->last_err);
+                       c->last_dsn[0] ? c->last_dsn : "4.4.1", c->last_err);
 }
 
 /* relay_conn_fail - the session with the current host failed (TEXT is the reason). */
@@ -515,6 +540,8 @@ static const char *relay_stage_name(const struct relay_conn *c)
     case RS_STARTTLS:
     case RS_TLS:
         return "sending STARTTLS";
+    case RS_BODY:
+        return "sending message body";
     case RS_XACT:
         if (c->nreplied < c->ncmd && c->exp[c->nreplied] == EXP_MAIL)
             return "sending MAIL FROM";
@@ -711,12 +738,10 @@ static void relay_conn_ready(struct relay_conn *c)
     c->state = RS_READY;
     if (!c->rj->conn_us)
         c->rj->conn_us = relay_now_us();
-    if (!c->rj->load_started) {
-        c->rj->load_started = 1;
-        relay_job_load(c->r, c->rj, c->id);
-    }
+    if (!c->rj->load_started || (c->rj->st && relay_stream_used(c->rj->st)))
+        relay_conn_load(c, c->rj);
     if (c->rj->body_err == -1)
-        return; /* relay_conn_body_loaded continues */
+        return; /* relay_conn_stream_cb continues */
     if (c->rj->body_err == ENOENT) {
         /* deleted meanwhile (mtactl delete): nothing to deliver, nothing to record */
         relay_conn_xact_end(c);
@@ -731,10 +756,77 @@ static void relay_conn_ready(struct relay_conn *c)
     relay_conn_xact_start(c);
 }
 
-void relay_conn_body_loaded(struct relay_conn *c)
+/* relay_conn_note_broken - log the first line broken at smtp_line_length_limit, once per
+ * message as Postfix does. */
+static void relay_conn_note_broken(struct relay_conn *c)
 {
-    if (c->state == RS_READY && c->rj)
-        relay_conn_ready(c);
+    if (c->rj->broken_logged || !relay_stream_broken(c->rj->st))
+        return;
+    c->rj->broken_logged = 1;
+    log_mail_pid("smtp", c->rj->log_pid, "%s: breaking line > %zu bytes with <CR><LF>SPACE",
+                 c->rj->job->queue_id,
+                 (size_t)c->r->conf->smtp_line_length_limit < RELAY_LINE_MIN
+                     ? (size_t)RELAY_LINE_MIN
+                     : (size_t)c->r->conf->smtp_line_length_limit);
+}
+
+/* relay_conn_stream_cb - the stream made a chunk (its owner, this connection's job, still
+ * exists: a stream freed meanwhile never calls back). */
+static void relay_conn_stream_cb(void *arg)
+{
+    struct relay_conn *c = arg;
+    struct relay_job *rj = c->rj;
+
+    if (rj->body_err == -1) {
+        /* the first chunk: the size is known, the transaction may start */
+        rj->body_err = relay_stream_error(rj->st);
+        rj->msg_size = relay_stream_size(rj->st);
+        if (c->state == RS_READY)
+            relay_conn_ready(c);
+        return;
+    }
+    if (c->state == RS_BODY)
+        relay_conn_body_pump(c);
+}
+
+/* relay_conn_body_pump - keep the socket's output fed from the stream: the next chunk goes out
+ * when the output is below RELAY_WRITE_LOW, and the one after is made meanwhile; the final dot
+ * goes out with the last bytes of text. */
+static void relay_conn_body_pump(struct relay_conn *c)
+{
+    struct relay_stream *st = c->rj->st;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    char text[300];
+    int err;
+
+    relay_conn_note_broken(c);
+    if (relay_stream_ready(st) > 0 && evbuffer_get_length(out) <= RELAY_WRITE_LOW &&
+        relay_stream_take(st, out)) {
+        c->state = RS_DOT;
+        relay_conn_timeout(c, c->r->conf->smtp_data_done_timeout,
+                           c->r->conf->smtp_data_xfer_timeout);
+        return;
+    }
+    if ((err = relay_stream_error(st)) != 0) {
+        /* without its final dot the server drops the message: the recipients stay queued */
+        snprintf(text, sizeof(text), "cannot read the queue file: %s", strerror(err));
+        relay_all_results(c, SCHED_RESULT_DEFER, "4.3.0", text);
+        relay_conn_finish_job(c);
+        relay_conn_free(c);
+        return;
+    }
+    if (relay_stream_ready(st) == 0)
+        relay_stream_fill(st);
+}
+
+/* relay_conn_write_cb - the output fell below RELAY_WRITE_LOW. */
+static void relay_conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct relay_conn *c = arg;
+
+    (void)bev;
+    if (c->state == RS_BODY && c->rj)
+        relay_conn_body_pump(c);
 }
 
 /* relay_same_dest_cb - sched_job_take filter: only jobs for this connection's destination. */
@@ -759,7 +851,8 @@ static void relay_idle_cb(evutil_socket_t fd, short what, void *arg)
 /* relay_conn_next_job - after a transaction: the next job to this destination, or idle. */
 static void relay_conn_next_job(struct relay_conn *c)
 {
-    struct sched_job *job = c->r->stopping ? NULL : sched_job_take(c->r->sched, relay_same_dest_cb, c);
+    struct sched_job *job =
+        c->r->stopping ? NULL : sched_job_take(c->r->sched, relay_same_dest_cb, c);
     struct timeval tv = {RELAY_IDLE_SECONDS, 0};
 
     if (!job && c->r->stopping) {
@@ -873,11 +966,12 @@ static void relay_conn_xact_reply(struct relay_conn *c, const struct relay_reply
     } else { /* DATA */
         if (rp->code == 354) {
             if (!c->mail_failed && c->rj->accepted > 0) {
-                /* the whole message and its final dot in one write (no delayed-ACK stall) */
-                bufferevent_write(c->bev, c->rj->body, c->rj->body_len);
-                c->state = RS_DOT;
-                relay_conn_timeout(c, c->r->conf->smtp_data_done_timeout,
+                /* a small message and its final dot go out in one write (no delayed-ACK
+                 * stall); a large one a chunk at a time under the write watermark */
+                c->state = RS_BODY;
+                relay_conn_timeout(c, c->r->conf->smtp_data_xfer_timeout,
                                    c->r->conf->smtp_data_xfer_timeout);
+                relay_conn_body_pump(c);
             } else {
                 relay_conn_send(c, ".");
                 c->state = RS_DOT_DISCARD;
@@ -981,6 +1075,19 @@ static void relay_conn_reply(struct relay_conn *c)
     case RS_XACT:
         relay_conn_xact_reply(c, &rp);
         return;
+    case RS_BODY:
+        /* a reply before the final dot: the server gave up on the message (a 2xx here is
+         * a broken server); the connection cannot go on in the middle of the text */
+        if (cls == 2) {
+            snprintf(text, sizeof(text), "host %s[%s] replied before the end of data: %s",
+                     c->hosts[c->hi].host, c->ip, rp.text);
+            relay_conn_fail(c, text, "4.4.2", 0);
+            return;
+        }
+        relay_conn_accepted_results(c, &rp, "end of DATA command");
+        relay_conn_finish_job(c);
+        relay_conn_free(c);
+        return;
     case RS_DOT:
         relay_conn_accepted_results(c, &rp, "end of DATA command");
         c->need_rset = 0;
@@ -1029,8 +1136,8 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
         rc = relay_reply_feed(&c->reply, line, len);
         if (rc < 0) {
             char text[300];
-            snprintf(text, sizeof(text), "host %s[%s] sent a malformed reply",
-                     c->hosts[c->hi].host, c->ip);
+            snprintf(text, sizeof(text), "host %s[%s] sent a malformed reply", c->hosts[c->hi].host,
+                     c->ip);
             free(line);
             relay_conn_fail(c, text, "4.4.2", 0);
             return;
@@ -1051,7 +1158,7 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
 static void relay_conn_tls_log(struct relay_conn *c, SSL *ssl)
 {
     X509 *peer = SSL_get1_peer_certificate(ssl);
-    const char *trust = !peer                                          ? "Anonymous"
+    const char *trust = !peer                                     ? "Anonymous"
                         : SSL_get_verify_result(ssl) == X509_V_OK ? "Trusted"
                                                                   : "Untrusted";
     char how[200];
@@ -1120,7 +1227,8 @@ static void relay_conn_tls_start(struct relay_conn *c)
     if (inet_pton(AF_INET, c->hosts[c->hi].host, &tmp) != 1 &&
         inet_pton(AF_INET6, c->hosts[c->hi].host, &tmp) != 1)
         SSL_set_tlsext_host_name(ssl, c->hosts[c->hi].host);
-    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
     tb = bufferevent_openssl_filter_new(c->r->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
                                         BEV_OPT_CLOSE_ON_FREE);
     if (!tb) {
@@ -1128,9 +1236,13 @@ static void relay_conn_tls_start(struct relay_conn *c)
         relay_conn_fail(c, "cannot start TLS", "4.7.5", 0);
         return;
     }
+    /* the filter encrypts into the plain bufferevent only up to this: without it the
+     * whole message would pile up there as ciphertext as fast as it is made */
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, RELAY_TLS_HIGH);
     c->bev = tb; /* owns the plain bufferevent now */
     c->state = RS_TLS;
-    bufferevent_setcb(tb, relay_conn_read_cb, NULL, relay_conn_event_cb, c);
+    bufferevent_setcb(tb, relay_conn_read_cb, relay_conn_write_cb, relay_conn_event_cb, c);
+    bufferevent_setwatermark(tb, EV_WRITE, RELAY_WRITE_LOW, 0);
     relay_conn_timeout(c, c->r->conf->smtp_helo_timeout, c->r->conf->smtp_helo_timeout);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
@@ -1165,8 +1277,8 @@ static void relay_conn_connect(struct relay_conn *c)
         struct sockaddr_storage src;
         socklen_t slen = 0;
         memset(&src, 0, sizeof(src));
-        if (a->ss.ss_family == AF_INET &&
-            inet_pton(AF_INET, conf->net_source_address, &((struct sockaddr_in *)&src)->sin_addr) == 1) {
+        if (a->ss.ss_family == AF_INET && inet_pton(AF_INET, conf->net_source_address,
+                                                    &((struct sockaddr_in *)&src)->sin_addr) == 1) {
             src.ss_family = AF_INET;
             slen = sizeof(struct sockaddr_in);
         } else if (a->ss.ss_family == AF_INET6 &&
@@ -1190,7 +1302,8 @@ static void relay_conn_connect(struct relay_conn *c)
         relay_conn_fail(c, "out of memory", "4.3.0", 0);
         return;
     }
-    bufferevent_setcb(c->bev, relay_conn_read_cb, NULL, relay_conn_event_cb, c);
+    bufferevent_setcb(c->bev, relay_conn_read_cb, relay_conn_write_cb, relay_conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_WRITE_LOW, 0);
     relay_conn_timeout(c, conf->smtp_connect_timeout, conf->smtp_connect_timeout);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&a->ss, (int)a->len) < 0) {

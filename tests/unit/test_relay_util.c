@@ -438,6 +438,62 @@ static void test_body_utf8_not_split(void **state)
         }
 }
 
+/* test_body_flushed_in_chunks - sending the text a chunk at a time (relay_body_ready, then
+ * relay_body_consume, as the relay's stream does) gives the same bytes as making it whole:
+ * dot-stuffing, CR/LF, line breaks and the UTF-8 look-back carry across the chunk borders. */
+static void test_body_flushed_in_chunks(void **state)
+{
+    static const char *pieces[] = {
+        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", ".", "..", "\r", "\n", "\r\n", "x", "yz",
+        " "};
+    static const size_t limits[] = {0, 8, 9, 10, 998};
+    static const size_t chunks[] = {1, 2, 3, 7, 64};
+    unsigned seed = 14;
+    size_t round, li, ci;
+
+    (void)state;
+    for (round = 0; round < 40; round++) {
+        size_t n = 0, i;
+        char in[4096];
+        while (n < sizeof(in) - 8) {
+            const char *p;
+            seed = seed * 1103515245u + 12345u;
+            p = pieces[(seed >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+            memcpy(in + n, p, strlen(p));
+            n += strlen(p);
+        }
+        for (li = 0; li < sizeof(limits) / sizeof(limits[0]); li++)
+            for (ci = 0; ci < sizeof(chunks) / sizeof(chunks[0]); ci++) {
+                size_t wlen, glen = 0, k;
+                char *want = body_make(in, n, limits[li], n, &wlen, NULL);
+                char *got = malloc(wlen + 1);
+                struct relay_body b;
+
+                assert_int_equal(relay_body_init(&b, limits[li], chunks[ci]), 0);
+                for (i = 0; i < n; i += chunks[ci]) {
+                    assert_int_equal(
+                        relay_body_add(&b, in + i, n - i < chunks[ci] ? n - i : chunks[ci]), 0);
+                    k = relay_body_ready(&b);
+                    assert_true(glen + k <= wlen);
+                    memcpy(got + glen, b.p, k);
+                    glen += k;
+                    relay_body_consume(&b, k);
+                }
+                assert_int_equal(relay_body_end(&b), 0);
+                k = relay_body_ready(&b);
+                assert_int_equal(k, b.len); /* after the end nothing is held back */
+                assert_true(glen + k <= wlen);
+                memcpy(got + glen, b.p, k);
+                glen += k;
+                assert_int_equal(glen, wlen);
+                assert_memory_equal(got, want, wlen);
+                free(b.p);
+                free(got);
+                free(want);
+            }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_body_long_line_broken),
         cmocka_unit_test(test_body_bare_cr_lf),
         cmocka_unit_test(test_body_utf8_not_split),
+        cmocka_unit_test(test_body_flushed_in_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
