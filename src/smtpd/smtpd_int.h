@@ -226,6 +226,9 @@ enum smtpd_listen_kind {
 /* smtpd_proto.c */
 void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const char *arg);
 void smtpd_proto_greet(struct smtpd_session *s);
+/* smtpd_proto_table_ok - every command has an action and an answer in every phase in which
+ * commands are read (checked once at start: a gap would be a fatal error mid-session). */
+int smtpd_proto_table_ok(void);
 /* smtpd_proto_end_chunk - a BDAT chunk has been read: its 250, or the end of the message. */
 void smtpd_proto_end_chunk(struct smtpd_session *s);
 

@@ -172,6 +172,8 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
     char *cerr = NULL;
 
     *err = NULL;
+    if (!smtpd_proto_table_ok())
+        log_fatal("smtpd", "the SMTP command table leaves a command without an answer");
     if (!s)
         goto oom;
     TAILQ_INIT(&s->sessions);

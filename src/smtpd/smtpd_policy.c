@@ -1,8 +1,9 @@
 /*
- * smtpd_policy.c - the relay policy: clients in smtpd_trusted_networks (and,
- * later, authenticated clients) may relay anywhere; everyone else gets
- * Postfix's reject_unauth_destination answer, because this relay has no local
- * domains. On submission_port: STARTTLS and AUTH before MAIL.
+ * smtpd_policy.c - the relay policy: clients in smtpd_trusted_networks and
+ * authenticated clients may relay anywhere; everyone else gets Postfix's
+ * reject_unauth_destination answer, because this relay has no local domains.
+ * On submission_port: AUTH before MAIL (STARTTLS first is the command
+ * table's rule, smtpd_proto.c).
  * Not here: the reply and its log line (smtpd_reply_reject).
  */
 #include <netinet/in.h>

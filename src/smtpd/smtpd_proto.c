@@ -527,6 +527,17 @@ static const struct smtpd_proto_cmd smtpd_proto_cmds[SMTPD_CMD_COUNT] = {
         {SMTPD_CMD_PHASES, {{0, NULL}, {0, NULL}}, SMTPD_RULE_PRE_TLS, 0, NULL, proceed_unknown},
 };
 
+int smtpd_proto_table_ok(void)
+{
+    for (int id = 0; id < SMTPD_CMD_COUNT; id++) {
+        const struct smtpd_proto_cmd *c = &smtpd_proto_cmds[id];
+        unsigned covered = c->states | c->refuse[0].states | c->refuse[1].states;
+        if (!c->proceed || (covered & SMTPD_CMD_PHASES) != SMTPD_CMD_PHASES)
+            return 0;
+    }
+    return 1;
+}
+
 /* smtpd_proto_refuse - the answer to C in the wrong phase; 1 when the command may proceed. */
 static int smtpd_proto_refuse(struct smtpd_session *s, const struct smtpd_proto_cmd *c)
 {
