@@ -605,7 +605,7 @@ void spool_close(struct spool *sp)
     for (size_t i = 0; v && i < n; i++)
         bytes += v[i].size;
     free(v);
-    counter_add(CNT_MQUEUE_MESSAGES, -(long long)sp->index.count);
+    counter_add(CNT_MQUEUE_MESSAGES, -(long long)sp->index.tab.count);
     counter_add(CNT_MQUEUE_BYTES, -bytes);
     spool_index_free(&sp->index);
     int fds[] = {sp->tmpfd, sp->corruptfd, sp->lockfd, sp->dirfd};

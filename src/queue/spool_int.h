@@ -8,7 +8,9 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/queue.h>
 
+#include "mta/htab.h"
 #include "mta/spool.h"
 
 struct event;
@@ -49,13 +51,12 @@ int spool_env_read_fd(int fd, struct spool_envelope **out, size_t *hdrlen);
 
 /* --- the in-memory index of queued IDs (spool_index.c); loop thread only --- */
 struct spool_index_entry {
-    struct spool_index_entry *next;
+    struct htab_node node; /* in spool_index.tab, keyed by id */
     long long size;
     char id[SPOOL_ID_SIZE];
 };
 struct spool_index {
-    struct spool_index_entry **slot;
-    size_t nslot, count;
+    struct htab tab;
 };
 int spool_index_add(struct spool_index *ix, const char *id, long long size);
 /* spool_index_del - remove ID; returns its size, or -1 when absent. */
@@ -122,7 +123,7 @@ struct spool {
     struct spool_pool pool;
     long long minfree;
     /* live messages (not yet handed to commit/abort), freed at close */
-    struct spool_msg *live;
+    LIST_HEAD(, spool_msg) live;
     int busy; /* spool operations whose loop completion has not run yet */
     /* free space, as last measured (loop thread) */
     long long free_bytes, total_bytes;
@@ -150,8 +151,8 @@ enum spool_msg_state { SPOOL_MSG_OPEN, SPOOL_MSG_COMMITTING, SPOOL_MSG_ABORTING 
 
 struct spool_msg {
     struct spool *sp;
-    struct spool_msg *prev, *next; /* live list */
-    struct spool_msg *cnext;       /* committer queue */
+    LIST_ENTRY(spool_msg) live; /* spool.live while SPOOL_MSG_OPEN */
+    struct spool_msg *cnext;    /* committer queue */
     char id[SPOOL_ID_SIZE];
     enum spool_msg_state state;
     struct evbuffer *buf;        /* appended, not yet handed to a worker (loop) */

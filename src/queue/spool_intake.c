@@ -128,15 +128,10 @@ static void spool_msg_close_body(struct spool_msg *m)
 
 /* --- the message object (loop) --- */
 
+/* spool_live_unlink - M leaves the live list (only while SPOOL_MSG_OPEN: it is on it then). */
 static void spool_live_unlink(struct spool_msg *m)
 {
-    if (m->prev)
-        m->prev->next = m->next;
-    else if (m->sp->live == m)
-        m->sp->live = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
-    m->prev = m->next = NULL;
+    LIST_REMOVE(m, live);
 }
 
 static void spool_msg_free(struct spool_msg *m)
@@ -166,10 +161,7 @@ struct spool_msg *spool_msg_new(struct spool *sp)
     }
     m->body_fd = m->fd = -1;
     spool_id_next(&sp->idgen, m->id);
-    m->next = sp->live;
-    if (sp->live)
-        sp->live->prev = m;
-    sp->live = m;
+    LIST_INSERT_HEAD(&sp->live, m, live);
     return m;
 }
 
@@ -339,8 +331,9 @@ void spool_msg_abort(struct spool_msg *m)
 
 void spool_msg_drop_live(struct spool *sp)
 {
-    while (sp->live) {
-        struct spool_msg *m = sp->live;
+    struct spool_msg *m;
+
+    while ((m = LIST_FIRST(&sp->live))) {
         spool_live_unlink(m);
         spool_msg_close_body(m);
         spool_msg_free(m);

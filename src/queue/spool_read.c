@@ -259,7 +259,7 @@ void spool_foreach(struct spool *sp, void (*cb)(void *arg, const char *id, long 
 
 long spool_count(const struct spool *sp)
 {
-    return (long)sp->index.count;
+    return (long)sp->index.tab.count;
 }
 
 int spool_contains(const struct spool *sp, const char *id)
