@@ -50,65 +50,32 @@ long sched_backoff(int attempts, long min, long max)
 
 /* --- messages by ID --- */
 
-static unsigned sched_hash(const char *id)
+/* sched_msg_match - whether message N has the ID KEY. */
+static int sched_msg_match(const struct htab_node *n, const void *key)
 {
-    unsigned h = 5381;
-
-    while (*id)
-        h = h * 33 + (unsigned char)*id++;
-    return h;
+    return strcmp(HTAB_ENTRY(n, const struct sched_msg, hnode)->id, key) == 0;
 }
 
 struct sched_msg *sched_msg_find(struct sched *s, const char *id)
 {
-    struct sched_msg *m;
+    struct htab_node *n = htab_find(&s->msg_tab, htab_hash_str(id), sched_msg_match, id);
 
-    for (m = s->htab[sched_hash(id) % s->hsize]; m; m = m->hnext)
-        if (strcmp(m->id, id) == 0)
-            return m;
-    return NULL;
-}
-
-/* sched_hash_grow - double the table when it gets crowded (keeps lookups O(1)). */
-static void sched_hash_grow(struct sched *s)
-{
-    size_t nsize = s->hsize * 2, i;
-    struct sched_msg **nt = calloc(nsize, sizeof(*nt)), *m, *next;
-
-    if (!nt)
-        return; /* longer chains, still correct */
-    for (i = 0; i < s->hsize; i++)
-        for (m = s->htab[i]; m; m = next) {
-            next = m->hnext;
-            m->hnext = nt[sched_hash(m->id) % nsize];
-            nt[sched_hash(m->id) % nsize] = m;
-        }
-    free(s->htab);
-    s->htab = nt;
-    s->hsize = nsize;
+    return n ? HTAB_ENTRY(n, struct sched_msg, hnode) : NULL;
 }
 
 struct sched_msg *sched_msg_add(struct sched *s, const char *id)
 {
     struct sched_msg *m = calloc(1, sizeof(*m));
-    unsigned h;
 
     if (!m)
         return NULL;
     snprintf(m->id, sizeof(m->id), "%s", id);
-    if (s->nmsg > s->hsize * 2)
-        sched_hash_grow(s);
-    h = sched_hash(id) % s->hsize;
-    m->hnext = s->htab[h];
-    s->htab[h] = m;
+    if (htab_insert(&s->msg_tab, &m->hnode, htab_hash_str(m->id)) < 0) {
+        free(m);
+        return NULL;
+    }
     /* append: the list stays in arrival order for mailq */
-    m->prev = s->tail;
-    if (s->tail)
-        s->tail->next = m;
-    else
-        s->head = m;
-    s->tail = m;
-    s->nmsg++;
+    TAILQ_INSERT_TAIL(&s->msgs, m, link);
     return m;
 }
 
@@ -132,23 +99,10 @@ struct evbuffer *sched_job_content(struct sched *s, const struct sched_job *job)
 /* sched_msg_free - unlink and free M (no job, load, write or removal may be pending). */
 void sched_msg_free(struct sched *s, struct sched_msg *m)
 {
-    struct sched_msg **pp;
     int i;
 
-    for (pp = &s->htab[sched_hash(m->id) % s->hsize]; *pp; pp = &(*pp)->hnext)
-        if (*pp == m) {
-            *pp = m->hnext;
-            break;
-        }
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        s->head = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
-    else
-        s->tail = m->prev;
-    s->nmsg--;
+    htab_remove(&s->msg_tab, &m->hnode);
+    TAILQ_REMOVE(&s->msgs, m, link);
     if (m->held)
         counter_add(CNT_MQUEUE_HELD, -1);
     if (m->reason)
@@ -171,21 +125,37 @@ int sched_msg_idle(const struct sched_msg *m)
 
 /* --- destinations --- */
 
-static unsigned sched_dest_slot(const char *name, enum sched_dest_kind kind)
+/* sched_dest_hash - the hash of destination NAME of KIND. */
+static size_t sched_dest_hash(const char *name, enum sched_dest_kind kind)
 {
-    return (sched_hash(name) * 3u + (unsigned)kind) % SCHED_DEST_HSIZE;
+    return htab_hash_str(name) * 3u + (size_t)kind;
+}
+
+struct sched_dest_key {
+    const char *name;
+    enum sched_dest_kind kind;
+};
+
+/* sched_dest_match - whether destination N is KEY's name and kind. */
+static int sched_dest_match(const struct htab_node *n, const void *key)
+{
+    const struct sched_dest *d = HTAB_ENTRY(n, const struct sched_dest, hnode);
+    const struct sched_dest_key *k = key;
+
+    return d->kind == k->kind && strcmp(d->name, k->name) == 0;
 }
 
 /* sched_dest_get - the destination NAME of KIND, created when missing (NULL: out of memory). */
 static struct sched_dest *sched_dest_get(struct sched *s, const char *name,
                                          enum sched_dest_kind kind)
 {
-    unsigned h = sched_dest_slot(name, kind);
+    struct sched_dest_key key = {name, kind};
+    size_t h = sched_dest_hash(name, kind);
+    struct htab_node *n = htab_find(&s->dest_tab, h, sched_dest_match, &key);
     struct sched_dest *d;
 
-    for (d = s->dtab[h]; d; d = d->hnext)
-        if (d->kind == kind && strcmp(d->name, name) == 0)
-            return d;
+    if (n)
+        return HTAB_ENTRY(n, struct sched_dest, hnode);
     d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
@@ -195,12 +165,13 @@ static struct sched_dest *sched_dest_get(struct sched *s, const char *name,
         return NULL;
     }
     d->kind = kind;
-    d->hnext = s->dtab[h];
-    s->dtab[h] = d;
-    d->next = s->dests;
-    if (s->dests)
-        s->dests->prev = d;
-    s->dests = d;
+    TAILQ_INIT(&d->jobs);
+    if (htab_insert(&s->dest_tab, &d->hnode, h) < 0) {
+        free(d->name);
+        free(d);
+        return NULL;
+    }
+    TAILQ_INSERT_HEAD(&s->dests, d, link);
     return d;
 }
 
@@ -208,23 +179,12 @@ static struct sched_dest *sched_dest_get(struct sched *s, const char *name,
  * destination table as small as the active queue). */
 void sched_dest_release(struct sched *s, struct sched_dest *d)
 {
-    struct sched_dest **pp;
-
-    if (d->qhead || d->ntaken > 0)
+    if (!TAILQ_EMPTY(&d->jobs) || d->ntaken > 0)
         return;
-    for (pp = &s->dtab[sched_dest_slot(d->name, d->kind)]; *pp; pp = &(*pp)->hnext)
-        if (*pp == d) {
-            *pp = d->hnext;
-            break;
-        }
+    htab_remove(&s->dest_tab, &d->hnode);
     if (s->rr == d)
-        s->rr = d->prev; /* round robin goes on with the one after D */
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        s->dests = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+        s->rr = TAILQ_PREV(d, sched_dest_list, link); /* round robin goes on after D */
+    TAILQ_REMOVE(&s->dests, d, link);
     free(d->name);
     free(d);
 }
@@ -252,12 +212,7 @@ static struct sched_dest *sched_slot_dest(struct sched *s, struct sched_msg *m, 
 
 static void sched_dest_push(struct sched *s, struct sched_dest *d, struct sched_jobx *j)
 {
-    j->qnext = NULL;
-    if (d->qtail)
-        d->qtail->qnext = j;
-    else
-        d->qhead = j;
-    d->qtail = j;
+    TAILQ_INSERT_TAIL(&d->jobs, j, qlink);
     s->nready++;
 }
 
@@ -342,14 +297,12 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
     if (!s->nready || s->stopping)
         return NULL;
     /* round robin: continue after the destination served last */
-    start = s->rr && s->rr->next ? s->rr->next : s->dests;
+    start = s->rr && TAILQ_NEXT(s->rr, link) ? TAILQ_NEXT(s->rr, link) : TAILQ_FIRST(&s->dests);
     d = start;
     for (pass = 0; d && pass < 2;) {
-        if (d->qhead && (!can || can(arg, d->name))) {
-            j = d->qhead;
-            d->qhead = j->qnext;
-            if (!d->qhead)
-                d->qtail = NULL;
+        if (!TAILQ_EMPTY(&d->jobs) && (!can || can(arg, d->name))) {
+            j = TAILQ_FIRST(&d->jobs);
+            TAILQ_REMOVE(&d->jobs, j, qlink);
             s->nready--;
             s->rr = d;
             d->ntaken++;
@@ -357,9 +310,9 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
             j->taken = 1;
             return &j->pub;
         }
-        d = d->next;
+        d = TAILQ_NEXT(d, link);
         if (!d) {
-            d = s->dests;
+            d = TAILQ_FIRST(&s->dests);
             pass++;
         }
         if (d == start)
@@ -480,8 +433,8 @@ static void sched_run_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    for (m = s->head; m; m = next) {
-        next = m->next;
+    for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
+        next = TAILQ_NEXT(m, link);
         if (m->removing || m->gone || m->loading)
             continue;
         if (m->remove_retry && !m->status_dirty && !m->writing && !m->njobs) {
@@ -511,11 +464,10 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
     s->base = base;
     s->conf = conf;
     s->spool = spool;
-    s->hsize = 1024;
-    s->htab = calloc(s->hsize, sizeof(*s->htab));
-    s->dtab = calloc(SCHED_DEST_HSIZE, sizeof(*s->dtab));
+    TAILQ_INIT(&s->msgs);
+    TAILQ_INIT(&s->dests);
     s->tok = calloc(1, sizeof(*s->tok));
-    if (!s->htab || !s->dtab || !s->tok)
+    if (!s->tok)
         goto oom;
     s->tok->s = s;
     s->io = workers_new(base, 2, "sched");
@@ -560,9 +512,10 @@ void sched_free(struct sched *s)
     if (s->spool)
         spool_set_notify(s->spool, NULL, NULL);
     /* jobs still waiting for a connection: dropped (their slots stay pending) */
-    for (d = s->dests; d; d = d->next) {
-        while ((j = d->qhead)) {
-            d->qhead = j->qnext;
+    TAILQ_FOREACH(d, &s->dests, link)
+    {
+        while ((j = TAILQ_FIRST(&d->jobs))) {
+            TAILQ_REMOVE(&d->jobs, j, qlink);
             for (i = 0; i < j->pub.nrcpt; i++)
                 j->m->active[j->rcpt[i]] = 0;
             j->m->njobs--;
@@ -570,7 +523,6 @@ void sched_free(struct sched *s)
             free(j->result);
             free(j);
         }
-        d->qtail = NULL;
     }
     s->nready = 0;
     if (s->io)
@@ -578,20 +530,20 @@ void sched_free(struct sched *s)
     s->io = NULL;
     /* every final slot not yet on disk is written now (blocking is fine at shutdown),
      * so a restart never delivers it again */
-    for (m = s->head; m; m = m->next)
-        if (m->env && m->slots && m->status_dirty && !m->removing && !m->gone)
-            sched_status_write_now(s, m);
+    TAILQ_FOREACH(m, &s->msgs, link)
+    if (m->env && m->slots && m->status_dirty && !m->removing && !m->gone)
+        sched_status_write_now(s, m);
     if (s->run_ev)
         event_free(s->run_ev);
-    while ((d = s->dests)) {
-        s->dests = d->next;
+    while ((d = TAILQ_FIRST(&s->dests))) {
+        TAILQ_REMOVE(&s->dests, d, link);
         free(d->name);
         free(d);
     }
-    while (s->head)
-        sched_msg_free(s, s->head);
-    free(s->htab);
-    free(s->dtab);
+    htab_free(&s->dest_tab);
+    while ((m = TAILQ_FIRST(&s->msgs)))
+        sched_msg_free(s, m);
+    htab_free(&s->msg_tab);
     if (s->tok) {
         s->tok->s = NULL;
         if (s->tok->refs == 0)

@@ -361,8 +361,8 @@ int sched_flush(struct sched *s)
     struct sched_msg *m, *next;
     int n = 0;
 
-    for (m = s->head; m; m = next) {
-        next = m->next;
+    for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
+        next = TAILQ_NEXT(m, link);
         if (m->deferred && !m->held && !m->removing && !m->gone && !m->loading) {
             m->next_retry = 0;
             sched_msg_activate(s, m);
@@ -377,27 +377,23 @@ int sched_flush(struct sched *s)
 static void sched_msg_unqueue(struct sched *s, struct sched_msg *m)
 {
     struct sched_dest *d, *dnext;
-    struct sched_jobx **pp;
+    struct sched_jobx *j, *jnext;
     int i;
 
-    for (d = s->dests; d; d = dnext) {
-        dnext = d->next;
-        d->qtail = NULL;
-        for (pp = &d->qhead; *pp;) {
-            if ((*pp)->m == m) {
-                struct sched_jobx *j = *pp;
-                *pp = j->qnext;
-                for (i = 0; i < j->pub.nrcpt; i++)
-                    m->active[j->rcpt[i]] = 0;
-                m->njobs--;
-                s->nready--;
-                free(j->rcpt);
-                free(j->result);
-                free(j);
-            } else {
-                d->qtail = *pp;
-                pp = &(*pp)->qnext;
-            }
+    for (d = TAILQ_FIRST(&s->dests); d; d = dnext) {
+        dnext = TAILQ_NEXT(d, link);
+        for (j = TAILQ_FIRST(&d->jobs); j; j = jnext) {
+            jnext = TAILQ_NEXT(j, qlink);
+            if (j->m != m)
+                continue;
+            TAILQ_REMOVE(&d->jobs, j, qlink);
+            for (i = 0; i < j->pub.nrcpt; i++)
+                m->active[j->rcpt[i]] = 0;
+            m->njobs--;
+            s->nready--;
+            free(j->rcpt);
+            free(j->result);
+            free(j);
         }
         sched_dest_release(s, d);
     }
@@ -408,8 +404,8 @@ int sched_delete(struct sched *s, const char *id)
     struct sched_msg *m, *next;
     int all = strcmp(id, "ALL") == 0, n = 0;
 
-    for (m = s->head; m; m = next) {
-        next = m->next;
+    for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
+        next = TAILQ_NEXT(m, link);
         if (!all && strcmp(m->id, id) != 0)
             continue;
         if (!m->removing && !m->gone) {
@@ -459,8 +455,8 @@ static int sched_hold_apply(struct sched *s, const char *id, int hold)
     struct sched_msg *m, *next;
     int all = strcmp(id, "ALL") == 0, n = 0;
 
-    for (m = s->head; m; m = next) {
-        next = m->next;
+    for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
+        next = TAILQ_NEXT(m, link);
         if (!all && strcmp(m->id, id) != 0)
             continue;
         /* a message still loading cannot be known to be held: release skips it */
@@ -489,8 +485,8 @@ int sched_hold_unsynced(struct sched *s)
     struct sched_msg *m;
     int n = 0;
 
-    for (m = s->head; m; m = m->next)
-        n += m->hold_unsynced && !m->removing && !m->gone;
+    TAILQ_FOREACH(m, &s->msgs, link)
+    n += m->hold_unsynced && !m->removing && !m->gone;
     return n;
 }
 
@@ -540,7 +536,8 @@ void sched_view_foreach(struct sched *s, int (*cb)(void *arg, const struct sched
     struct sched_msg *m;
     struct sched_view_msg v;
 
-    for (m = s->head; m; m = m->next) {
+    TAILQ_FOREACH(m, &s->msgs, link)
+    {
         struct sched_view_rcpt *r;
         int stop;
         if (m->loading || m->removing || m->gone || !m->env)

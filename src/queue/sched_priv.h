@@ -5,8 +5,11 @@
 #ifndef MTA_SCHED_PRIV_H
 #define MTA_SCHED_PRIV_H
 
+#include "mta/htab.h"
 #include "mta/sched.h"
 #include "sched_int.h"
+
+#include <sys/queue.h>
 
 struct event;
 struct workers;
@@ -20,7 +23,8 @@ struct sched_token {
 struct sched_msg {
     char id[SPOOL_ID_SIZE];
     struct sched *sched;
-    struct sched_msg *hnext, *prev, *next;
+    struct htab_node hnode;      /* in sched.msg_tab, by id */
+    TAILQ_ENTRY(sched_msg) link; /* sched.msgs, in arrival order (mailq) */
     struct spool_envelope *env;
     struct evbuffer *content; /* the message, kept from intake (sched_job_content), or NULL */
     int nslots;               /* env->nrcpt recipients, then the cc_mta copies */
@@ -51,7 +55,7 @@ struct sched_jobx {
     struct sched_job pub; /* first: the relay sees only this */
     struct sched_msg *m;
     struct sched_dest *dest;
-    struct sched_jobx *qnext;
+    TAILQ_ENTRY(sched_jobx) qlink; /* sched_dest.jobs while ready */
     int *rcpt, *result;
     int taken;
 };
@@ -60,13 +64,11 @@ struct sched_jobx {
 struct sched_dest {
     char *name;
     enum sched_dest_kind kind;
-    struct sched_dest *prev, *next;   /* s->dests, the round-robin order */
-    struct sched_dest *hnext;         /* s->dtab chain */
-    struct sched_jobx *qhead, *qtail; /* ready jobs */
-    int ntaken;                       /* jobs handed to the relay, not done yet */
+    TAILQ_ENTRY(sched_dest) link;  /* sched.dests, the round-robin order */
+    struct htab_node hnode;        /* in sched.dest_tab, by name and kind */
+    TAILQ_HEAD(, sched_jobx) jobs; /* ready jobs */
+    int ntaken;                    /* jobs handed to the relay, not done yet */
 };
-
-#define SCHED_DEST_HSIZE 1024
 
 struct sched {
     struct event_base *base;
@@ -75,11 +77,11 @@ struct sched {
     struct workers *io;
     struct event *run_ev;
     struct sched_token *tok;
-    struct sched_msg **htab;
-    size_t hsize, nmsg;
-    struct sched_msg *head, *tail;
-    struct sched_dest *dests, *rr;
-    struct sched_dest **dtab; /* SCHED_DEST_HSIZE chains: lookup by name and kind */
+    struct htab msg_tab;                           /* sched_msg by id */
+    TAILQ_HEAD(, sched_msg) msgs;                  /* in arrival order */
+    struct htab dest_tab;                          /* sched_dest by name and kind */
+    TAILQ_HEAD(sched_dest_list, sched_dest) dests; /* the round-robin order */
+    struct sched_dest *rr;                         /* served last */
     size_t nready;
     unsigned long long job_seq;
     size_t content_bytes; /* held in sched_msg.content, at most SCHED_CONTENT_MAX */
