@@ -28,6 +28,7 @@
 #include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,14 +39,14 @@ struct control_cmd {
     control_cmd_fn fn;
     void *arg;
     int public; /* any peer may run it (else root and the daemon's user only) */
-    struct control_cmd *next;
+    SLIST_ENTRY(control_cmd) link;
 };
 
 struct control_conn {
     struct control *c;
     struct bufferevent *bev;
-    struct control_conn *prev, *next;
-    uid_t uid; /* the peer's (SO_PEERCRED) */
+    LIST_ENTRY(control_conn) link; /* control.conns */
+    uid_t uid;                     /* the peer's (SO_PEERCRED) */
     int replied;
 };
 
@@ -56,19 +57,14 @@ struct control {
     struct evconnlistener *lev;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];  /* for messages */
     char local[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* bound and removed */
-    struct control_cmd *cmds;
-    struct control_conn *conns;
+    SLIST_HEAD(, control_cmd) cmds;
+    LIST_HEAD(, control_conn) conns; /* open connections, closed by control_free */
 };
 
 /* control_conn_free - close one client connection. */
 static void control_conn_free(struct control_conn *cc)
 {
-    if (cc->prev)
-        cc->prev->next = cc->next;
-    else
-        cc->c->conns = cc->next;
-    if (cc->next)
-        cc->next->prev = cc->prev;
+    LIST_REMOVE(cc, link);
     bufferevent_free(cc->bev);
     free(cc);
 }
@@ -101,7 +97,7 @@ static void control_dispatch(struct control_conn *cc, char *line)
          tok = strtok_r(NULL, " \t\r", &save))
         argv[argc++] = tok;
     argv[argc] = NULL;
-    for (cmd = cc->c->cmds; argc && cmd; cmd = cmd->next)
+    for (cmd = SLIST_FIRST(&cc->c->cmds); argc && cmd; cmd = SLIST_NEXT(cmd, link))
         if (strcmp(cmd->name, argv[0]) == 0)
             break;
     if (!argc || !cmd) {
@@ -193,10 +189,7 @@ static void control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, st
         free(cc);
         return;
     }
-    cc->next = c->conns;
-    if (c->conns)
-        c->conns->prev = cc;
-    c->conns = cc;
+    LIST_INSERT_HEAD(&c->conns, cc, link);
     bufferevent_setcb(cc->bev, control_read_cb, control_write_cb, control_event_cb, cc);
     bufferevent_set_timeouts(cc->bev, &tv, &tv);
     bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
@@ -215,6 +208,8 @@ struct control *control_new(struct event_base *base, const struct conf *conf, ch
         return NULL;
     }
     c->base = base;
+    SLIST_INIT(&c->cmds);
+    LIST_INIT(&c->conns);
     n = snprintf(c->path, sizeof(c->path), "%s/" CONTROL_SOCKET_NAME, conf->data_volume);
     if (n < 0 || (size_t)n >= sizeof(c->path)) {
         if (err && asprintf(err, "data_volume path too long for the control socket") < 0)
@@ -265,8 +260,7 @@ static int control_add(struct control *c, const char *name, control_cmd_fn fn, v
     cmd->fn = fn;
     cmd->arg = arg;
     cmd->public = public;
-    cmd->next = c->cmds;
-    c->cmds = cmd;
+    SLIST_INSERT_HEAD(&c->cmds, cmd, link);
     return 0;
 }
 
@@ -291,14 +285,14 @@ void control_free(struct control *c)
 
     if (!c)
         return;
-    while (c->conns)
-        control_conn_free(c->conns);
+    while (!LIST_EMPTY(&c->conns))
+        control_conn_free(LIST_FIRST(&c->conns));
     if (c->lev) {
         evconnlistener_free(c->lev);
         unlink(c->local);
     }
-    while ((cmd = c->cmds)) {
-        c->cmds = cmd->next;
+    while ((cmd = SLIST_FIRST(&c->cmds))) {
+        SLIST_REMOVE_HEAD(&c->cmds, link);
         free(cmd->name);
         free(cmd);
     }

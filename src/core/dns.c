@@ -18,21 +18,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 struct dns_sock {
     ares_socket_t fd;
     struct event *ev;
-    struct dns_sock *next;
+    LIST_ENTRY(dns_sock) link;
 };
 
 struct dns {
     struct event_base *base;
     ares_channel ch;
     struct event *timer;
-    struct dns_sock *socks;
+    LIST_HEAD(, dns_sock) socks;
     int in_submit; /* >0 while inside ares_query/ares_getaddrinfo: results are deferred */
-    struct dns_req *deferred; /* results waiting for the next loop turn */
-    struct event *deliver_ev; /* delivers them */
+    SLIST_HEAD(, dns_req) deferred; /* results waiting for the next loop turn */
+    struct event *deliver_ev;       /* delivers them */
 };
 
 /* A finished or pending request; results are delivered through dns_deliver_cb. */
@@ -48,7 +49,7 @@ struct dns_req {
     struct dns_mx mx[DNS_MAX_RECORDS];
     struct dns_addr addr[DNS_MAX_RECORDS];
     int n;
-    struct dns_req *next; /* on dns->deferred */
+    SLIST_ENTRY(dns_req) link; /* on dns->deferred */
 };
 
 static void dns_rearm(struct dns *d);
@@ -93,15 +94,14 @@ static void dns_rearm(struct dns *d)
 static void dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 {
     struct dns *d = data;
-    struct dns_sock **pp, *s;
+    struct dns_sock *s;
 
-    for (pp = &d->socks; *pp; pp = &(*pp)->next)
-        if ((*pp)->fd == fd)
-            break;
-    s = *pp;
+    LIST_FOREACH(s, &d->socks, link)
+    if (s->fd == fd)
+        break;
     if (!readable && !writable) {
         if (s) {
-            *pp = s->next;
+            LIST_REMOVE(s, link);
             event_free(s->ev);
             free(s);
         }
@@ -112,13 +112,13 @@ static void dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int wr
         if (!s)
             return; /* the query then times out: degraded, not broken */
         s->fd = fd;
-        s->next = d->socks;
-        d->socks = s;
+        LIST_INSERT_HEAD(&d->socks, s, link);
     } else {
         event_free(s->ev);
     }
-    s->ev = event_new(d->base, fd, (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST,
-                      dns_sock_cb, d);
+    s->ev =
+        event_new(d->base, fd, (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST,
+                  dns_sock_cb, d);
     if (s->ev)
         event_add(s->ev, NULL);
 }
@@ -169,8 +169,8 @@ struct dns *dns_new(struct event_base *base, const struct conf *conf, char **err
         csv[j] = '\0';
         rc = ares_set_servers_ports_csv(d->ch, csv);
         if (rc != ARES_SUCCESS) {
-            if (err && asprintf(err, "dns_servers = %s: %s", conf->dns_servers,
-                                ares_strerror(rc)) < 0)
+            if (err &&
+                asprintf(err, "dns_servers = %s: %s", conf->dns_servers, ares_strerror(rc)) < 0)
                 *err = NULL;
             ares_destroy(d->ch);
             free(d);
@@ -199,8 +199,8 @@ static void dns_deferred_cancel(struct dns *d)
 {
     struct dns_req *r;
 
-    while ((r = d->deferred)) {
-        d->deferred = r->next;
+    while ((r = SLIST_FIRST(&d->deferred))) {
+        SLIST_REMOVE_HEAD(&d->deferred, link);
         r->st = DNS_CANCELLED;
         r->errtext = "cancelled";
         r->n = 0;
@@ -228,8 +228,8 @@ void dns_free(struct dns *d)
     dns_deferred_cancel(d);
     if (d->deliver_ev)
         event_free(d->deliver_ev);
-    while ((s = d->socks)) {
-        d->socks = s->next;
+    while ((s = LIST_FIRST(&d->socks))) {
+        LIST_REMOVE(s, link);
         event_free(s->ev);
         free(s);
     }
@@ -255,8 +255,8 @@ static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    while ((r = d->deferred)) {
-        d->deferred = r->next;
+    while ((r = SLIST_FIRST(&d->deferred))) {
+        SLIST_REMOVE_HEAD(&d->deferred, link);
         dns_deliver(r);
     }
 }
@@ -268,8 +268,7 @@ static void dns_finish(struct dns_req *r)
     struct dns *d = r->d;
 
     if (d->in_submit && r->st != DNS_CANCELLED && d->deliver_ev) {
-        r->next = d->deferred;
-        d->deferred = r;
+        SLIST_INSERT_HEAD(&d->deferred, r, link);
         event_active(d->deliver_ev, EV_TIMEOUT, 0);
         return;
     }

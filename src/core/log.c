@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +36,7 @@
 
 /* One queued record; data holds the whole line, '\n' included. */
 struct log_rec {
-    struct log_rec *next;
+    STAILQ_ENTRY(log_rec) link;
     size_t len;
     char data[];
 };
@@ -59,7 +60,7 @@ static struct {
     int running;   /* writer thread exists */
     int accepting; /* log_vmail may enqueue */
     int stop, reopen;
-    struct log_rec *head, *tail;
+    STAILQ_HEAD(log_rec_list, log_rec) queue;
     size_t count, bytes;
     size_t max_records, max_bytes;
     unsigned retry_ms;
@@ -72,6 +73,7 @@ static struct {
     size_t nsinks;
 } log_st = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
+    .queue = STAILQ_HEAD_INITIALIZER(log_st.queue),
     .fd = -1,
 };
 
@@ -346,7 +348,7 @@ static void *log_writer_main(void *arg)
 
     pthread_mutex_lock(&log_st.mu);
     for (;;) {
-        while (!log_st.head && !log_st.stop && !log_st.reopen) {
+        while (STAILQ_EMPTY(&log_st.queue) && !log_st.stop && !log_st.reopen) {
             /* a refused sink needs a wake-up even when nothing new arrives */
             int pending = 0;
             struct timespec due = {0, 0};
@@ -364,7 +366,7 @@ static void *log_writer_main(void *arg)
             if (pthread_cond_timedwait(&log_st.wake, &log_st.mu, &due) == ETIMEDOUT)
                 break;
         }
-        if (log_st.head && !log_st.stop) {
+        if (!STAILQ_EMPTY(&log_st.queue) && !log_st.stop) {
             /* Let the records of the next millisecond join this batch: under load one wake-up
              * and one write() then carry many records instead of one each (a message makes
              * about five), which costs the loop thread a wake-up call per record otherwise. */
@@ -373,9 +375,9 @@ static void *log_writer_main(void *arg)
             nanosleep(&gather, NULL);
             pthread_mutex_lock(&log_st.mu);
         }
-        struct log_rec *list = log_st.head;
+        struct log_rec_list list = STAILQ_HEAD_INITIALIZER(list);
+        STAILQ_CONCAT(&list, &log_st.queue);
         size_t n = log_st.count;
-        log_st.head = log_st.tail = NULL;
         log_st.count = log_st.bytes = 0;
         int do_reopen = log_st.reopen;
         int stopping = log_st.stop;
@@ -388,9 +390,10 @@ static void *log_writer_main(void *arg)
             log_file_reopen();
 
         size_t len = 0;
-        for (struct log_rec *r = list; r; r = r->next)
-            if (log_buf_add(&batch, &len, &cap, r->data, r->len) != 0)
-                log_note_dropped(1);
+        struct log_rec *r;
+        STAILQ_FOREACH(r, &list, link)
+        if (log_buf_add(&batch, &len, &cap, r->data, r->len) != 0)
+            log_note_dropped(1);
         unsigned long dropped = atomic_load(&log_ndropped);
         if (dropped != reported) {
             /* say it in the log itself, so a reader sees the gap */
@@ -420,16 +423,15 @@ static void *log_writer_main(void *arg)
         }
         for (size_t i = 0; i < nsinks; i++)
             log_sink_push(&log_st.sinks[i], batch, len, log_st.retry_ms);
-        while (list) {
-            struct log_rec *next = list->next;
-            free(list);
-            list = next;
+        while ((r = STAILQ_FIRST(&list))) {
+            STAILQ_REMOVE_HEAD(&list, link);
+            free(r);
         }
 
         pthread_mutex_lock(&log_st.mu);
         log_st.done_seq += n;
         pthread_cond_broadcast(&log_st.done);
-        if (stopping && !log_st.head)
+        if (stopping && STAILQ_EMPTY(&log_st.queue))
             break;
     }
     size_t nsinks = log_st.nsinks;
@@ -658,12 +660,7 @@ static unsigned long long log_submit(const char *buf, size_t len, int force)
     }
     memcpy(r->data, buf, len);
     r->len = len;
-    r->next = NULL;
-    if (log_st.tail)
-        log_st.tail->next = r;
-    else
-        log_st.head = r;
-    log_st.tail = r;
+    STAILQ_INSERT_TAIL(&log_st.queue, r, link);
     log_st.count++;
     log_st.bytes += len;
     unsigned long long seq = ++log_st.enq_seq;

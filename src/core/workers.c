@@ -15,21 +15,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "mta/clock.h"
+
 struct workers_job {
     void (*work)(void *arg);
     void (*done)(void *arg);
     void *arg;
-    struct workers_job *next;
+    STAILQ_ENTRY(workers_job) link;
 };
 
-struct workers_list {
-    struct workers_job *head, *tail;
-};
+STAILQ_HEAD(workers_list, workers_job);
 
 struct workers {
     struct event_base *base;
@@ -40,29 +41,18 @@ struct workers {
     int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t work_cv; /* a job is queued, or stopping */
-    pthread_cond_t done_cv; /* a done() became ready (for workers_run_done) */
+    pthread_cond_t done_cv; /* a done() became ready (for workers_run_done; CLOCK_MONOTONIC) */
     struct workers_list todo, ready;
     int pending; /* submitted, done() not yet run; under mu */
     int stopping;
 };
 
-/* workers_list_push - append J (caller holds the mutex). */
-static void workers_list_push(struct workers_list *l, struct workers_job *j)
-{
-    j->next = NULL;
-    if (l->tail)
-        l->tail->next = j;
-    else
-        l->head = j;
-    l->tail = j;
-}
-
 /* workers_post_ready - queue J's completion for the loop and wake it on the first one. */
 static void workers_post_ready(struct workers *w, struct workers_job *j)
 {
     pthread_mutex_lock(&w->mu);
-    int was_empty = w->ready.head == NULL;
-    workers_list_push(&w->ready, j);
+    int was_empty = STAILQ_EMPTY(&w->ready);
+    STAILQ_INSERT_TAIL(&w->ready, j, link);
     pthread_cond_broadcast(&w->done_cv);
     pthread_mutex_unlock(&w->mu);
     if (was_empty) {
@@ -82,14 +72,12 @@ static void *workers_main(void *arg)
     struct workers *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->todo.head && !w->stopping)
+        while (STAILQ_EMPTY(&w->todo) && !w->stopping)
             pthread_cond_wait(&w->work_cv, &w->mu);
-        struct workers_job *j = w->todo.head;
+        struct workers_job *j = STAILQ_FIRST(&w->todo);
         if (!j)
             break; /* stopping and nothing left */
-        w->todo.head = j->next;
-        if (!w->todo.head)
-            w->todo.tail = NULL;
+        STAILQ_REMOVE_HEAD(&w->todo, link);
         pthread_mutex_unlock(&w->mu);
         j->work(j->arg);
         if (j->done == NULL) {
@@ -107,22 +95,24 @@ static void *workers_main(void *arg)
     return NULL;
 }
 
-/* workers_take_ready - detach the list of ready completions. */
-static struct workers_job *workers_take_ready(struct workers *w)
+/* workers_take_ready - move the ready completions to L (empty before). */
+static void workers_take_ready(struct workers *w, struct workers_list *l)
 {
     pthread_mutex_lock(&w->mu);
-    struct workers_job *j = w->ready.head;
-    w->ready.head = w->ready.tail = NULL;
+    STAILQ_CONCAT(l, &w->ready);
     pthread_mutex_unlock(&w->mu);
-    return j;
 }
 
-/* workers_run_list - run each done() of the detached list J in order; returns how many. */
-static int workers_run_list(struct workers *w, struct workers_job *j)
+/* workers_run_ready - run each ready done() in order, outside the mutex; returns how many. */
+static int workers_run_ready(struct workers *w)
 {
+    struct workers_list l = STAILQ_HEAD_INITIALIZER(l);
+    struct workers_job *j;
     int n = 0;
-    while (j) {
-        struct workers_job *next = j->next;
+
+    workers_take_ready(w, &l);
+    while ((j = STAILQ_FIRST(&l))) {
+        STAILQ_REMOVE_HEAD(&l, link);
         if (j->done)
             j->done(j->arg);
         free(j);
@@ -130,7 +120,6 @@ static int workers_run_list(struct workers *w, struct workers_job *j)
         w->pending--;
         pthread_mutex_unlock(&w->mu);
         n++;
-        j = next;
     }
     return n;
 }
@@ -142,7 +131,7 @@ static void workers_wake_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN && errno != EINTR)
         return;
-    workers_run_list(w, workers_take_ready(w));
+    workers_run_ready(w);
 }
 
 struct workers *workers_new(struct event_base *base, int nthreads, const char *name)
@@ -156,7 +145,13 @@ struct workers *workers_new(struct event_base *base, int nthreads, const char *n
     snprintf(w->name, sizeof w->name, "%s", name ? name : "worker");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->work_cv, NULL);
-    pthread_cond_init(&w->done_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    STAILQ_INIT(&w->todo);
+    STAILQ_INIT(&w->ready);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->efd < 0)
         goto fail;
@@ -205,7 +200,7 @@ void workers_submit(struct workers *w, void (*work)(void *arg), void (*done)(voi
     pthread_mutex_lock(&w->mu);
     w->pending++;
     if (work) {
-        workers_list_push(&w->todo, j);
+        STAILQ_INSERT_TAIL(&w->todo, j, link);
         pthread_cond_signal(&w->work_cv);
         pthread_mutex_unlock(&w->mu);
     } else {
@@ -226,22 +221,15 @@ int workers_pending(const struct workers *w)
 int workers_run_done(struct workers *w, int wait_ms)
 {
     if (wait_ms > 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = clock_mono_after((unsigned)wait_ms);
         pthread_mutex_lock(&w->mu);
-        while (!w->ready.head) {
+        while (STAILQ_EMPTY(&w->ready)) {
             if (pthread_cond_timedwait(&w->done_cv, &w->mu, &until) == ETIMEDOUT)
                 break;
         }
         pthread_mutex_unlock(&w->mu);
     }
-    return workers_run_list(w, workers_take_ready(w));
+    return workers_run_ready(w);
 }
 
 void workers_free(struct workers *w)
