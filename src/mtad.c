@@ -24,6 +24,7 @@
 #include "mta/smtpd.h"
 #include "mta/spool.h"
 #include "mta/dns.h"
+#include "mta/err.h"
 #include "mta/relay.h"
 #include "mta/rlimit.h"
 #include "mta/control.h"
@@ -167,6 +168,12 @@ static void mtad_fail(const char *message, const char *detail)
     exit(1);
 }
 
+/* mtad_fail_code - fail with the summary line of CODE (err.h) and DETAIL. */
+static void mtad_fail_code(enum mta_err_code code, const char *detail)
+{
+    mtad_fail(mta_err_summary(code), detail);
+}
+
 int main(int argc, char **argv)
 {
     struct mtad d;
@@ -174,6 +181,7 @@ int main(int argc, char **argv)
     int noverrides = 0;
     const char *config = MTA_DEFAULT_CONF; /* the installed one; a missing file names it */
     char *errors = NULL, *err = NULL;
+    struct mta_err merr = {MTA_ERR_NONE, NULL};
     int ch;
 
     memset(&d, 0, sizeof(d));
@@ -207,22 +215,20 @@ int main(int argc, char **argv)
     if (d.conf == NULL) {
         fputs(errors ? errors : "Error: unknown configuration error\n", stderr);
         free(errors);
-        fprintf(stderr, "Error: Failed to pre-configure MTA.\n");
+        fprintf(stderr, "%s\n", mta_err_summary(MTA_ERR_CONFIG));
         return 1;
     }
     /* 1b. the account to run as (started as root): a missing one names mail_owner; paths
      * absolute, as mtad will work inside the data volume */
     if (priv_prepare(d.conf, &err) != 0 || priv_absolute_paths(d.conf, &err) != 0)
-        mtad_fail("Error: Failed to pre-configure MTA.", err);
+        mtad_fail_code(MTA_ERR_CONFIG, err);
 
     signal(SIGPIPE, SIG_IGN);
     if (evthread_use_pthreads() != 0)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.",
-                  "libevent threading unavailable");
+        mtad_fail_code(MTA_ERR_START, "libevent threading unavailable");
     d.base = event_base_new();
     if (d.base == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.",
-                  "cannot create the event loop");
+        mtad_fail_code(MTA_ERR_START, "cannot create the event loop");
 
     /* 2. the mail log */
     struct log_options lo = {
@@ -233,7 +239,7 @@ int main(int argc, char **argv)
         .to_stderr = 1,
     };
     if (log_init(&lo, &err) != 0)
-        mtad_fail("Error: Failed to pre-configure MTA.", err);
+        mtad_fail_code(MTA_ERR_CONFIG, err);
 
     /* 2a. open files for every session the limits allow (while still root: may raise hard) */
     long nofile_was, nofile_now;
@@ -249,7 +255,7 @@ int main(int argc, char **argv)
      * keys are read now (root-only keys work; a SIGHUP reload reads them as mail_owner);
      * the listening ports are bound now (ports below 1024). */
     if (priv_enter_data_volume(d.conf, &err) != 0)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
     struct tls_ctx *tls = NULL;
     if (!d.conf->ssl_disabled) {
         const char *msg = NULL;
@@ -259,7 +265,7 @@ int main(int argc, char **argv)
     }
     priv_prebind(d.conf);
     if (priv_drop(&err) != 0)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
     if (priv_dropped())
         log_info("running as %s (uid %lu, gid %lu)", priv_owner_name(), (unsigned long)getuid(),
                  (unsigned long)getgid());
@@ -270,58 +276,52 @@ int main(int argc, char **argv)
 
         /* relative to the data volume, the working directory (see 2b) */
         if (asprintf(&spill, "%s/log-spill", priv_data_volume_path(d.conf->data_volume)) < 0)
-            mtad_fail("Error: Failed to pre-configure MTA.", "out of memory");
+            mtad_fail_code(MTA_ERR_CONFIG, "out of memory");
         log_smb_set_rotation(d.conf->maillog_rotate_size, (int)d.conf->maillog_rotate_count);
-        if (log_smb_start(d.conf->log_terminal, d.conf->maillog_filename, spill, &err) != 0) {
-            if (err && strcmp(err, LOG_SMB_ERR_MOUNT) == 0)
-                mtad_fail("Error: Failed to mount log share.", NULL);
-            mtad_fail("Error: Failed to pre-configure MTA.", err);
-        }
+        if (log_smb_start(d.conf->log_terminal, d.conf->maillog_filename, spill, &merr) != 0)
+            mtad_fail_code(merr.code, merr.text);
         free(spill);
     }
 
     /* 3. the spool on the data volume (recovery runs here) */
     d.spool = spool_open(d.base, d.conf, &err);
     if (d.spool == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
 
     /* 3b. delivery: resolver, scheduler (rebuilt from the spool), relay, control socket */
     d.dns = dns_new(d.base, d.conf, &err);
     if (d.dns == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
     d.sched = sched_new(d.base, d.conf, d.spool, &err);
     if (d.sched == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
     d.relay = relay_new(d.base, d.conf, d.spool, d.sched, d.dns, &err);
     if (d.relay == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
     d.control = control_new(d.base, d.conf, &err);
     if (d.control == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
     sched_control_attach(d.sched, d.control);
 
     /* 4. intake (with SSL the key and certificate were read in 2b) */
     d.smtpd = smtpd_new(d.base, d.conf, d.spool, &err);
     if (d.smtpd == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
     if (tls) {
         if (smtpd_set_tls(d.smtpd, tls, &err) < 0)
-            mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+            mtad_fail_code(MTA_ERR_START, err);
         d.keyw = workers_new(d.base, 1, "keys");
     }
 
     /* 4b. local submission: what sendmail/postdrop put in the maildrop, also while we were down */
     d.pickup = pickup_new(d.base, d.conf, d.spool, &err);
     if (d.pickup == NULL)
-        mtad_fail("Error: Failed to start MTA server. See the appliance log for details.", err);
+        mtad_fail_code(MTA_ERR_START, err);
 
     /* 5. statistics: web UI, JSON API, /metrics, the mon push */
-    d.stats = stats_new(d.base, d.conf, d.spool, d.sched, &err);
-    if (d.stats == NULL) {
-        if (err && strcmp(err, "Failed to initialize UI backend.") == 0)
-            mtad_fail("Error: Failed to initialize UI backend.", NULL);
-        mtad_fail("Error: Failed to initialize UI backend.", err);
-    }
+    d.stats = stats_new(d.base, d.conf, d.spool, d.sched, &merr);
+    if (d.stats == NULL)
+        mtad_fail_code(merr.code, merr.text);
     priv_prebind_release();
 
     d.sig_term = evsignal_new(d.base, SIGTERM, mtad_signal_cb, &d);

@@ -12,8 +12,8 @@
 
 #include <stddef.h>
 
-/* The exact start-up error (appliance-spec.md) when the share cannot be reached. */
-#define LOG_SMB_ERR_MOUNT "Failed to mount log share."
+#include "mta/err.h"
+
 /* The dashboard message while the share is away (printf format, one %lld). */
 #define LOG_SMB_MSG_UNREACHABLE "The mail log share is unreachable; %lld records are waiting."
 /* ... and while the share is back but the spill file is still being replayed. */
@@ -40,10 +40,12 @@ void log_smb_set_tuning(size_t queue_bytes, unsigned backoff_max_ms, unsigned ti
  * the spill file, its replay offset and libsmbclient's private client config.
  * Connects and opens the file synchronously (may block start-up for up to the
  * call timeout, never a session), then registers the sink with log_add_sink.
- * 0 ok; -1 and *err (malloc'd; LOG_SMB_ERR_MOUNT when the share is unreachable,
- * another text for a bad URL or file name or an unusable SPILL_DIR).
+ * 0 ok; -1 and *err: MTA_ERR_LOG_SHARE when the share is unreachable (the
+ * reason is logged as a warning), MTA_ERR_CONFIG with a text for a bad URL or
+ * file name or an unusable SPILL_DIR.
  */
-int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir, char **err);
+int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir,
+                  struct mta_err *err);
 
 /*
  * log_smb_stop - after log_shutdown: write what is queued (at most ~5 s), spill

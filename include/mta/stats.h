@@ -14,16 +14,17 @@ struct conf;
 struct spool;
 struct sched;
 struct stats;
+struct mta_err;
 
 /*
  * stats_new - bind the HTTP service and start the mon push. SPOOL and SCHED may
- * be NULL (no free-space figure, empty queue). NULL and *err (malloc'd, without
- * the "Error: " prefix) on failure: "Failed to initialize UI backend." when the
- * HTTP port cannot be bound, a message naming mon_terminal when it is not ip:port.
+ * be NULL (no free-space figure, empty queue). NULL and *err on failure, always
+ * MTA_ERR_UI: without a text when the HTTP port cannot be bound (the reason is
+ * logged), with one naming mon_terminal when that is not ip:port or unusable.
  * CONF must outlive the returned object.
  */
 struct stats *stats_new(struct event_base *base, const struct conf *conf, struct spool *spool,
-                        struct sched *sched, char **err);
+                        struct sched *sched, struct mta_err *err);
 /* stats_free - close the listener and every HTTP connection, stop the mon push (NULL ok). */
 void stats_free(struct stats *st);
 

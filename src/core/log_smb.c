@@ -23,6 +23,8 @@
 #include "mta/log_smb.h"
 #include "log_smb_int.h"
 
+#include "mta/err.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -277,23 +279,36 @@ static void log_smb_cleanup(void)
     counter_set(CNT_LOG_SPILLED, 0);
 }
 
-int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir, char **err)
+/* log_smb_start_fail - report a failed start as CODE with the detail WHY (freed); -1. */
+static int log_smb_start_fail(struct mta_err *err, enum mta_err_code code, char *why)
+{
+    if (why)
+        mta_err_set(err, code, "%s", why);
+    else
+        mta_err_set(err, code, NULL);
+    free(why);
+    return -1;
+}
+
+int log_smb_start(const char *url, const char *maillog_filename, const char *spill_dir,
+                  struct mta_err *err)
 {
     pthread_condattr_t ca;
+    char *why = NULL;
+    enum mta_err_code code = MTA_ERR_CONFIG;
 
-    if (err)
-        *err = NULL;
+    mta_err_clear(err);
     if (log_smb_st.running) {
-        log_smb_errf(err, "the log share is already started");
-        return -1;
+        log_smb_errf(&why, "the log share is already started");
+        return log_smb_start_fail(err, MTA_ERR_CONFIG, why);
     }
-    if (log_smb_target_parse(&log_smb_st.tgt, url, maillog_filename, err) != 0)
-        return -1;
+    if (log_smb_target_parse(&log_smb_st.tgt, url, maillog_filename, &why) != 0)
+        return log_smb_start_fail(err, MTA_ERR_CONFIG, why);
     if (log_smb_lib_load() != 0) {
+        /* the reason goes to the log; the summary line says the rest */
         log_warning(LOG_SMB_SERVICE, "%s", log_smb_st.why);
-        log_smb_errf(err, "%s", LOG_SMB_ERR_MOUNT);
         log_smb_cleanup();
-        return -1;
+        return log_smb_start_fail(err, MTA_ERR_LOG_SHARE, NULL);
     }
     log_smb_st.url = strdup(url);
     if (!log_smb_st.qbound)
@@ -308,10 +323,10 @@ int log_smb_start(const char *url, const char *maillog_filename, const char *spi
     log_smb_st.q = malloc(log_smb_st.qcap);
     log_smb_st.batch = malloc(LOG_SMB_BATCH);
     if (log_smb_st.url == NULL || log_smb_st.q == NULL || log_smb_st.batch == NULL) {
-        log_smb_errf(err, "out of memory");
+        log_smb_errf(&why, "out of memory");
         goto fail;
     }
-    if (log_smb_spill_open(spill_dir, err) != 0 || log_smb_write_conf(spill_dir, err) != 0)
+    if (log_smb_spill_open(spill_dir, &why) != 0 || log_smb_write_conf(spill_dir, &why) != 0)
         goto fail;
 
     pthread_condattr_init(&ca);
@@ -327,7 +342,7 @@ int log_smb_start(const char *url, const char *maillog_filename, const char *spi
     log_smb_st.pending = 0;
     log_smb_st.spill_retry.tv_sec = log_smb_st.spill_retry.tv_nsec = 0;
     if (pthread_create(&log_smb_st.thread, NULL, log_smb_main, NULL) != 0) {
-        log_smb_errf(err, "cannot start the log share thread");
+        log_smb_errf(&why, "cannot start the log share thread");
         goto fail_cond;
     }
     pthread_mutex_lock(&log_smb_st.mu);
@@ -340,7 +355,7 @@ int log_smb_start(const char *url, const char *maillog_filename, const char *spi
     if (!ok) {
         pthread_join(log_smb_st.thread, NULL);
         log_warning(LOG_SMB_SERVICE, "%s", log_smb_st.why);
-        log_smb_errf(err, "%s", LOG_SMB_ERR_MOUNT);
+        code = MTA_ERR_LOG_SHARE; /* the warning has the reason */
         goto fail_cond;
     }
     log_smb_st.running = 1;
@@ -354,7 +369,7 @@ fail_cond:
     pthread_cond_destroy(&log_smb_st.started);
 fail:
     log_smb_cleanup();
-    return -1;
+    return log_smb_start_fail(err, code, why);
 }
 
 void log_smb_stop(void)

@@ -25,6 +25,7 @@
 #include <event2/util.h>
 
 #include "mta/conf.h"
+#include "mta/err.h"
 #include "mta/log.h"
 #include "mta/privilege.h"
 #include "mta/rlimit.h"
@@ -392,11 +393,11 @@ static evutil_socket_t http_listen(const char *addr, int port)
 
 /* stats_new - see stats.h. */
 struct stats *stats_new(struct event_base *base, const struct conf *conf, struct spool *spool,
-                        struct sched *sched, char **err)
+                        struct sched *sched, struct mta_err *err)
 {
     struct stats *st = calloc(1, sizeof *st);
     if (!st) {
-        *err = strdup("Failed to initialize UI backend.");
+        mta_err_set(err, MTA_ERR_UI, NULL);
         return NULL;
     }
     st->base = base;
@@ -421,7 +422,7 @@ struct stats *stats_new(struct event_base *base, const struct conf *conf, struct
         if (fd >= 0)
             close(fd);
         stats_free(st);
-        *err = strdup("Failed to initialize UI backend.");
+        mta_err_set(err, MTA_ERR_UI, NULL); /* the reason is in the log */
         return NULL;
     }
     st->lev = evhttp_bound_socket_get_listener(bound);
@@ -437,8 +438,14 @@ struct stats *stats_new(struct event_base *base, const struct conf *conf, struct
                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(st->http, http_request_cb, st);
     if (conf->mon_terminal[0]) {
-        st->mon = stats_mon_new(st, conf->mon_terminal, err);
+        char *why = NULL;
+        st->mon = stats_mon_new(st, conf->mon_terminal, &why);
         if (!st->mon) {
+            if (why)
+                mta_err_set(err, MTA_ERR_UI, "%s", why);
+            else
+                mta_err_set(err, MTA_ERR_UI, NULL);
+            free(why);
             stats_free(st);
             return NULL;
         }

@@ -140,15 +140,24 @@ static int wait_written(double secs)
     return -1;
 }
 
-/* start_log - the log writer (no stderr) plus our sink. */
+static enum mta_err_code start_code; /* what the last start_log reported */
+
+/* start_log - the log writer (no stderr) plus our sink; a failure's exact start-up line
+ * (or its detail) in *ERR. */
 static int start_log(const char *file, char **err)
 {
     struct log_options lo = {
         .hostname = "mx.test", .syslog_name = "mta", .to_stderr = 0, .sink_retry_ms = 100};
+    struct mta_err me = {MTA_ERR_NONE, NULL};
     char *e = NULL;
 
     assert_int_equal(log_init(&lo, &e), 0);
-    return log_smb_start(url, file, spilldir, err);
+    int r = log_smb_start(url, file, spilldir, &me);
+    start_code = me.code;
+    if (r != 0)
+        *err = strdup(me.text ? me.text : mta_err_summary(me.code));
+    mta_err_clear(&me);
+    return r;
 }
 
 static int setup(void **state)
@@ -236,7 +245,8 @@ static void test_unreachable(void **state)
     snprintf(url, sizeof(url), "smb://127.0.0.1:1/share");
     double t0 = now_s();
     assert_int_equal(start_log("/x/maillog", &err), -1);
-    assert_string_equal(err, "Failed to mount log share.");
+    assert_int_equal(start_code, MTA_ERR_LOG_SHARE);
+    assert_string_equal(err, "Error: Failed to mount log share.");
     assert_true(now_s() - t0 < 10);
     free(err);
     log_shutdown();
