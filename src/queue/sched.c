@@ -19,7 +19,6 @@
 #include "mta/text.h"
 #include "mta/workers.h"
 #include "sched_int.h"
-#include "sched_priv.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -19,7 +19,7 @@
 #include "mta/log.h"
 #include "mta/sched.h"
 #include "mta/text.h"
-#include "sched_priv.h"
+#include "sched_int.h"
 
 #include <event2/buffer.h>
 #include <limits.h>

@@ -11,7 +11,7 @@
 #include "mta/log.h"
 #include "mta/spool.h"
 #include "mta/workers.h"
-#include "sched_priv.h"
+#include "sched_int.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

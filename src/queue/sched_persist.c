@@ -10,7 +10,7 @@
 #include "mta/log.h"
 #include "mta/spool.h"
 #include "mta/workers.h"
-#include "sched_priv.h"
+#include "sched_int.h"
 
 #include <errno.h>
 #include <stdio.h>

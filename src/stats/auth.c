@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 /*
  * stats_ct_equal - 1 when A and B are equal. The time depends only on BLEN (the

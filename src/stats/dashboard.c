@@ -5,7 +5,7 @@
  * and not also "below 5%" (the 5% one would be true but redundant).
  * Not here: where the figures come from (snapshot.c) or how messages are shown.
  */
-#include "stats_priv.h"
+#include "stats_int.h"
 #include "mta/log_smb.h"
 
 static const char *stats_dash_msgs[STATS_DASHBOARD_MAX];

@@ -8,7 +8,7 @@
 
 #include <event2/buffer.h>
 
-#include "stats_priv.h"
+#include "stats_int.h"
 #include "mta/text.h"
 
 

@@ -23,7 +23,7 @@
 #include "mta/log.h"
 #include "mta/sched.h"
 
-#include "stats_priv.h"
+#include "stats_int.h"
 #include "mta/text.h"
 
 /* http_api_stats - GET /api/stats. */

@@ -21,7 +21,7 @@
 #include "mta/log.h"
 #include "mta/sched.h"
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 /*
  * http_page_send - a finished page (RC 0), or 500 when a template did not match the

@@ -31,7 +31,7 @@
 #include "mta/rlimit.h"
 #include "mta/stats.h"
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 #define STATS_LISTEN_BACKLOG 512
 

@@ -9,7 +9,7 @@
 
 #include <event2/buffer.h>
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 struct stats_metric_def {
     const char *name, *kind, *help;

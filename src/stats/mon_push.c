@@ -22,7 +22,7 @@
 #include "mta/conf.h"
 #include "mta/log.h"
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 #define STATS_MON_INTERVAL 5    /* seconds between pushes */
 #define STATS_MON_DATAGRAM 1400 /* bytes of one datagram at most (no IP fragmentation) */

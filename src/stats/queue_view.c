@@ -7,7 +7,7 @@
 
 #include "mta/sched.h"
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 /* stats_queue_match - 1 when Q is empty or occurs (case-insensitively) in M's queue ID, sender or a
  * recipient. */

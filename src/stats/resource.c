@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "mta/clock.h"
-#include "stats_priv.h"
+#include "stats_int.h"
 
 /* stats_resource_read - CPU seconds (user + system) and RSS bytes of this process. */
 void stats_resource_read(double *cpu_seconds, long long *rss_bytes)

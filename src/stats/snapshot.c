@@ -10,7 +10,7 @@
 #include "mta/conf.h"
 #include "mta/spool.h"
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 /* stats_snapshot_take - fill S with the figures of this instant. */
 void stats_snapshot_take(struct stats *st, struct stats_snapshot *s)

@@ -13,7 +13,7 @@
 
 #include <event2/buffer.h>
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 /*
  * stats_mon_parse_target - "ip:port" or "[ipv6]:port" into SA (a struct

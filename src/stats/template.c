@@ -22,7 +22,7 @@
 
 #include <event2/buffer.h>
 
-#include "stats_priv.h"
+#include "stats_int.h"
 
 /* stats_template_fail - format an error into ERR (bounded); always returns -1. */
 static int stats_template_fail(char *err, size_t errlen, const char *fmt, ...)

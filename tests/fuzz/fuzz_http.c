@@ -16,7 +16,7 @@
 
 #include "fuzz_util.h"
 #include "mta/conf.h"
-#include "stats_priv.h"
+#include "stats_int.h"
 
 static struct stats fuzz_st[2]; /* 0: no username, 1: Basic authentication on */
 

@@ -7,7 +7,7 @@
  */
 #include "fuzz_util.h"
 #include "smtpd/smtpd_int.h"
-#include "stats_priv.h"
+#include "stats_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

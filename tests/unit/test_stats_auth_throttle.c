@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "stats/stats_priv.h"
+#include "stats/stats_int.h"
 
 static void test_lockout_after_limit(void **state)
 {

@@ -18,7 +18,7 @@
 
 #include "mta/sched.h"
 #include "mta/text.h"
-#include "stats/stats_priv.h"
+#include "stats/stats_int.h"
 
 /* text - the evbuffer's content as a NUL-terminated string (static, per call). */
 static const char *text(struct evbuffer *b)

@@ -18,7 +18,7 @@
 #include <event2/buffer.h>
 
 #include "mta/sched.h"
-#include "stats/stats_priv.h"
+#include "stats/stats_int.h"
 
 #define HOSTILE "<script>alert('x')</script>&\"q\""
 #define HOSTILE_ESC "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;q&quot;"

@@ -1,12 +1,12 @@
 /*
- * stats_priv.h - declarations shared by the files of src/stats only: the service
+ * stats_int.h - declarations shared by the files of src/stats only: the service
  * object, the snapshot of figures every output is rendered from, and the pure
  * formatting helpers (escaping, auth parsing, Prometheus, StatsD, dashboard
  * messages) that the unit tests call directly.
  * Not here: anything another module may use (that is include/mta/stats.h).
  */
-#ifndef MTA_STATS_PRIV_H
-#define MTA_STATS_PRIV_H
+#ifndef MTA_STATS_INT_H
+#define MTA_STATS_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
