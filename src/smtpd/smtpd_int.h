@@ -132,7 +132,7 @@ struct smtpd_session {
     const char *name; /* "unknown": no reverse DNS */
     int trusted, authenticated, tls;
     int submission;         /* came in on submission_port: STARTTLS, then AUTH, before MAIL */
-    enum smtpd_state state; /* only smtpd_enter_state writes it */
+    enum smtpd_state state; /* set at accept, then only by smtpd_enter_state */
     int timeout;            /* the read/write timeout in force on bev, seconds */
     char *helo;
     int esmtp;
