@@ -4,7 +4,7 @@
  * default_process_limit in all), reuses idle connections, logs every recipient result in Postfix's
  * format, and when a job ends turns bounces, expiries and success notifications into RFC 3464
  * messages committed through the spool before the scheduler hears the result.
- * Not here: the SMTP conversation (relay_smtp.c), the DSN text (relay_bounce.c).
+ * Not here: the SMTP conversation (relay_smtp.c), notifications (relay_notify.c).
  */
 #include "relay_int.h"
 
@@ -163,32 +163,10 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
     }
 }
 
-/* --- end of a job: notifications, then the scheduler --- */
-
-struct relay_notify {
-    struct relay_token *tok;
-    struct relay_job *rj;
-    int success; /* the notification being made: 1 success, 0 bounce */
-    int *which;  /* job recipient indices it covers */
-    int n;
-    int nfail_pending, nsucc_pending;
-    struct evbuffer *text;
-    char *orig;
-    size_t origlen;
-    int err;
-    struct spool_envelope env;
-    struct spool_rcpt rcpt;
-    struct spool_msg *msg;
-    char msgid[160];
-    char newid[SPOOL_ID_SIZE];
-    char qid[SPOOL_ID_SIZE]; /* the bounced message's ID, for the log after the job is gone */
-    long long newsize;
-};
-
-static void relay_notify_next(struct relay *r, struct relay_job *rj, int success_done);
+/* --- end of a job: notifications (relay_notify.c), then the scheduler --- */
 
 /* relay_job_release - hand the job back to the scheduler and free the relay side. */
-static void relay_job_release(struct relay *r, struct relay_job *rj)
+void relay_job_release(struct relay *r, struct relay_job *rj)
 {
     int i;
 
@@ -210,223 +188,6 @@ static void relay_job_release(struct relay *r, struct relay_job *rj)
     relay_stream_free(rj->st);
     free(rj);
     relay_drain_check(r);
-}
-
-/* relay_wants_failure_dsn - job recipient I bounced and its sender asked (or did not refuse) to
- * hear. */
-static int relay_wants_dsn(const struct relay_job *rj, int i, int success)
-{
-    const struct sched_job *job = rj->job;
-    int slot = job->rcpt[i], notify;
-
-    if (slot >= job->env->nrcpt || !job->env->sender[0])
-        return 0; /* cc_mta copies and bounces themselves never produce notifications */
-    notify = job->env->rcpt[slot].notify;
-    if (notify & SPOOL_NOTIFY_NEVER)
-        return 0;
-    if (success)
-        return job->result[i] == SCHED_RESULT_SENT && (notify & SPOOL_NOTIFY_SUCCESS) &&
-               !rj->ri[i].notified;
-    return job->result[i] == SCHED_RESULT_BOUNCE && (!notify || (notify & SPOOL_NOTIFY_FAILURE));
-}
-
-static void relay_notify_build(void *arg)
-{
-    struct relay_notify *nt = arg;
-    struct relay_job *rj = nt->rj;
-    const struct spool_envelope *env = rj->job->env;
-    struct relay_dsn_rcpt dr[64];
-    struct relay_dsn_info info;
-    char boundary[128], msgid[160];
-    long long size = 0;
-    int fd, i, hdrs_only;
-
-    /* the original message, for the third part */
-    fd = spool_open_message(nt->tok->r->spool, rj->job->queue_id, NULL, &size);
-    if (fd >= 0) {
-        size_t want = size > RELAY_BOUNCE_FULL_MAX ? RELAY_BOUNCE_FULL_MAX : (size_t)size;
-        nt->orig = malloc(want + 1);
-        if (nt->orig) {
-            ssize_t n;
-            while (nt->origlen < want &&
-                   (n = read(fd, nt->orig + nt->origlen, want - nt->origlen)) > 0)
-                nt->origlen += (size_t)n;
-        }
-        close(fd);
-    }
-    hdrs_only = env->ret == SPOOL_RET_HDRS || size > RELAY_BOUNCE_FULL_MAX || nt->success;
-    if (hdrs_only && nt->orig) {
-        char *end = memmem(nt->orig, nt->origlen, "\r\n\r\n", 4);
-        if (end)
-            nt->origlen = (size_t)(end - nt->orig) + 2;
-    }
-    snprintf(boundary, sizeof(boundary), "%s.%lld/%s", rj->job->queue_id, (long long)time(NULL),
-             nt->tok->r->myhostname);
-    snprintf(msgid, sizeof(msgid), "%s.%lld@%s", rj->job->queue_id, relay_now_us(),
-             nt->tok->r->myhostname);
-    snprintf(nt->msgid, sizeof(nt->msgid), "%s", msgid);
-    memset(&info, 0, sizeof(info));
-    info.hostname = nt->tok->r->myhostname;
-    info.queue_id = rj->job->queue_id;
-    info.sender = env->sender;
-    info.envid = env->envid;
-    info.arrival_us = env->arrival_us;
-    info.now = time(NULL);
-    info.boundary = boundary;
-    info.msgid = msgid;
-    info.success = nt->success;
-    info.hdrs_only = hdrs_only;
-    for (i = 0; i < nt->n && i < 64; i++) {
-        int k = nt->which[i], slot = rj->job->rcpt[k];
-        dr[i].addr = env->rcpt[slot].addr;
-        dr[i].orcpt = env->rcpt[slot].orcpt;
-        dr[i].action = nt->success ? "relayed" : "failed";
-        dr[i].status = rj->ri[k].dsn;
-        dr[i].remote = rj->ri[k].remote ? rj->ri[k].remote : "";
-        dr[i].diag = rj->ri[k].diag ? rj->ri[k].diag : "";
-    }
-    relay_dsn_build(&info, dr, i, nt->orig ? nt->orig : "", nt->orig ? nt->origlen : 0, nt->text);
-}
-
-/*
- * relay_notify_log - the queued notification's records as Postfix writes them: cleanup's
- * message-id=, then the bounce daemon's "QID: sender non-delivery notification: NEWID"
- * (prometheus-postfix-exporter and pflogsumm read it), then qmgr's from=<>. The
- * notification bypasses smtpd, so its intake records are logged here.
- */
-static void relay_notify_log(const struct relay_notify *nt)
-{
-    log_mail("cleanup", "%s: message-id=<%s>", nt->newid, nt->msgid);
-    log_mail("bounce", "%s: sender %s notification: %s", nt->qid,
-             nt->success ? "delivery status" : "non-delivery", nt->newid);
-    log_mail("qmgr", "%s: from=<>, size=%lld, nrcpt=1 (queue active)", nt->newid, nt->newsize);
-}
-
-static void relay_notify_committed(void *arg, int err)
-{
-    struct relay_notify *nt = arg;
-    struct relay *r = nt->tok->r;
-    struct relay_job *rj = nt->rj;
-    int i;
-
-    if (!r) {
-        /* the relay stopped meanwhile and handed the job back already */
-        if (err)
-            log_warning("bounce", "notification not queued at shutdown: %s", strerror(err));
-        else
-            relay_notify_log(nt);
-        if (--nt->tok->refs == 0)
-            free(nt->tok);
-        free(nt->which);
-        free(nt);
-        return;
-    }
-    if (err) {
-        log_warning("bounce", "%s: cannot queue %s notification: %s", rj->job->queue_id,
-                    nt->success ? "delivery status" : "non-delivery", strerror(err));
-        /* the bounce must not be lost: keep those recipients for another attempt */
-        if (!nt->success)
-            for (i = 0; i < nt->n; i++)
-                rj->job->result[nt->which[i]] = SCHED_RESULT_DEFER;
-    } else {
-        relay_notify_log(nt);
-    }
-    if (--nt->tok->refs == 0 && !nt->tok->r)
-        free(nt->tok);
-    free(nt->which);
-    free(nt);
-    relay_notify_next(r, rj, 0);
-}
-
-static void relay_notify_built(void *arg)
-{
-    struct relay_notify *nt = arg;
-    struct relay *r = nt->tok->r;
-    struct relay_job *rj = nt->rj;
-    const struct spool_envelope *env = rj->job->env;
-
-    free(nt->orig);
-    nt->orig = NULL;
-    if (!(nt->msg = spool_msg_new(r->spool))) {
-        int i;
-        evbuffer_free(nt->text);
-        if (!nt->success)
-            for (i = 0; i < nt->n; i++)
-                rj->job->result[nt->which[i]] = SCHED_RESULT_NONE;
-        nt->tok->refs--;
-        free(nt->which);
-        free(nt);
-        relay_notify_next(r, rj, 1);
-        return;
-    }
-    snprintf(nt->newid, sizeof(nt->newid), "%s", spool_msg_id(nt->msg));
-    nt->newsize = (long long)evbuffer_get_length(nt->text);
-    spool_msg_append(nt->msg, nt->text);
-    evbuffer_free(nt->text);
-    nt->text = NULL;
-    memset(&nt->env, 0, sizeof(nt->env));
-    nt->env.sender = (char *)"";
-    nt->rcpt.addr = env->sender;
-    nt->rcpt.orcpt = (char *)"";
-    nt->rcpt.notify = SPOOL_NOTIFY_NEVER;
-    nt->env.rcpt = &nt->rcpt;
-    nt->env.nrcpt = 1;
-    nt->env.envid = (char *)"";
-    nt->env.client_name = (char *)"localhost";
-    nt->env.client_addr = (char *)"127.0.0.1";
-    nt->env.helo = (char *)"localhost";
-    nt->env.arrival_us = relay_now_us();
-    spool_msg_commit(nt->msg, &nt->env, relay_notify_committed, nt);
-}
-
-/* relay_notify_start - build and queue a notification for the recipients selected by SUCCESS. */
-static int relay_notify_start(struct relay *r, struct relay_job *rj, int success)
-{
-    struct relay_notify *nt;
-    int i;
-
-    for (i = 0; i < rj->job->nrcpt; i++)
-        if (relay_wants_dsn(rj, i, success))
-            break;
-    if (i == rj->job->nrcpt)
-        return 0;
-    nt = calloc(1, sizeof(*nt));
-    if (!nt || !(nt->which = calloc((size_t)rj->job->nrcpt, sizeof(int))) ||
-        !(nt->text = evbuffer_new())) {
-        if (nt)
-            free(nt->which);
-        free(nt);
-        return 0; /* out of memory: no notification (logged by the caller's warning) */
-    }
-    nt->tok = r->tok;
-    nt->tok->refs++;
-    nt->rj = rj;
-    snprintf(nt->qid, sizeof(nt->qid), "%s", rj->job->queue_id);
-    nt->success = success;
-    for (i = 0; i < rj->job->nrcpt; i++)
-        if (relay_wants_dsn(rj, i, success))
-            nt->which[nt->n++] = i;
-    workers_submit(r->io, relay_notify_build, relay_notify_built, nt);
-    return 1;
-}
-
-/* relay_notify_next - success notification first, then the bounce, then release. */
-static void relay_notify_next(struct relay *r, struct relay_job *rj, int success_done)
-{
-    (void)success_done;
-    /* also while stopping: a recipient marked bounced must have its bounce queued
-     * (relay_stop and relay_free wait for the notifications) */
-    if (rj->notify_stage == 0) {
-        rj->notify_stage = 1;
-        if (relay_notify_start(r, rj, 1))
-            return;
-    }
-    if (rj->notify_stage == 1) {
-        rj->notify_stage = 2;
-        if (relay_notify_start(r, rj, 0))
-            return;
-    }
-    relay_job_release(r, rj);
 }
 
 void relay_job_finish(struct relay *r, struct relay_job *rj)
@@ -459,7 +220,6 @@ void relay_job_finish(struct relay *r, struct relay_job *rj)
                  "%s: undeliverable mail from the null sender: no notification sent "
                  "(double bounce)",
                  job->queue_id);
-    rj->notify_stage = 0;
     /* on the notifying list until released, so relay_free can hand it back */
     rj->nprev = NULL;
     rj->nnext = r->notifying;
@@ -467,7 +227,7 @@ void relay_job_finish(struct relay *r, struct relay_job *rj)
         r->notifying->nprev = rj;
     r->notifying = rj;
     rj->listed = 1;
-    relay_notify_next(r, rj, 0);
+    relay_notify_begin(r, rj, relay_job_release);
 }
 
 /* --- life cycle --- */

@@ -131,7 +131,7 @@ int relay_stream_take(struct relay_stream *st, struct evbuffer *out);
 /* relay_stream_free - close the file and free; deferred to the completion while busy. NULL ok. */
 void relay_stream_free(struct relay_stream *st);
 
-/* --- DSN messages (relay_bounce.c) --- */
+/* --- DSN messages (relay_notify.c) --- */
 struct relay_dsn_rcpt {
     const char *addr;   /* Final-Recipient */
     const char *orcpt;  /* "rfc822;addr" or "" */
@@ -159,6 +159,44 @@ struct relay_dsn_info {
  */
 void relay_dsn_build(const struct relay_dsn_info *info, const struct relay_dsn_rcpt *r, int n,
                      const char *orig, size_t origlen, struct evbuffer *out);
+
+/*
+ * relay_notify_begin - queue the notifications RJ's results call for (success
+ * first, then the bounce), each built on a worker and committed through the
+ * spool; then DONE(R, RJ). A bounce that cannot be queued turns its recipients
+ * back to deferred, so that it is not lost.
+ */
+struct relay_job;
+void relay_notify_begin(struct relay *r, struct relay_job *rj,
+                        void (*done)(struct relay *r, struct relay_job *rj));
+
+/*
+ * The next hop of one destination (relay_route.c): MX hosts in order, then each
+ * host's addresses. relay_route_start and relay_route_next answer through CB,
+ * at once or after a DNS query: RELAY_ROUTE_CONNECT (relay_route_addr is the
+ * address to try), RELAY_ROUTE_HOST_FAILED (a host has no address: RES/DSN/TEXT
+ * say why; call relay_route_next), RELAY_ROUTE_FAILED (no route: every
+ * recipient gets RES/DSN/TEXT). A route freed while a query is out is freed
+ * by the query's completion, and its owner hears nothing more.
+ */
+struct relay_route;
+struct sockaddr_storage;
+enum relay_route_event { RELAY_ROUTE_CONNECT, RELAY_ROUTE_HOST_FAILED, RELAY_ROUTE_FAILED };
+typedef void (*relay_route_cb)(void *arg, enum relay_route_event ev, enum sched_result res,
+                               const char *dsn, const char *text);
+struct relay_route *relay_route_new(struct dns *dns, enum sched_dest_kind kind, const char *dest,
+                                    relay_route_cb cb, void *arg);
+/* relay_route_start - from the first host again (MX lookup unless the next hop is [host]). */
+void relay_route_start(struct relay_route *rt);
+/* relay_route_next - the next address or MX host: 1 (CB follows), or 0 when none is left. */
+int relay_route_next(struct relay_route *rt);
+/* relay_route_host - the host being tried (an MX name, the next-hop host or the domain). */
+const char *relay_route_host(const struct relay_route *rt);
+int relay_route_port(const struct relay_route *rt);
+/* relay_route_addr - the address to connect to, port set, into SS and IP; its length. */
+socklen_t relay_route_addr(const struct relay_route *rt, struct sockaddr_storage *ss, char *ip,
+                           size_t iplen);
+void relay_route_free(struct relay_route *rt);
 
 /* --- the engine --- */
 struct relay_conn;
@@ -221,6 +259,7 @@ struct relay_job {
     int broken_logged; /* the "breaking line" record was written */
     int accepted;      /* recipients accepted by RCPT in this transaction */
     int notify_stage;  /* 0: none yet, 1: success DSN done, 2: bounce done */
+    void (*notify_done)(struct relay *r, struct relay_job *rj); /* relay_notify_begin's */
     int job_nrcpt_saved;
     int listed;
     struct relay_job *nprev, *nnext; /* on relay->notifying while notifications are made */
@@ -247,6 +286,8 @@ int relay_can_cb(void *arg, const char *dest);
 void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
                   const char *dsn, const char *relay_field, const char *remote,
                   const char *status_text, const char *diag);
+/* relay_job_release - hand the job back to the scheduler and free the relay side. */
+void relay_job_release(struct relay *r, struct relay_job *rj);
 /* relay_job_finish - every recipient has a result (or NONE): notifications, then sched_job_done. */
 void relay_job_finish(struct relay *r, struct relay_job *rj);
 struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id);

@@ -63,12 +63,7 @@ struct relay_conn {
     enum sched_dest_kind kind;
     struct relay_job *rj;
     enum relay_state state;
-    /* the route */
-    int port;
-    struct dns_mx hosts[RELAY_HOSTS_MAX];
-    int nhosts, hi;
-    struct dns_addr addrs[DNS_MAX_RECORDS];
-    int naddrs, ai;
+    struct relay_route *route; /* next hop: hosts and addresses in the order to try */
     /* the session */
     struct bufferevent *bev;
     char ip[INET6_ADDRSTRLEN];
@@ -99,6 +94,8 @@ static void relay_conn_ready(struct relay_conn *c);
 static void relay_conn_xact_end(struct relay_conn *c);
 static void relay_conn_fail(struct relay_conn *c, const char *text, const char *dsn, int perm);
 static void relay_conn_stream_cb(void *arg);
+static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_result res,
+                                const char *dsn, const char *text);
 static void relay_conn_body_pump(struct relay_conn *c);
 
 struct relay_conn *relay_conn_next(const struct relay_conn *c)
@@ -258,6 +255,7 @@ void relay_conn_free(struct relay_conn *c)
     if (c->rj)
         relay_conn_finish_job(c); /* shutdown: unresolved recipients stay queued */
     relay_xact_clear(c);
+    relay_route_free(c->route);
     if (c->idle_ev)
         event_free(c->idle_ev);
     if (c->prev)
@@ -283,7 +281,7 @@ static void relay_all_results(struct relay_conn *c, enum sched_result res, const
     for (i = 0; c->rj && i < c->rj->job->nrcpt; i++)
         if (c->rj->job->result[i] == SCHED_RESULT_NONE)
             relay_result(c->r, c->rj, i, res, dsn, c->relay_field[0] ? c->relay_field : "none",
-                         c->bev ? c->hosts[c->hi].host : "", text, text);
+                         c->bev ? relay_route_host(c->route) : "", text, text);
 }
 
 /* relay_conn_give_up - every unresolved recipient gets RES, the job ends, the connection goes. */
@@ -295,184 +293,39 @@ static void relay_conn_give_up(struct relay_conn *c, enum sched_result res, cons
     relay_conn_free(c);
 }
 
-/* --- next hop --- */
+/* --- next hop (relay_route.c) --- */
 
 static void relay_conn_connect(struct relay_conn *c);
 
-/* What a DNS query carries: the relay's token (it may be freed before the answer
- * comes) and the connection's id (it may be gone or have moved on). */
-struct relay_dns_ref {
-    struct relay_token *tok;
-    unsigned long long conn_id;
-};
-
-/* relay_dns_ref_new - the reference for a query made by C; NULL when out of memory. */
-static struct relay_dns_ref *relay_dns_ref_new(struct relay_conn *c)
-{
-    struct relay_dns_ref *ref = calloc(1, sizeof(*ref));
-
-    if (!ref)
-        return NULL;
-    ref->tok = c->r->tok;
-    ref->tok->refs++;
-    ref->conn_id = c->id;
-    return ref;
-}
-
-/* relay_conn_dns_begin - C waits for DNS: the reference for its query, or NULL (C failed). */
-static struct relay_dns_ref *relay_conn_dns_begin(struct relay_conn *c)
-{
-    struct relay_dns_ref *ref = relay_dns_ref_new(c);
-
-    if (!ref) {
-        relay_conn_fail(c, "out of memory", "4.3.0", 0);
-        return NULL;
-    }
-    c->state = RS_DNS;
-    return ref;
-}
-
-/* relay_dns_ref_end - the connection REF names, if the relay and it still exist; frees REF. */
-static struct relay_conn *relay_dns_ref_end(struct relay_dns_ref *ref, enum dns_status st)
-{
-    struct relay *r = ref->tok->r;
-    struct relay_conn *c = NULL;
-
-    if (r && st != DNS_CANCELLED && !r->freeing)
-        c = relay_conn_find(r, ref->conn_id);
-    if (--ref->tok->refs == 0 && !ref->tok->r)
-        free(ref->tok);
-    free(ref);
-    return c;
-}
-
-/* relay_addr_done - addresses of hosts[hi]. */
-static void relay_addr_done(void *arg, enum dns_status st, const struct dns_addr *a, int n,
-                            const char *errtext)
-{
-    struct relay_conn *c = relay_dns_ref_end(arg, st);
-
-    if (!c || c->state != RS_DNS)
-        return;
-    if (st != DNS_OK) {
-        snprintf(c->last_err, sizeof(c->last_err),
-                 "Host or domain name not found. Name service error for name=%s type=A: %s",
-                 c->hosts[c->hi].host, errtext);
-        snprintf(c->last_dsn, sizeof(c->last_dsn), st == DNS_TEMPFAIL ? "4.4.3" : "5.4.4");
-        c->last_perm = st != DNS_TEMPFAIL;
-        c->naddrs = 0;
-        relay_conn_try_next(c);
-        return;
-    }
-    memcpy(c->addrs, a, sizeof(*a) * (size_t)n);
-    c->naddrs = n;
-    c->ai = 0;
-    relay_conn_connect(c);
-}
-
-/* relay_conn_resolve - look up the addresses of hosts[hi] (or use the literal). */
-static void relay_conn_resolve(struct relay_conn *c)
-{
-    struct sockaddr_in *sin = (struct sockaddr_in *)&c->addrs[0].ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c->addrs[0].ss;
-    const char *h = c->hosts[c->hi].host;
-    struct relay_dns_ref *ref;
-
-    memset(&c->addrs[0], 0, sizeof(c->addrs[0]));
-    if (inet_pton(AF_INET, h, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        c->addrs[0].len = sizeof(*sin);
-    } else if (inet_pton(AF_INET6, h, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        c->addrs[0].len = sizeof(*sin6);
-    }
-    if (c->addrs[0].len) {
-        c->naddrs = 1;
-        c->ai = 0;
-        relay_conn_connect(c);
-        return;
-    }
-    if ((ref = relay_conn_dns_begin(c)) != NULL)
-        dns_query_addr(c->r->dns, h, relay_addr_done, ref);
-}
-
-/* relay_mx_done - the MX answer for the destination (or next-hop host). */
-static void relay_mx_done(void *arg, enum dns_status st, const struct dns_mx *mx, int n,
-                          const char *errtext)
-{
-    struct relay_conn *c = relay_dns_ref_end(arg, st);
-    const char *name;
-    char text[700];
-    int i;
-
-    if (!c || c->state != RS_DNS)
-        return;
-    name = c->hosts[0].host; /* the name looked up */
-    switch (st) {
-    case DNS_OK:
-        if (n == 1 && mx[0].host[0] == '\0') {
-            snprintf(text, sizeof(text), "Domain %s does not accept mail (nullMX)", name);
-            relay_conn_give_up(c, SCHED_RESULT_BOUNCE, "5.1.0", text);
-            return;
-        }
-        {
-            struct dns_mx sorted[DNS_MAX_RECORDS];
-            memcpy(sorted, mx, sizeof(*mx) * (size_t)n);
-            dns_mx_sort(sorted, n, NULL);
-            c->nhosts = 0;
-            for (i = 0; i < n && c->nhosts < RELAY_HOSTS_MAX; i++)
-                if (sorted[i].host[0])
-                    c->hosts[c->nhosts++] = sorted[i];
-        }
-        break;
-    case DNS_NODATA:
-        /* no MX: the domain itself is the implicit MX (RFC 5321 5.1) */
-        c->nhosts = 1;
-        break;
-    default: /* NXDOMAIN bounces; SERVFAIL, timeouts and the like defer */
-        snprintf(text, sizeof(text),
-                 "Host or domain name not found. Name service error for name=%s type=MX: %s", name,
-                 errtext);
-        if (st == DNS_NXDOMAIN)
-            relay_conn_give_up(c, SCHED_RESULT_BOUNCE, "5.1.2", text);
-        else
-            relay_conn_give_up(c, SCHED_RESULT_DEFER, "4.4.3", text);
-        return;
-    }
-    c->hi = 0;
-    relay_conn_resolve(c);
-}
-
-/* relay_conn_route - find the hosts for the destination, then connect. */
+/* relay_conn_route - find the hosts for the destination, then connect (relay_conn_route_cb). */
 static void relay_conn_route(struct relay_conn *c)
 {
-    struct nexthop nh;
-    struct relay_dns_ref *ref;
-    int mx = 1;
-
-    c->hi = c->ai = c->nhosts = c->naddrs = 0;
     c->relay_field[0] = '\0';
-    if (c->kind == SCHED_DEST_DOMAIN) {
-        snprintf(c->hosts[0].host, sizeof(c->hosts[0].host), "%s", c->destname);
-        c->port = 25;
-    } else {
-        if (nexthop_parse(c->destname, &nh, NULL) < 0) {
-            relay_conn_give_up(c, SCHED_RESULT_DEFER, "4.3.5",
-                               "bad next-hop syntax in configuration");
-            return;
-        }
-        snprintf(c->hosts[0].host, sizeof(c->hosts[0].host), "%s", nh.host);
-        c->port = nh.port;
-        mx = !nh.no_mx;
-    }
-    c->hosts[0].pref = 0;
-    c->nhosts = 1;
-    if (!mx) {
-        relay_conn_resolve(c);
+    c->state = RS_DNS;
+    relay_route_start(c->route);
+}
+
+/* relay_conn_route_cb - the route's answer: an address to connect to, a host without
+ * addresses (the next one is tried), or no route at all. */
+static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_result res,
+                                const char *dsn, const char *text)
+{
+    struct relay_conn *c = arg;
+
+    switch (ev) {
+    case RELAY_ROUTE_CONNECT:
+        relay_conn_connect(c);
+        return;
+    case RELAY_ROUTE_HOST_FAILED:
+        snprintf(c->last_err, sizeof(c->last_err), "%s", text);
+        snprintf(c->last_dsn, sizeof(c->last_dsn), "%s", dsn);
+        c->last_perm = res == SCHED_RESULT_BOUNCE;
+        relay_conn_try_next(c);
+        return;
+    case RELAY_ROUTE_FAILED:
+        relay_conn_give_up(c, res, dsn, text);
         return;
     }
-    if ((ref = relay_conn_dns_begin(c)) != NULL)
-        dns_query_mx(c->r->dns, c->hosts[0].host, relay_mx_done, ref);
 }
 
 /* relay_conn_try_next - this address failed: next address, next MX host, or give up. */
@@ -484,14 +337,9 @@ static void relay_conn_try_next(struct relay_conn *c)
         relay_conn_free(c);
         return;
     }
-    if (++c->ai < c->naddrs) {
-        relay_conn_connect(c);
-        return;
-    }
-    if (++c->hi < c->nhosts) {
-        relay_conn_resolve(c);
-        return;
-    }
+    c->state = RS_DNS;
+    if (relay_route_next(c->route))
+        return; /* relay_conn_route_cb goes on */
     /* every host failed: the last reason decides (a 5xx session refusal bounces) */
     if (!c->last_err[0])
         snprintf(c->last_err, sizeof(c->last_err), "delivery temporarily suspended");
@@ -571,7 +419,7 @@ static void relay_ehlo_send(struct relay_conn *c, const char *verb)
 static void relay_conn_said(struct relay_conn *c, const struct relay_reply *rp, const char *what,
                             char *buf, size_t len)
 {
-    snprintf(buf, len, "host %s[%s] said: %s (in reply to %s)", c->hosts[c->hi].host, c->ip,
+    snprintf(buf, len, "host %s[%s] said: %s (in reply to %s)", relay_route_host(c->route), c->ip,
              rp->text, what);
 }
 
@@ -620,14 +468,14 @@ static void relay_conn_xact_start(struct relay_conn *c)
 
     if ((c->ext & RELAY_EXT_SIZE) && c->size_limit > 0 && c->rj->msg_size > c->size_limit) {
         snprintf(text, sizeof(text), "message size %lld exceeds size limit %lld of server %s[%s]",
-                 c->rj->msg_size, c->size_limit, c->hosts[c->hi].host, c->ip);
+                 c->rj->msg_size, c->size_limit, relay_route_host(c->route), c->ip);
         relay_all_results(c, SCHED_RESULT_BOUNCE, "5.3.4", text);
         relay_conn_xact_end(c);
         return;
     }
     if (env->smtputf8 && !(c->ext & RELAY_EXT_SMTPUTF8)) {
         snprintf(text, sizeof(text), "SMTPUTF8 is required, but was not offered by host %s[%s]",
-                 c->hosts[c->hi].host, c->ip);
+                 relay_route_host(c->route), c->ip);
         relay_all_results(c, SCHED_RESULT_BOUNCE, "5.6.7", text);
         relay_conn_xact_end(c);
         return;
@@ -698,7 +546,7 @@ static void relay_conn_xact_start(struct relay_conn *c)
         }
         if (line.bad) {
             relay_result(c->r, c->rj, i, SCHED_RESULT_BOUNCE, "5.5.4", c->relay_field,
-                         c->hosts[c->hi].host,
+                         relay_route_host(c->route),
                          "recipient or RCPT parameters do not fit an SMTP command line", NULL);
             continue;
         }
@@ -922,7 +770,7 @@ static void relay_conn_rcpt_reply(struct relay_conn *c, int i, const struct rela
     relay_conn_said(c, rp, "RCPT TO command", text, sizeof(text));
     relay_reply_dsn(rp, dsn, sizeof(dsn));
     relay_result(c->r, c->rj, i, rp->code / 100 == 5 ? SCHED_RESULT_BOUNCE : SCHED_RESULT_DEFER,
-                 dsn, c->relay_field, c->hosts[c->hi].host, text, rp->text);
+                 dsn, c->relay_field, relay_route_host(c->route), text, rp->text);
 }
 
 /* relay_conn_accepted_results - a result for every recipient the server accepted. */
@@ -944,7 +792,7 @@ static void relay_conn_accepted_results(struct relay_conn *c, const struct relay
         if (c->accepted[i]) {
             if (res == SCHED_RESULT_SENT && (c->ext & RELAY_EXT_DSN))
                 c->rj->ri[i].notified = 1; /* NOTIFY went along: the next hop reports success */
-            relay_result(c->r, c->rj, i, res, dsn, c->relay_field, c->hosts[c->hi].host, text,
+            relay_result(c->r, c->rj, i, res, dsn, c->relay_field, relay_route_host(c->route), text,
                          rp->text);
         }
 }
@@ -1033,7 +881,7 @@ static void relay_conn_reply(struct relay_conn *c)
     case RS_GREETING:
         if (cls != 2) {
             snprintf(text, sizeof(text), "host %s[%s] refused to talk to me: %s",
-                     c->hosts[c->hi].host, c->ip, rp.text);
+                     relay_route_host(c->route), c->ip, rp.text);
             relay_reply_dsn(&rp, dsn, sizeof(dsn));
             relay_conn_fail(c, text, dsn, cls == 5);
             return;
@@ -1080,7 +928,7 @@ static void relay_conn_reply(struct relay_conn *c)
          * a broken server); the connection cannot go on in the middle of the text */
         if (cls == 2) {
             snprintf(text, sizeof(text), "host %s[%s] replied before the end of data: %s",
-                     c->hosts[c->hi].host, c->ip, rp.text);
+                     relay_route_host(c->route), c->ip, rp.text);
             relay_conn_fail(c, text, "4.4.2", 0);
             return;
         }
@@ -1136,8 +984,8 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
         rc = relay_reply_feed(&c->reply, line, len);
         if (rc < 0) {
             char text[300];
-            snprintf(text, sizeof(text), "host %s[%s] sent a malformed reply", c->hosts[c->hi].host,
-                     c->ip);
+            snprintf(text, sizeof(text), "host %s[%s] sent a malformed reply",
+                     relay_route_host(c->route), c->ip);
             free(line);
             relay_conn_fail(c, text, "4.4.2", 0);
             return;
@@ -1191,8 +1039,8 @@ static void relay_conn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (c->state == RS_CONNECT) {
         err = evutil_socket_geterror(bufferevent_getfd(bev));
-        snprintf(text, sizeof(text), "connect to %s[%s]:%d: %s", c->hosts[c->hi].host, c->ip,
-                 c->port,
+        snprintf(text, sizeof(text), "connect to %s[%s]:%d: %s", relay_route_host(c->route), c->ip,
+                 relay_route_port(c->route),
                  (what & BEV_EVENT_TIMEOUT) ? "Connection timed out"
                                             : strerror(err ? err : ECONNREFUSED));
         relay_conn_fail(c, text, "4.4.1", 0);
@@ -1204,13 +1052,13 @@ static void relay_conn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_TIMEOUT)
         snprintf(text, sizeof(text), "conversation with %s[%s] timed out while %s",
-                 c->hosts[c->hi].host, c->ip, relay_stage_name(c));
+                 relay_route_host(c->route), c->ip, relay_stage_name(c));
     else if (c->state == RS_TLS)
         snprintf(text, sizeof(text), "Cannot start TLS: handshake failure with %s[%s]",
-                 c->hosts[c->hi].host, c->ip);
+                 relay_route_host(c->route), c->ip);
     else
-        snprintf(text, sizeof(text), "lost connection with %s[%s] while %s", c->hosts[c->hi].host,
-                 c->ip, relay_stage_name(c));
+        snprintf(text, sizeof(text), "lost connection with %s[%s] while %s",
+                 relay_route_host(c->route), c->ip, relay_stage_name(c));
     relay_conn_fail(c, text, "4.4.2", 0);
 }
 
@@ -1224,9 +1072,9 @@ static void relay_conn_tls_start(struct relay_conn *c)
         relay_conn_fail(c, "cannot start TLS: out of memory", "4.7.5", 0);
         return;
     }
-    if (inet_pton(AF_INET, c->hosts[c->hi].host, &tmp) != 1 &&
-        inet_pton(AF_INET6, c->hosts[c->hi].host, &tmp) != 1)
-        SSL_set_tlsext_host_name(ssl, c->hosts[c->hi].host);
+    if (inet_pton(AF_INET, relay_route_host(c->route), &tmp) != 1 &&
+        inet_pton(AF_INET6, relay_route_host(c->route), &tmp) != 1)
+        SSL_set_tlsext_host_name(ssl, relay_route_host(c->route));
     evbuffer_drain(bufferevent_get_input(c->bev),
                    evbuffer_get_length(bufferevent_get_input(c->bev)));
     tb = bufferevent_openssl_filter_new(c->r->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -1250,25 +1098,18 @@ static void relay_conn_tls_start(struct relay_conn *c)
 /* relay_conn_connect - open a TCP connection to addrs[ai]. */
 static void relay_conn_connect(struct relay_conn *c)
 {
-    struct dns_addr *a = &c->addrs[c->ai];
     const struct conf *conf = c->r->conf;
-    int fd, one = 1;
+    struct sockaddr_storage ss;
+    socklen_t sslen = relay_route_addr(c->route, &ss, c->ip, sizeof(c->ip));
+    int fd, one = 1, port = relay_route_port(c->route);
     char text[600];
-
-    if (a->ss.ss_family == AF_INET) {
-        ((struct sockaddr_in *)&a->ss)->sin_port = htons((unsigned short)c->port);
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&a->ss)->sin_addr, c->ip, sizeof(c->ip));
-    } else {
-        ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons((unsigned short)c->port);
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&a->ss)->sin6_addr, c->ip, sizeof(c->ip));
-    }
-    snprintf(c->relay_field, sizeof(c->relay_field), "%s[%s]:%d", c->hosts[c->hi].host, c->ip,
-             c->port);
+    snprintf(c->relay_field, sizeof(c->relay_field), "%s[%s]:%d", relay_route_host(c->route), c->ip,
+             port);
     c->state = RS_CONNECT;
-    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(text, sizeof(text), "connect to %s[%s]:%d: %s", c->hosts[c->hi].host, c->ip,
-                 c->port, strerror(errno));
+        snprintf(text, sizeof(text), "connect to %s[%s]:%d: %s", relay_route_host(c->route), c->ip,
+                 port, strerror(errno));
         relay_conn_fail(c, text, "4.4.1", 0);
         return;
     }
@@ -1277,11 +1118,11 @@ static void relay_conn_connect(struct relay_conn *c)
         struct sockaddr_storage src;
         socklen_t slen = 0;
         memset(&src, 0, sizeof(src));
-        if (a->ss.ss_family == AF_INET && inet_pton(AF_INET, conf->net_source_address,
-                                                    &((struct sockaddr_in *)&src)->sin_addr) == 1) {
+        if (ss.ss_family == AF_INET && inet_pton(AF_INET, conf->net_source_address,
+                                                 &((struct sockaddr_in *)&src)->sin_addr) == 1) {
             src.ss_family = AF_INET;
             slen = sizeof(struct sockaddr_in);
-        } else if (a->ss.ss_family == AF_INET6 &&
+        } else if (ss.ss_family == AF_INET6 &&
                    inet_pton(AF_INET6, conf->net_source_address,
                              &((struct sockaddr_in6 *)&src)->sin6_addr) == 1) {
             src.ss_family = AF_INET6;
@@ -1289,7 +1130,7 @@ static void relay_conn_connect(struct relay_conn *c)
         }
         if (slen && bind(fd, (struct sockaddr *)&src, slen) < 0) {
             snprintf(text, sizeof(text), "connect to %s[%s]:%d: cannot bind to %s: %s",
-                     c->hosts[c->hi].host, c->ip, c->port, conf->net_source_address,
+                     relay_route_host(c->route), c->ip, port, conf->net_source_address,
                      strerror(errno));
             close(fd);
             relay_conn_fail(c, text, "4.4.1", 0);
@@ -1306,9 +1147,9 @@ static void relay_conn_connect(struct relay_conn *c)
     bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_WRITE_LOW, 0);
     relay_conn_timeout(c, conf->smtp_connect_timeout, conf->smtp_connect_timeout);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&a->ss, (int)a->len) < 0) {
-        snprintf(text, sizeof(text), "connect to %s[%s]:%d: %s", c->hosts[c->hi].host, c->ip,
-                 c->port, strerror(errno ? errno : ECONNREFUSED));
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)sslen) < 0) {
+        snprintf(text, sizeof(text), "connect to %s[%s]:%d: %s", relay_route_host(c->route), c->ip,
+                 port, strerror(errno ? errno : ECONNREFUSED));
         relay_conn_fail(c, text, "4.4.1", 0);
     }
 }
@@ -1334,7 +1175,8 @@ struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job)
     if (r->conns)
         r->conns->prev = c;
     r->conns = c;
-    c->rj = relay_job_new(c, job, 0);
+    c->route = relay_route_new(r->dns, job->kind, job->dest, relay_conn_route_cb, c);
+    c->rj = c->route ? relay_job_new(c, job, 0) : NULL;
     if (!c->rj) {
         sched_job_done(r->sched, job);
         relay_conn_free(c);
