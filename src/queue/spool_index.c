@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mta/counters.h"
+#include "mta/log.h"
 #include "spool_int.h"
 
 /* spool_index_match - whether index entry N has the ID KEY. */
@@ -83,4 +85,14 @@ void spool_index_free(struct spool_index *ix)
         free(HTAB_ENTRY(p, struct spool_index_entry, node));
     }
     htab_free(&ix->tab);
+}
+
+void spool_queued(struct spool *sp, const char *id, long long size)
+{
+    if (spool_index_find(&sp->index, id))
+        return;
+    if (spool_index_add(&sp->index, id, size) < 0)
+        log_warning("queue", "%s: out of memory for the queue index", id);
+    counter_add(CNT_MQUEUE_MESSAGES, 1);
+    counter_add(CNT_MQUEUE_BYTES, size);
 }

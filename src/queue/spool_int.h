@@ -182,7 +182,7 @@ int spool_committer_start(struct spool *sp);
 void spool_committer_stop(struct spool *sp);
 /* spool_msg_drop_live - at close: remove the temp files of messages never committed. */
 void spool_msg_drop_live(struct spool *sp);
-/* spool_queued - a message is now in queue/ (loop): index, counters, notify. */
+/* spool_queued - a message is now in queue/ (loop): index and counters (spool_index.c). */
 void spool_queued(struct spool *sp, const char *id, long long size);
 #define SPOOL_REMOVE_GATHER_US 10000 /* removals gather this long before each batch */
 /* spool_remove_gather_cb - the gathering delay is over: start the removal batch (loop). */
@@ -196,5 +196,10 @@ void spool_remove_flush(struct spool *sp);
 int spool_flush_hashdirs(struct spool *sp, const int touched[SPOOL_NHASH]);
 /* spool_fsync_dir - fsync a directory fd; 0 or errno. */
 int spool_fsync_dir(int fd);
+/* spool_space_init - the first free-space figure (start-up, blocking; spool_space.c); 0 or -1
+ * with errno. */
+int spool_space_init(struct spool *sp);
+/* spool_space_cb - the timer that measures free space every second (spool_space.c). */
+void spool_space_cb(int fd, short what, void *arg);
 
 #endif
