@@ -118,11 +118,13 @@ void stats_mon_free(struct stats_mon *m);
 int stats_queue_match(const struct sched_view_msg *m, const char *q);
 long long stats_kilobytes(long long bytes);
 
-/* http_server.c */
+/* http_reply.c */
 void http_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
                 struct evbuffer *body);
 void http_reply_text(struct evhttp_request *req, int code, const char *reason, const char *text);
 const char *http_query_param(struct evhttp_request *req, const char *name, char *buf, size_t len);
+
+/* http_server.c */
 /* http_request_cb - the evhttp callback of every request (ARG: the struct stats): cap, auth,
  * routing; exposed for tests/fuzz/fuzz_http.c, which hands it requests without a socket. */
 void http_request_cb(struct evhttp_request *req, void *arg);
