@@ -170,7 +170,6 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
 void smtpd_session_close(struct smtpd_session *s);
 void smtpd_session_resume(struct smtpd_session *s, int flush);
 void smtpd_session_free_all(struct smtpd *srv);
-void smtpd_session_check_drained(struct smtpd *srv);
 struct event *smtpd_session_reaper_new(struct smtpd *srv);
 
 /* smtpd_state.c */

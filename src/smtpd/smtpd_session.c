@@ -45,6 +45,7 @@ static void smtpd_session_write_cb(struct bufferevent *bev, void *arg);
 static void smtpd_session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void smtpd_session_process(struct smtpd_session *s);
 static void smtpd_session_flush(struct smtpd_session *s);
+static void smtpd_session_check_drained(struct smtpd *srv);
 
 /* smtpd_session_ipkey - the per-client key: IPv4 (also v4-mapped) as ::ffff:a.b.c.d. */
 static void smtpd_session_ipkey(const struct sockaddr *sa, unsigned char key[16], char *addr)
@@ -345,7 +346,8 @@ static void smtpd_session_reaper_cb(evutil_socket_t fd, short what, void *arg)
     smtpd_session_check_drained(srv);
 }
 
-void smtpd_session_check_drained(struct smtpd *srv)
+/* smtpd_session_check_drained - while stopping: report "no session left" once. */
+static void smtpd_session_check_drained(struct smtpd *srv)
 {
     if (srv->stopping && srv->nsessions == 0 && TAILQ_EMPTY(&srv->grave) && srv->drained) {
         void (*cb)(void *) = srv->drained;
