@@ -292,6 +292,9 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     pthread_cond_init(&sp->ccv, NULL);
     spool_pool_init(&sp->pool);
     sp->dirfd = sp->tmpfd = sp->corruptfd = sp->lockfd = -1;
+    STAILQ_INIT(&sp->rm_wait);
+    STAILQ_INIT(&sp->rm_batch);
+    STAILQ_INIT(&sp->cq);
     for (int h = 0; h < SPOOL_NHASH; h++)
         sp->qfd[h] = -1;
     sp->minfree = conf->queue_minfree;

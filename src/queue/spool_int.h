@@ -108,8 +108,8 @@ struct spool_remove_job;
 
 struct spool {
     /* removals waiting for the next batch (loop thread only); one batch in flight at a time */
-    struct spool_remove_job *rm_head, *rm_tail;
-    struct spool_remove_job *rm_batch; /* the batch a worker is removing (NULL: none) */
+    STAILQ_HEAD(spool_remove_list, spool_remove_job) rm_wait;
+    struct spool_remove_list rm_batch; /* the batch a worker is removing (rm_inflight) */
     int rm_inflight;
     int rm_now;          /* shutting down: batches start at once (spool_remove_flush) */
     struct event *rm_ev; /* the gathering delay before each batch */
@@ -143,7 +143,7 @@ struct spool {
     int committer_started;
     pthread_mutex_t cmu;
     pthread_cond_t ccv;
-    struct spool_msg *cq_head, *cq_tail;
+    STAILQ_HEAD(spool_msg_list, spool_msg) cq; /* commits waiting for the next group */
     int cstop;
 };
 
@@ -151,8 +151,8 @@ enum spool_msg_state { SPOOL_MSG_OPEN, SPOOL_MSG_COMMITTING, SPOOL_MSG_ABORTING 
 
 struct spool_msg {
     struct spool *sp;
-    LIST_ENTRY(spool_msg) live; /* spool.live while SPOOL_MSG_OPEN */
-    struct spool_msg *cnext;    /* committer queue */
+    LIST_ENTRY(spool_msg) live;    /* spool.live while SPOOL_MSG_OPEN */
+    STAILQ_ENTRY(spool_msg) cnext; /* spool.cq, then the group being committed */
     char id[SPOOL_ID_SIZE];
     enum spool_msg_state state;
     struct evbuffer *buf;        /* appended, not yet handed to a worker (loop) */

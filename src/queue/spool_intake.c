@@ -439,12 +439,7 @@ fail:
 static void spool_committer_enqueue(struct spool *sp, struct spool_msg *m)
 {
     pthread_mutex_lock(&sp->cmu);
-    m->cnext = NULL;
-    if (sp->cq_tail)
-        sp->cq_tail->cnext = m;
-    else
-        sp->cq_head = m;
-    sp->cq_tail = m;
+    STAILQ_INSERT_TAIL(&sp->cq, m, cnext);
     pthread_cond_signal(&sp->ccv);
     pthread_mutex_unlock(&sp->cmu);
 }
@@ -507,12 +502,13 @@ static void spool_commit_posted(void *arg)
 }
 
 /* spool_commit_batch - make a batch durable and move it into queue/ (committer thread). */
-static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
+static void spool_commit_batch(struct spool *sp, struct spool_msg_list *batch)
 {
     int n = 0;
-    struct spool_msg *first = NULL;
+    struct spool_msg *first = NULL, *m;
     /* 0. write the files of messages held in memory (streamed ones a worker wrote) */
-    for (struct spool_msg *m = batch; m; m = m->cnext) {
+    STAILQ_FOREACH(m, batch, cnext)
+    {
         if (!m->prepared)
             spool_commit_prepare_work(m);
         if (m->fd >= 0) {
@@ -530,7 +526,8 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
     }
     /* 2. rename each into its hash directory */
     int touched[SPOOL_NHASH] = {0};
-    for (struct spool_msg *m = batch; m; m = m->cnext) {
+    STAILQ_FOREACH(m, batch, cnext)
+    {
         if (m->fd < 0)
             continue; /* its write failed: m->err says why */
         close(m->fd);
@@ -552,7 +549,8 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
         if (derr) {
             /* Not known to be durable: take them back out so nothing stays that
              * was not acknowledged. */
-            for (struct spool_msg *m = batch; m; m = m->cnext) {
+            STAILQ_FOREACH(m, batch, cnext)
+            {
                 if (!m->err) {
                     m->err = derr;
                     unlinkat(sp->qfd[spool_id_hash(m->id)], m->id, 0);
@@ -561,8 +559,9 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg *batch)
         }
     }
     /* 4. only now the replies */
-    for (struct spool_msg *m = batch, *next; m; m = next) {
-        next = m->cnext;
+    while ((m = STAILQ_FIRST(batch))) {
+        /* off the list first: once posted, M belongs to the loop */
+        STAILQ_REMOVE_HEAD(batch, cnext);
         workers_submit(sp->io, NULL, spool_commit_posted, m);
     }
 }
@@ -573,14 +572,14 @@ static void *spool_committer_main(void *arg)
     struct spool *sp = arg;
     pthread_mutex_lock(&sp->cmu);
     for (;;) {
-        while (!sp->cq_head && !sp->cstop)
+        while (STAILQ_EMPTY(&sp->cq) && !sp->cstop)
             pthread_cond_wait(&sp->ccv, &sp->cmu);
-        struct spool_msg *batch = sp->cq_head;
-        if (!batch)
+        if (STAILQ_EMPTY(&sp->cq))
             break;
-        sp->cq_head = sp->cq_tail = NULL;
+        struct spool_msg_list batch = STAILQ_HEAD_INITIALIZER(batch);
+        STAILQ_CONCAT(&batch, &sp->cq);
         pthread_mutex_unlock(&sp->cmu);
-        spool_commit_batch(sp, batch);
+        spool_commit_batch(sp, &batch);
         pthread_mutex_lock(&sp->cmu);
     }
     pthread_mutex_unlock(&sp->cmu);

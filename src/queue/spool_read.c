@@ -93,7 +93,7 @@ struct spool_remove_job {
     unsigned seq;
     void (*done)(void *arg, int err);
     void *arg;
-    struct spool_remove_job *next;
+    STAILQ_ENTRY(spool_remove_job) link; /* spool.rm_wait, then spool.rm_batch */
 };
 
 /* A batch of removals (sp->rm_batch, one in flight): all unlinked, then each touched
@@ -112,7 +112,10 @@ static void spool_remove_work(void *arg)
     struct spool *sp = arg;
     int touched[SPOOL_NHASH] = {0};
 
-    for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next) {
+    struct spool_remove_job *j;
+
+    STAILQ_FOREACH(j, &sp->rm_batch, link)
+    {
         int h = spool_id_hash(j->id);
         int dfd = sp->qfd[h];
         char st[SPOOL_ID_SIZE + 4];
@@ -129,7 +132,8 @@ static void spool_remove_work(void *arg)
         touched[h] = 1;
     }
     int derr = spool_flush_hashdirs(sp, touched); /* one flush for the batch */
-    for (struct spool_remove_job *j = sp->rm_batch; j; j = j->next) {
+    STAILQ_FOREACH(j, &sp->rm_batch, link)
+    {
         if (!j->err)
             j->err = derr > 0 ? derr : 0;
         if (j->pooled) /* reusable only now that its old name is durably gone */
@@ -158,12 +162,13 @@ static void spool_remove_finish(struct spool_remove_job *j)
 static void spool_remove_done(void *arg)
 {
     struct spool *sp = arg;
-    struct spool_remove_job *jobs = sp->rm_batch;
+    struct spool_remove_list jobs = STAILQ_HEAD_INITIALIZER(jobs);
+    struct spool_remove_job *j;
 
-    sp->rm_batch = NULL;
+    STAILQ_CONCAT(&jobs, &sp->rm_batch);
     sp->rm_inflight = 0;
-    for (struct spool_remove_job *j = jobs, *next; j; j = next) {
-        next = j->next;
+    while ((j = STAILQ_FIRST(&jobs))) {
+        STAILQ_REMOVE_HEAD(&jobs, link);
         spool_remove_finish(j);
     }
     spool_remove_gather(sp);
@@ -173,7 +178,8 @@ static void spool_remove_done(void *arg)
  * shutting down, or if the timer cannot be set). */
 static void spool_remove_gather(struct spool *sp)
 {
-    if (sp->rm_inflight || !sp->rm_head || (sp->rm_ev && evtimer_pending(sp->rm_ev, NULL)))
+    if (sp->rm_inflight || STAILQ_EMPTY(&sp->rm_wait) ||
+        (sp->rm_ev && evtimer_pending(sp->rm_ev, NULL)))
         return;
     struct timeval tv = {0, SPOOL_REMOVE_GATHER_US};
     if (sp->rm_now || !sp->rm_ev || evtimer_add(sp->rm_ev, &tv) < 0)
@@ -183,10 +189,9 @@ static void spool_remove_gather(struct spool *sp)
 /* spool_remove_kick - loop: hand every waiting removal to a worker as one batch. */
 static void spool_remove_kick(struct spool *sp)
 {
-    if (sp->rm_inflight || !sp->rm_head)
+    if (sp->rm_inflight || STAILQ_EMPTY(&sp->rm_wait))
         return;
-    sp->rm_batch = sp->rm_head;
-    sp->rm_head = sp->rm_tail = NULL;
+    STAILQ_CONCAT(&sp->rm_batch, &sp->rm_wait);
     sp->rm_inflight = 1;
     workers_submit(sp->io, spool_remove_work, spool_remove_done, sp);
 }
@@ -222,11 +227,7 @@ void spool_remove(struct spool *sp, const char *id, int reuse, void (*done)(void
     }
     j->recycle = reuse && e->size + 4096 <= SPOOL_POOL_FILE_MAX; /* envelopes: rarely > 4 KiB */
     memcpy(j->id, id, SPOOL_ID_SIZE);
-    if (sp->rm_tail)
-        sp->rm_tail->next = j;
-    else
-        sp->rm_head = j;
-    sp->rm_tail = j;
+    STAILQ_INSERT_TAIL(&sp->rm_wait, j, link);
     spool_remove_gather(sp);
 }
 
