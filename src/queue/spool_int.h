@@ -62,7 +62,7 @@ int spool_index_add(struct spool_index *ix, const char *id, long long size);
 /* spool_index_del - remove ID; returns its size, or -1 when absent. */
 long long spool_index_del(struct spool_index *ix, const char *id);
 struct spool_index_entry *spool_index_find(const struct spool_index *ix, const char *id);
-/* spool_index_ids - a sorted malloc'd snapshot of the entries (copies); *N their count. */
+/* spool_index_snapshot - a sorted malloc'd snapshot of the entries (copies); *N their count. */
 struct spool_index_entry *spool_index_snapshot(const struct spool_index *ix, size_t *n);
 void spool_index_free(struct spool_index *ix);
 

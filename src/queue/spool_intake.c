@@ -14,7 +14,8 @@
  * loop. So many sessions share two flushes, and no 250 precedes durability.
  * Each append re-checks queue_minfree against the bytes received so far
  * (spool_space_ok); below it the message fails with ENOSPC.
- * Not here: the envelope text (spool_envelope.c), recovery and space (spool.c).
+ * Not here: the envelope text (spool_envelope.c), recovery (spool.c), free space
+ * (spool_space.c).
  */
 #include <errno.h>
 #include <fcntl.h>
