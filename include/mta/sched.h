@@ -157,6 +157,14 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
 struct evbuffer *sched_job_content(struct sched *s, const struct sched_job *job);
 /* sched_job_reason - remember REASON (deferral text, shown by mailq) for job recipient I. */
 void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char *reason);
+/*
+ * sched_job_expire - the scheduler's decision on a job's deferrals before they are
+ * final: a recipient deferred past maximal_queue_lifetime (bounce_queue_lifetime
+ * for the null sender) becomes bounced, counted and logged as Postfix's qmgr does
+ * ("status=expired, returned to sender"). Call when the results are in, before
+ * the bounce notifications are made; returns how many expired.
+ */
+int sched_job_expire(struct sched *s, struct sched_job *job);
 /* sched_job_done - results are in job->result: record them (status file, removal, retry). */
 void sched_job_done(struct sched *s, struct sched_job *job);
 /* sched_backoff - retry delay after ATTEMPTS failed attempts: MIN * 2^(attempts-1), within [MIN, MAX]. */

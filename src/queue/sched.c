@@ -334,6 +334,28 @@ void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char 
     j->m->reason[slot] = text_printable(strdup(reason ? reason : ""), '?');
 }
 
+int sched_job_expire(struct sched *s, struct sched_job *job)
+{
+    const struct spool_envelope *env = job->env;
+    long long age = time(NULL) - env->arrival_us / 1000000;
+    long life = env->sender[0] ? s->conf->maximal_queue_lifetime : s->conf->bounce_queue_lifetime;
+    int i, n = 0;
+
+    if (age < life)
+        return 0;
+    for (i = 0; i < job->nrcpt; i++)
+        if (job->result[i] == SCHED_RESULT_DEFER) {
+            /* too old: return it (Postfix: "status=expired, returned to sender") */
+            job->result[i] = SCHED_RESULT_BOUNCE;
+            counter_add(CNT_BOUNCED, 1);
+            n++;
+        }
+    if (n)
+        log_mail("qmgr", "%s: from=<%s>, status=expired, returned to sender", job->queue_id,
+                 env->sender);
+    return n;
+}
+
 void sched_job_done(struct sched *s, struct sched_job *job)
 {
     struct sched_jobx *j = (struct sched_jobx *)job;

@@ -194,27 +194,19 @@ void relay_job_finish(struct relay *r, struct relay_job *rj)
 {
     struct sched_job *job = rj->job;
     const struct spool_envelope *env = job->env;
-    long long age = time(NULL) - env->arrival_us / 1000000;
-    long life = env->sender[0] ? r->conf->maximal_queue_lifetime : r->conf->bounce_queue_lifetime;
-    int i, expired = 0, nullbounce = 0;
+    int i, nullbounce = 0;
 
     rj->job_nrcpt_saved = job->nrcpt;
     /* the file is closed before the scheduler hears of the job: it may then recycle it */
     relay_stream_free(rj->st);
     rj->st = NULL;
-    for (i = 0; i < job->nrcpt; i++) {
-        if (job->result[i] == SCHED_RESULT_DEFER && age >= life && !r->stopping) {
-            /* too old: return it (Postfix: "status=expired, returned to sender") */
-            job->result[i] = SCHED_RESULT_BOUNCE;
-            counter_add(CNT_BOUNCED, 1);
-            expired = 1;
-        }
+    /* the lifetimes are the scheduler's: it turns too old deferrals into bounces, whose
+     * notifications are made here (not while stopping: the next start decides) */
+    if (!r->stopping)
+        sched_job_expire(r->sched, job);
+    for (i = 0; i < job->nrcpt; i++)
         if (job->result[i] == SCHED_RESULT_BOUNCE && !env->sender[0] && job->rcpt[i] < env->nrcpt)
             nullbounce = 1;
-    }
-    if (expired)
-        log_mail("qmgr", "%s: from=<%s>, status=expired, returned to sender", job->queue_id,
-                 env->sender);
     if (nullbounce)
         log_mail("bounce",
                  "%s: undeliverable mail from the null sender: no notification sent "
