@@ -5,6 +5,8 @@
  * relay round-robin over destinations, and retried with clamped exponential
  * backoff. A slot that is final is written to the status file before it could
  * be forgotten, so a restart never delivers it again.
+ * It calls down into sched_msg.c (the messages by ID), sched_load.c and
+ * sched_persist.c; those reach back only through sched.settle, which it sets.
  * Not here: loading at start and intake (sched_load.c), writing the status file
  * and removing (sched_persist.c), administration (sched_admin.c), how a job is
  * delivered (src/relay) or how messages are stored (spool).
@@ -47,79 +49,11 @@ long sched_backoff(int attempts, long min, long max)
     return d;
 }
 
-/* --- messages by ID --- */
-
-/* sched_msg_match - whether message N has the ID KEY. */
-static int sched_msg_match(const struct htab_node *n, const void *key)
-{
-    return strcmp(HTAB_ENTRY(n, const struct sched_msg, hnode)->id, key) == 0;
-}
-
-struct sched_msg *sched_msg_find(struct sched *s, const char *id)
-{
-    struct htab_node *n = htab_find(&s->msg_tab, htab_hash_str(id), sched_msg_match, id);
-
-    return n ? HTAB_ENTRY(n, struct sched_msg, hnode) : NULL;
-}
-
-struct sched_msg *sched_msg_add(struct sched *s, const char *id)
-{
-    struct sched_msg *m = calloc(1, sizeof(*m));
-
-    if (!m)
-        return NULL;
-    snprintf(m->id, sizeof(m->id), "%s", id);
-    if (htab_insert(&s->msg_tab, &m->hnode, htab_hash_str(m->id)) < 0) {
-        free(m);
-        return NULL;
-    }
-    /* append: the list stays in arrival order for mailq */
-    TAILQ_INSERT_TAIL(&s->msgs, m, link);
-    return m;
-}
-
-/* sched_msg_drop_content - forget M's in-memory copy (later loads read the spool). */
-void sched_msg_drop_content(struct sched *s, struct sched_msg *m)
-{
-    if (!m->content)
-        return;
-    s->content_bytes -= evbuffer_get_length(m->content);
-    evbuffer_free(m->content);
-    m->content = NULL;
-}
-
 struct evbuffer *sched_job_content(struct sched *s, const struct sched_job *job)
 {
     const struct sched_jobx *j = (const struct sched_jobx *)job;
     (void)s;
     return j->m->removing || j->m->gone ? NULL : j->m->content;
-}
-
-/* sched_msg_free - unlink and free M (no job, load, write or removal may be pending). */
-void sched_msg_free(struct sched *s, struct sched_msg *m)
-{
-    int i;
-
-    htab_remove(&s->msg_tab, &m->hnode);
-    TAILQ_REMOVE(&s->msgs, m, link);
-    if (m->held)
-        counter_add(CNT_MQUEUE_HELD, -1);
-    if (m->reason)
-        for (i = 0; i < m->nslots; i++)
-            free(m->reason[i]);
-    free(m->reason);
-    free(m->slots);
-    free(m->active);
-    if (m->env)
-        spool_envelope_free(m->env);
-    sched_msg_drop_content(s, m);
-    free(m);
-}
-
-/* sched_msg_idle - nothing refers to M any more (no job, load, write, removal). */
-int sched_msg_idle(const struct sched_msg *m)
-{
-    return !m->loading && !m->njobs && !m->writing && !m->removing;
 }
 
 /* --- destinations --- */
@@ -487,6 +421,7 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
     s->spool = spool;
     TAILQ_INIT(&s->msgs);
     TAILQ_INIT(&s->dests);
+    s->settle = sched_msg_settle;
     s->tok = calloc(1, sizeof(*s->tok));
     if (!s->tok)
         goto oom;

@@ -122,6 +122,9 @@ struct sched {
     size_t nready;
     unsigned long long job_seq;
     size_t content_bytes; /* held in sched_msg.content, at most SCHED_CONTENT_MAX */
+    /* sched_msg_settle, set by sched_new: how sched_load.c and sched_persist.c hand a message
+     * back after a load or write without calling up into sched.c */
+    void (*settle)(struct sched *s, struct sched_msg *m);
     void (*ready_cb)(void *arg);
     void *ready_arg;
     int stopping;
@@ -131,10 +134,11 @@ struct sched {
  * under this; the rest are read from the spool when their connection is up. */
 #define SCHED_CONTENT_MAX (8u << 20)
 
-/* The scheduler's files call each other through these: sched.c owns the messages, their
- * jobs and rounds; sched_load.c brings messages in; sched_persist.c writes their state;
- * sched_admin.c acts on them for the administrator. */
+/* The scheduler's files call each other through these, one way: sched_admin.c (the
+ * administrator) uses sched.c (jobs and rounds), which uses sched_load.c (messages in) and
+ * sched_persist.c (their state on disk); all use sched_msg.c (the messages by ID). */
 
+/* sched_msg.c */
 /* sched_msg_find - the message ID, or NULL. */
 struct sched_msg *sched_msg_find(struct sched *s, const char *id);
 /* sched_msg_add - a new message ID at the end of the arrival-order list (NULL: out of memory). */
@@ -145,6 +149,8 @@ void sched_msg_free(struct sched *s, struct sched_msg *m);
 int sched_msg_idle(const struct sched_msg *m);
 /* sched_msg_drop_content - forget M's in-memory copy (later loads read the spool). */
 void sched_msg_drop_content(struct sched *s, struct sched_msg *m);
+
+/* sched.c */
 /* sched_msg_activate - M is due: queue its pending slots as jobs. */
 void sched_msg_activate(struct sched *s, struct sched_msg *m);
 /* sched_msg_settle - after a result, load or write: persist, remove when all done, or defer. */
@@ -152,10 +158,12 @@ void sched_msg_settle(struct sched *s, struct sched_msg *m);
 /* sched_dest_release - free D once it has no ready and no taken job. */
 void sched_dest_release(struct sched *s, struct sched_dest *d);
 
+/* sched_load.c */
 /* sched_load_start - take the spool's new messages from now on and load the queued ones. */
 void sched_load_start(struct sched *s);
 
-/* sched_status_write - write M's status file on a worker; sched_msg_settle follows. */
+/* sched_persist.c */
+/* sched_status_write - write M's status file on a worker; sched.settle follows. */
 void sched_status_write(struct sched *s, struct sched_msg *m);
 /* sched_status_write_now - write M's status file on this thread (shutdown only: blocks). */
 void sched_status_write_now(struct sched *s, struct sched_msg *m);

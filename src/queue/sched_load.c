@@ -89,7 +89,7 @@ static void sched_load_done(void *arg)
         m->wst.slots = NULL;
         m->have_status = 0;
     }
-    sched_msg_settle(s, m);
+    s->settle(s, m);
 }
 
 /* sched_notify_cb - the spool has a new message (with ENV, which we own) or a recovered one

@@ -3,8 +3,8 @@
  * message (which delivery slots are final, the attempt count, the next retry
  * time, the hold) written on a worker thread after a round changes it, or on
  * the loop thread at shutdown; and the removal of a message whose slots are all
- * final. A completion hands the message back to sched_msg_settle (sched.c),
- * which decides what comes next.
+ * final. A completion hands the message back through sched.settle (sched.c's
+ * sched_msg_settle), which decides what comes next.
  * Not here: the status file's format (spool_status.c), when to write (sched.c).
  */
 #include "mta/log.h"
@@ -70,7 +70,7 @@ static void sched_status_done(void *arg)
         m->status_dirty = 1;
         m->write_retry = 1;
     }
-    sched_msg_settle(s, m);
+    s->settle(s, m);
 }
 
 struct sched_rm {
@@ -98,7 +98,7 @@ static void sched_remove_done(void *arg, int err)
              * again), and remove it at the next queue run */
             m->remove_retry = 1;
             m->status_dirty = 1;
-            sched_msg_settle(s, m);
+            s->settle(s, m);
         } else {
             m->gone = 1;
             if (sched_msg_idle(m))
