@@ -177,11 +177,21 @@ static int keystore_load_local(const struct conf *c, struct keystore_pem *out, c
  * its keys from a local volume (or runs without TLS) never maps it. Every libnfs function
  * this file calls is in this list and called via ks_nfs. */
 #define KEYSTORE_NFS_LIBNAME "libnfs.so.13"
+/* One function a line: clang-format 14 reflows a packed list differently on each run. */
 #define KEYSTORE_NFS_FUNCS(X)                                                                      \
     X(nfs_init_context)                                                                            \
-    X(nfs_destroy_context) X(nfs_set_timeout) X(nfs_set_autoreconnect) X(nfs_parse_url_dir)        \
-        X(nfs_destroy_url) X(nfs_mount) X(nfs_umount) X(nfs_open) X(nfs_fstat64) X(nfs_read)       \
-            X(nfs_close) X(nfs_get_error)
+    X(nfs_destroy_context)                                                                         \
+    X(nfs_set_timeout)                                                                             \
+    X(nfs_set_autoreconnect)                                                                       \
+    X(nfs_parse_url_dir)                                                                           \
+    X(nfs_destroy_url)                                                                             \
+    X(nfs_mount)                                                                                   \
+    X(nfs_umount)                                                                                  \
+    X(nfs_open)                                                                                    \
+    X(nfs_fstat64)                                                                                 \
+    X(nfs_read)                                                                                    \
+    X(nfs_close)                                                                                   \
+    X(nfs_get_error)
 
 #define KEYSTORE_NFS_FIELD(f) __typeof__(f) *f;
 static struct {

@@ -23,18 +23,29 @@
  * dlopen only when the log terminal is started, so a daemon without one never maps it.
  * Every libsmbclient function this file calls is in this list and called via smb_lib. */
 #define LOG_SMB_LIBNAME "libsmbclient.so.0"
+/* One function a line: clang-format 14 reflows a packed list differently on each run. */
 #define LOG_SMB_FUNCS(X)                                                                           \
     X(smbc_new_context)                                                                            \
     X(smbc_init_context)                                                                           \
     X(smbc_free_context)                                                                           \
-    X(smbc_setDebug) X(smbc_setLogCallback) X(smbc_setConfiguration) X(smbc_setTimeout)            \
-        X(smbc_setOptionUseKerberos) X(smbc_setOptionFallbackAfterKerberos)                        \
-            X(smbc_setOptionNoAutoAnonymousLogin) X(smbc_setOptionUseCCache)                       \
-                X(smbc_setOptionProtocols) X(smbc_setFunctionAuthDataWithContext)                  \
-                    X(smbc_getFunctionOpen) X(smbc_getFunctionClose) X(smbc_getFunctionFstat)      \
-                        X(smbc_getFunctionWrite) X(smbc_getFunctionMkdir)                          \
-                            X(smbc_getFunctionUnlink) X(smbc_getFunctionRename)                    \
-                                X(smbc_getFunctionPurgeCachedServers)
+    X(smbc_setDebug)                                                                               \
+    X(smbc_setLogCallback)                                                                         \
+    X(smbc_setConfiguration)                                                                       \
+    X(smbc_setTimeout)                                                                             \
+    X(smbc_setOptionUseKerberos)                                                                   \
+    X(smbc_setOptionFallbackAfterKerberos)                                                         \
+    X(smbc_setOptionNoAutoAnonymousLogin)                                                          \
+    X(smbc_setOptionUseCCache)                                                                     \
+    X(smbc_setOptionProtocols)                                                                     \
+    X(smbc_setFunctionAuthDataWithContext)                                                         \
+    X(smbc_getFunctionOpen)                                                                        \
+    X(smbc_getFunctionClose)                                                                       \
+    X(smbc_getFunctionFstat)                                                                       \
+    X(smbc_getFunctionWrite)                                                                       \
+    X(smbc_getFunctionMkdir)                                                                       \
+    X(smbc_getFunctionUnlink)                                                                      \
+    X(smbc_getFunctionRename)                                                                      \
+    X(smbc_getFunctionPurgeCachedServers)
 
 #define LOG_SMB_FN_FIELD(f) __typeof__(f) *f;
 static struct {

@@ -11,7 +11,6 @@
 #include "stats_int.h"
 #include "mta/text.h"
 
-
 /*
  * stats_html_escape - S as HTML text or attribute value: the five markup
  * characters become entities, control bytes and invalid UTF-8 become U+FFFD so
@@ -62,4 +61,3 @@ void stats_html_escape(struct evbuffer *out, const char *s)
         }
     }
 }
-

@@ -88,7 +88,8 @@ static void http_api_json(struct evhttp_request *req, int code, const char *reas
 #define HTTP_API_QUEUE_LIMIT_MAX 100000
 #define HTTP_API_QUEUE_OFFSET_MAX 1000000000L
 
-/* http_api_number - query parameter NAME as a decimal in [MIN, MAX]: DEF when absent, -1 when bad. */
+/* http_api_number - query parameter NAME as a decimal in [MIN, MAX]: DEF when absent, -1 when bad.
+ */
 static long http_api_number(struct evhttp_request *req, const char *name, long def, long min,
                             long max)
 {

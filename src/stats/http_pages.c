@@ -231,8 +231,8 @@ void http_page_dashboard(struct stats *st, struct evhttp_request *req)
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    int rc = http_render_dashboard(b, st->conf->myhostname,
-                                   st->conf->username[0] != '\0', &s, err, sizeof err);
+    int rc = http_render_dashboard(b, st->conf->myhostname, st->conf->username[0] != '\0', &s, err,
+                                   sizeof err);
     http_page_send(req, rc, 200, "OK", b, err);
 }
 
@@ -336,9 +336,8 @@ void http_page_queue(struct stats *st, struct evhttp_request *req)
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    int rc =
-        http_render_queue(b, st->conf->myhostname, st->conf->username[0] != '\0',
-                          q, http_page_queue_each, st->sched, err, sizeof err);
+    int rc = http_render_queue(b, st->conf->myhostname, st->conf->username[0] != '\0', q,
+                               http_page_queue_each, st->sched, err, sizeof err);
     http_page_send(req, rc, 200, "OK", b, err);
 }
 
@@ -423,8 +422,7 @@ void http_page_message(struct stats *st, struct evhttp_request *req, const char 
         return;
     }
     struct http_message_ctx c = {
-        b,         st->conf->myhostname, id, st->conf->username[0] != '\0', 0, err,
-        sizeof err};
+        b, st->conf->myhostname, id, st->conf->username[0] != '\0', 0, err, sizeof err};
     int found = st->sched && sched_view_get(st->sched, id, http_page_message_cb, &c) == 0;
     if (!found)
         c.rc = http_render_message(b, c.host, c.admin, id, NULL, err, sizeof err);
