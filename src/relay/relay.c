@@ -1,10 +1,12 @@
 /*
- * relay.c - the delivery engine's hub: takes jobs from the scheduler within the
- * concurrency limits (default_destination_concurrency_limit per destination,
- * default_process_limit in all), reuses idle connections, logs every recipient result in Postfix's
- * format, and when a job ends turns bounces, expiries and success notifications into RFC 3464
- * messages committed through the spool before the scheduler hears the result.
- * Not here: the SMTP conversation (relay_smtp.c), notifications (relay_notify.c).
+ * relay.c - the delivery engine's glue: jobs in, results out. Takes jobs from
+ * the scheduler within the concurrency limits (default_destination_concurrency_limit
+ * per destination, default_process_limit in all), feeds idle connections first,
+ * logs every recipient result in Postfix's format, and when a job ends has the
+ * scheduler settle expiries (sched_job_expire) and the notifications queued
+ * (relay_notify.c) before the scheduler hears the results (sched_job_done).
+ * Not here: the SMTP conversation (relay_client.c, relay_xact.c), notifications
+ * (relay_notify.c).
  */
 #include "relay_int.h"
 

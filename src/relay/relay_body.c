@@ -6,7 +6,7 @@
  * pure and carrying their state across chunk borders; and the stream, which
  * reads the queue file on a worker thread RELAY_CHUNK bytes at a time and hands
  * the text to the connection one chunk ahead of its socket.
- * Not here: when to write (relay_smtp.c drives it from its write watermark).
+ * Not here: when to write (relay_xact.c drives it from its write watermark).
  */
 #include "relay_int.h"
 

@@ -265,7 +265,87 @@ struct relay_job {
     struct relay_job *nprev, *nnext; /* on relay->notifying while notifications are made */
 };
 
-/* relay_smtp.c */
+/*
+ * One outbound connection, shared by relay_client.c (the session: it owns the
+ * struct) and relay_xact.c (the transaction on it, below the session).
+ */
+#include <netinet/in.h>
+
+enum relay_state {
+    RS_DNS,
+    RS_CONNECT,
+    RS_GREETING,
+    RS_EHLO,
+    RS_HELO,
+    RS_STARTTLS,
+    RS_TLS,
+    RS_READY, /* session up, waiting for the message to be loaded */
+    RS_XACT,  /* MAIL/RCPT/DATA replies */
+    RS_BODY,  /* the message goes out, chunk by chunk */
+    RS_DOT,   /* reply to the end of data */
+    RS_DOT_DISCARD,
+    RS_RSET,
+    RS_IDLE,
+    RS_QUIT,
+};
+
+#define EXP_MAIL (-1)
+#define EXP_DATA (-2)
+
+struct relay_conn {
+    struct relay *r;
+    unsigned long long id;
+    struct relay_conn *prev, *next;
+    struct relay_dest *dest;
+    char destname[256];
+    enum sched_dest_kind kind;
+    struct relay_job *rj;
+    enum relay_state state;
+    struct relay_route *route; /* next hop: hosts and addresses in the order to try */
+    /* the session */
+    struct bufferevent *bev;
+    char ip[INET6_ADDRSTRLEN];
+    char relay_field[400]; /* host[ip]:port, or "none" */
+    long log_pid;          /* this connection's pseudo-pid in the maillog */
+    int ext;
+    long long size_limit;
+    int tls_on;
+    struct relay_reply reply;
+    int reused, retried, need_rset;
+    struct event *idle_ev;
+    /* the transaction */
+    char **cmds;
+    int *exp;
+    int ncmd, nsent, nreplied;
+    int mail_failed;
+    struct relay_reply mail_reply;
+    char *accepted; /* per job recipient */
+    /* the last session failure, for the recipients when no host is left */
+    char last_err[RELAY_REPLY_MAX + 200];
+    char last_dsn[16];
+    int last_perm;
+    /* what the transaction hands back up to the session (relay_client.c sets them) */
+    void (*xact_done)(struct relay_conn *c); /* over: the next job, or idle */
+    void (*fail)(struct relay_conn *c, const char *text, const char *dsn, int perm);
+};
+
+/* relay_xact.c: called by the session */
+void relay_conn_timeout(struct relay_conn *c, long read_s, long write_s);
+void relay_conn_send(struct relay_conn *c, const char *line);
+void relay_xact_clear(struct relay_conn *c);
+struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *job, int load_now);
+void relay_all_results(struct relay_conn *c, enum sched_result res, const char *dsn,
+                       const char *text);
+void relay_conn_said(struct relay_conn *c, const struct relay_reply *rp, const char *what,
+                     char *buf, size_t len);
+/* relay_conn_ready - the session is up: start the transaction once the message is loaded. */
+void relay_conn_ready(struct relay_conn *c);
+void relay_conn_write_cb(struct bufferevent *bev, void *arg);
+void relay_conn_accepted_results(struct relay_conn *c, const struct relay_reply *rp,
+                                 const char *what);
+void relay_conn_xact_reply(struct relay_conn *c, const struct relay_reply *rp);
+
+/* relay_client.c: called by relay.c */
 struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job);
 void relay_conn_free(struct relay_conn *c);
 int relay_conn_idle_take(

@@ -5,7 +5,7 @@
  * no MX means the domain itself, RFC 5321 5.1), then each host's addresses,
  * one after the other. The owner (a connection) asks for the next address
  * when one fails; the answers come through the callback it handed over.
- * Not here: connecting or talking SMTP (relay_smtp.c).
+ * Not here: connecting or talking SMTP (relay_client.c).
  */
 #include "relay_int.h"
 
