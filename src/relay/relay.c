@@ -26,32 +26,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-
-/* relay_now_us - wall clock in microseconds. */
-long long relay_now_us(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
-}
 
 /* relay_dest_put - C's connection to D is gone: free D when it has none left, so the
  * list holds only destinations with connections (at most default_process_limit). */
 void relay_dest_put(struct relay *r, struct relay_dest *d)
 {
-    struct relay_dest **pp;
-
+    (void)r;
     if (--d->nconn > 0)
         return;
-    for (pp = &r->dests; *pp; pp = &(*pp)->next)
-        if (*pp == d) {
-            *pp = d->next;
-            break;
-        }
+    LIST_REMOVE(d, entry);
     free(d->name);
     free(d);
 }
@@ -60,16 +45,17 @@ struct relay_dest *relay_dest_get(struct relay *r, const char *name)
 {
     struct relay_dest *d;
 
-    for (d = r->dests; d; d = d->next)
+    LIST_FOREACH(d, &r->dests, entry)
+    {
         if (strcmp(d->name, name) == 0)
             return d;
+    }
     d = calloc(1, sizeof(*d));
     if (!d || !(d->name = strdup(name))) {
         free(d);
         return NULL;
     }
-    d->next = r->dests;
-    r->dests = d;
+    LIST_INSERT_HEAD(&r->dests, d, entry);
     return d;
 }
 
@@ -81,9 +67,11 @@ int relay_can_cb(void *arg, const char *dest)
 
     if (r->nconn >= r->conf->default_process_limit)
         return 0;
-    for (d = r->dests; d; d = d->next)
+    LIST_FOREACH(d, &r->dests, entry)
+    {
         if (strcmp(d->name, dest) == 0)
             return d->nconn < r->conf->default_destination_concurrency_limit;
+    }
     return 1;
 }
 
@@ -96,7 +84,7 @@ void relay_kick(void *arg)
 
     if (r->stopping)
         return;
-    for (c = r->conns; c; c = next) {
+    for (c = TAILQ_FIRST(&r->conns); c; c = next) {
         next = relay_conn_next(c);
         if (relay_conn_is_idle(c))
             relay_conn_idle_take(c);
@@ -131,7 +119,7 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
     const struct spool_envelope *env = job->env;
     int slot = job->rcpt[i];
     const char *addr = env->rcpt[slot < env->nrcpt ? slot : slot - env->nrcpt].addr;
-    long long now = relay_now_us();
+    long long now = clock_now_us();
     long long conn_us = rj->conn_us ? rj->conn_us : now;
     char d0[16], d1[16], d2[16], d3[16], d4[16];
     const char *st = res == SCHED_RESULT_SENT     ? "sent"
@@ -174,12 +162,7 @@ void relay_job_release(struct relay *r, struct relay_job *rj)
 
     if (rj->listed) {
         rj->listed = 0;
-        if (rj->nprev)
-            rj->nprev->nnext = rj->nnext;
-        else if (r->notifying == rj)
-            r->notifying = rj->nnext;
-        if (rj->nnext)
-            rj->nnext->nprev = rj->nprev;
+        TAILQ_REMOVE(&r->notifying, rj, nentry);
     }
     sched_job_done(r->sched, rj->job);
     for (i = 0; rj->ri && i < rj->job_nrcpt_saved; i++) {
@@ -215,11 +198,7 @@ void relay_job_finish(struct relay *r, struct relay_job *rj)
                  "(double bounce)",
                  job->queue_id);
     /* on the notifying list until released, so relay_free can hand it back */
-    rj->nprev = NULL;
-    rj->nnext = r->notifying;
-    if (r->notifying)
-        r->notifying->nprev = rj;
-    r->notifying = rj;
+    TAILQ_INSERT_HEAD(&r->notifying, rj, nentry);
     rj->listed = 1;
     relay_notify_begin(r, rj, relay_job_release);
 }
@@ -236,6 +215,9 @@ struct relay *relay_new(struct event_base *base, const struct conf *conf, struct
     if (!r)
         goto oom;
     r->base = base;
+    TAILQ_INIT(&r->conns);
+    TAILQ_INIT(&r->notifying);
+    LIST_INIT(&r->dests);
     r->conf = conf;
     r->spool = spool;
     r->sched = sched;
@@ -312,7 +294,7 @@ static void relay_drain_done(struct relay *r)
 
 void relay_drain_check(struct relay *r)
 {
-    if (r->drained && !r->freeing && !r->conns && !r->notifying)
+    if (r->drained && !r->freeing && TAILQ_EMPTY(&r->conns) && TAILQ_EMPTY(&r->notifying))
         relay_drain_done(r);
 }
 
@@ -322,7 +304,7 @@ static void relay_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (r->conns)
+    if (!TAILQ_EMPTY(&r->conns))
         log_warning("smtp", "stop: %d outbound connection(s) still waiting for a reply; closing",
                     r->nconn);
     relay_drain_done(r);
@@ -348,7 +330,7 @@ void relay_stop(struct relay *r, void (*drained)(void *arg), void *arg)
     /* a connection whose server has the whole message must hear the reply, or the
      * recipients would be sent again after the restart; every other one closes now
      * (nothing was handed over: its recipients simply stay queued) */
-    for (c = r->conns; c; c = next) {
+    for (c = TAILQ_FIRST(&r->conns); c; c = next) {
         next = relay_conn_next(c);
         if (!relay_conn_awaits_dot(c))
             relay_conn_free(c);
@@ -379,12 +361,12 @@ void relay_free(struct relay *r)
         sched_set_ready(r->sched, NULL, NULL);
     if (r->dns)
         dns_cancel_all(r->dns);
-    while (r->conns)
-        relay_conn_free(r->conns);
+    while (!TAILQ_EMPTY(&r->conns))
+        relay_conn_free(TAILQ_FIRST(&r->conns));
     /* notifications in flight (built on r->io, committed by the spool): finish them,
      * so a bounced recipient is recorded bounced only with its bounce queued, and
      * a bounce that made it to the spool is not made again after the restart */
-    while (r->notifying && r->io && rounds++ < 1000) {
+    while (!TAILQ_EMPTY(&r->notifying) && r->io && rounds++ < 1000) {
         if (workers_pending(r->io) > 0)
             workers_run_done(r->io, 1000);
         else if (spool_drain(r->spool) == 0)
@@ -392,9 +374,9 @@ void relay_free(struct relay *r)
     }
     if (r->io)
         workers_free(r->io); /* pending loads and notification builds end here */
-    while (r->notifying) {
+    while (!TAILQ_EMPTY(&r->notifying)) {
         /* cannot happen unless a commit hangs: their recipients stay queued */
-        struct relay_job *rj = r->notifying;
+        struct relay_job *rj = TAILQ_FIRST(&r->notifying);
         int i;
         for (i = 0; i < rj->job->nrcpt; i++)
             if (rj->job->result[i] == SCHED_RESULT_BOUNCE)
@@ -403,8 +385,8 @@ void relay_free(struct relay *r)
     }
     if (r->kick_ev)
         event_free(r->kick_ev);
-    while ((d = r->dests)) {
-        r->dests = d->next;
+    while ((d = LIST_FIRST(&r->dests))) {
+        LIST_REMOVE(d, entry);
         free(d->name);
         free(d);
     }

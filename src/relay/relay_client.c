@@ -39,7 +39,7 @@ static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched
 
 struct relay_conn *relay_conn_next(const struct relay_conn *c)
 {
-    return c->next;
+    return TAILQ_NEXT(c, entry);
 }
 
 int relay_conn_is_idle(const struct relay_conn *c)
@@ -61,9 +61,11 @@ struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id)
 {
     struct relay_conn *c;
 
-    for (c = r->conns; c; c = c->next)
+    TAILQ_FOREACH(c, &r->conns, entry)
+    {
         if (c->id == id)
             return c;
+    }
     return NULL;
 }
 
@@ -116,12 +118,7 @@ void relay_conn_free(struct relay_conn *c)
     relay_route_free(c->route);
     if (c->idle_ev)
         event_free(c->idle_ev);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        r->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    TAILQ_REMOVE(&r->conns, c, entry);
     if (c->dest)
         relay_dest_put(r, c->dest);
     r->nconn--;
@@ -672,10 +669,7 @@ struct relay_conn *relay_conn_new(struct relay *r, struct sched_job *job)
     if (c->dest)
         c->dest->nconn++;
     r->nconn++;
-    c->next = r->conns;
-    if (r->conns)
-        r->conns->prev = c;
-    r->conns = c;
+    TAILQ_INSERT_HEAD(&r->conns, c, entry);
     c->fail = relay_conn_fail;
     c->xact_done = relay_conn_xact_end;
     c->route = relay_route_new(r->dns, job->kind, job->dest, relay_conn_route_cb, c);

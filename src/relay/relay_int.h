@@ -7,8 +7,10 @@
 #define MTA_RELAY_INT_H
 
 #include <stddef.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "mta/clock.h"
 #include "mta/dns.h"
 #include "mta/relay.h"
 #include "mta/sched.h"
@@ -204,7 +206,7 @@ struct relay_conn;
 struct relay_dest {
     char *name;
     int nconn;
-    struct relay_dest *next;
+    LIST_ENTRY(relay_dest) entry; /* relay->dests: only destinations with connections */
 };
 
 struct relay {
@@ -217,8 +219,8 @@ struct relay {
     SSL_CTX *tls;   /* outbound client context: made at the first STARTTLS (relay_tls_ctx) */
     int tls_wanted; /* smtp_tls_security_level is not "none" */
     int tls_failed; /* creating it failed once: plaintext from then on */
-    struct relay_conn *conns;
-    struct relay_dest *dests;
+    TAILQ_HEAD(, relay_conn) conns;
+    LIST_HEAD(, relay_dest) dests;
     int nconn;
     unsigned long long conn_seq;
     const char *myhostname;
@@ -229,7 +231,7 @@ struct relay {
     struct event *drain_ev; /* relay_stop's time limit */
     struct relay_token *tok;
     struct event *kick_ev;
-    struct relay_job *notifying;
+    TAILQ_HEAD(, relay_job) notifying; /* jobs whose notifications are being made */
 };
 
 /* Outlives the relay while spool commits that name it are in flight. */
@@ -261,8 +263,8 @@ struct relay_job {
     int notify_stage;  /* 0: none yet, 1: success DSN done, 2: bounce done */
     void (*notify_done)(struct relay *r, struct relay_job *rj); /* relay_notify_begin's */
     int job_nrcpt_saved;
-    int listed;
-    struct relay_job *nprev, *nnext; /* on relay->notifying while notifications are made */
+    int listed;                    /* on relay->notifying */
+    TAILQ_ENTRY(relay_job) nentry; /* relay->notifying while notifications are made */
 };
 
 /*
@@ -295,7 +297,7 @@ enum relay_state {
 struct relay_conn {
     struct relay *r;
     unsigned long long id;
-    struct relay_conn *prev, *next;
+    TAILQ_ENTRY(relay_conn) entry; /* relay->conns */
     struct relay_dest *dest;
     char destname[256];
     enum sched_dest_kind kind;
@@ -379,6 +381,5 @@ void relay_drain_check(struct relay *r);
 /* relay_tls_ctx - the outbound TLS context, created on first use (a relay that never meets a
  * STARTTLS server never initialises OpenSSL); NULL when TLS is off or it cannot be made. */
 SSL_CTX *relay_tls_ctx(struct relay *r);
-long long relay_now_us(void);
 
 #endif

@@ -211,7 +211,7 @@ static void relay_notify_build(void *arg)
     }
     snprintf(boundary, sizeof(boundary), "%s.%lld/%s", rj->job->queue_id, (long long)time(NULL),
              nt->tok->r->myhostname);
-    snprintf(msgid, sizeof(msgid), "%s.%lld@%s", rj->job->queue_id, relay_now_us(),
+    snprintf(msgid, sizeof(msgid), "%s.%lld@%s", rj->job->queue_id, clock_now_us(),
              nt->tok->r->myhostname);
     snprintf(nt->msgid, sizeof(nt->msgid), "%s", msgid);
     memset(&info, 0, sizeof(info));
@@ -324,7 +324,7 @@ static void relay_notify_built(void *arg)
     nt->env.client_name = (char *)"localhost";
     nt->env.client_addr = (char *)"127.0.0.1";
     nt->env.helo = (char *)"localhost";
-    nt->env.arrival_us = relay_now_us();
+    nt->env.arrival_us = clock_now_us();
     spool_msg_commit(nt->msg, &nt->env, relay_notify_committed, nt);
 }
 

@@ -287,7 +287,7 @@ void relay_conn_ready(struct relay_conn *c)
 
     c->state = RS_READY;
     if (!c->rj->conn_us)
-        c->rj->conn_us = relay_now_us();
+        c->rj->conn_us = clock_now_us();
     if (!c->rj->load_started || (c->rj->st && relay_stream_used(c->rj->st)))
         relay_conn_load(c, c->rj);
     if (c->rj->body_err == -1)
