@@ -11,7 +11,6 @@
 #include "relay_int.h"
 
 #include "mta/conf.h"
-#include "mta/counters.h"
 #include "mta/log.h"
 #include "mta/nexthop.h"
 #include "mta/spool.h"
@@ -21,7 +20,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,35 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* relay_dest_put - C's connection to D is gone: free D when it has none left, so the
- * list holds only destinations with connections (at most default_process_limit). */
-void relay_dest_put(struct relay *r, struct relay_dest *d)
-{
-    (void)r;
-    if (--d->nconn > 0)
-        return;
-    LIST_REMOVE(d, entry);
-    free(d->name);
-    free(d);
-}
-
-struct relay_dest *relay_dest_get(struct relay *r, const char *name)
-{
-    struct relay_dest *d;
-
-    LIST_FOREACH(d, &r->dests, entry)
-    {
-        if (strcmp(d->name, name) == 0)
-            return d;
-    }
-    d = calloc(1, sizeof(*d));
-    if (!d || !(d->name = strdup(name))) {
-        free(d);
-        return NULL;
-    }
-    LIST_INSERT_HEAD(&r->dests, d, entry);
-    return d;
-}
+static void relay_drain_check(struct relay *r);
 
 /* relay_can_cb - may a new connection to DEST start now? */
 int relay_can_cb(void *arg, const char *dest)
@@ -103,60 +73,24 @@ static void relay_kick_cb(evutil_socket_t fd, short what, void *arg)
     relay_kick(arg);
 }
 
-void relay_kick_later(struct relay *r)
+static void relay_kick_later(struct relay *r)
 {
     if (r->kick_ev && !r->stopping)
         event_active(r->kick_ev, EV_TIMEOUT, 0);
 }
 
-/* --- results and the maillog --- */
-
-void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
-                  const char *dsn, const char *relay_field, const char *remote,
-                  const char *status_text, const char *diag)
-{
-    struct sched_job *job = rj->job;
-    const struct spool_envelope *env = job->env;
-    int slot = job->rcpt[i];
-    const char *addr = env->rcpt[slot < env->nrcpt ? slot : slot - env->nrcpt].addr;
-    long long now = clock_now_us();
-    long long conn_us = rj->conn_us ? rj->conn_us : now;
-    char d0[16], d1[16], d2[16], d3[16], d4[16];
-    const char *st = res == SCHED_RESULT_SENT     ? "sent"
-                     : res == SCHED_RESULT_BOUNCE ? "bounced"
-                                                  : "deferred";
-
-    if (job->result[i] != SCHED_RESULT_NONE)
-        return; /* one result per attempt */
-    job->result[i] = res;
-    snprintf(rj->ri[i].dsn, sizeof(rj->ri[i].dsn), "%s", dsn);
-    free(rj->ri[i].diag);
-    rj->ri[i].diag = strdup(diag ? diag : status_text);
-    free(rj->ri[i].remote);
-    rj->ri[i].remote = strdup(remote ? remote : "");
-    relay_fmt_delay((now - env->arrival_us) / 1e6, d0, sizeof(d0));
-    relay_fmt_delay((job->active_us - env->arrival_us) / 1e6, d1, sizeof(d1));
-    relay_fmt_delay((job->dispatch_us - job->active_us) / 1e6, d2, sizeof(d2));
-    relay_fmt_delay((conn_us - job->dispatch_us) / 1e6, d3, sizeof(d3));
-    relay_fmt_delay((now - conn_us) / 1e6, d4, sizeof(d4));
-    log_mail_pid("smtp", rj->log_pid,
-                 "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-                 job->queue_id, addr, relay_field[0] ? relay_field : "none", d0, d1, d2, d3, d4,
-                 dsn, st, status_text);
-    if (res == SCHED_RESULT_SENT)
-        counter_add(CNT_DELIVERED, 1);
-    else if (res == SCHED_RESULT_BOUNCE)
-        counter_add(CNT_BOUNCED, 1);
-    else {
-        counter_add(CNT_DEFERRED, 1);
-        sched_job_reason(r->sched, job, i, status_text);
-    }
-}
-
 /* --- end of a job: notifications (relay_notify.c), then the scheduler --- */
 
+/* relay_conn_gone - the clients' conn_gone hook: capacity is free again, and relay_stop may
+ * have waited for this connection. */
+static void relay_conn_gone(struct relay *r)
+{
+    relay_kick_later(r);
+    relay_drain_check(r);
+}
+
 /* relay_job_release - hand the job back to the scheduler and free the relay side. */
-void relay_job_release(struct relay *r, struct relay_job *rj)
+static void relay_job_release(struct relay *r, struct relay_job *rj)
 {
     int i;
 
@@ -175,7 +109,9 @@ void relay_job_release(struct relay *r, struct relay_job *rj)
     relay_drain_check(r);
 }
 
-void relay_job_finish(struct relay *r, struct relay_job *rj)
+/* relay_job_finish - every recipient has a result (or NONE): expiry, notifications, then
+ * sched_job_done (through relay_job_release); the clients' job_ended hook. */
+static void relay_job_finish(struct relay *r, struct relay_job *rj)
 {
     struct sched_job *job = rj->job;
     const struct spool_envelope *env = job->env;
@@ -248,6 +184,8 @@ struct relay *relay_new(struct event_base *base, const struct conf *conf, struct
     if (!r->tok || !r->io)
         goto oom;
     r->tok->r = r;
+    r->job_ended = relay_job_finish;
+    r->conn_gone = relay_conn_gone;
     r->kick_ev = event_new(base, -1, 0, relay_kick_cb, r);
     if (!r->kick_ev)
         goto oom;
@@ -263,23 +201,6 @@ oom:
     return NULL;
 }
 
-SSL_CTX *relay_tls_ctx(struct relay *r)
-{
-    if (r->tls || !r->tls_wanted || r->tls_failed)
-        return r->tls;
-    if (!(r->tls = SSL_CTX_new(TLS_client_method()))) {
-        r->tls_failed = 1;
-        log_warning("smtp", "cannot create the outbound TLS context; delivering without TLS");
-        ERR_clear_error();
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION);
-    SSL_CTX_set_default_verify_paths(r->tls);
-    /* opportunistic ("may"): any certificate is accepted; trust is only logged */
-    SSL_CTX_set_verify(r->tls, SSL_VERIFY_NONE, NULL);
-    return r->tls;
-}
-
 /* relay_drain_done - relay_stop is over (or its time is up): tell the caller once. */
 static void relay_drain_done(struct relay *r)
 {
@@ -292,7 +213,7 @@ static void relay_drain_done(struct relay *r)
         cb(r->drained_arg);
 }
 
-void relay_drain_check(struct relay *r)
+static void relay_drain_check(struct relay *r)
 {
     if (r->drained && !r->freeing && TAILQ_EMPTY(&r->conns) && TAILQ_EMPTY(&r->notifying))
         relay_drain_done(r);

@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,8 @@ int relay_conn_awaits_dot(const struct relay_conn *c)
     return c->state == RS_DOT && c->rj && c->bev;
 }
 
-struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id)
+/* relay_conn_find - the connection with ID, if it still exists. */
+static struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id)
 {
     struct relay_conn *c;
 
@@ -67,6 +69,56 @@ struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id)
             return c;
     }
     return NULL;
+}
+
+/* relay_dest_put - C's connection to D is gone: free D when it has none left, so the
+ * list holds only destinations with connections (at most default_process_limit). */
+static void relay_dest_put(struct relay *r, struct relay_dest *d)
+{
+    (void)r;
+    if (--d->nconn > 0)
+        return;
+    LIST_REMOVE(d, entry);
+    free(d->name);
+    free(d);
+}
+
+static struct relay_dest *relay_dest_get(struct relay *r, const char *name)
+{
+    struct relay_dest *d;
+
+    LIST_FOREACH(d, &r->dests, entry)
+    {
+        if (strcmp(d->name, name) == 0)
+            return d;
+    }
+    d = calloc(1, sizeof(*d));
+    if (!d || !(d->name = strdup(name))) {
+        free(d);
+        return NULL;
+    }
+    LIST_INSERT_HEAD(&r->dests, d, entry);
+    return d;
+}
+
+/* relay_tls_ctx - the outbound TLS context, created at the first STARTTLS (OpenSSL's
+ * initialisation costs ~4 MB resident that a relay without TLS peers never needs);
+ * NULL when TLS is off or it cannot be made. */
+static SSL_CTX *relay_tls_ctx(struct relay *r)
+{
+    if (r->tls || !r->tls_wanted || r->tls_failed)
+        return r->tls;
+    if (!(r->tls = SSL_CTX_new(TLS_client_method()))) {
+        r->tls_failed = 1;
+        log_warning("smtp", "cannot create the outbound TLS context; delivering without TLS");
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION);
+    SSL_CTX_set_default_verify_paths(r->tls);
+    /* opportunistic ("may"): any certificate is accepted; trust is only logged */
+    SSL_CTX_set_verify(r->tls, SSL_VERIFY_NONE, NULL);
+    return r->tls;
 }
 
 /* relay_conn_close - drop the socket (the connection object lives on). */
@@ -104,7 +156,7 @@ static void relay_conn_finish_job(struct relay_conn *c)
     if (!rj)
         return;
     c->rj = NULL;
-    relay_job_finish(c->r, rj);
+    c->r->job_ended(c->r, rj);
 }
 
 void relay_conn_free(struct relay_conn *c)
@@ -123,8 +175,7 @@ void relay_conn_free(struct relay_conn *c)
         relay_dest_put(r, c->dest);
     r->nconn--;
     free(c);
-    relay_kick_later(r); /* capacity is free again */
-    relay_drain_check(r);
+    r->conn_gone(r); /* capacity is free again; relay_stop may be waiting for it */
 }
 
 /* relay_conn_give_up - every unresolved recipient gets RES, the job ends, the connection goes. */

@@ -231,6 +231,9 @@ struct relay {
     struct event *drain_ev; /* relay_stop's time limit */
     struct relay_token *tok;
     struct event *kick_ev;
+    /* what the clients hand back up (set by relay_new) */
+    void (*job_ended)(struct relay *r, struct relay_job *rj); /* results in: settle, release */
+    void (*conn_gone)(struct relay *r);                       /* a connection was freed */
     TAILQ_HEAD(, relay_job) notifying; /* jobs whose notifications are being made */
 };
 
@@ -359,27 +362,14 @@ struct relay_job *relay_conn_job(const struct relay_conn *c);
 /* relay_conn_awaits_dot - the message and its final dot went out, the reply has not come. */
 int relay_conn_awaits_dot(const struct relay_conn *c);
 
-/* relay.c */
-struct relay_dest *relay_dest_get(struct relay *r, const char *name);
-/* relay_dest_put - one connection to D fewer; D is freed with its last connection. */
-void relay_dest_put(struct relay *r, struct relay_dest *d);
+/* relay.c: the glue, above the clients (which call up only through r->job_ended/conn_gone) */
 int relay_can_cb(void *arg, const char *dest);
-/* relay_result - record and log the result of job recipient I. */
+void relay_kick(void *arg);
+
+/* relay_xact.c: called by relay_client.c */
+/* relay_result - record and log the result of job recipient I (one per attempt). */
 void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
                   const char *dsn, const char *relay_field, const char *remote,
                   const char *status_text, const char *diag);
-/* relay_job_release - hand the job back to the scheduler and free the relay side. */
-void relay_job_release(struct relay *r, struct relay_job *rj);
-/* relay_job_finish - every recipient has a result (or NONE): notifications, then sched_job_done. */
-void relay_job_finish(struct relay *r, struct relay_job *rj);
-struct relay_conn *relay_conn_find(struct relay *r, unsigned long long id);
-void relay_kick(void *arg);
-/* relay_kick_later - run relay_kick on the next loop turn (no re-entry from callbacks). */
-void relay_kick_later(struct relay *r);
-/* relay_drain_check - during relay_stop: run the drained callback once nothing is left. */
-void relay_drain_check(struct relay *r);
-/* relay_tls_ctx - the outbound TLS context, created on first use (a relay that never meets a
- * STARTTLS server never initialises OpenSSL); NULL when TLS is off or it cannot be made. */
-SSL_CTX *relay_tls_ctx(struct relay *r);
 
 #endif

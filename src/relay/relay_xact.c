@@ -11,6 +11,7 @@
 #include "relay_int.h"
 
 #include "mta/conf.h"
+#include "mta/counters.h"
 #include "mta/log.h"
 
 #include <errno.h>
@@ -23,6 +24,50 @@
 
 static void relay_conn_stream_cb(void *arg);
 static void relay_conn_body_pump(struct relay_conn *c);
+
+/* relay_result - record and log (Postfix's to=<..>, relay=, delays=, dsn=, status=) the
+ * result of job recipient I: one result per attempt. */
+void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
+                  const char *dsn, const char *relay_field, const char *remote,
+                  const char *status_text, const char *diag)
+{
+    struct sched_job *job = rj->job;
+    const struct spool_envelope *env = job->env;
+    int slot = job->rcpt[i];
+    const char *addr = env->rcpt[slot < env->nrcpt ? slot : slot - env->nrcpt].addr;
+    long long now = clock_now_us();
+    long long conn_us = rj->conn_us ? rj->conn_us : now;
+    char d0[16], d1[16], d2[16], d3[16], d4[16];
+    const char *st = res == SCHED_RESULT_SENT     ? "sent"
+                     : res == SCHED_RESULT_BOUNCE ? "bounced"
+                                                  : "deferred";
+
+    if (job->result[i] != SCHED_RESULT_NONE)
+        return; /* one result per attempt */
+    job->result[i] = res;
+    snprintf(rj->ri[i].dsn, sizeof(rj->ri[i].dsn), "%s", dsn);
+    free(rj->ri[i].diag);
+    rj->ri[i].diag = strdup(diag ? diag : status_text);
+    free(rj->ri[i].remote);
+    rj->ri[i].remote = strdup(remote ? remote : "");
+    relay_fmt_delay((now - env->arrival_us) / 1e6, d0, sizeof(d0));
+    relay_fmt_delay((job->active_us - env->arrival_us) / 1e6, d1, sizeof(d1));
+    relay_fmt_delay((job->dispatch_us - job->active_us) / 1e6, d2, sizeof(d2));
+    relay_fmt_delay((conn_us - job->dispatch_us) / 1e6, d3, sizeof(d3));
+    relay_fmt_delay((now - conn_us) / 1e6, d4, sizeof(d4));
+    log_mail_pid("smtp", rj->log_pid,
+                 "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                 job->queue_id, addr, relay_field[0] ? relay_field : "none", d0, d1, d2, d3, d4,
+                 dsn, st, status_text);
+    if (res == SCHED_RESULT_SENT)
+        counter_add(CNT_DELIVERED, 1);
+    else if (res == SCHED_RESULT_BOUNCE)
+        counter_add(CNT_BOUNCED, 1);
+    else {
+        counter_add(CNT_DEFERRED, 1);
+        sched_job_reason(r->sched, job, i, status_text);
+    }
+}
 
 /* relay_conn_timeout - set the read (and write) timeout for the next stage. */
 void relay_conn_timeout(struct relay_conn *c, long read_s, long write_s)
