@@ -246,7 +246,10 @@ static void conf_setting(struct conf_raw *raw, char *text, const char *loc, int 
     }
     free(raw[i].value);
     free(raw[i].loc);
-    raw[i] = (struct conf_raw){v, l, e->seq, alias};
+    raw[i].value = v; /* the table owns them now; conf_load frees it */
+    raw[i].loc = l;
+    raw[i].seq = e->seq;
+    raw[i].alias = alias;
 }
 
 /* ---- reading the file ---- */

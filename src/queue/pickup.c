@@ -28,6 +28,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "mta/clock.h"
 #include "mta/conf.h"
 #include "mta/counters.h"
 #include "mta/log.h"
@@ -267,7 +268,6 @@ static void pickup_build(struct pickup_file *f, const struct maildrop *md, time_
 static int pickup_envelope(struct pickup_file *f, const struct maildrop *md)
 {
     const char *host = f->p->conf->myhostname;
-    struct timeval tv;
     int utf8 = 0;
 
     if (!(f->sender_raw = strdup(md->sender)) ||
@@ -290,8 +290,7 @@ static int pickup_envelope(struct pickup_file *f, const struct maildrop *md)
     f->env.client_name = "localhost";
     f->env.client_addr = "127.0.0.1";
     f->env.helo = "";
-    gettimeofday(&tv, NULL);
-    f->env.arrival_us = (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
+    f->env.arrival_us = clock_now_us();
     return 0;
 }
 

@@ -113,7 +113,7 @@ static void smtpd_body_header_line(struct smtpd_body *b)
         return;
     }
     if ((name = smtpd_body_hdr_name(l, len)) > 0) {
-        const char *v = memchr(l, ':', len) + 1;
+        const char *v = (const char *)memchr(l, ':', len) + 1;
         size_t vlen = len - (size_t)(v - l);
         b->hdr_cont_ok = 1;
         if (name == 8 && strncasecmp(l, "Received", 8) == 0) {
