@@ -25,145 +25,147 @@ enum conf_type {
  * min/max apply to INT, SIZE and TIME values.
  */
 #define CONF_SETTINGS(X)                                                                           \
-    X(hostname, CONF_STR, "", 0, 0, "appliance",                                                 \
-      "Host name of the mail relay (Postfix myhostname). Empty: the system host name.")          \
-    X(logs_enabled, CONF_BOOL, "no", 0, 0, "appliance",                                          \
-      "yes: write the mail log to maillog_filename on the log terminal (which must be set).")    \
-    X(maillog_filename, CONF_STR, "", 0, 0, "appliance",                                         \
-      "Mail log file on the log terminal's share; missing directories are created. Empty: none.") \
-    X(maillog_rotate_size, CONF_SIZE, "0", 0, 9223372036854775807L, "mta",                       \
-      "Rotate maillog_filename on the share beyond this size (bytes; k/m/g). 0: never.")        \
-    X(maillog_rotate_count, CONF_INT, "5", 1, 1000, "mta",                                       \
-      "Rotated mail logs kept on the share: maillog.1 (newest) .. maillog.N.")                  \
-    X(smtpd_trusted_networks, CONF_STR, "127.0.0.1", 0, 0, "appliance",                          \
-      "IPv4/IPv6 addresses and CIDR blocks (comma/space separated) whose clients may relay.")    \
-    X(smart_relay, CONF_STR, "", 0, 0, "appliance",                                              \
-      "Next hop for all outgoing mail, Postfix syntax: host, host:port, [host], [ip]:port.")     \
-    X(cc_mta, CONF_STR, "", 0, 0, "appliance",                                                   \
-      "Host that receives an independent copy of every accepted message. Ignored with smart_relay.") \
-    X(username, CONF_STR, "", 0, 0, "appliance",                                                 \
-      "User name for the web UI and HTTP API. Empty: no authentication.")                       \
-    X(password, CONF_STR, "", 0, 0, "appliance", "Password for the web UI and HTTP API.")         \
-    X(ui_port, CONF_INT, "80", 1, 65535, "appliance", "Port of the HTTP service on in_address.")  \
-    X(http_connection_limit, CONF_INT, "128", 1, 100000, "mta",                                  \
-      "Most HTTP connections open at once; a connection beyond it gets 503 and is closed.")     \
-    X(http_timeout, CONF_TIME, "30s", 1, 3600, "mta",                                            \
-      "Idle time after which an HTTP connection is closed (also while a request dawdles).")     \
-    X(http_auth_failure_limit, CONF_INT, "5", 1, 100000, "mta",                                  \
-      "Wrong web UI credentials from one client address before it gets 429 (see lockout).")     \
-    X(http_auth_lockout_time, CONF_TIME, "60s", 1, 86400, "mta",                                 \
-      "How long a client over http_auth_failure_limit gets 429, and the window failures count in.") \
-    X(ssl_disabled, CONF_BOOL, "yes", 0, 0, "appliance",                                         \
-      "no: serve SMTPS on smtps_port and offer STARTTLS (needs the key and certificate).")       \
-    X(ssl_key_file, CONF_STR, "server.key", 0, 0, "appliance",                                   \
-      "Private key (PEM, no password), relative to the key volume or the fs terminal.")         \
-    X(ssl_cert_file, CONF_STR, "server.pem", 0, 0, "appliance",                                  \
-      "Certificate (PEM), relative to the key volume or the fs terminal.")                      \
-    X(timezone, CONF_STR, "", 0, 0, "appliance",                                                 \
-      "tz database name for log timestamps (e.g. Europe/Berlin). Empty: unchanged.")            \
-    X(data_volume, CONF_STR, "", 0, 0, "terminal",                                               \
-      "Directory of the mail queue (required; created if missing).")                            \
-    X(key_volume, CONF_STR, "", 0, 0, "terminal",                                                \
-      "Directory holding ssl_key_file and ssl_cert_file. Not together with fs_terminal.")       \
-    X(fs_terminal, CONF_STR, "", 0, 0, "terminal",                                               \
-      "nfs://server/export[?opts]: read the SSL files from this NFS export (libnfs).")          \
-    X(log_terminal, CONF_STR, "", 0, 0, "terminal",                                              \
-      "smb://server[:port]/share: CIFS share for the mail log (anonymous login).")              \
-    X(mon_terminal, CONF_STR, "", 0, 0, "terminal",                                              \
-      "ip:port: counters are pushed here as StatsD gauges over UDP.")                           \
-    X(net_source_address, CONF_STR, "", 0, 0, "terminal",                                        \
-      "Source IP address of outgoing SMTP connections.")                                        \
-    X(in_address, CONF_STR, "", 0, 0, "terminal",                                                \
-      "Listen address for SMTP, SMTPS and HTTP. Empty: all IPv4 and IPv6 addresses.")           \
-    X(smtp_port, CONF_INT, "25", 1, 65535, "terminal", "Port of the SMTP listener.")             \
-    X(smtps_port, CONF_INT, "465", 1, 65535, "terminal",                                         \
-      "Port of the SMTPS (implicit TLS) listener; only with ssl_disabled = no.")                \
-    X(submission_port, CONF_INT, "0", 0, 65535, "terminal",                                      \
-      "Port of the submission listener (587 in production; 0: off): STARTTLS, then AUTH, "      \
-      "before MAIL, as Postfix's master.cf submission entry. Needs ssl_disabled = no and "      \
-      "smtpd_sasl_auth_enable = yes.")                                                          \
-    X(dns_servers, CONF_STR, "", 0, 0, "terminal",                                               \
-      "ip[:port],... DNS servers for MX/A/AAAA lookups. Empty: the system's resolv.conf.")      \
-    X(maillog_file, CONF_STR, "", 0, 0, "postfix",                                               \
-      "Local file that also receives every mail log record. Empty: none.")                      \
-    X(syslog_name, CONF_STR, "postfix", 0, 0, "postfix",                                         \
-      "Program name in mail log records (syslog_name/service[pid]).")                           \
-    X(mail_owner, CONF_STR, "mta", 0, 0, "postfix",                                              \
-      "Account mtad runs as after start-up when started as root (owns the data volume, mode "    \
-      "0710). Started as another user, mtad stays that user.")                                  \
-    X(setgid_group, CONF_STR, "mtadrop", 0, 0, "postfix",                                        \
-      "Group of the setgid postdrop and postqueue programs: it may enter the data volume, "      \
-      "write the maildrop and use the control socket's public commands.")                       \
-    X(command_directory, CONF_STR, "", 0, 0, "postfix",                                          \
-      "Where sendmail finds postdrop and postqueue. Empty: the directory of the sendmail "      \
-      "program itself (the install puts them together, in /usr/sbin).")                         \
-    X(message_size_limit, CONF_SIZE, "10240000", 1024, 2147483647L, "postfix",                    \
-      "Largest message accepted, in bytes (SIZE= and the DATA stream).")                        \
-    X(smtpd_recipient_limit, CONF_INT, "1000", 1, 100000, "postfix",                             \
-      "Most recipients accepted in one transaction.")                                           \
-    X(smtpd_timeout, CONF_TIME, "300s", 1, 86400, "postfix",                                     \
-      "Idle time after which an SMTP session is closed (421 4.4.2).")                           \
-    X(smtpd_client_connection_count_limit, CONF_INT, "50", 0, 1000000, "postfix",                \
-      "Most simultaneous sessions from one client address (0: no limit). Trusted clients too. "   \
-      "A session whose client has closed its side no longer counts.")                           \
-    X(smtpd_session_limit, CONF_INT, "10000", 1, 1000000, "mta",                                 \
-      "Most SMTP sessions served at once; beyond it 421 4.3.2.")                                \
-    X(smtpd_session_buffer_limit, CONF_SIZE, "262144", 4096, 67108864, "mta",                    \
-      "Most bytes buffered for one session before it stops reading (backpressure).")           \
-    X(line_length_limit, CONF_INT, "2048", 512, 1048576, "postfix",                              \
-      "Longest SMTP command line accepted (500 5.5.2 beyond).")                                 \
-    X(header_size_limit, CONF_SIZE, "102400", 1024, 67108864, "postfix",                         \
-      "Largest message header; more is kept as body, as Postfix does.")                         \
-    X(hopcount_limit, CONF_INT, "50", 1, 1000, "postfix",                                        \
-      "Most Received: headers before the message is rejected (554 5.4.6).")                     \
-    X(smtpd_hard_error_limit, CONF_INT, "20", 1, 1000, "postfix",                                \
-      "Errors after which the session is closed (421 4.7.0).")                                  \
-    X(smtpd_soft_error_limit, CONF_INT, "10", 1, 1000, "postfix",                                \
-      "Errors after which each error reply is delayed by smtpd_error_sleep_time.")              \
-    X(smtpd_error_sleep_time, CONF_TIME, "1s", 0, 60, "postfix",                                 \
-      "Delay of error replies after smtpd_soft_error_limit errors (never blocks the loop).")    \
-    X(smtpd_junk_command_limit, CONF_INT, "100", 1, 1000000, "postfix",                          \
-      "Junk commands (NOOP RSET VRFY HELP HELO EHLO) before each one counts as an error.")     \
-    X(smtpd_forbid_bare_newline, CONF_STR, "normalize", 0, 0, "postfix",                         \
-      "normalize (bare LF ends a line, never the DATA), reject (521 5.5.2), or no.")            \
-    X(smtpd_sasl_auth_enable, CONF_BOOL, "no", 0, 0, "postfix",                                  \
-      "yes: offer SMTP AUTH (Cyrus SASL); authenticated clients may relay.")                    \
-    X(smtpd_sasl_path, CONF_STR, "smtpd", 0, 0, "postfix",                                       \
-      "Cyrus SASL application name: its configuration file is NAME.conf.")                     \
-    X(smtpd_sasl_config_dir, CONF_STR, "", 0, 0, "mta",                                          \
-      "Directory holding the Cyrus SASL NAME.conf. Empty: the Cyrus default (/etc/sasl2 ...).") \
-    X(smtpd_tls_auth_only, CONF_BOOL, "yes", 0, 0, "postfix",                                    \
-      "yes: AUTH is offered and accepted only after STARTTLS or on SMTPS.")                     \
-    X(maximal_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                           \
-      "How long undeliverable mail stays queued before it bounces.")                            \
-    X(bounce_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                            \
-      "How long an undeliverable bounce (null sender) stays queued.")                           \
-    X(minimal_backoff_time, CONF_TIME, "300s", 1, 31536000, "postfix",                           \
-      "Shortest retry interval for deferred mail.")                                             \
-    X(maximal_backoff_time, CONF_TIME, "4000s", 1, 31536000, "postfix",                          \
-      "Longest retry interval for deferred mail.")                                              \
-    X(queue_run_delay, CONF_TIME, "300s", 1, 31536000, "postfix",                                \
-      "How often the deferred queue is scanned for mail due for a retry.")                      \
-    X(queue_minfree, CONF_SIZE, "0", 0, 9223372036854775807L, "postfix",                         \
-      "Free bytes the data volume must keep; below it new mail gets 452 4.3.1.")                \
-    X(default_destination_concurrency_limit, CONF_INT, "20", 1, 1000, "postfix",                 \
-      "Most parallel deliveries to one destination.")                                           \
-    X(default_process_limit, CONF_INT, "100", 1, 100000, "postfix",                              \
-      "Most parallel outbound SMTP deliveries in all.")                                         \
-    X(smtp_connect_timeout, CONF_TIME, "30s", 1, 3600, "postfix", "Outbound: TCP connect.")      \
-    X(smtp_helo_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: greeting and EHLO.")  \
-    X(smtp_mail_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: MAIL FROM reply.")    \
-    X(smtp_rcpt_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: RCPT TO reply.")      \
-    X(smtp_data_init_timeout, CONF_TIME, "120s", 1, 3600, "postfix", "Outbound: DATA reply.")    \
-    X(smtp_data_xfer_timeout, CONF_TIME, "180s", 1, 3600, "postfix",                             \
-      "Outbound: sending the message content.")                                                 \
-    X(smtp_data_done_timeout, CONF_TIME, "600s", 1, 3600, "postfix",                             \
-      "Outbound: reply to the end-of-data dot.")                                                \
-    X(smtp_quit_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: QUIT reply.")         \
-    X(smtp_line_length_limit, CONF_INT, "998", 0, 1048576, "postfix",                           \
-      "Outbound: longest message line sent (without CRLF); longer ones are broken with CRLF "     \
-      "SPACE. 0: no limit.")                                                                    \
-    X(smtp_tls_security_level, CONF_STR, "may", 0, 0, "postfix",                                 \
+    X(hostname, CONF_STR, "", 0, 0, "appliance",                                                   \
+      "Host name of the mail relay (Postfix myhostname). Empty: the system host name.")            \
+    X(logs_enabled, CONF_BOOL, "no", 0, 0, "appliance",                                            \
+      "yes: write the mail log to maillog_filename on the log terminal (which must be set).")      \
+    X(maillog_filename, CONF_STR, "", 0, 0, "appliance",                                           \
+      "Mail log file on the log terminal's share; missing directories are created. Empty: none.")  \
+    X(maillog_rotate_size, CONF_SIZE, "0", 0, 9223372036854775807L, "mta",                         \
+      "Rotate maillog_filename on the share beyond this size (bytes; k/m/g). 0: never.")           \
+    X(maillog_rotate_count, CONF_INT, "5", 1, 1000, "mta",                                         \
+      "Rotated mail logs kept on the share: maillog.1 (newest) .. maillog.N.")                     \
+    X(smtpd_trusted_networks, CONF_STR, "127.0.0.1", 0, 0, "appliance",                            \
+      "IPv4/IPv6 addresses and CIDR blocks (comma/space separated) whose clients may relay.")      \
+    X(smart_relay, CONF_STR, "", 0, 0, "appliance",                                                \
+      "Next hop for all outgoing mail, Postfix syntax: host, host:port, [host], [ip]:port.")       \
+    X(cc_mta, CONF_STR, "", 0, 0, "appliance",                                                     \
+      "Host that receives an independent copy of every accepted message. Ignored with "            \
+      "smart_relay.")                                                                              \
+    X(username, CONF_STR, "", 0, 0, "appliance",                                                   \
+      "User name for the web UI and HTTP API. Empty: no authentication.")                          \
+    X(password, CONF_STR, "", 0, 0, "appliance", "Password for the web UI and HTTP API.")          \
+    X(ui_port, CONF_INT, "80", 1, 65535, "appliance", "Port of the HTTP service on in_address.")   \
+    X(http_connection_limit, CONF_INT, "128", 1, 100000, "mta",                                    \
+      "Most HTTP connections open at once; a connection beyond it gets 503 and is closed.")        \
+    X(http_timeout, CONF_TIME, "30s", 1, 3600, "mta",                                              \
+      "Idle time after which an HTTP connection is closed (also while a request dawdles).")        \
+    X(http_auth_failure_limit, CONF_INT, "5", 1, 100000, "mta",                                    \
+      "Wrong web UI credentials from one client address before it gets 429 (see lockout).")        \
+    X(http_auth_lockout_time, CONF_TIME, "60s", 1, 86400, "mta",                                   \
+      "How long a client over http_auth_failure_limit gets 429, and the window failures count "    \
+      "in.")                                                                                       \
+    X(ssl_disabled, CONF_BOOL, "yes", 0, 0, "appliance",                                           \
+      "no: serve SMTPS on smtps_port and offer STARTTLS (needs the key and certificate).")         \
+    X(ssl_key_file, CONF_STR, "server.key", 0, 0, "appliance",                                     \
+      "Private key (PEM, no password), relative to the key volume or the fs terminal.")            \
+    X(ssl_cert_file, CONF_STR, "server.pem", 0, 0, "appliance",                                    \
+      "Certificate (PEM), relative to the key volume or the fs terminal.")                         \
+    X(timezone, CONF_STR, "", 0, 0, "appliance",                                                   \
+      "tz database name for log timestamps (e.g. Europe/Berlin). Empty: unchanged.")               \
+    X(data_volume, CONF_STR, "", 0, 0, "terminal",                                                 \
+      "Directory of the mail queue (required; created if missing).")                               \
+    X(key_volume, CONF_STR, "", 0, 0, "terminal",                                                  \
+      "Directory holding ssl_key_file and ssl_cert_file. Not together with fs_terminal.")          \
+    X(fs_terminal, CONF_STR, "", 0, 0, "terminal",                                                 \
+      "nfs://server/export[?opts]: read the SSL files from this NFS export (libnfs).")             \
+    X(log_terminal, CONF_STR, "", 0, 0, "terminal",                                                \
+      "smb://server[:port]/share: CIFS share for the mail log (anonymous login).")                 \
+    X(mon_terminal, CONF_STR, "", 0, 0, "terminal",                                                \
+      "ip:port: counters are pushed here as StatsD gauges over UDP.")                              \
+    X(net_source_address, CONF_STR, "", 0, 0, "terminal",                                          \
+      "Source IP address of outgoing SMTP connections.")                                           \
+    X(in_address, CONF_STR, "", 0, 0, "terminal",                                                  \
+      "Listen address for SMTP, SMTPS and HTTP. Empty: all IPv4 and IPv6 addresses.")              \
+    X(smtp_port, CONF_INT, "25", 1, 65535, "terminal", "Port of the SMTP listener.")               \
+    X(smtps_port, CONF_INT, "465", 1, 65535, "terminal",                                           \
+      "Port of the SMTPS (implicit TLS) listener; only with ssl_disabled = no.")                   \
+    X(submission_port, CONF_INT, "0", 0, 65535, "terminal",                                        \
+      "Port of the submission listener (587 in production; 0: off): STARTTLS, then AUTH, "         \
+      "before MAIL, as Postfix's master.cf submission entry. Needs ssl_disabled = no and "         \
+      "smtpd_sasl_auth_enable = yes.")                                                             \
+    X(dns_servers, CONF_STR, "", 0, 0, "terminal",                                                 \
+      "ip[:port],... DNS servers for MX/A/AAAA lookups. Empty: the system's resolv.conf.")         \
+    X(maillog_file, CONF_STR, "", 0, 0, "postfix",                                                 \
+      "Local file that also receives every mail log record. Empty: none.")                         \
+    X(syslog_name, CONF_STR, "postfix", 0, 0, "postfix",                                           \
+      "Program name in mail log records (syslog_name/service[pid]).")                              \
+    X(mail_owner, CONF_STR, "mta", 0, 0, "postfix",                                                \
+      "Account mtad runs as after start-up when started as root (owns the data volume, mode "      \
+      "0710). Started as another user, mtad stays that user.")                                     \
+    X(setgid_group, CONF_STR, "mtadrop", 0, 0, "postfix",                                          \
+      "Group of the setgid postdrop and postqueue programs: it may enter the data volume, "        \
+      "write the maildrop and use the control socket's public commands.")                          \
+    X(command_directory, CONF_STR, "", 0, 0, "postfix",                                            \
+      "Where sendmail finds postdrop and postqueue. Empty: the directory of the sendmail "         \
+      "program itself (the install puts them together, in /usr/sbin).")                            \
+    X(message_size_limit, CONF_SIZE, "10240000", 1024, 2147483647L, "postfix",                     \
+      "Largest message accepted, in bytes (SIZE= and the DATA stream).")                           \
+    X(smtpd_recipient_limit, CONF_INT, "1000", 1, 100000, "postfix",                               \
+      "Most recipients accepted in one transaction.")                                              \
+    X(smtpd_timeout, CONF_TIME, "300s", 1, 86400, "postfix",                                       \
+      "Idle time after which an SMTP session is closed (421 4.4.2).")                              \
+    X(smtpd_client_connection_count_limit, CONF_INT, "50", 0, 1000000, "postfix",                  \
+      "Most simultaneous sessions from one client address (0: no limit). Trusted clients too. "    \
+      "A session whose client has closed its side no longer counts.")                              \
+    X(smtpd_session_limit, CONF_INT, "10000", 1, 1000000, "mta",                                   \
+      "Most SMTP sessions served at once; beyond it 421 4.3.2.")                                   \
+    X(smtpd_session_buffer_limit, CONF_SIZE, "262144", 4096, 67108864, "mta",                      \
+      "Most bytes buffered for one session before it stops reading (backpressure).")               \
+    X(line_length_limit, CONF_INT, "2048", 512, 1048576, "postfix",                                \
+      "Longest SMTP command line accepted (500 5.5.2 beyond).")                                    \
+    X(header_size_limit, CONF_SIZE, "102400", 1024, 67108864, "postfix",                           \
+      "Largest message header; more is kept as body, as Postfix does.")                            \
+    X(hopcount_limit, CONF_INT, "50", 1, 1000, "postfix",                                          \
+      "Most Received: headers before the message is rejected (554 5.4.6).")                        \
+    X(smtpd_hard_error_limit, CONF_INT, "20", 1, 1000, "postfix",                                  \
+      "Errors after which the session is closed (421 4.7.0).")                                     \
+    X(smtpd_soft_error_limit, CONF_INT, "10", 1, 1000, "postfix",                                  \
+      "Errors after which each error reply is delayed by smtpd_error_sleep_time.")                 \
+    X(smtpd_error_sleep_time, CONF_TIME, "1s", 0, 60, "postfix",                                   \
+      "Delay of error replies after smtpd_soft_error_limit errors (never blocks the loop).")       \
+    X(smtpd_junk_command_limit, CONF_INT, "100", 1, 1000000, "postfix",                            \
+      "Junk commands (NOOP RSET VRFY HELP HELO EHLO) before each one counts as an error.")         \
+    X(smtpd_forbid_bare_newline, CONF_STR, "normalize", 0, 0, "postfix",                           \
+      "normalize (bare LF ends a line, never the DATA), reject (521 5.5.2), or no.")               \
+    X(smtpd_sasl_auth_enable, CONF_BOOL, "no", 0, 0, "postfix",                                    \
+      "yes: offer SMTP AUTH (Cyrus SASL); authenticated clients may relay.")                       \
+    X(smtpd_sasl_path, CONF_STR, "smtpd", 0, 0, "postfix",                                         \
+      "Cyrus SASL application name: its configuration file is NAME.conf.")                         \
+    X(smtpd_sasl_config_dir, CONF_STR, "", 0, 0, "mta",                                            \
+      "Directory holding the Cyrus SASL NAME.conf. Empty: the Cyrus default (/etc/sasl2 ...).")    \
+    X(smtpd_tls_auth_only, CONF_BOOL, "yes", 0, 0, "postfix",                                      \
+      "yes: AUTH is offered and accepted only after STARTTLS or on SMTPS.")                        \
+    X(maximal_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                             \
+      "How long undeliverable mail stays queued before it bounces.")                               \
+    X(bounce_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                              \
+      "How long an undeliverable bounce (null sender) stays queued.")                              \
+    X(minimal_backoff_time, CONF_TIME, "300s", 1, 31536000, "postfix",                             \
+      "Shortest retry interval for deferred mail.")                                                \
+    X(maximal_backoff_time, CONF_TIME, "4000s", 1, 31536000, "postfix",                            \
+      "Longest retry interval for deferred mail.")                                                 \
+    X(queue_run_delay, CONF_TIME, "300s", 1, 31536000, "postfix",                                  \
+      "How often the deferred queue is scanned for mail due for a retry.")                         \
+    X(queue_minfree, CONF_SIZE, "0", 0, 9223372036854775807L, "postfix",                           \
+      "Free bytes the data volume must keep; below it new mail gets 452 4.3.1.")                   \
+    X(default_destination_concurrency_limit, CONF_INT, "20", 1, 1000, "postfix",                   \
+      "Most parallel deliveries to one destination.")                                              \
+    X(default_process_limit, CONF_INT, "100", 1, 100000, "postfix",                                \
+      "Most parallel outbound SMTP deliveries in all.")                                            \
+    X(smtp_connect_timeout, CONF_TIME, "30s", 1, 3600, "postfix", "Outbound: TCP connect.")        \
+    X(smtp_helo_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: greeting and EHLO.")    \
+    X(smtp_mail_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: MAIL FROM reply.")      \
+    X(smtp_rcpt_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: RCPT TO reply.")        \
+    X(smtp_data_init_timeout, CONF_TIME, "120s", 1, 3600, "postfix", "Outbound: DATA reply.")      \
+    X(smtp_data_xfer_timeout, CONF_TIME, "180s", 1, 3600, "postfix",                               \
+      "Outbound: sending the message content.")                                                    \
+    X(smtp_data_done_timeout, CONF_TIME, "600s", 1, 3600, "postfix",                               \
+      "Outbound: reply to the end-of-data dot.")                                                   \
+    X(smtp_quit_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: QUIT reply.")           \
+    X(smtp_line_length_limit, CONF_INT, "998", 0, 1048576, "postfix",                              \
+      "Outbound: longest message line sent (without CRLF); longer ones are broken with CRLF "      \
+      "SPACE. 0: no limit.")                                                                       \
+    X(smtp_tls_security_level, CONF_STR, "may", 0, 0, "postfix",                                   \
       "Outbound TLS: none or may (use STARTTLS when offered).")
 
 /* The installed configuration file, read when no -c is given (CMake: MTA_SYSCONFDIR). */

@@ -7,22 +7,22 @@
 #define MTA_COUNTERS_H
 
 /* X(id, name, kind, help): kind "counter" only grows, "gauge" goes up and down. */
-#define COUNTERS(X)                                                                      \
-    X(CNT_RECEIVED, "received", "counter", "Messages accepted and queued")              \
-    X(CNT_DELIVERED, "delivered", "counter", "Recipients delivered")                    \
-    X(CNT_DEFERRED, "deferred", "counter", "Delivery attempts deferred")                \
-    X(CNT_BOUNCED, "bounced", "counter", "Recipients bounced")                          \
-    X(CNT_REJECTED, "rejected", "counter", "SMTP commands rejected with 4xx/5xx")       \
-    X(CNT_CONNECTIONS, "smtp_connections", "counter", "SMTP connections accepted")      \
-    X(CNT_SMTP_ACTIVE, "smtp_active_sessions", "gauge", "SMTP sessions open now")       \
-    X(CNT_MQUEUE_MESSAGES, "mqueue_messages", "gauge", "Messages in the mail queue")    \
-    X(CNT_MQUEUE_BYTES, "mqueue_bytes", "gauge", "Bytes of messages in the mail queue") \
-    X(CNT_MQUEUE_HELD, "mqueue_held", "gauge", "Messages on hold (postsuper -h)")      \
-    X(CNT_SPOOL_COMMITS, "spool_commits", "counter", "Messages made durable")           \
-    X(CNT_SPOOL_FLUSHES, "spool_flushes", "counter", "Disk flushes (group commits)")    \
-    X(CNT_LOG_BACKLOG, "log_backlog_records", "gauge", "Log records not yet written")   \
-    X(CNT_LOG_DROPPED, "log_dropped_records", "counter", "Log records lost")              \
-    X(CNT_LOG_SHARE_UP, "log_share_up", "gauge", "1 when the CIFS log share is writable")   \
+#define COUNTERS(X)                                                                                \
+    X(CNT_RECEIVED, "received", "counter", "Messages accepted and queued")                         \
+    X(CNT_DELIVERED, "delivered", "counter", "Recipients delivered")                               \
+    X(CNT_DEFERRED, "deferred", "counter", "Delivery attempts deferred")                           \
+    X(CNT_BOUNCED, "bounced", "counter", "Recipients bounced")                                     \
+    X(CNT_REJECTED, "rejected", "counter", "SMTP commands rejected with 4xx/5xx")                  \
+    X(CNT_CONNECTIONS, "smtp_connections", "counter", "SMTP connections accepted")                 \
+    X(CNT_SMTP_ACTIVE, "smtp_active_sessions", "gauge", "SMTP sessions open now")                  \
+    X(CNT_MQUEUE_MESSAGES, "mqueue_messages", "gauge", "Messages in the mail queue")               \
+    X(CNT_MQUEUE_BYTES, "mqueue_bytes", "gauge", "Bytes of messages in the mail queue")            \
+    X(CNT_MQUEUE_HELD, "mqueue_held", "gauge", "Messages on hold (postsuper -h)")                  \
+    X(CNT_SPOOL_COMMITS, "spool_commits", "counter", "Messages made durable")                      \
+    X(CNT_SPOOL_FLUSHES, "spool_flushes", "counter", "Disk flushes (group commits)")               \
+    X(CNT_LOG_BACKLOG, "log_backlog_records", "gauge", "Log records not yet written")              \
+    X(CNT_LOG_DROPPED, "log_dropped_records", "counter", "Log records lost")                       \
+    X(CNT_LOG_SHARE_UP, "log_share_up", "gauge", "1 when the CIFS log share is writable")          \
     X(CNT_LOG_SPILLED, "log_spilled_records", "gauge", "Log records waiting in the spill file")
 
 enum counter_id {

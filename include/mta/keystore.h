@@ -25,11 +25,11 @@ struct workers;
 
 #define KEYSTORE_MSG_MOUNT "Error: Failed to mount key volume."
 #define KEYSTORE_MSG_MISSING "Error: Could not find ssl keys on the key volume."
-#define KEYSTORE_MSG_PERMS                                                                       \
-    "Error: The ssl key file is readable by other users; make it readable by its owner only "    \
+#define KEYSTORE_MSG_PERMS                                                                         \
+    "Error: The ssl key file is readable by other users; make it readable by its owner only "      \
     "(chmod 600)."
-#define KEYSTORE_MSG_PASSWORD                                                                    \
-    "Error: The ssl key is password-protected; remove the password (openssl rsa -in "            \
+#define KEYSTORE_MSG_PASSWORD                                                                      \
+    "Error: The ssl key is password-protected; remove the password (openssl rsa -in "              \
     "protected.key -out server.key)."
 #define KEYSTORE_MSG_MISMATCH "Error: The ssl key does not match the ssl certificate."
 #define KEYSTORE_MSG_BADPEM "Error: The ssl key or certificate is not valid PEM."

@@ -17,8 +17,9 @@ struct conf;
 struct spool;
 struct pickup;
 
-#define PICKUP_SCAN_INTERVAL 60 /* seconds between full scans of the maildrop (as Postfix polls)   \
-                                 */
+#define PICKUP_SCAN_INTERVAL                                                                       \
+    60 /* seconds between full scans of the maildrop (as Postfix polls)                            \
+        */
 
 /* pickup_new - watch DATA/maildrop (inotify, and a scan now and every PICKUP_SCAN_INTERVAL
  * seconds). Call after spool_open, in the data volume (mtad's working directory). NULL and

@@ -21,18 +21,18 @@ struct sched;
 /* --- read-only views (stats pages, /api/queue, mtactl queue): postqueue -j fields --- */
 struct sched_view_rcpt {
     const char *address;
-    const char *orig_address;     /* ORCPT or "" */
-    const char *delay_reason;     /* last deferral reason, "" if none */
-    const char *status;           /* "active", "deferred", "sent", "bounced" */
-    long long next_retry;         /* unix seconds, 0 if none */
+    const char *orig_address; /* ORCPT or "" */
+    const char *delay_reason; /* last deferral reason, "" if none */
+    const char *status;       /* "active", "deferred", "sent", "bounced" */
+    long long next_retry;     /* unix seconds, 0 if none */
 };
 struct sched_view_msg {
     const char *queue_id;
-    const char *queue_name;       /* "active", "deferred" or "hold" */
-    long long arrival_time;       /* unix seconds */
-    long long message_size;       /* bytes */
-    const char *sender;           /* "" for the null sender */
-    int attempts;                 /* delivery attempts so far */
+    const char *queue_name; /* "active", "deferred" or "hold" */
+    long long arrival_time; /* unix seconds */
+    long long message_size; /* bytes */
+    const char *sender;     /* "" for the null sender */
+    int attempts;           /* delivery attempts so far */
     const struct sched_view_rcpt *recipients;
     int nrecipients;
 };
@@ -93,7 +93,6 @@ int sched_release(struct sched *s, const char *id);
 /* sched_hold_unsynced - how many holds and releases are not yet on stable storage. */
 int sched_hold_unsynced(struct sched *s);
 
-
 /* --- life cycle (mtad.c) --- */
 /*
  * sched_new - the scheduler for SPOOL: registers with spool_set_notify and loads
@@ -134,7 +133,7 @@ struct sched_job {
     char queue_id[SPOOL_ID_SIZE];
     const struct spool_envelope *env;
     enum sched_dest_kind kind;
-    const char *dest;      /* domain, smart_relay or cc_mta value */
+    const char *dest; /* domain, smart_relay or cc_mta value */
     int nrcpt;
     const int *rcpt;       /* indices into env->rcpt */
     int *result;           /* enum sched_result per job recipient, set by relay */
@@ -167,7 +166,8 @@ void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char 
 int sched_job_expire(struct sched *s, struct sched_job *job);
 /* sched_job_done - results are in job->result: record them (status file, removal, retry). */
 void sched_job_done(struct sched *s, struct sched_job *job);
-/* sched_backoff - retry delay after ATTEMPTS failed attempts: MIN * 2^(attempts-1), within [MIN, MAX]. */
+/* sched_backoff - retry delay after ATTEMPTS failed attempts: MIN * 2^(attempts-1), within [MIN,
+ * MAX]. */
 long sched_backoff(int attempts, long min, long max);
 
 #endif

@@ -11,7 +11,8 @@ struct spool;
 struct smtpd;
 struct tls_ctx;
 
-/* smtpd_new - bind and listen on in_address:smtp_port. NULL and *err (malloc'd, names the address). */
+/* smtpd_new - bind and listen on in_address:smtp_port. NULL and *err (malloc'd, names the address).
+ */
 struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct spool *spool,
                         char **err);
 /*

@@ -23,11 +23,11 @@ struct tls_ctx;
  */
 enum tls_err {
     TLS_ERR_NONE,
-    TLS_ERR_KEY,       /* the key cannot be parsed */
-    TLS_ERR_PASSWORD,  /* the key is password-protected */
-    TLS_ERR_CERT,      /* the certificate cannot be parsed */
-    TLS_ERR_MISMATCH,  /* the key does not belong to the certificate */
-    TLS_ERR_INTERNAL,  /* OpenSSL failed otherwise (out of memory, ...) */
+    TLS_ERR_KEY,      /* the key cannot be parsed */
+    TLS_ERR_PASSWORD, /* the key is password-protected */
+    TLS_ERR_CERT,     /* the certificate cannot be parsed */
+    TLS_ERR_MISMATCH, /* the key does not belong to the certificate */
+    TLS_ERR_INTERNAL, /* OpenSSL failed otherwise (out of memory, ...) */
 };
 struct tls_ctx *tls_ctx_new(const char *key, size_t key_len, const char *cert, size_t cert_len,
                             enum tls_err *kind, char **err);
@@ -42,7 +42,8 @@ struct ssl_st *tls_ctx_ssl_new(struct tls_ctx *t);
  */
 void tls_describe(const struct ssl_st *ssl, char *buf, size_t len);
 
-/* tls_last_error - the reason of the newest OpenSSL error on this thread ("" if none); clears the queue. */
+/* tls_last_error - the reason of the newest OpenSSL error on this thread ("" if none); clears the
+ * queue. */
 void tls_last_error(char *buf, size_t len);
 
 #endif

@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 
-#define SMTPD_ADDR_MAX 256  /* longest path incl. <> (RFC 5321 4.5.3.1.3) */
-#define SMTPD_LOCAL_MAX 64  /* local part */
+#define SMTPD_ADDR_MAX 256 /* longest path incl. <> (RFC 5321 4.5.3.1.3) */
+#define SMTPD_LOCAL_MAX 64 /* local part */
 #define SMTPD_DOMAIN_MAX 255
 #define SMTPD_ENVID_MAX 100 /* RFC 3461 4.4 */
 #define SMTPD_ORCPT_MAX 500
@@ -37,19 +37,19 @@ int smtpd_xtext_decode(const char *in, size_t inlen, char *out, size_t outlen);
 
 /* The parsed parameters of MAIL FROM. */
 struct smtpd_mail_params {
-    long long size;   /* SIZE=, -1 when not given */
-    int body_8bit;    /* BODY=8BITMIME */
+    long long size; /* SIZE=, -1 when not given */
+    int body_8bit;  /* BODY=8BITMIME */
     int body_given;
-    int smtputf8;     /* SMTPUTF8 */
-    int ret;          /* enum spool_ret: 0 default, 1 FULL, 2 HDRS */
+    int smtputf8;                    /* SMTPUTF8 */
+    int ret;                         /* enum spool_ret: 0 default, 1 FULL, 2 HDRS */
     char envid[SMTPD_ENVID_MAX + 1]; /* decoded ENVID ("" if none) */
     int envid_given;
-    int auth_given;   /* AUTH=<mailbox> (RFC 4954): accepted, not used further */
+    int auth_given; /* AUTH=<mailbox> (RFC 4954): accepted, not used further */
 };
 
 /* The parsed parameters of RCPT TO. */
 struct smtpd_rcpt_params {
-    int notify; /* SPOOL_NOTIFY_* bits, 0 when not given */
+    int notify;                      /* SPOOL_NOTIFY_* bits, 0 when not given */
     char orcpt[SMTPD_ORCPT_MAX + 1]; /* "type;decoded-addr" ("" if none) */
 };
 

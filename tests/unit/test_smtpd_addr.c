@@ -43,8 +43,8 @@ static void result(const char *kind, const char *text, char *out, size_t len)
         if (smtpd_mail_params_parse(text, &p, rbuf, sizeof(rbuf), &reply) < 0)
             snprintf(out, len, "reply %s", reply);
         else
-            snprintf(out, len, "ok size=%lld body8=%d utf8=%d ret=%d envid=%s", p.size,
-                     p.body_8bit, p.smtputf8, p.ret, p.envid);
+            snprintf(out, len, "ok size=%lld body8=%d utf8=%d ret=%d envid=%s", p.size, p.body_8bit,
+                     p.smtputf8, p.ret, p.envid);
     } else if (strcmp(kind, "rcpt") == 0) {
         struct smtpd_rcpt_params p;
         if (smtpd_rcpt_params_parse(text, &p, rbuf, sizeof(rbuf), &reply) < 0)

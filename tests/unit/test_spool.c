@@ -259,7 +259,7 @@ static char *read_message(struct spool *sp, const char *id, long long *size,
 struct notified {
     int n;
     char ids[8][SPOOL_ID_SIZE];
-    char senders[8][64]; /* the envelope handed over with a new message ("" if none) */
+    char senders[8][64];   /* the envelope handed over with a new message ("" if none) */
     char contents[8][128]; /* the message kept in memory ("(none)" if not handed over) */
 };
 
@@ -768,7 +768,7 @@ static void test_remove_and_list(void **state)
     write_file(path, "status", 6);
     struct commit_result rm = {0};
     spool_remove(sp, a.id, 0, remove_done, &rm); /* no reuse: unlinked */
-    assert_int_equal(rm.done, 0); /* asynchronous */
+    assert_int_equal(rm.done, 0);                /* asynchronous */
     run_until(f->base, &rm.done, 1);
     assert_int_equal(rm.err, 0);
     assert_false(spool_contains(sp, a.id));
