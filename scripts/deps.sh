@@ -30,6 +30,8 @@ TEST_PKGS="$TEST_PKGS php-cli"
 # else. Unpacked below $MTA_TEST_TOOLS (default /var/lib/mta-test-tools)/PACKAGE/.
 TOOL_PKGS="prometheus-postfix-exporter mtail"
 TOOLS_DIR="${MTA_TEST_TOOLS:-/var/lib/mta-test-tools}"
+# scripts/check-tree.py, test.sh's first stage: Debian 12's clang-format (14) and cppcheck
+TEST_PKGS="$TEST_PKGS clang-format cppcheck"
 # the libFuzzer targets in tests/fuzz (scripts/test.sh's fuzz stage)
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 

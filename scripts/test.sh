@@ -17,6 +17,11 @@ if [ "$(id -u)" = 0 ] && ! getent group mtadrop >/dev/null; then
     groupadd --system mtadrop
 fi
 
+# The rules of the tree (issue 14): includes point down the layers, no file over 800 lines,
+# clang-format clean, no cppcheck finding beyond the baseline, commit messages in form
+echo "=== check-tree (layers, size, format, cppcheck, commits) ==="
+python3 "$ROOT/scripts/check-tree.py"
+
 # A packager's build: Release with Debian's hardening flags (dpkg-buildflags) at -O2 and -O3
 # must compile without a single warning (-Werror here only to make a warning fail CI).
 for opt in O2 O3; do
