@@ -117,11 +117,27 @@ enum sched_dest_kind {
     SCHED_DEST_SMART,      /* dest is the smart_relay next hop */
     SCHED_DEST_CC,         /* dest is the cc_mta next hop: the independent copy */
 };
+/* What the relay saw for one recipient: the class of the answer, not what to do with it
+ * (Postfix's delivery agents write the same per-recipient status for qmgr to act on). */
+enum sched_class {
+    SCHED_CLASS_NONE = 0, /* no answer (not tried) */
+    SCHED_CLASS_SUCCESS,  /* 2xx: the next hop took it */
+    SCHED_CLASS_TEMP,     /* 4xx, a timeout, a lost connection, a DNS failure that may pass */
+    SCHED_CLASS_PERM,     /* 5xx, a name that does not exist, a message that cannot be sent */
+};
+/* The scheduler's decision on a recipient (job->result), made by sched_job_report and
+ * sched_job_decide; the relay logs it and notifies as it says. */
 enum sched_result {
     SCHED_RESULT_NONE = 0, /* not tried (shutdown): stays pending, nothing counted */
     SCHED_RESULT_SENT,     /* delivered: never again */
     SCHED_RESULT_DEFER,    /* try again after the backoff */
-    SCHED_RESULT_BOUNCE,   /* final failure (the relay has already sent any bounce) */
+    SCHED_RESULT_BOUNCE,   /* final failure: a failure notice is due (sched_job_notice) */
+};
+/* The notice due for a recipient after the decision (relay_notify.c writes it). */
+enum sched_notice {
+    SCHED_NOTICE_NONE = 0,
+    SCHED_NOTICE_SUCCESS, /* delivered and NOTIFY=SUCCESS asked for it */
+    SCHED_NOTICE_FAILURE, /* bounced, and the sender did not refuse it (NOTIFY) */
 };
 
 /*
@@ -136,7 +152,7 @@ struct sched_job {
     const char *dest; /* domain, smart_relay or cc_mta value */
     int nrcpt;
     const int *rcpt;       /* indices into env->rcpt */
-    int *result;           /* enum sched_result per job recipient, set by relay */
+    int *result;           /* enum sched_result per job recipient: the scheduler's decision */
     long long active_us;   /* when the message entered the active queue (delays= a ends) */
     long long dispatch_us; /* when this job was taken (delays= b ends) */
     int attempts;          /* earlier delivery attempts of the message */
@@ -154,16 +170,31 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
  * held in memory from intake (do not change it; copy it before the loop runs on), else NULL:
  * read it from the spool (spool_open_message). */
 struct evbuffer *sched_job_content(struct sched *s, const struct sched_job *job);
-/* sched_job_reason - remember REASON (deferral text, shown by mailq) for job recipient I. */
-void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char *reason);
 /*
- * sched_job_expire - the scheduler's decision on a job's deferrals before they are
- * final: a recipient deferred past maximal_queue_lifetime (bounce_queue_lifetime
- * for the null sender) becomes bounced, counted and logged as Postfix's qmgr does
- * ("status=expired, returned to sender"). Call when the results are in, before
- * the bounce notifications are made; returns how many expired.
+ * sched_job_report - the relay's report CLS for job recipient I (TEXT: the reply or the
+ * reason): the scheduler decides sent, deferred or bounced, records it in job->result[I],
+ * counts it and keeps TEXT as the deferral reason shown by mailq. One report per attempt:
+ * a later one is ignored and returns SCHED_RESULT_NONE; else returns the decision, which
+ * the relay logs (status=sent|deferred|bounced).
  */
-int sched_job_expire(struct sched *s, struct sched_job *job);
+enum sched_result sched_job_report(struct sched *s, struct sched_job *job, int i,
+                                   enum sched_class cls, const char *text);
+/*
+ * sched_job_decide - the scheduler's decisions on a job once every report is in, before
+ * the notifications are made: a recipient deferred past maximal_queue_lifetime
+ * (bounce_queue_lifetime for the null sender) becomes bounced, counted and logged as
+ * Postfix's qmgr does ("status=expired, returned to sender"); bounced mail from the null
+ * sender is logged as getting no notice (double bounce). STOPPING (the relay is stopping):
+ * no expiry, the next start decides. Returns how many expired.
+ */
+int sched_job_decide(struct sched *s, struct sched_job *job, int stopping);
+/* sched_job_notice - the notice due for job recipient I after the decisions: none for
+ * the null sender, cc_mta copies or NOTIFY=NEVER, as the recipient's NOTIFY asks. */
+enum sched_notice sched_job_notice(const struct sched_job *job, int i);
+/* sched_job_unbounce - the failure notice for bounced job recipient I cannot be queued:
+ * the decision becomes TO (SCHED_RESULT_DEFER: retried after the backoff, or
+ * SCHED_RESULT_NONE: stays pending untried), so that the notice is not lost. */
+void sched_job_unbounce(struct sched *s, struct sched_job *job, int i, enum sched_result to);
 /* sched_job_done - results are in job->result: record them (status file, removal, retry). */
 void sched_job_done(struct sched *s, struct sched_job *job);
 /* sched_backoff - retry delay after ATTEMPTS failed attempts: MIN * 2^(attempts-1), within [MIN,

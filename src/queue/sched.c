@@ -254,30 +254,47 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
     return NULL;
 }
 
-void sched_job_reason(struct sched *s, struct sched_job *job, int i, const char *reason)
+enum sched_result sched_job_report(struct sched *s, struct sched_job *job, int i,
+                                   enum sched_class cls, const char *text)
 {
     struct sched_jobx *j = (struct sched_jobx *)job;
+    enum sched_result res;
     int slot;
 
+    if (i < 0 || i >= job->nrcpt || job->result[i] != SCHED_RESULT_NONE || cls == SCHED_CLASS_NONE)
+        return SCHED_RESULT_NONE; /* one result per attempt */
+    /* the decision table: what to do is the scheduler's (Postfix's qmgr acts on the
+     * delivery agent's per-recipient status the same way); the lifetimes come at the
+     * end of the job (sched_job_decide), after every recipient was tried */
+    res = cls == SCHED_CLASS_SUCCESS ? SCHED_RESULT_SENT
+          : cls == SCHED_CLASS_PERM  ? SCHED_RESULT_BOUNCE
+                                     : SCHED_RESULT_DEFER;
+    job->result[i] = res;
+    if (res == SCHED_RESULT_SENT) {
+        counter_add(CNT_DELIVERED, 1);
+    } else if (res == SCHED_RESULT_BOUNCE) {
+        counter_add(CNT_BOUNCED, 1);
+    } else {
+        counter_add(CNT_DEFERRED, 1);
+        slot = job->rcpt[i];
+        if (j->m->reason) {
+            free(j->m->reason[slot]);
+            /* stored printable: `mtactl queue` shows it to a terminal (Postfix printable()) */
+            j->m->reason[slot] = text_printable(strdup(text ? text : ""), '?');
+        }
+    }
     (void)s;
-    if (i < 0 || i >= job->nrcpt || !j->m->reason)
-        return;
-    slot = job->rcpt[i];
-    free(j->m->reason[slot]);
-    /* stored printable: `mtactl queue` shows it to a terminal (Postfix printable()) */
-    j->m->reason[slot] = text_printable(strdup(reason ? reason : ""), '?');
+    return res;
 }
 
-int sched_job_expire(struct sched *s, struct sched_job *job)
+int sched_job_decide(struct sched *s, struct sched_job *job, int stopping)
 {
     const struct spool_envelope *env = job->env;
     long long age = time(NULL) - env->arrival_us / 1000000;
     long life = env->sender[0] ? s->conf->maximal_queue_lifetime : s->conf->bounce_queue_lifetime;
-    int i, n = 0;
+    int i, n = 0, nullbounce = 0;
 
-    if (age < life)
-        return 0;
-    for (i = 0; i < job->nrcpt; i++)
+    for (i = 0; !stopping && age >= life && i < job->nrcpt; i++)
         if (job->result[i] == SCHED_RESULT_DEFER) {
             /* too old: return it (Postfix: "status=expired, returned to sender") */
             job->result[i] = SCHED_RESULT_BOUNCE;
@@ -287,7 +304,42 @@ int sched_job_expire(struct sched *s, struct sched_job *job)
     if (n)
         log_mail("qmgr", "%s: from=<%s>, status=expired, returned to sender", job->queue_id,
                  env->sender);
+    for (i = 0; i < job->nrcpt; i++)
+        if (job->result[i] == SCHED_RESULT_BOUNCE && !env->sender[0] && job->rcpt[i] < env->nrcpt)
+            nullbounce = 1;
+    if (nullbounce)
+        log_mail("bounce",
+                 "%s: undeliverable mail from the null sender: no notification sent "
+                 "(double bounce)",
+                 job->queue_id);
     return n;
+}
+
+enum sched_notice sched_job_notice(const struct sched_job *job, int i)
+{
+    int slot, notify;
+
+    if (i < 0 || i >= job->nrcpt)
+        return SCHED_NOTICE_NONE;
+    slot = job->rcpt[i];
+    if (slot >= job->env->nrcpt || !job->env->sender[0])
+        return SCHED_NOTICE_NONE; /* cc_mta copies and bounces themselves never get one */
+    notify = job->env->rcpt[slot].notify;
+    if (notify & SPOOL_NOTIFY_NEVER)
+        return SCHED_NOTICE_NONE;
+    if (job->result[i] == SCHED_RESULT_SENT && (notify & SPOOL_NOTIFY_SUCCESS))
+        return SCHED_NOTICE_SUCCESS;
+    if (job->result[i] == SCHED_RESULT_BOUNCE && (!notify || (notify & SPOOL_NOTIFY_FAILURE)))
+        return SCHED_NOTICE_FAILURE;
+    return SCHED_NOTICE_NONE;
+}
+
+void sched_job_unbounce(struct sched *s, struct sched_job *job, int i, enum sched_result to)
+{
+    (void)s;
+    if (i >= 0 && i < job->nrcpt && job->result[i] == SCHED_RESULT_BOUNCE &&
+        (to == SCHED_RESULT_DEFER || to == SCHED_RESULT_NONE))
+        job->result[i] = to;
 }
 
 void sched_job_done(struct sched *s, struct sched_job *job)

@@ -2,9 +2,9 @@
  * relay.c - the delivery engine's glue: jobs in, results out. Takes jobs from
  * the scheduler within the concurrency limits (default_destination_concurrency_limit
  * per destination, default_process_limit in all), feeds idle connections first,
- * logs every recipient result in Postfix's format, and when a job ends has the
- * scheduler settle expiries (sched_job_expire) and the notifications queued
- * (relay_notify.c) before the scheduler hears the results (sched_job_done).
+ * and when a job ends has the scheduler make its decisions on the whole job
+ * (sched_job_decide: expiry, double bounces), then the notices it says are due
+ * queued (relay_notify.c) before it records the results (sched_job_done).
  * Not here: the SMTP conversation (relay_client.c, relay_xact.c), notifications
  * (relay_notify.c).
  */
@@ -114,8 +114,6 @@ static void relay_job_release(struct relay *r, struct relay_job *rj)
 static void relay_job_finish(struct relay *r, struct relay_job *rj)
 {
     struct sched_job *job = rj->job;
-    const struct spool_envelope *env = job->env;
-    int i, nullbounce = 0;
 
     rj->job_nrcpt_saved = job->nrcpt;
     /* the file is closed before the scheduler hears of the job: it may then recycle it */
@@ -123,16 +121,7 @@ static void relay_job_finish(struct relay *r, struct relay_job *rj)
     rj->st = NULL;
     /* the lifetimes are the scheduler's: it turns too old deferrals into bounces, whose
      * notifications are made here (not while stopping: the next start decides) */
-    if (!r->stopping)
-        sched_job_expire(r->sched, job);
-    for (i = 0; i < job->nrcpt; i++)
-        if (job->result[i] == SCHED_RESULT_BOUNCE && !env->sender[0] && job->rcpt[i] < env->nrcpt)
-            nullbounce = 1;
-    if (nullbounce)
-        log_mail("bounce",
-                 "%s: undeliverable mail from the null sender: no notification sent "
-                 "(double bounce)",
-                 job->queue_id);
+    sched_job_decide(r->sched, job, r->stopping);
     /* on the notifying list until released, so relay_free can hand it back */
     TAILQ_INSERT_HEAD(&r->notifying, rj, nentry);
     rj->listed = 1;
@@ -300,8 +289,7 @@ void relay_free(struct relay *r)
         struct relay_job *rj = TAILQ_FIRST(&r->notifying);
         int i;
         for (i = 0; i < rj->job->nrcpt; i++)
-            if (rj->job->result[i] == SCHED_RESULT_BOUNCE)
-                rj->job->result[i] = SCHED_RESULT_NONE;
+            sched_job_unbounce(r->sched, rj->job, i, SCHED_RESULT_NONE);
         relay_job_release(r, rj);
     }
     if (r->kick_ev)

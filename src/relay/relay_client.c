@@ -35,7 +35,7 @@ static void relay_conn_route(struct relay_conn *c);
 static void relay_conn_try_next(struct relay_conn *c);
 static void relay_conn_xact_end(struct relay_conn *c);
 static void relay_conn_fail(struct relay_conn *c, const char *text, const char *dsn, int perm);
-static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_result res,
+static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_class res,
                                 const char *dsn, const char *text);
 
 struct relay_conn *relay_conn_next(const struct relay_conn *c)
@@ -179,7 +179,7 @@ void relay_conn_free(struct relay_conn *c)
 }
 
 /* relay_conn_give_up - every unresolved recipient gets RES, the job ends, the connection goes. */
-static void relay_conn_give_up(struct relay_conn *c, enum sched_result res, const char *dsn,
+static void relay_conn_give_up(struct relay_conn *c, enum sched_class res, const char *dsn,
                                const char *text)
 {
     relay_all_results(c, res, dsn, text);
@@ -201,7 +201,7 @@ static void relay_conn_route(struct relay_conn *c)
 
 /* relay_conn_route_cb - the route's answer: an address to connect to, a host without
  * addresses (the next one is tried), or no route at all. */
-static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_result res,
+static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_class res,
                                 const char *dsn, const char *text)
 {
     struct relay_conn *c = arg;
@@ -213,7 +213,7 @@ static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched
     case RELAY_ROUTE_HOST_FAILED:
         snprintf(c->last_err, sizeof(c->last_err), "%s", text);
         snprintf(c->last_dsn, sizeof(c->last_dsn), "%s", dsn);
-        c->last_perm = res == SCHED_RESULT_BOUNCE;
+        c->last_perm = res == SCHED_CLASS_PERM;
         relay_conn_try_next(c);
         return;
     case RELAY_ROUTE_FAILED:
@@ -237,7 +237,7 @@ static void relay_conn_try_next(struct relay_conn *c)
     /* every host failed: the last reason decides (a 5xx session refusal bounces) */
     if (!c->last_err[0])
         snprintf(c->last_err, sizeof(c->last_err), "delivery temporarily suspended");
-    relay_conn_give_up(c, c->last_perm ? SCHED_RESULT_BOUNCE : SCHED_RESULT_DEFER,
+    relay_conn_give_up(c, c->last_perm ? SCHED_CLASS_PERM : SCHED_CLASS_TEMP,
                        c->last_dsn[0] ? c->last_dsn : "4.4.1", c->last_err);
 }
 

@@ -1,12 +1,12 @@
 /*
  * relay_notify.c - delivery status notifications (RFC 3464), as Postfix's bounce
- * daemon makes them: which recipients of an ended job get one (a bounce, or a
- * success notice that NOTIFY=SUCCESS asked for and the next hop did not take
- * over), the text (a multipart/report from MAILER-DAEMON with the human part,
- * the message/delivery-status part and the original message or its headers,
- * read on a worker), and its commit through the spool as a new message from
+ * daemon makes them: for the recipients of an ended job that the scheduler says
+ * get one (sched_job_notice: a bounce, or a success notice that NOTIFY=SUCCESS
+ * asked for; here: not when the next hop took it over), the text (a multipart/report from
+ * MAILER-DAEMON with the human part, the message/delivery-status part and the original message or
+ * its headers, read on a worker), and its commit through the spool as a new message from
  * <>, logged as Postfix's cleanup, bounce and qmgr do.
- * Not here: whether a recipient bounced (the job's results), releasing the job
+ * Not here: whether a recipient bounced or gets a notice (the scheduler), releasing the job
  * (the caller's done callback).
  */
 #include "relay_int.h"
@@ -161,22 +161,15 @@ struct relay_notify {
 };
 
 static void relay_notify_next(struct relay *r, struct relay_job *rj, int success_done);
-/* relay_wants_failure_dsn - job recipient I bounced and its sender asked (or did not refuse) to
- * hear. */
+/* relay_wants_dsn - the scheduler says a notice (SUCCESS or failure) is due for job
+ * recipient I, and it has not gone yet (a success notice the next hop makes). */
 static int relay_wants_dsn(const struct relay_job *rj, int i, int success)
 {
-    const struct sched_job *job = rj->job;
-    int slot = job->rcpt[i], notify;
+    enum sched_notice n = sched_job_notice(rj->job, i);
 
-    if (slot >= job->env->nrcpt || !job->env->sender[0])
-        return 0; /* cc_mta copies and bounces themselves never produce notifications */
-    notify = job->env->rcpt[slot].notify;
-    if (notify & SPOOL_NOTIFY_NEVER)
-        return 0;
     if (success)
-        return job->result[i] == SCHED_RESULT_SENT && (notify & SPOOL_NOTIFY_SUCCESS) &&
-               !rj->ri[i].notified;
-    return job->result[i] == SCHED_RESULT_BOUNCE && (!notify || (notify & SPOOL_NOTIFY_FAILURE));
+        return n == SCHED_NOTICE_SUCCESS && !rj->ri[i].notified;
+    return n == SCHED_NOTICE_FAILURE;
 }
 
 static void relay_notify_build(void *arg)
@@ -276,7 +269,7 @@ static void relay_notify_committed(void *arg, int err)
         /* the bounce must not be lost: keep those recipients for another attempt */
         if (!nt->success)
             for (i = 0; i < nt->n; i++)
-                rj->job->result[nt->which[i]] = SCHED_RESULT_DEFER;
+                sched_job_unbounce(r->sched, rj->job, nt->which[i], SCHED_RESULT_DEFER);
     } else {
         relay_notify_log(nt);
     }
@@ -301,7 +294,7 @@ static void relay_notify_built(void *arg)
         evbuffer_free(nt->text);
         if (!nt->success)
             for (i = 0; i < nt->n; i++)
-                rj->job->result[nt->which[i]] = SCHED_RESULT_NONE;
+                sched_job_unbounce(r->sched, rj->job, nt->which[i], SCHED_RESULT_NONE);
         nt->tok->refs--;
         free(nt->which);
         free(nt);

@@ -83,14 +83,14 @@ static void relay_route_addr_done(void *arg, enum dns_status st, const struct dn
                  rt->hosts[rt->hi].host, errtext);
         rt->naddrs = 0;
         rt->cb(rt->arg, RELAY_ROUTE_HOST_FAILED,
-               st == DNS_TEMPFAIL ? SCHED_RESULT_DEFER : SCHED_RESULT_BOUNCE,
+               st == DNS_TEMPFAIL ? SCHED_CLASS_TEMP : SCHED_CLASS_PERM,
                st == DNS_TEMPFAIL ? "4.4.3" : "5.4.4", text);
         return;
     }
     memcpy(rt->addrs, a, sizeof(*a) * (size_t)n);
     rt->naddrs = n;
     rt->ai = 0;
-    rt->cb(rt->arg, RELAY_ROUTE_CONNECT, SCHED_RESULT_NONE, "", "");
+    rt->cb(rt->arg, RELAY_ROUTE_CONNECT, SCHED_CLASS_NONE, "", "");
 }
 
 /* relay_route_resolve - the addresses of hosts[hi]: a literal at once, else from DNS. */
@@ -111,7 +111,7 @@ static void relay_route_resolve(struct relay_route *rt)
     if (rt->addrs[0].len) {
         rt->naddrs = 1;
         rt->ai = 0;
-        rt->cb(rt->arg, RELAY_ROUTE_CONNECT, SCHED_RESULT_NONE, "", "");
+        rt->cb(rt->arg, RELAY_ROUTE_CONNECT, SCHED_CLASS_NONE, "", "");
         return;
     }
     rt->pending = 1;
@@ -135,7 +135,7 @@ static void relay_route_mx_done(void *arg, enum dns_status st, const struct dns_
     case DNS_OK:
         if (n == 1 && mx[0].host[0] == '\0') {
             snprintf(text, sizeof(text), "Domain %s does not accept mail (nullMX)", name);
-            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_RESULT_BOUNCE, "5.1.0", text);
+            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_CLASS_PERM, "5.1.0", text);
             return;
         }
         memcpy(sorted, mx, sizeof(*mx) * (size_t)n);
@@ -154,9 +154,9 @@ static void relay_route_mx_done(void *arg, enum dns_status st, const struct dns_
                  "Host or domain name not found. Name service error for name=%s type=MX: %s", name,
                  errtext);
         if (st == DNS_NXDOMAIN)
-            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_RESULT_BOUNCE, "5.1.2", text);
+            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_CLASS_PERM, "5.1.2", text);
         else
-            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_RESULT_DEFER, "4.4.3", text);
+            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_CLASS_TEMP, "4.4.3", text);
         return;
     }
     rt->hi = 0;
@@ -174,7 +174,7 @@ void relay_route_start(struct relay_route *rt)
         rt->port = 25;
     } else {
         if (nexthop_parse(rt->dest, &nh, NULL) < 0) {
-            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_RESULT_DEFER, "4.3.5",
+            rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_CLASS_TEMP, "4.3.5",
                    "bad next-hop syntax in configuration");
             return;
         }
@@ -195,7 +195,7 @@ void relay_route_start(struct relay_route *rt)
 int relay_route_next(struct relay_route *rt)
 {
     if (++rt->ai < rt->naddrs) {
-        rt->cb(rt->arg, RELAY_ROUTE_CONNECT, SCHED_RESULT_NONE, "", "");
+        rt->cb(rt->arg, RELAY_ROUTE_CONNECT, SCHED_CLASS_NONE, "", "");
         return 1;
     }
     if (++rt->hi < rt->nhosts) {

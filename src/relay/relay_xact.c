@@ -11,7 +11,6 @@
 #include "relay_int.h"
 
 #include "mta/conf.h"
-#include "mta/counters.h"
 #include "mta/log.h"
 
 #include <errno.h>
@@ -25,9 +24,10 @@
 static void relay_conn_stream_cb(void *arg);
 static void relay_conn_body_pump(struct relay_conn *c);
 
-/* relay_result - record and log (Postfix's to=<..>, relay=, delays=, dsn=, status=) the
- * result of job recipient I: one result per attempt. */
-void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_result res,
+/* relay_result - report CLS for job recipient I to the scheduler, which decides what it
+ * means, and log its decision (Postfix's to=<..>, relay=, delays=, dsn=, status=): one
+ * result per attempt. */
+void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_class cls,
                   const char *dsn, const char *relay_field, const char *remote,
                   const char *status_text, const char *diag)
 {
@@ -38,13 +38,13 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
     long long now = clock_now_us();
     long long conn_us = rj->conn_us ? rj->conn_us : now;
     char d0[16], d1[16], d2[16], d3[16], d4[16];
+    enum sched_result res = sched_job_report(r->sched, job, i, cls, status_text);
     const char *st = res == SCHED_RESULT_SENT     ? "sent"
                      : res == SCHED_RESULT_BOUNCE ? "bounced"
                                                   : "deferred";
 
-    if (job->result[i] != SCHED_RESULT_NONE)
+    if (res == SCHED_RESULT_NONE)
         return; /* one result per attempt */
-    job->result[i] = res;
     snprintf(rj->ri[i].dsn, sizeof(rj->ri[i].dsn), "%s", dsn);
     free(rj->ri[i].diag);
     rj->ri[i].diag = strdup(diag ? diag : status_text);
@@ -59,14 +59,6 @@ void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_resul
                  "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
                  job->queue_id, addr, relay_field[0] ? relay_field : "none", d0, d1, d2, d3, d4,
                  dsn, st, status_text);
-    if (res == SCHED_RESULT_SENT)
-        counter_add(CNT_DELIVERED, 1);
-    else if (res == SCHED_RESULT_BOUNCE)
-        counter_add(CNT_BOUNCED, 1);
-    else {
-        counter_add(CNT_DEFERRED, 1);
-        sched_job_reason(r->sched, job, i, status_text);
-    }
 }
 
 /* relay_conn_timeout - set the read (and write) timeout for the next stage. */
@@ -151,7 +143,7 @@ struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *job, int
 }
 
 /* relay_all_results - give every unresolved recipient the same result. */
-void relay_all_results(struct relay_conn *c, enum sched_result res, const char *dsn,
+void relay_all_results(struct relay_conn *c, enum sched_class res, const char *dsn,
                        const char *text)
 {
     int i;
@@ -216,14 +208,14 @@ static void relay_conn_xact_start(struct relay_conn *c)
     if ((c->ext & RELAY_EXT_SIZE) && c->size_limit > 0 && c->rj->msg_size > c->size_limit) {
         snprintf(text, sizeof(text), "message size %lld exceeds size limit %lld of server %s[%s]",
                  c->rj->msg_size, c->size_limit, relay_route_host(c->route), c->ip);
-        relay_all_results(c, SCHED_RESULT_BOUNCE, "5.3.4", text);
+        relay_all_results(c, SCHED_CLASS_PERM, "5.3.4", text);
         c->xact_done(c);
         return;
     }
     if (env->smtputf8 && !(c->ext & RELAY_EXT_SMTPUTF8)) {
         snprintf(text, sizeof(text), "SMTPUTF8 is required, but was not offered by host %s[%s]",
                  relay_route_host(c->route), c->ip);
-        relay_all_results(c, SCHED_RESULT_BOUNCE, "5.6.7", text);
+        relay_all_results(c, SCHED_CLASS_PERM, "5.6.7", text);
         c->xact_done(c);
         return;
     }
@@ -252,7 +244,7 @@ static void relay_conn_xact_start(struct relay_conn *c)
     }
     if (line.bad) {
         /* cannot happen with an envelope the spool accepted: refuse rather than send it */
-        relay_all_results(c, SCHED_RESULT_BOUNCE, "5.5.4",
+        relay_all_results(c, SCHED_CLASS_PERM, "5.5.4",
                           "sender or MAIL parameters do not fit an SMTP command line");
         c->xact_done(c);
         return;
@@ -292,7 +284,7 @@ static void relay_conn_xact_start(struct relay_conn *c)
             }
         }
         if (line.bad) {
-            relay_result(c->r, c->rj, i, SCHED_RESULT_BOUNCE, "5.5.4", c->relay_field,
+            relay_result(c->r, c->rj, i, SCHED_CLASS_PERM, "5.5.4", c->relay_field,
                          relay_route_host(c->route),
                          "recipient or RCPT parameters do not fit an SMTP command line", NULL);
             continue;
@@ -344,7 +336,7 @@ void relay_conn_ready(struct relay_conn *c)
     }
     if (c->rj->body_err) {
         snprintf(text, sizeof(text), "cannot read the queue file: %s", strerror(c->rj->body_err));
-        relay_all_results(c, SCHED_RESULT_DEFER, "4.3.0", text);
+        relay_all_results(c, SCHED_CLASS_TEMP, "4.3.0", text);
         c->xact_done(c);
         return;
     }
@@ -405,7 +397,7 @@ static void relay_conn_body_pump(struct relay_conn *c)
     if ((err = relay_stream_error(st)) != 0) {
         /* without its final dot the server drops the message: the recipients stay queued */
         snprintf(text, sizeof(text), "cannot read the queue file: %s", strerror(err));
-        relay_all_results(c, SCHED_RESULT_DEFER, "4.3.0", text);
+        relay_all_results(c, SCHED_CLASS_TEMP, "4.3.0", text);
         c->fail(c, text, "4.3.0", 0); /* every recipient has its result: the connection ends */
         return;
     }
@@ -435,8 +427,8 @@ static void relay_conn_rcpt_reply(struct relay_conn *c, int i, const struct rela
     }
     relay_conn_said(c, rp, "RCPT TO command", text, sizeof(text));
     relay_reply_dsn(rp, dsn, sizeof(dsn));
-    relay_result(c->r, c->rj, i, rp->code / 100 == 5 ? SCHED_RESULT_BOUNCE : SCHED_RESULT_DEFER,
-                 dsn, c->relay_field, relay_route_host(c->route), text, rp->text);
+    relay_result(c->r, c->rj, i, rp->code / 100 == 5 ? SCHED_CLASS_PERM : SCHED_CLASS_TEMP, dsn,
+                 c->relay_field, relay_route_host(c->route), text, rp->text);
 }
 
 /* relay_conn_accepted_results - a result for every recipient the server accepted. */
@@ -444,19 +436,19 @@ void relay_conn_accepted_results(struct relay_conn *c, const struct relay_reply 
                                  const char *what)
 {
     char text[RELAY_REPLY_MAX + 200], dsn[16];
-    enum sched_result res = rp->code / 100 == 2   ? SCHED_RESULT_SENT
-                            : rp->code / 100 == 5 ? SCHED_RESULT_BOUNCE
-                                                  : SCHED_RESULT_DEFER;
+    enum sched_class res = rp->code / 100 == 2   ? SCHED_CLASS_SUCCESS
+                           : rp->code / 100 == 5 ? SCHED_CLASS_PERM
+                                                 : SCHED_CLASS_TEMP;
     int i;
 
     relay_reply_dsn(rp, dsn, sizeof(dsn));
-    if (res == SCHED_RESULT_SENT)
+    if (res == SCHED_CLASS_SUCCESS)
         snprintf(text, sizeof(text), "%s", rp->text);
     else
         relay_conn_said(c, rp, what, text, sizeof(text));
     for (i = 0; i < c->rj->job->nrcpt; i++)
         if (c->accepted[i]) {
-            if (res == SCHED_RESULT_SENT && (c->ext & RELAY_EXT_DSN))
+            if (res == SCHED_CLASS_SUCCESS && (c->ext & RELAY_EXT_DSN))
                 c->rj->ri[i].notified = 1; /* NOTIFY went along: the next hop reports success */
             relay_result(c->r, c->rj, i, res, dsn, c->relay_field, relay_route_host(c->route), text,
                          rp->text);
@@ -520,7 +512,7 @@ void relay_conn_xact_reply(struct relay_conn *c, const struct relay_reply *rp)
         relay_conn_said(c, &c->mail_reply, "MAIL FROM command", text, sizeof(text));
         if (c->mail_reply.code / 100 == 5) {
             relay_reply_dsn(&c->mail_reply, dsn, sizeof(dsn));
-            relay_all_results(c, SCHED_RESULT_BOUNCE, dsn, text);
+            relay_all_results(c, SCHED_CLASS_PERM, dsn, text);
         } else {
             /* 4xx to MAIL: try the next MX host with these recipients */
             relay_reply_dsn(&c->mail_reply, dsn, sizeof(dsn));
