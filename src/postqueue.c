@@ -27,9 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -65,64 +63,6 @@ static void postqueue_usage(void)
 {
     postqueue_fatal(EX_USAGE, "usage: postqueue -f | postqueue -i queueid | postqueue -j | "
                               "postqueue -p | postqueue -s site");
-}
-
-/*
- * postqueue_request - send LINE to the daemon of DATA_VOLUME and copy the output of an
- * "ok" answer to OUT. Returns 0; -1 with errno when the socket cannot be reached; 1 with
- * the daemon's "error: TEXT" in ERR when it refused.
- */
-static int postqueue_request(const char *data_volume, const char *line, FILE *out, char *err,
-                             size_t errlen, char *path, size_t pathlen)
-{
-    struct sockaddr_un sun;
-    char buf[8192], status[512];
-    size_t slen = 0, len = strlen(line);
-    int fd, got_status = 0, rc = -1, saved;
-    ssize_t n;
-
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    snprintf(path, pathlen, "%s/" CONTROL_SOCKET_NAME, data_volume);
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-        write(fd, line, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
-        saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    while ((n = read(fd, buf, sizeof(buf))) > 0) {
-        ssize_t i = 0;
-        while (!got_status && i < n) {
-            char ch = buf[i++];
-            if (ch == '\n') {
-                status[slen] = '\0';
-                got_status = 1;
-                rc = strcmp(status, "ok") == 0 ? 0 : 1;
-                if (rc)
-                    snprintf(err, errlen, "%s",
-                             strncmp(status, "error: ", 7) == 0 ? status + 7 : status);
-            } else if (slen + 1 < sizeof(status)) {
-                status[slen++] = ch;
-            }
-        }
-        if (i < n && rc == 0)
-            fwrite(buf + i, 1, (size_t)(n - i), out);
-    }
-    close(fd);
-    if (!got_status) {
-        snprintf(err, errlen, "malformed showq server response");
-        return 1;
-    }
-    return rc;
 }
 
 /* postqueue_queue_id_ok - 1 when ID looks like a queue ID (Postfix mail_queue_id_ok). */
@@ -169,7 +109,8 @@ int main(int argc, char **argv)
 {
     const char *file = getenv("MAIL_CONFIG"), *site = NULL, *id = NULL, *line = NULL;
     enum postqueue_mode mode = PQ_MODE_DEFAULT;
-    char *errors = NULL, err[600] = "", path[256], cmd[64];
+    char *errors = NULL, cmd[64];
+    struct control_reply r;
     struct conf *c;
     int ch, rc;
 
@@ -265,21 +206,25 @@ int main(int argc, char **argv)
     default:
         postqueue_usage();
     }
-    rc = postqueue_request(c->data_volume, line, stdout, err, sizeof(err), path, sizeof(path));
+    rc = control_call(c->data_volume, line, stdout, &r);
     conf_free(c);
-    if (rc < 0 && (errno == EACCES || errno == EPERM))
+    if (rc == CONTROL_DOWN && r.err == 0) /* connected, but the daemon answered nothing */
+        postqueue_fatal(EX_SOFTWARE, "malformed showq server response");
+    if (rc == CONTROL_DOWN && (r.err == EACCES || r.err == EPERM))
         /* not "down": the user lacks the group (postqueue not installed setgid) */
-        postqueue_fatal(EX_SOFTWARE, "Connect to the mta control service %s: %s", path,
-                        strerror(errno));
-    if (rc < 0 && (mode == PQ_MODE_MAILQ || mode == PQ_MODE_JSON))
+        postqueue_fatal(EX_SOFTWARE, "Connect to the mta control service %s: %s", r.path,
+                        strerror(r.err));
+    if (rc == CONTROL_DOWN && (mode == PQ_MODE_MAILQ || mode == PQ_MODE_JSON))
         postqueue_fatal(EX_UNAVAILABLE,
                         "Queue report unavailable - mail system is down (Connect to the mta "
                         "control service %s: %s)",
-                        path, strerror(errno));
-    if (rc < 0)
+                        r.path, strerror(r.err));
+    if (rc == CONTROL_DOWN)
         postqueue_fatal(EX_UNAVAILABLE, "Cannot flush mail queue - mail system is down");
-    if (rc > 0)
-        postqueue_fatal(EX_SOFTWARE, "%s", err);
+    if (rc == CONTROL_REFUSED) {
+        r.text[strcspn(r.text, "\n")] = '\0';
+        postqueue_fatal(EX_SOFTWARE, "%s", r.text);
+    }
     if (fflush(stdout) != 0 && errno != EPIPE)
         postqueue_fatal(EX_IOERR, "output write error: %s", strerror(errno));
     return 0;

@@ -63,25 +63,21 @@ static void postsuper_fatal(const char *fmt, ...)
 /* postsuper_request - LINE to the daemon; its output (malloc'd) or a fatal error. */
 static char *postsuper_request(struct postsuper *ps, const char *line)
 {
-    char *out = NULL, *err = NULL;
-    size_t outlen = 0, errlen = 0;
-    FILE *of = open_memstream(&out, &outlen), *ef = open_memstream(&err, &errlen);
-    int rc;
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *of = open_memstream(&out, &outlen);
+    struct control_reply r;
 
-    if (!of || !ef)
+    if (!of)
         postsuper_fatal("out of memory");
-    rc = control_request(ps->data_volume, line, of, ef);
+    control_call(ps->data_volume, line, of, &r);
     fclose(of);
-    fclose(ef);
-    if (rc != 0) {
-        /* control_request's text reads "mtactl: ...": say it in our name */
-        char *text = err && strncmp(err, "mtactl: ", 8) == 0 ? err + 8 : err ? err : "";
-        text[strcspn(text, "\n")] = '\0';
-        if (strstr(text, "permission denied"))
+    if (r.rc != CONTROL_OK) {
+        r.text[strcspn(r.text, "\n")] = '\0';
+        if (r.rc == CONTROL_REFUSED && strstr(r.text, "permission denied"))
             postsuper_fatal("use of this command is reserved for the superuser");
-        postsuper_fatal("%s%s", rc == 2 ? "mail system is down: " : "", text);
+        postsuper_fatal("%s%s", r.rc == CONTROL_DOWN ? "mail system is down: " : "", r.text);
     }
-    free(err);
     return out;
 }
 

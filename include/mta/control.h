@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 struct event_base;
 struct evbuffer;
@@ -50,6 +51,20 @@ uid_t control_peer_uid(void);
 /* control_free - close the socket and every client connection, unlink the socket. */
 void control_free(struct control *c);
 
+/* The outcome of a request (control_call). */
+enum control_rc { CONTROL_OK = 0, CONTROL_REFUSED = 1, CONTROL_DOWN = 2 };
+struct control_reply {
+    int rc;  /* enum control_rc */
+    int err; /* CONTROL_DOWN: the errno of the failure (0: no answer) */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* the socket, for messages */
+    char text[1024]; /* CONTROL_REFUSED: the daemon's text; CONTROL_DOWN: why (English) */
+};
+/*
+ * control_call - client side, for every program (mtactl, postqueue, postsuper):
+ * send LINE to the daemon of DATA_VOLUME; on "ok" copy its output to OUT.
+ * Returns R->rc; R says why when it is not CONTROL_OK, for the caller to word.
+ */
+int control_call(const char *data_volume, const char *line, FILE *out, struct control_reply *r);
 /*
  * control_request - client side (mtactl): send LINE to the daemon of
  * DATA_VOLUME and copy its output to OUT. 0 on "ok", 1 on "error: ..." (the

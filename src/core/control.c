@@ -299,33 +299,50 @@ void control_free(struct control *c)
     free(c);
 }
 
-int control_request(const char *data_volume, const char *line, FILE *out, FILE *errf)
+/* control_reply_add - append N bytes of P to R's text (bounded: the rest is dropped). */
+static void control_reply_add(struct control_reply *r, const char *p, size_t n)
+{
+    size_t have = strlen(r->text), room = sizeof(r->text) - 1 - have;
+
+    if (n > room)
+        n = room;
+    memcpy(r->text + have, p, n);
+    r->text[have + n] = '\0';
+}
+
+int control_call(const char *data_volume, const char *line, FILE *out, struct control_reply *r)
 {
     struct sockaddr_un sun;
     char buf[8192], status[512];
-    size_t slen = 0;
-    int fd, n, got_status = 0, rc = 2;
-    size_t len = strlen(line);
+    size_t slen = 0, len = strlen(line);
+    int fd, n, got_status = 0;
 
+    memset(r, 0, sizeof(*r));
+    r->rc = CONTROL_DOWN;
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
-    n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/" CONTROL_SOCKET_NAME, data_volume);
+    n = snprintf(r->path, sizeof(r->path), "%s/" CONTROL_SOCKET_NAME, data_volume);
     if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
-        fprintf(errf, "mtactl: data_volume path too long\n");
-        return 2;
+        r->err = ENAMETOOLONG;
+        snprintf(r->text, sizeof(r->text), "data_volume path too long");
+        return r->rc;
     }
+    memcpy(sun.sun_path, r->path, (size_t)n + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        fprintf(errf, "mtactl: cannot connect to the mail system at %s: %s (is mtad running?)\n",
-                sun.sun_path, strerror(errno));
+        r->err = errno;
+        snprintf(r->text, sizeof(r->text),
+                 "cannot connect to the mail system at %s: %s (is mtad running?)", r->path,
+                 strerror(r->err));
         if (fd >= 0)
             close(fd);
-        return 2;
+        return r->rc;
     }
     if (write(fd, line, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
-        fprintf(errf, "mtactl: write to %s: %s\n", sun.sun_path, strerror(errno));
+        r->err = errno;
+        snprintf(r->text, sizeof(r->text), "write to %s: %s", r->path, strerror(r->err));
         close(fd);
-        return 2;
+        return r->rc;
     }
     while ((n = (int)read(fd, buf, sizeof(buf))) > 0) {
         int i = 0;
@@ -334,21 +351,36 @@ int control_request(const char *data_volume, const char *line, FILE *out, FILE *
             if (ch == '\n') {
                 status[slen] = '\0';
                 got_status = 1;
-                rc = strcmp(status, "ok") == 0 ? 0 : 1;
-                if (rc)
-                    fprintf(errf, "mtactl: %s\n",
-                            strncmp(status, "error: ", 7) == 0 ? status + 7 : status);
+                r->rc = strcmp(status, "ok") == 0 ? CONTROL_OK : CONTROL_REFUSED;
+                if (r->rc == CONTROL_REFUSED)
+                    snprintf(r->text, sizeof(r->text), "%s",
+                             strncmp(status, "error: ", 7) == 0 ? status + 7 : status);
             } else if (slen + 1 < sizeof(status)) {
                 status[slen++] = ch;
             }
         }
-        if (i < n)
-            fwrite(buf + i, 1, (size_t)(n - i), rc ? errf : out);
+        if (i < n && r->rc == CONTROL_OK)
+            fwrite(buf + i, 1, (size_t)(n - i), out);
+        else if (i < n) /* more lines of a refusal's text */
+            control_reply_add(r, buf + i, (size_t)(n - i));
     }
     close(fd);
     if (!got_status) {
-        fprintf(errf, "mtactl: the mail system closed the connection without an answer\n");
-        return 2;
+        r->rc = CONTROL_DOWN;
+        snprintf(r->text, sizeof(r->text),
+                 "the mail system closed the connection without an answer");
     }
-    return rc;
+    return r->rc;
+}
+
+int control_request(const char *data_volume, const char *line, FILE *out, FILE *errf)
+{
+    struct control_reply r;
+    size_t n;
+
+    if (control_call(data_volume, line, out, &r) != CONTROL_OK) {
+        n = strlen(r.text);
+        fprintf(errf, "mtactl: %s%s", r.text, n && r.text[n - 1] == '\n' ? "" : "\n");
+    }
+    return r.rc;
 }
