@@ -350,6 +350,10 @@ int main(int argc, char **argv)
     stats_free(d.stats);
     if (d.keyw)
         workers_free(d.keyw); /* a reload in flight finishes while smtpd still exists */
+    /* every commit in flight ends first, while its session, pickup, the scheduler and the
+     * relay still exist: the done callbacks answer their clients, and smtpd_free then
+     * frees a server that no commit holds (one owner, freed from the loop) */
+    spool_drain(d.spool);
     smtpd_free(d.smtpd);
     pickup_free(d.pickup);
     control_free(d.control);

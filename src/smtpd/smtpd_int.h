@@ -64,8 +64,7 @@ struct smtpd {
      * file below the session (a commit, a SASL step) lets the session go on reading through
      * it, never by calling up into smtpd_session.c. FLUSH: write the replies now. */
     void (*resume)(struct smtpd_session *s, int flush);
-    int commits;           /* commits in flight (their done callbacks hold this struct) */
-    int freed;             /* smtpd_free ran while commits were in flight */
+    int commits;           /* commits in flight: smtpd_free waits for them (spool_drain) */
     struct tls_ctx *tls;   /* NULL: no STARTTLS/SMTPS; swapped on reload (smtpd_set_tls) */
     int sasl;              /* SMTP AUTH is enabled (Cyrus SASL initialised) */
     char sasl_mechs[256];  /* the AUTH line of EHLO, e.g. "PLAIN LOGIN" */

@@ -265,6 +265,11 @@ void smtpd_free(struct smtpd *s)
     rlimit_accept_free(s->pause);
     s->pause = NULL;
     s->drained = NULL;
+    /* commits hold the server: they must have ended (mtad drains the spool first); if
+     * not, end them now, while the sessions they answer still exist */
+    s->stopping = 1; /* a done callback closes its session instead of reading on */
+    if (s->commits > 0)
+        spool_drain(s->spool);
     if (s->reaper)
         smtpd_session_free_all(s);
     smtpd_sasl_free(s); /* after the sessions: a check still in flight finds none */
@@ -276,9 +281,5 @@ void smtpd_free(struct smtpd *s)
         cidr_list_free(s->trusted);
     tls_ctx_free(s->tls);
     s->tls = NULL;
-    if (s->commits > 0) {
-        s->freed = 1; /* the last commit's done callback frees the struct */
-        return;
-    }
     free(s);
 }

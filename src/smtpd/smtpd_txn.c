@@ -163,13 +163,6 @@ static void smtpd_txn_commit_done(void *arg, int err)
     } else {
         log_mail("smtpd", "warning: %s: queue file write error: %s", cm->id, strerror(err));
     }
-    if (srv->freed) {
-        if (srv->commits == 0)
-            free(srv); /* smtpd_free left only the struct for us */
-        free(cm->sender);
-        free(cm);
-        return;
-    }
     s = smtpd_state_find(srv, cm->session);
     free(cm->sender);
     if (s && s->state == SMTPD_STATE_COMMIT) {
