@@ -35,7 +35,7 @@ static void relay_conn_route(struct relay_conn *c);
 static void relay_conn_try_next(struct relay_conn *c);
 static void relay_conn_xact_end(struct relay_conn *c);
 static void relay_conn_fail(struct relay_conn *c, const char *text, const char *dsn, int perm);
-static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_class res,
+static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_class cls,
                                 const char *dsn, const char *text);
 
 struct relay_conn *relay_conn_next(const struct relay_conn *c)
@@ -178,11 +178,12 @@ void relay_conn_free(struct relay_conn *c)
     r->conn_gone(r); /* capacity is free again; relay_stop may be waiting for it */
 }
 
-/* relay_conn_give_up - every unresolved recipient gets RES, the job ends, the connection goes. */
-static void relay_conn_give_up(struct relay_conn *c, enum sched_class res, const char *dsn,
+/* relay_conn_give_up - every unresolved recipient gets the report CLS, the job ends, the connection
+ * goes. */
+static void relay_conn_give_up(struct relay_conn *c, enum sched_class cls, const char *dsn,
                                const char *text)
 {
-    relay_all_results(c, res, dsn, text);
+    relay_all_results(c, cls, dsn, text);
     relay_conn_finish_job(c);
     relay_conn_free(c);
 }
@@ -201,7 +202,7 @@ static void relay_conn_route(struct relay_conn *c)
 
 /* relay_conn_route_cb - the route's answer: an address to connect to, a host without
  * addresses (the next one is tried), or no route at all. */
-static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_class res,
+static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched_class cls,
                                 const char *dsn, const char *text)
 {
     struct relay_conn *c = arg;
@@ -213,11 +214,11 @@ static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched
     case RELAY_ROUTE_HOST_FAILED:
         snprintf(c->last_err, sizeof(c->last_err), "%s", text);
         snprintf(c->last_dsn, sizeof(c->last_dsn), "%s", dsn);
-        c->last_perm = res == SCHED_CLASS_PERM;
+        c->last_perm = cls == SCHED_CLASS_PERM;
         relay_conn_try_next(c);
         return;
     case RELAY_ROUTE_FAILED:
-        relay_conn_give_up(c, res, dsn, text);
+        relay_conn_give_up(c, cls, dsn, text);
         return;
     }
 }

@@ -184,7 +184,7 @@ void relay_notify_begin(struct relay *r, struct relay_job *rj,
 struct relay_route;
 struct sockaddr_storage;
 enum relay_route_event { RELAY_ROUTE_CONNECT, RELAY_ROUTE_HOST_FAILED, RELAY_ROUTE_FAILED };
-typedef void (*relay_route_cb)(void *arg, enum relay_route_event ev, enum sched_class res,
+typedef void (*relay_route_cb)(void *arg, enum relay_route_event ev, enum sched_class cls,
                                const char *dsn, const char *text);
 struct relay_route *relay_route_new(struct dns *dns, enum sched_dest_kind kind, const char *dest,
                                     relay_route_cb cb, void *arg);
@@ -339,7 +339,7 @@ void relay_conn_timeout(struct relay_conn *c, long read_s, long write_s);
 void relay_conn_send(struct relay_conn *c, const char *line);
 void relay_xact_clear(struct relay_conn *c);
 struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *job, int load_now);
-void relay_all_results(struct relay_conn *c, enum sched_class res, const char *dsn,
+void relay_all_results(struct relay_conn *c, enum sched_class cls, const char *dsn,
                        const char *text);
 void relay_conn_said(struct relay_conn *c, const struct relay_reply *rp, const char *what,
                      char *buf, size_t len);
@@ -368,7 +368,7 @@ void relay_kick(void *arg);
 
 /* relay_xact.c: called by relay_client.c */
 /* relay_result - report CLS for job recipient I to the scheduler and log its decision. */
-void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_class res,
+void relay_result(struct relay *r, struct relay_job *rj, int i, enum sched_class cls,
                   const char *dsn, const char *relay_field, const char *remote,
                   const char *status_text, const char *diag);
 

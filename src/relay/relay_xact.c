@@ -142,15 +142,15 @@ struct relay_job *relay_job_new(struct relay_conn *c, struct sched_job *job, int
     return rj;
 }
 
-/* relay_all_results - give every unresolved recipient the same result. */
-void relay_all_results(struct relay_conn *c, enum sched_class res, const char *dsn,
+/* relay_all_results - report the same class for every unresolved recipient. */
+void relay_all_results(struct relay_conn *c, enum sched_class cls, const char *dsn,
                        const char *text)
 {
     int i;
 
     for (i = 0; c->rj && i < c->rj->job->nrcpt; i++)
         if (c->rj->job->result[i] == SCHED_RESULT_NONE)
-            relay_result(c->r, c->rj, i, res, dsn, c->relay_field[0] ? c->relay_field : "none",
+            relay_result(c->r, c->rj, i, cls, dsn, c->relay_field[0] ? c->relay_field : "none",
                          c->bev ? relay_route_host(c->route) : "", text, text);
 }
 
@@ -436,21 +436,21 @@ void relay_conn_accepted_results(struct relay_conn *c, const struct relay_reply 
                                  const char *what)
 {
     char text[RELAY_REPLY_MAX + 200], dsn[16];
-    enum sched_class res = rp->code / 100 == 2   ? SCHED_CLASS_SUCCESS
+    enum sched_class cls = rp->code / 100 == 2   ? SCHED_CLASS_SUCCESS
                            : rp->code / 100 == 5 ? SCHED_CLASS_PERM
                                                  : SCHED_CLASS_TEMP;
     int i;
 
     relay_reply_dsn(rp, dsn, sizeof(dsn));
-    if (res == SCHED_CLASS_SUCCESS)
+    if (cls == SCHED_CLASS_SUCCESS)
         snprintf(text, sizeof(text), "%s", rp->text);
     else
         relay_conn_said(c, rp, what, text, sizeof(text));
     for (i = 0; i < c->rj->job->nrcpt; i++)
         if (c->accepted[i]) {
-            if (res == SCHED_CLASS_SUCCESS && (c->ext & RELAY_EXT_DSN))
+            if (cls == SCHED_CLASS_SUCCESS && (c->ext & RELAY_EXT_DSN))
                 c->rj->ri[i].notified = 1; /* NOTIFY went along: the next hop reports success */
-            relay_result(c->r, c->rj, i, res, dsn, c->relay_field, relay_route_host(c->route), text,
+            relay_result(c->r, c->rj, i, cls, dsn, c->relay_field, relay_route_host(c->route), text,
                          rp->text);
         }
 }
