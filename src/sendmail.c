@@ -455,7 +455,7 @@ int main(int argc, char **argv)
             } else if (optarg[0] == 'I') {
                 if (!*(flush_id = optarg + 1))
                     sm_fatal(EX_USAGE, "specify: -qIqueueid");
-            } else
+            } else /* -qS, -qQ, ...: refused in Postfix's words (docs/sendmail.md) */
                 sm_fatal(EX_USAGE, "-q%c is not implemented", optarg[0]);
             break;
         case 't':
