@@ -399,27 +399,40 @@ static void sched_msg_unqueue(struct sched *s, struct sched_msg *m)
     }
 }
 
-int sched_delete(struct sched *s, const char *id)
+/* sched_admin_named - run FN on the message ID names ("ALL": every message; one ID is
+ * looked up in the table by ID); the number FN counted. */
+static int sched_admin_named(struct sched *s, const char *id,
+                             int (*fn)(struct sched *s, struct sched_msg *m, int arg), int arg)
 {
     struct sched_msg *m, *next;
-    int all = strcmp(id, "ALL") == 0, n = 0;
+    int n = 0;
 
+    if (strcmp(id, "ALL") != 0)
+        return (m = sched_msg_find(s, id)) ? fn(s, m, arg) : 0;
     for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
-        next = TAILQ_NEXT(m, link);
-        if (!all && strcmp(m->id, id) != 0)
-            continue;
-        if (!m->removing && !m->gone) {
-            sched_msg_unqueue(s, m);
-            m->deferred = 0;
-            if (m->loading)
-                m->gone = 1; /* the load completion frees it; the file is removed now */
-            sched_msg_remove(s, m, "postsuper");
-            n++;
-        }
-        if (!all)
-            break;
+        next = TAILQ_NEXT(m, link); /* FN may remove M */
+        n += fn(s, m, arg);
     }
     return n;
+}
+
+/* sched_delete_one - postsuper -d of M: 1 when it was removed. */
+static int sched_delete_one(struct sched *s, struct sched_msg *m, int unused)
+{
+    (void)unused;
+    if (m->removing || m->gone)
+        return 0;
+    sched_msg_unqueue(s, m);
+    m->deferred = 0;
+    if (m->loading)
+        m->gone = 1; /* the load completion frees it; the file is removed now */
+    sched_msg_remove(s, m, "postsuper");
+    return 1;
+}
+
+int sched_delete(struct sched *s, const char *id)
+{
+    return sched_admin_named(s, id, sched_delete_one, 0);
 }
 
 /*
@@ -449,25 +462,20 @@ static void sched_hold_set(struct sched *s, struct sched_msg *m, int hold)
     sched_msg_settle(s, m);
 }
 
+/* sched_hold_one - hold (HOLD 1) or release M: 1 when its state changed. A message still
+ * loading cannot be known to be held: release skips it. */
+static int sched_hold_one(struct sched *s, struct sched_msg *m, int hold)
+{
+    if (m->removing || m->gone || m->held == hold || (!hold && m->loading))
+        return 0;
+    sched_hold_set(s, m, hold);
+    return 1;
+}
+
 /* sched_hold_apply - hold (HOLD 1) or release every message ID names ("ALL": all). */
 static int sched_hold_apply(struct sched *s, const char *id, int hold)
 {
-    struct sched_msg *m, *next;
-    int all = strcmp(id, "ALL") == 0, n = 0;
-
-    for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
-        next = TAILQ_NEXT(m, link);
-        if (!all && strcmp(m->id, id) != 0)
-            continue;
-        /* a message still loading cannot be known to be held: release skips it */
-        if (!m->removing && !m->gone && m->held != hold && (hold || !m->loading)) {
-            sched_hold_set(s, m, hold);
-            n++;
-        }
-        if (!all)
-            break;
-    }
-    return n;
+    return sched_admin_named(s, id, sched_hold_one, hold);
 }
 
 int sched_hold(struct sched *s, const char *id)
