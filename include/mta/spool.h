@@ -104,6 +104,35 @@ int spool_msg_on_drain(struct spool_msg *m, void (*cb)(void *arg), void *arg);
  */
 void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
                       void (*done)(void *arg, int err), void *arg);
+/*
+ * Edits before the commit (milter actions, a DKIM signature): call them after the last
+ * spool_msg_append and before spool_msg_commit. Offsets count the message as edited so far;
+ * the file is written once, as edited, at the commit. 0, or -1 and errno (EINVAL: out of range
+ * or not open, ENOMEM).
+ * spool_msg_set_front - replace the first SKIP bytes with FRONT (moved out of FRONT): a new
+ * header block (SKIP = the old one's length) or a header put in front (SKIP = 0).
+ * spool_msg_replace_from - keep the first OFF bytes and replace the rest with BYTES (moved);
+ * OFF = spool_msg_size appends, so a replacement body can arrive in pieces. The caller
+ * bounds what it adds (message_size_limit).
+ * spool_msg_size - the message's size as edited so far.
+ */
+int spool_msg_set_front(struct spool_msg *m, struct evbuffer *front, size_t skip);
+int spool_msg_replace_from(struct spool_msg *m, long long off, struct evbuffer *bytes);
+long long spool_msg_size(const struct spool_msg *m);
+/*
+ * spool_msg_read - read up to MAX (at most SPOOL_READ_MAX) bytes of the message as edited so
+ * far from OFF before the commit; DONE(arg, out, err) runs on the loop later (never from this
+ * call) with the bytes in OUT (fewer at a piece's end; none at the end of the message; OUT is
+ * freed after DONE). err EAGAIN: a streaming write is in flight, wait with
+ * spool_msg_on_drain. spool_read_cancel (before DONE) means DONE will not run; M may be freed
+ * meanwhile (the read holds its own copy or file descriptor). NULL when out of memory.
+ */
+#define SPOOL_READ_MAX (64 * 1024)
+struct spool_read;
+struct spool_read *spool_msg_read(struct spool_msg *m, long long off, size_t max,
+                                  void (*done)(void *arg, struct evbuffer *out, int err),
+                                  void *arg);
+void spool_read_cancel(struct spool_read *r);
 /* spool_msg_abort - drop an uncommitted message and its temp file. */
 void spool_msg_abort(struct spool_msg *m);
 /* spool_msg_abort_done - as spool_msg_abort, then DONE(ARG, 0) on the loop once its temp

@@ -174,7 +174,15 @@ struct spool_msg {
     void *done_arg;
     void (*drain_cb)(void *arg); /* spool_msg_on_drain */
     void *drain_arg;
+    struct spool_edit *edit; /* edits before the commit (spool_edit.c), NULL: none */
 };
+
+/* --- edits before the commit (spool_edit.c) --- */
+struct spool_edit;
+void spool_edit_free(struct spool_edit *e);
+/* spool_edit_write - worker, at commit: write the envelope and the edited message to m->fd
+ * (from tmp/ID.body, m->buf and the edit); 0, or -1 and errno. */
+int spool_edit_write(struct spool_msg *m);
 
 /* spool_committer_start/stop - the committer thread (spool_intake.c); cmu/ccv are initialised by
  * spool_open. */

@@ -140,6 +140,7 @@ static void spool_msg_free(struct spool_msg *m)
     if (m->buf)
         evbuffer_free(m->buf);
     evbuffer_free(m->wbuf);
+    spool_edit_free(m->edit);
     free(m->env_text);
     free(m);
 }
@@ -404,7 +405,13 @@ static void spool_commit_prepare_work(void *arg)
         m->err = errno;
         goto fail;
     }
-    if (m->body_fd < 0) {
+    if (m->edit) {
+        /* changed before the commit (milter, DKIM): written as edited (spool_edit.c) */
+        if (spool_edit_write(m) < 0) {
+            m->err = errno ? errno : EIO;
+            goto fail;
+        }
+    } else if (m->body_fd < 0) {
         /* held in memory: one gathered write, and the bytes stay for the scheduler */
         if (spool_write_kept(m->fd, m->env_text, m->env_len, m->buf) < 0) {
             m->err = errno ? errno : EIO;
