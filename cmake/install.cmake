@@ -136,7 +136,8 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION mail)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON) # Depends: from dpkg-shlibdeps
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd") # useradd in postinst
+# useradd in postinst; libopendkim (the DKIM signer) is linked, so dpkg-shlibdeps finds it too
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, libopendkim11")
 # Debian policy 11.6 for a mail transport agent: one at a time, replacing the other
 set(CPACK_DEBIAN_PACKAGE_PROVIDES "mail-transport-agent")
 set(CPACK_DEBIAN_PACKAGE_CONFLICTS "mail-transport-agent")

@@ -35,6 +35,11 @@ TEST_PKGS="$TEST_PKGS clang-format cppcheck"
 # the libFuzzer targets in tests/fuzz (scripts/test.sh's fuzz stage)
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 
+# the built-in DKIM signer links libopendkim (src/core/dkim.c); test_dkim_sign.py verifies its
+# signatures with an independent verifier, dkimpy (python3-dkim, with dnspython)
+BUILD_PKGS="$BUILD_PKGS libopendkim-dev"
+TEST_PKGS="$TEST_PKGS python3-dkim"
+
 # mtad tells systemd when it is ready or stopping and pings its watchdog (etc/mtad.service,
 # Type=notify) through libsystemd; systemd-analyze checks that unit in test_systemd.py
 BUILD_PKGS="$BUILD_PKGS libsystemd-dev"

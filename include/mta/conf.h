@@ -136,6 +136,22 @@ enum conf_type {
       "Directory holding the Cyrus SASL NAME.conf. Empty: the Cyrus default (/etc/sasl2 ...).")    \
     X(smtpd_tls_auth_only, CONF_BOOL, "yes", 0, 0, "postfix",                                      \
       "yes: AUTH is offered and accepted only after STARTTLS or on SMTPS.")                        \
+    X(dkim_sign, CONF_BOOL, "no", 0, 0, "mta",                                                     \
+      "yes: sign mail from trusted networks, authenticated clients and sendmail with DKIM "        \
+      "(docs/dkim.md) when its From: domain is in dkim_domains.")                                  \
+    X(dkim_domains, CONF_STR, "", 0, 0, "mta",                                                     \
+      "From: domains whose mail is signed (comma/space separated). Empty: the domain of "          \
+      "myhostname.")                                                                               \
+    X(dkim_selector, CONF_STR, "", 0, 0, "mta",                                                    \
+      "DKIM selector (s=); the public key is published at SELECTOR._domainkey.DOMAIN.")            \
+    X(dkim_key_file, CONF_STR, "dkim.key", 0, 0, "mta",                                            \
+      "DKIM private key (PEM, RSA >= 1024 bits or Ed25519, no password), on the key volume or "    \
+      "the fs terminal like ssl_key_file; with neither, an absolute path.")                        \
+    X(dkim_headers, CONF_STR,                                                                      \
+      "from reply-to subject date to cc resent-date resent-from resent-to resent-cc in-reply-to "  \
+      "references list-id list-help list-unsubscribe list-subscribe list-post list-owner "         \
+      "list-archive",                                                                              \
+      0, 0, "mta", "Header fields signed when present (OpenDKIM's SignHeaders default).")          \
     X(maximal_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                             \
       "How long undeliverable mail stays queued before it bounces.")                               \
     X(bounce_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                              \

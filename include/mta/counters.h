@@ -18,6 +18,9 @@
     X(CNT_MQUEUE_MESSAGES, "mqueue_messages", "gauge", "Messages in the mail queue")               \
     X(CNT_MQUEUE_BYTES, "mqueue_bytes", "gauge", "Bytes of messages in the mail queue")            \
     X(CNT_MQUEUE_HELD, "mqueue_held", "gauge", "Messages on hold (postsuper -h)")                  \
+    X(CNT_DKIM_SIGNED, "dkim_signed", "counter", "Messages signed with DKIM")                      \
+    X(CNT_DKIM_FAILED, "dkim_sign_failed", "counter",                                              \
+      "Messages refused (451) as DKIM signing failed")                                             \
     X(CNT_SPOOL_COMMITS, "spool_commits", "counter", "Messages made durable")                      \
     X(CNT_SPOOL_FLUSHES, "spool_flushes", "counter", "Disk flushes (group commits)")               \
     X(CNT_LOG_BACKLOG, "log_backlog_records", "gauge", "Log records not yet written")              \

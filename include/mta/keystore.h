@@ -47,6 +47,12 @@ int keystore_load(const struct conf *c, struct keystore_pem *out, const char **m
                   char **detail);
 void keystore_pem_free(struct keystore_pem *p);
 
+/* keystore_read_key - one private key file NAME (the DKIM key) into OUT->key, with the same
+ * sources and rules as ssl_key_file: from the fs terminal, else the key volume; with neither,
+ * NAME must be an absolute path. */
+int keystore_read_key(const struct conf *c, const char *name, struct keystore_pem *out,
+                      const char **message, char **detail);
+
 /*
  * keystore_tls_new - keystore_load, then the TLS context (tls_ctx_new); logs the
  * warning if any. NULL with *message and *detail on any failure.

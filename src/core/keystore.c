@@ -357,6 +357,65 @@ int keystore_load(const struct conf *c, struct keystore_pem *out, const char **m
     return r;
 }
 
+/* keystore_file_nfs - one file of the fs terminal's export (mount, read, unmount). */
+static int keystore_file_nfs(const struct conf *c, const char *name, struct keystore_pem *out,
+                             const char **message, char **detail)
+{
+    const char *url = c->fs_terminal;
+    struct nfs_context *nfs;
+    struct nfs_url *u = NULL;
+    int r = -1;
+
+    if (keystore_nfs_load() < 0)
+        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: %s", url, keystore_nfs_why);
+    if (!(nfs = ks_nfs.nfs_init_context()))
+        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT,
+                             "%s: cannot create an NFS context", url);
+    ks_nfs.nfs_set_timeout(nfs, 5000);
+    ks_nfs.nfs_set_autoreconnect(nfs, 0);
+    if (!(u = ks_nfs.nfs_parse_url_dir(nfs, url)))
+        keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: bad NFS URL: %s", url,
+                      ks_nfs.nfs_get_error(nfs));
+    else if (ks_nfs.nfs_mount(nfs, u->server, u->path) < 0)
+        keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "cannot mount %s: %s", url,
+                      ks_nfs.nfs_get_error(nfs));
+    else {
+        r = keystore_read_nfs(nfs, url, name, 1, out, &out->key, &out->key_len, message, detail);
+        ks_nfs.nfs_umount(nfs);
+    }
+    if (u)
+        ks_nfs.nfs_destroy_url(u);
+    ks_nfs.nfs_destroy_context(nfs);
+    return r;
+}
+
+int keystore_read_key(const struct conf *c, const char *name, struct keystore_pem *out,
+                      const char **message, char **detail)
+{
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    *message = NULL;
+    *detail = NULL;
+    if (*c->fs_terminal)
+        r = keystore_file_nfs(c, name, out, message, detail);
+    else if (!*c->key_volume && name[0] != '/')
+        r = keystore_fail(message, detail, KEYSTORE_MSG_MISSING,
+                          "%s: a relative path needs key_volume or fs_terminal", name);
+    else {
+        const char *dir = *c->key_volume ? c->key_volume : "/";
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+            return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "key_volume %s: %s", dir,
+                                 strerror(errno));
+        r = keystore_read_local(dfd, dir, name, 1, out, &out->key, &out->key_len, message, detail);
+        close(dfd);
+    }
+    if (r < 0)
+        keystore_pem_free(out);
+    return r;
+}
+
 /* keystore_build - the TLS context from loaded PEM bytes. */
 static struct tls_ctx *keystore_build(const struct conf *c, const struct keystore_pem *p,
                                       const char **message, char **detail)
