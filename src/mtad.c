@@ -16,6 +16,7 @@
 
 #include "mta/conf.h"
 #include "mta/counters.h"
+#include "mta/dkim.h"
 #include "mta/keystore.h"
 #include "mta/log.h"
 #include "mta/log_smb.h"
@@ -47,6 +48,7 @@ struct mtad {
     struct control *control;
     struct sched *sched;
     struct stats *stats;
+    struct dkim_signer *dkim; /* dkim_sign = yes */
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *watchdog; /* systemd WatchdogSec= ping (NULL: not asked for) */
     struct workers *keyw;   /* SIGHUP certificate reload (NULL: TLS off) */
@@ -263,6 +265,10 @@ int main(int argc, char **argv)
         if (tls == NULL)
             mtad_fail(msg, err);
     }
+    /* the DKIM key, read now like the TLS key (root-only keys work) */
+    d.dkim = dkim_signer_new(d.conf, &err);
+    if (d.dkim == NULL && err)
+        mtad_fail_code(MTA_ERR_CONFIG, err);
     priv_prebind(d.conf);
     if (priv_drop(&err) != 0)
         mtad_fail_code(MTA_ERR_START, err);
@@ -313,10 +319,20 @@ int main(int argc, char **argv)
         d.keyw = workers_new(d.base, 1, "keys");
     }
 
+    if (d.dkim) {
+        char what[2048];
+        if (dkim_signer_start(d.dkim, d.base, &err) < 0)
+            mtad_fail_code(MTA_ERR_START, err);
+        smtpd_set_dkim(d.smtpd, d.dkim);
+        dkim_signer_describe(d.dkim, what, sizeof(what));
+        log_info("dkim: signing %s", what);
+    }
+
     /* 4b. local submission: what sendmail/postdrop put in the maildrop, also while we were down */
     d.pickup = pickup_new(d.base, d.conf, d.spool, &err);
     if (d.pickup == NULL)
         mtad_fail_code(MTA_ERR_START, err);
+    pickup_set_dkim(d.pickup, d.dkim);
 
     /* 5. statistics: web UI, JSON API, /metrics, the mon push */
     d.stats = stats_new(d.base, d.conf, d.spool, d.sched, &merr);
@@ -350,6 +366,9 @@ int main(int argc, char **argv)
     stats_free(d.stats);
     if (d.keyw)
         workers_free(d.keyw); /* a reload in flight finishes while smtpd still exists */
+    /* signing jobs of sessions that died meanwhile end now: their completion finds no session
+     * and drops the message (pickup's signing runs on its own worker) */
+    dkim_signer_free(d.dkim);
     /* every commit in flight ends first, while its session, pickup, the scheduler and the
      * relay still exist: the done callbacks answer their clients, and smtpd_free then
      * frees a server that no commit holds (one owner, freed from the loop) */

@@ -16,6 +16,7 @@ struct event_base;
 struct conf;
 struct spool;
 struct pickup;
+struct dkim_signer;
 
 #define PICKUP_SCAN_INTERVAL                                                                       \
     60 /* seconds between full scans of the maildrop (as Postfix polls)                            \
@@ -29,5 +30,7 @@ struct pickup *pickup_new(struct event_base *base, const struct conf *conf, stru
 /* pickup_free - stop taking files; finish the one in flight (its commit, then the removal of
  * its maildrop file) while the loop no longer runs; free. Before spool_close. */
 void pickup_free(struct pickup *p);
+/* pickup_set_dkim - sign local mail with D (NULL: do not; not owned). */
+void pickup_set_dkim(struct pickup *p, struct dkim_signer *d);
 
 #endif

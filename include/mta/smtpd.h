@@ -10,6 +10,7 @@ struct conf;
 struct spool;
 struct smtpd;
 struct tls_ctx;
+struct dkim_signer;
 
 /* smtpd_new - bind and listen on in_address:smtp_port. NULL and *err (malloc'd, names the address).
  */
@@ -30,5 +31,7 @@ void smtpd_free(struct smtpd *s);
  * freed).
  */
 int smtpd_set_tls(struct smtpd *s, struct tls_ctx *ctx, char **err);
+/* smtpd_set_dkim - sign the mail of trusted and authenticated clients with D (not owned). */
+void smtpd_set_dkim(struct smtpd *s, struct dkim_signer *d);
 
 #endif

@@ -31,6 +31,7 @@
 #include "mta/clock.h"
 #include "mta/conf.h"
 #include "mta/counters.h"
+#include "mta/dkim.h"
 #include "mta/log.h"
 #include "mta/maildrop.h"
 #include "mta/pickup.h"
@@ -56,6 +57,8 @@ struct pickup_file {
     char *sender_raw; /* as submitted, for pickup's log line */
     char msgid[1024]; /* for cleanup's message-id= line */
     struct spool_envelope env;
+    struct dkim_result dkim; /* signed on the worker (dkim_sign = yes) */
+    int signing;             /* a signer was asked */
 };
 
 struct pickup {
@@ -63,6 +66,7 @@ struct pickup {
     const struct conf *conf;
     struct spool *spool;
     struct workers *w;
+    struct dkim_signer *dkim; /* NULL: local mail is not signed */
     int ifd;
     struct event *iev, *timer;
     char **pending;
@@ -294,6 +298,39 @@ static int pickup_envelope(struct pickup_file *f, const struct maildrop *md)
     return 0;
 }
 
+/* pickup_sign - worker: the DKIM signature of the built message, put in front of it. Local mail
+ * is our own users' (sendmail), so it is signed when its From: domain is ours; the message is
+ * whole in memory already and this is the pickup's own thread, so it signs here. */
+static void pickup_sign(struct pickup_file *f)
+{
+    struct evbuffer_iovec v[64];
+    struct dkim_job *j;
+    int n;
+
+    if (!f->p->dkim)
+        return;
+    f->signing = 1;
+    if (!(j = dkim_job_new(f->p->dkim, f->id))) {
+        f->dkim.verdict = DKIM_FAILED;
+        snprintf(f->dkim.why, sizeof(f->dkim.why), "out of memory");
+        return;
+    }
+    n = evbuffer_peek(f->content, -1, NULL, v, 64);
+    if (n > 64) { /* one piece, so that the peek sees all of it */
+        evbuffer_pullup(f->content, -1);
+        n = evbuffer_peek(f->content, -1, NULL, v, 64);
+    }
+    for (int i = 0; i < n && i < 64; i++)
+        dkim_job_feed(j, v[i].iov_base, v[i].iov_len);
+    dkim_job_finish(j, &f->dkim);
+    dkim_job_free(j);
+    if (f->dkim.verdict == DKIM_SIGNED &&
+        evbuffer_prepend(f->content, f->dkim.header, strlen(f->dkim.header)) < 0) {
+        f->dkim.verdict = DKIM_FAILED;
+        snprintf(f->dkim.why, sizeof(f->dkim.why), "out of memory");
+    }
+}
+
 /* pickup_read_work - worker: open F's maildrop file without following links, check it
  * (regular, one link, bounded, well formed, uid = the file's owner) and build the message. */
 static void pickup_read_work(void *arg)
@@ -364,6 +401,7 @@ static void pickup_read_work(void *arg)
     else {
         f->uid = md.uid;
         pickup_build(f, &md, st.st_mtime);
+        pickup_sign(f);
     }
     maildrop_free(&md);
     free(buf);
@@ -415,6 +453,7 @@ static void pickup_file_free(struct pickup_file *f)
         free(f->env.rcpt[i].orcpt);
     }
     free(f->env.rcpt);
+    dkim_result_clear(&f->dkim);
     free(f);
 }
 
@@ -494,6 +533,17 @@ static void pickup_read_done(void *arg)
     }
     log_mail("pickup", "%s: uid=%ld from=<%s>", f->id, f->uid, f->sender_raw);
     log_mail("cleanup", "%s: message-id=%s", f->id, f->msgid);
+    if (f->signing)
+        dkim_report(p->dkim, f->id, &f->dkim);
+    if (f->signing && f->dkim.verdict == DKIM_FAILED) {
+        log_warning("pickup",
+                    "%s: not queued: DKIM signing failed; %s/%s stays for a later attempt", f->id,
+                    MAILDROP_DIR, f->name);
+        spool_msg_abort(f->msg);
+        f->msg = NULL;
+        pickup_done_file(f);
+        return;
+    }
     f->env.size = (long long)evbuffer_get_length(f->content);
     if (spool_msg_append(f->msg, f->content) < 0) {
         log_warning("pickup", "%s: queue file write error; %s/%s stays for a later attempt", f->id,
@@ -696,4 +746,9 @@ void pickup_free(struct pickup *p)
         free(p->pending[i]);
     free(p->pending);
     free(p);
+}
+
+void pickup_set_dkim(struct pickup *p, struct dkim_signer *d)
+{
+    p->dkim = d;
 }

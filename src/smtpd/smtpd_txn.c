@@ -188,11 +188,12 @@ static void smtpd_txn_commit_done(void *arg, int err)
         event_active(srv->reaper, EV_TIMEOUT, 1); /* it reports "no session left" */
 }
 
+static void smtpd_txn_commit(struct smtpd_session *s);
+
 void smtpd_txn_end(struct smtpd_session *s)
 {
     struct smtpd *srv = s->srv;
     struct smtpd_txn *tx = s->tx;
-    struct spool_envelope env;
     struct smtpd_commit *cm;
     int err;
 
@@ -243,6 +244,20 @@ void smtpd_txn_end(struct smtpd_session *s)
                  tx->msgid_line + 12);
     else
         log_mail("cleanup", "%s: message-id=<>", tx->id);
+    if (smtpd_dkim_start(s, smtpd_txn_commit))
+        return; /* the signature first; the commit follows from its completion */
+    smtpd_txn_commit(s);
+}
+
+/* smtpd_txn_commit - the message is final (signed when it is to be): make it durable; the
+ * done callback replies. */
+static void smtpd_txn_commit(struct smtpd_session *s)
+{
+    struct smtpd *srv = s->srv;
+    struct smtpd_txn *tx = s->tx;
+    struct spool_envelope env;
+    struct smtpd_commit *cm;
+
     memset(&env, 0, sizeof(env));
     env.sender = tx->sender;
     env.rcpt = tx->rcpt;

@@ -174,7 +174,8 @@ int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
     const long long figures[] = {
         s->cnt[CNT_MQUEUE_MESSAGES], s->mqueue_kilobytes,   s->cnt[CNT_SMTP_ACTIVE],
         s->cnt[CNT_RECEIVED],        s->cnt[CNT_DELIVERED], s->cnt[CNT_DEFERRED],
-        s->cnt[CNT_BOUNCED],         s->cnt[CNT_REJECTED],
+        s->cnt[CNT_BOUNCED],         s->cnt[CNT_REJECTED],  s->cnt[CNT_DKIM_SIGNED],
+        s->cnt[CNT_DKIM_FAILED],
     };
     char n[STATS_NVARS(figures)][32], cpu[32], rss[32], pct[32], bar[32], up[32];
     for (size_t i = 0; i < STATS_NVARS(figures); i++)
@@ -208,6 +209,8 @@ int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
         STATS_TEXT("deferred", n[5]),
         STATS_TEXT("bounced", n[6]),
         STATS_TEXT("rejected", n[7]),
+        STATS_TEXT("dkim_signed", n[8]),
+        STATS_TEXT("dkim_sign_failed", n[9]),
         STATS_TEXT("cpu_seconds", cpu),
         STATS_TEXT("rss_bytes", rss),
         STATS_TEXT("free_percent", pct),
