@@ -55,8 +55,8 @@ static int spool_subdir(int parent, const char *name)
     return openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* spool_purge_tmp - remove what a previous run left in tmp/ (never acknowledged), except the
- * recycled files the pool takes back. */
+/* spool_purge_tmp - remove what a previous run left in tmp/ (never acknowledged; also the pool
+ * files "PNNNNNNNN" of versions before slots). */
 static void spool_purge_tmp(struct spool *sp)
 {
     int fd = dup(sp->tmpfd);
@@ -70,11 +70,8 @@ static void spool_purge_tmp(struct spool *sp)
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
-        unsigned seq;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (spool_pool_is_name(de->d_name, &seq) && spool_pool_adopt(&sp->pool, seq))
-            continue; /* a recycled file: reused, never held queued mail */
         if (unlinkat(sp->tmpfd, de->d_name, 0) == 0)
             n++;
     }
@@ -84,6 +81,19 @@ static void spool_purge_tmp(struct spool *sp)
 }
 
 /* spool_quarantine - move DIRFD/NAME into corrupt/ under a free name; never deletes. */
+static void spool_quarantine(struct spool *sp, int dirfd, const char *where, const char *name,
+                             const char *why);
+
+void spool_quarantine_queued(struct spool *sp, const char *id, const char *why)
+{
+    char where[64];
+    int h = spool_id_hash(id);
+    snprintf(where, sizeof where, "queue/%X", h);
+    spool_quarantine(sp, sp->qfd[h], where, id, why);
+    spool_fsync_dir(sp->qfd[h]);
+    spool_fsync_dir(sp->corruptfd);
+}
+
 static void spool_quarantine(struct spool *sp, int dirfd, const char *where, const char *name,
                              const char *why)
 {
@@ -113,29 +123,31 @@ static void spool_quarantine(struct spool *sp, int dirfd, const char *where, con
                 why, strerror(errno));
 }
 
-/* spool_check_file - 0 when DIRFD/NAME is a complete queue file of ID NAME; else a reason. */
-static const char *spool_check_file(int dirfd, const char *name, long long *size)
+/* spool_check_file - classify DIRFD/NAME (SPOOL_REC_*, spool_record.c); *SIZE for a message,
+ * *WHY for a file that is none. */
+static int spool_check_file(int dirfd, const char *name, long long *size, const char **why)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return "cannot open";
+    if (fd < 0) {
+        *why = "cannot open";
+        return SPOOL_REC_BAD;
+    }
     struct stat st;
     struct spool_envelope *env = NULL;
     size_t hdrlen = 0;
-    const char *why = NULL;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        why = "not a regular file";
-    else if (spool_env_read_fd(fd, &env, &hdrlen) != 0)
-        why = "unreadable envelope (bad version, no end marker or truncated)";
-    else if (strcmp(env->id, name) != 0)
-        why = "envelope names another queue ID";
-    else if ((long long)hdrlen + env->size != (long long)st.st_size)
-        why = "message size does not match the envelope (truncated)";
-    else
+    uint32_t bodycrc;
+    int rc;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        *why = "not a regular file";
+        rc = SPOOL_REC_BAD;
+    } else {
+        rc = spool_record_check(fd, name, (long long)st.st_size, &env, &hdrlen, &bodycrc, why);
+    }
+    if (rc == SPOOL_REC_OK || rc == SPOOL_REC_V1)
         *size = env->size;
     spool_envelope_free(env);
     close(fd);
-    return why;
+    return rc;
 }
 
 /* spool_scan_dir - recover queue/H: index good messages, quarantine the rest. */
@@ -152,7 +164,7 @@ static void spool_scan_dir(struct spool *sp, int h)
     rewinddir(d);
     char where[64];
     snprintf(where, sizeof where, "queue/%X", h);
-    int moved = 0;
+    int moved = 0, freed = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         const char *name = de->d_name;
@@ -162,9 +174,23 @@ static void spool_scan_dir(struct spool *sp, int h)
         if (nl == SPOOL_ID_LEN + 3 && strcmp(name + SPOOL_ID_LEN, ".st") == 0)
             continue; /* status files: checked once the index is complete */
         long long size = 0;
-        const char *why = spool_id_valid(name) ? spool_check_file(sp->qfd[h], name, &size)
-                                               : "not a queue file name";
-        if (why) {
+        const char *why = "not a queue file name";
+        int rc =
+            spool_id_valid(name) ? spool_check_file(sp->qfd[h], name, &size, &why) : SPOOL_REC_BAD;
+        if (rc == SPOOL_REC_FREE) {
+            /* a slot holding no message of its name (spool_pool.c): no mail, and its ID may
+             * sort below messages recovered here, so it is not reused */
+            if (unlinkat(sp->qfd[h], name, 0) == 0)
+                freed++;
+            continue;
+        }
+        if (rc == SPOOL_REC_TORN) {
+            /* a write cut short by a crash: never acknowledged, never delivered; kept */
+            spool_quarantine(sp, sp->qfd[h], where, name, why);
+            moved = 1;
+            continue;
+        }
+        if (rc == SPOOL_REC_BAD) {
             spool_quarantine(sp, sp->qfd[h], where, name, why);
             moved = 1;
             continue;
@@ -194,10 +220,13 @@ static void spool_scan_dir(struct spool *sp, int h)
         spool_queued(sp, name, size);
     }
     closedir(d);
-    if (moved) {
+    if (freed)
+        log_mail("queue", "%s: removed %d free slot%s (no mail)", where, freed,
+                 freed == 1 ? "" : "s");
+    if (moved || freed)
         spool_fsync_dir(sp->qfd[h]);
+    if (moved)
         spool_fsync_dir(sp->corruptfd);
-    }
 }
 
 /* spool_scan_status - a status file whose message is not queued, or that cannot be read,
@@ -290,6 +319,7 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     sp->base = base;
     pthread_mutex_init(&sp->cmu, NULL);
     pthread_cond_init(&sp->ccv, NULL);
+    pthread_mutex_init(&sp->idmu, NULL);
     spool_pool_init(&sp->pool);
     sp->dirfd = sp->tmpfd = sp->corruptfd = sp->lockfd = -1;
     STAILQ_INIT(&sp->rm_wait);
@@ -352,6 +382,7 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     sp->io = workers_new(base, SPOOL_IO_THREADS, "spool-io");
     if (!sp->io || spool_committer_start(sp) < 0)
         goto fail_errno;
+    spool_pool_want(sp); /* slots for the first messages */
     sp->space_ev = event_new(base, -1, EV_PERSIST, spool_space_cb, sp);
     sp->rm_ev = evtimer_new(base, spool_remove_gather_cb, sp);
     sp->notify_ev = evtimer_new(base, spool_notify_recovered_cb, sp);
@@ -418,6 +449,7 @@ void spool_close(struct spool *sp)
             close(sp->qfd[h]);
     pthread_mutex_destroy(&sp->cmu);
     pthread_cond_destroy(&sp->ccv);
+    pthread_mutex_destroy(&sp->idmu);
     spool_pool_destroy(&sp->pool);
     free(sp->abspath);
     free(sp->dir);

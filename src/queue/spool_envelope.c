@@ -397,7 +397,9 @@ int spool_env_decode(const char *buf, size_t len, struct spool_envelope **out, s
         size_t n = (size_t)(nl - line);
         pos += n + 1;
         if (lineno++ == 0) {
-            if (!spool_tok_is(line, n, SPOOL_VERSION_LINE))
+            /* version 2 is version 1 followed by a commit record (spool_record.c) */
+            if (!spool_tok_is(line, n, SPOOL_VERSION_LINE) &&
+                !spool_tok_is(line, n, SPOOL_VERSION1_LINE))
                 goto out;
             continue;
         }

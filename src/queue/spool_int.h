@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "mta/htab.h"
@@ -20,7 +21,8 @@ struct workers;
 #define SPOOL_STREAM_THRESHOLD (64 * 1024) /* buffered bytes beyond which a worker writes */
 #define SPOOL_ENV_MAX (64LL * 1024 * 1024) /* an envelope larger than this is corrupt */
 #define SPOOL_ID_LEN 16                    /* 13 hex digits of microseconds + 3 of sequence */
-#define SPOOL_VERSION_LINE "MTA-QUEUE 1"
+#define SPOOL_VERSION_LINE "MTA-QUEUE 2"   /* written: the envelope, then a commit record */
+#define SPOOL_VERSION1_LINE "MTA-QUEUE 1"  /* still read: no commit record, length exact */
 #define SPOOL_END_LINE "end"
 
 /* --- queue IDs (spool_id.c) --- */
@@ -66,40 +68,62 @@ struct spool_index_entry *spool_index_find(const struct spool_index *ix, const c
 struct spool_index_entry *spool_index_snapshot(const struct spool_index *ix, size_t *n);
 void spool_index_free(struct spool_index *ix);
 
-/* --- recycled message files in tmp/ (spool_pool.c); any thread --- */
-#define SPOOL_POOL_MAX 512                /* files kept for reuse */
-#define SPOOL_POOL_FILE_MAX (64LL * 1024) /* larger messages' files are unlinked */
-#define SPOOL_POOL_NAME_SIZE 10           /* "P" + 8 hex digits + NUL */
-#define SPOOL_POOL_LOW 32                 /* below this many, a worker creates empty ones */
-#define SPOOL_POOL_FILL 128               /* ... up to this many */
+/* --- the commit record (spool_record.c); any thread --- */
+#define SPOOL_RECORD_LEN 81 /* "MTA-COMMIT " ID, 5 hex fields, "\n" */
+/* spool_crc32c - CRC-32C of DATA[0..N) continuing CRC (start with 0). */
+uint32_t spool_crc32c(uint32_t crc, const void *data, size_t n);
+/* spool_record_encode - the record of a message ID written as HDRLEN bytes of envelope with CRC
+ * ENVCRC, then SIZE bytes with CRC BODYCRC; OUT gets SPOOL_RECORD_LEN bytes and a NUL. */
+void spool_record_encode(char out[SPOOL_RECORD_LEN + 1], const char *id, size_t hdrlen,
+                         long long size, uint32_t envcrc, uint32_t bodycrc);
+enum {
+    SPOOL_REC_OK,   /* version 2, committed: *ENV, *HDRLEN, *BODYCRC set */
+    SPOOL_REC_V1,   /* version 1 (no record), length exact: *ENV, *HDRLEN set */
+    SPOOL_REC_FREE, /* a slot holding no message of its name: reuse or remove, silently */
+    SPOOL_REC_TORN, /* a write of this ID that never completed (never acknowledged): *WHY */
+    SPOOL_REC_BAD   /* unreadable for another reason: *WHY */
+};
+/* spool_record_check - classify queue file FD named NAME of FSIZE bytes (blocking). *ENV is
+ * set (free it) for OK and V1, maybe for others. The body's CRC is not checked here. */
+int spool_record_check(int fd, const char *name, long long fsize, struct spool_envelope **env,
+                       size_t *hdrlen, uint32_t *bodycrc, const char **why);
+/* spool_record_verify_body - 0 when the SIZE bytes at HDRLEN in FD have CRC BODYCRC; EBADMSG or
+ * an errno value. */
+int spool_record_verify_body(int fd, size_t hdrlen, long long size, uint32_t bodycrc);
+
+/* --- slots: files in queue/ whose names are durable, ready for a message (spool_pool.c) --- */
+#define SPOOL_POOL_MAX 1024               /* free slots kept */
+#define SPOOL_POOL_FILE_MAX (64LL * 1024) /* larger messages' files are unlinked, not recycled */
+#define SPOOL_POOL_LOW 256                /* below this many, a worker makes new slots */
+#define SPOOL_POOL_FILL 512               /* ... up to this many, in one batch with one flush */
+#define SPOOL_SLOT_PREALLOC 8192          /* bytes of zeros written into a new slot */
+#define SPOOL_SLOT_PREALLOC_MIN_FREE (1LL << 30) /* ... when more than this is free */
 struct spool_pool {
     pthread_mutex_t mu;
-    unsigned seq[SPOOL_POOL_MAX]; /* the pool files' numbers */
-    int n;                        /* how many are in the pool */
-    int reserved;                 /* renames into the pool in progress */
-    unsigned next;                /* the next number to hand out */
-    int filling;                  /* a worker is creating empty files */
+    char id[SPOOL_POOL_MAX][SPOOL_ID_SIZE]; /* free slots, by queue ID */
+    int n;                                  /* how many are free */
+    int reserved;                           /* slots being made or renamed, not yet durable */
+    int filling;                            /* a worker is making slots */
+    int prealloc;                           /* it writes SPOOL_SLOT_PREALLOC bytes into each */
 };
 void spool_pool_init(struct spool_pool *p);
 void spool_pool_destroy(struct spool_pool *p);
-/* spool_pool_is_name - 1 when NAME is a pool file's name; *SEQ its number. */
-int spool_pool_is_name(const char *name, unsigned *seq);
-/* spool_pool_adopt - at start: keep tmp/ pool file SEQ; 0 when the pool is full (remove it). */
-int spool_pool_adopt(struct spool_pool *p, unsigned seq);
-/* spool_pool_take - 1 and the tmp/ name of a pool file now owned by the caller; 0 if empty. */
-int spool_pool_take(struct spool_pool *p, char out[SPOOL_POOL_NAME_SIZE]);
-/* spool_pool_put - rename DIRFD/NAME into the pool in tmp/ (TMPFD) as number *SEQ; 0, or -1
- * and errno (ENOSPC: the pool is full) when the caller must remove the file itself. The file
- * is not handed out before spool_pool_publish: call it once the rename is durable (the old
- * directory fsync'd), so that a crash can never leave the old name on a file that already
- * holds the next message. */
-int spool_pool_put(struct spool_pool *p, int tmpfd, int dirfd, const char *name, unsigned *seq);
-/* spool_pool_publish - OK: file SEQ joins the pool; else it is unlinked (the rename's
- * durability is unknown). */
-void spool_pool_publish(struct spool_pool *p, int tmpfd, unsigned seq, int ok);
+/* spool_pool_take - 1 and the ID of a free slot, now owned by the caller; 0 if none. */
+int spool_pool_take(struct spool_pool *p, char out[SPOOL_ID_SIZE]);
+/* spool_pool_give_back - an unused slot returns; 0, or -1 when the pool is full (remove it). */
+int spool_pool_give_back(struct spool_pool *p, const char *id);
+/* spool_pool_put - rename queue file DIRFD/NAME to a new slot ID (*OUT); 0, or -1 and errno
+ * (ENOSPC: the pool is full) when the caller must remove the file itself. The slot is not handed
+ * out before spool_pool_publish: call it once the rename is durable, so that a crash can never
+ * leave the old name on a file that already holds the next message. */
 struct spool;
-/* spool_pool_want - after a take: start a worker creating empty files if the pool runs low. */
+int spool_pool_put(struct spool *sp, int dirfd, const char *name, char out[SPOOL_ID_SIZE]);
+/* spool_pool_publish - OK: slot ID is free for use; else it is unlinked. */
+void spool_pool_publish(struct spool *sp, const char *id, int ok);
+/* spool_pool_want - after a take: start a worker making slots if the pool runs low. */
 void spool_pool_want(struct spool *sp);
+/* spool_new_id - a fresh queue ID (any thread). */
+void spool_new_id(struct spool *sp, char out[SPOOL_ID_SIZE]);
 
 /* --- the spool --- */
 struct spool_msg;
@@ -119,6 +143,7 @@ struct spool {
     int qfd[SPOOL_NHASH];
     struct workers *io;
     struct spool_idgen idgen;
+    pthread_mutex_t idmu; /* idgen: the loop and the slot makers take IDs */
     struct spool_index index;
     struct spool_pool pool;
     long long minfree;
@@ -155,19 +180,22 @@ struct spool_msg {
     STAILQ_ENTRY(spool_msg) cnext; /* spool.cq, then the group being committed */
     char id[SPOOL_ID_SIZE];
     enum spool_msg_state state;
-    struct evbuffer *buf;        /* appended, not yet handed to a worker (loop) */
-    struct evbuffer *wbuf;       /* being written by the worker job in flight */
-    size_t inflight;             /* bytes in wbuf when the job started */
-    int writing;                 /* a write job is in flight */
-    int loop_err;                /* an earlier background write failed (loop copy) */
-    int err;                     /* errno of the worker side (read on the loop after done) */
-    int body_fd;                 /* tmp/ID.body while streaming, -1 if none yet */
-    int fd;                      /* the file in tmp/ at commit */
-    char tmpname[SPOOL_ID_SIZE]; /* its name: the ID, or a pool file's name */
-    int prepared;                /* a worker wrote the file (streamed messages) */
-    int kept;                    /* written from buf, which still holds the message */
-    long long streamed;          /* bytes in tmp/ID.body */
-    char *env_text;              /* encoded envelope (commit) */
+    struct evbuffer *buf;  /* appended, not yet handed to a worker (loop) */
+    struct evbuffer *wbuf; /* being written by the worker job in flight */
+    size_t inflight;       /* bytes in wbuf when the job started */
+    int writing;           /* a write job is in flight */
+    int loop_err;          /* an earlier background write failed (loop copy) */
+    int err;               /* errno of the worker side (read on the loop after done) */
+    int body_fd;           /* tmp/ID.body while streaming, -1 if none yet */
+    int fd;                /* queue/X/ID at commit */
+    int slot;              /* ID names a slot from the pool (file exists, name durable) */
+    int created;           /* no slot: the commit created the file (its name needs a flush) */
+    int grew;              /* the write went past the file's end (metadata to flush) */
+    uint32_t bodycrc;      /* CRC-32C of the bytes written to tmp/ID.body so far */
+    int prepared;          /* a worker wrote the file (streamed messages) */
+    int kept;              /* written from buf, which still holds the message */
+    long long streamed;    /* bytes in tmp/ID.body */
+    char *env_text;        /* encoded envelope (commit) */
     size_t env_len;
     long long size;
     void (*done)(void *arg, int err);
@@ -202,6 +230,9 @@ void spool_remove_flush(struct spool *sp);
  * durable with one device flush: fsync of the one directory, or one syncfs for several (each
  * directory fsync is a flush of its own). 0 or errno; -1 when none was touched (no flush). */
 int spool_flush_hashdirs(struct spool *sp, const int touched[SPOOL_NHASH]);
+/* spool_quarantine_queued - move queue/X/ID into corrupt/ and say WHY in the log (any thread;
+ * blocking). The index still lists ID until it is removed: later opens fail with ENOENT. */
+void spool_quarantine_queued(struct spool *sp, const char *id, const char *why);
 /* spool_fsync_dir - fsync a directory fd; 0 or errno. */
 int spool_fsync_dir(int fd);
 /* spool_space_init - the first free-space figure (start-up, blocking; spool_space.c); 0 or -1

@@ -2,16 +2,22 @@
  * spool_intake.c - receiving a message into the spool: the in-memory buffer,
  * background streaming of large messages, and the group commit.
  *
- * Life of a message: spool_msg_new (an ID, no I/O) -> spool_msg_append (bytes
- * move into an evbuffer; beyond 64 KiB a worker appends them to tmp/ID.body, one
- * write job at a time so order is kept) -> spool_msg_commit: a worker writes
- * tmp/ID = envelope + streamed body + the rest, then hands it to the committer
- * thread (the file is a recycled one from spool_pool.c when there is one, else a
- * new tmp/ID). The committer takes every commit that is ready, makes their data
- * durable with one flush (fdatasync for one file, syncfs for a batch), renames
- * each into queue/X/ID, makes the renames durable with one more flush (fsync of
- * the one directory touched, else syncfs), and only then lets done() run on the
- * loop. So many sessions share two flushes, and no 250 precedes durability.
+ * Life of a message: spool_msg_new (an ID: the name of a free slot, a file in
+ * queue/X/ whose name is already durable, spool_pool.c; no I/O) ->
+ * spool_msg_append (bytes move into an evbuffer; beyond 64 KiB a worker appends
+ * them to tmp/ID.body, one write job at a time so order is kept) ->
+ * spool_msg_commit: the committer thread writes envelope + message + commit
+ * record (spool_record.c) over the slot (a streamed message is written by a
+ * worker first, so that copying a large body never holds up a group), and
+ * makes the whole group durable with ONE device flush: fdatasync of the one
+ * file; for several, sync_file_range (write back, wait, no flush) on each but
+ * the last, then fdatasync of the last, whose cache flush covers the writes
+ * already completed; syncfs when a file was created or grew (its name or size
+ * is metadata). Only then does done() run on the loop, so no 250 precedes
+ * durability, and nothing is renamed after the write. A write cut short by a
+ * crash has no valid record and is never delivered (spool.c).
+ * Without a free slot (start-up, intake faster than the slot maker) the file is
+ * created at commit in queue/X/ and the group uses syncfs.
  * Each append re-checks queue_minfree against the bytes received so far
  * (spool_space_ok); below it the message fails with ENOSPC.
  * Not here: the envelope text (spool_envelope.c), recovery (spool.c), free space
@@ -23,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -55,20 +62,6 @@ static int spool_write_evbuffer(int fd, struct evbuffer *b, long long *written)
             *written += w;
     }
     return 0;
-}
-
-/* spool_write_kept - write the envelope text and all of B with one gathered write, leaving B in
- * one piece (it becomes the scheduler's in-memory copy of the message, spool_set_notify). */
-static int spool_write_kept(int fd, const char *env, size_t envlen, struct evbuffer *b)
-{
-    size_t len = evbuffer_get_length(b);
-    unsigned char *p = evbuffer_pullup(b, -1); /* at most the 64 KiB held in memory */
-    if (!p && len > 0) {
-        errno = ENOMEM;
-        return -1;
-    }
-    struct iovec iov[2] = {{(void *)env, envlen}, {p, len}};
-    return fs_writev_all(fd, iov, len > 0 ? 2 : 1);
 }
 
 /* spool_copy_fd - copy LEN bytes from the start of IN to the end of OUT, in the kernel when it can.
@@ -106,6 +99,48 @@ static int spool_copy_fd(int in, int out, long long len)
             return -1;
         off += n;
     }
+    return 0;
+}
+
+/* spool_crc_evbuffer - CRC continued over the bytes of B (left in place). */
+static uint32_t spool_crc_evbuffer(uint32_t crc, struct evbuffer *b)
+{
+    struct evbuffer_ptr pos;
+    struct evbuffer_iovec v[8];
+    evbuffer_ptr_set(b, &pos, 0, EVBUFFER_PTR_SET);
+    for (;;) {
+        int n = evbuffer_peek(b, -1, &pos, v, 8);
+        size_t adv = 0;
+        for (int i = 0; i < n && i < 8; i++) {
+            crc = spool_crc32c(crc, v[i].iov_base, v[i].iov_len);
+            adv += v[i].iov_len;
+        }
+        /* with len -1, peek stops at the vectors given and returns their number */
+        if (n < 8 || adv == 0 || evbuffer_ptr_set(b, &pos, adv, EVBUFFER_PTR_ADD) < 0)
+            return crc;
+    }
+}
+
+/* spool_crc_range - *CRC of LEN bytes at OFF of FD; 0 or -1 and errno. */
+static int spool_crc_range(int fd, long long off, long long len, uint32_t *crc)
+{
+    char buf[65536];
+    uint32_t c = 0;
+    while (len > 0) {
+        size_t want = len < (long long)sizeof buf ? (size_t)len : sizeof buf;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        c = spool_crc32c(c, buf, (size_t)n);
+        off += n;
+        len -= n;
+    }
+    *crc = c;
     return 0;
 }
 
@@ -162,7 +197,11 @@ struct spool_msg *spool_msg_new(struct spool *sp)
         return NULL;
     }
     m->body_fd = m->fd = -1;
-    spool_id_next(&sp->idgen, m->id);
+    /* the slot's name is the queue ID: the commit then only writes into it */
+    m->slot = spool_pool_take(&sp->pool, m->id);
+    if (!m->slot)
+        spool_new_id(sp, m->id);
+    spool_pool_want(sp);
     LIST_INSERT_HEAD(&sp->live, m, live);
     return m;
 }
@@ -206,6 +245,7 @@ static void spool_stream_work(void *arg)
             return;
         }
     }
+    m->bodycrc = spool_crc_evbuffer(m->bodycrc, m->wbuf);
     if (spool_write_evbuffer(m->body_fd, m->wbuf, &m->streamed) < 0)
         m->err = errno;
 }
@@ -283,9 +323,13 @@ int spool_msg_append(struct spool_msg *m, struct evbuffer *buf)
 
 /* --- abort --- */
 
+/* spool_abort_work - worker: remove tmp/ID.body, and the slot when the pool had no room for it. */
 static void spool_abort_work(void *arg)
 {
-    spool_msg_close_body(arg);
+    struct spool_msg *m = arg;
+    spool_msg_close_body(m);
+    if (m->slot)
+        unlinkat(m->sp->qfd[spool_id_hash(m->id)], m->id, 0);
 }
 
 /* spool_abort_done - loop: the temp file is gone; free M, then tell the caller who waits. */
@@ -304,12 +348,16 @@ static void spool_abort_done(void *arg)
  * waiting caller still hears of it through the workers, never from inside its own call). */
 static void spool_abort_start(struct spool_msg *m)
 {
-    if (m->body_fd < 0 && !m->done) {
+    /* the slot was never written: free again (its name is durable), unless the pool is full */
+    if (m->slot && spool_pool_give_back(&m->sp->pool, m->id) == 0)
+        m->slot = 0;
+    if (m->body_fd < 0 && !m->slot && !m->done) {
         spool_msg_free(m);
         return;
     }
     m->sp->busy++;
-    workers_submit(m->sp->io, m->body_fd >= 0 ? spool_abort_work : NULL, spool_abort_done, m);
+    workers_submit(m->sp->io, m->body_fd >= 0 || m->slot ? spool_abort_work : NULL,
+                   spool_abort_done, m);
 }
 
 void spool_msg_abort_done(struct spool_msg *m, void (*done)(void *arg, int err), void *arg)
@@ -373,11 +421,55 @@ static void spool_commit_finish(struct spool_msg *m, int err)
     spool_msg_free(m);
 }
 
-/* spool_commit_prepare_work - worker: write tmp/ID = envelope + streamed body + the rest. */
+/* spool_write_message - write envelope + message + commit record at the start of M's open file;
+ * 0 or -1 and errno. The one place that writes a message's content. */
+static int spool_write_message(struct spool_msg *m)
+{
+    char rec[SPOOL_RECORD_LEN + 1];
+    uint32_t envcrc = spool_crc32c(0, m->env_text, m->env_len);
+    if (m->edit) {
+        /* changed before the commit (milter, DKIM): written as edited (spool_edit.c), then its
+         * checksum read back from the page cache (edits are rare; the view has no flat copy) */
+        uint32_t bodycrc = 0;
+        if (spool_edit_write(m) < 0 ||
+            spool_crc_range(m->fd, (long long)m->env_len, m->size, &bodycrc) < 0)
+            return -1;
+        spool_record_encode(rec, m->id, m->env_len, m->size, envcrc, bodycrc);
+        return fs_write_all(m->fd, rec, SPOOL_RECORD_LEN);
+    }
+    if (m->body_fd < 0) {
+        /* held in memory: one gathered write, and the bytes stay for the scheduler */
+        size_t len = evbuffer_get_length(m->buf);
+        unsigned char *p = evbuffer_pullup(m->buf, -1); /* at most the 64 KiB held in memory */
+        if (!p && len > 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+        spool_record_encode(rec, m->id, m->env_len, m->size, envcrc, spool_crc32c(0, p, len));
+        struct iovec iov[3] = {{m->env_text, m->env_len}, {p, len}, {rec, SPOOL_RECORD_LEN}};
+        if (fs_writev_all(m->fd, iov, 3) < 0)
+            return -1;
+        m->kept = 1;
+        return 0;
+    }
+    uint32_t bodycrc = spool_crc_evbuffer(m->bodycrc, m->buf);
+    spool_record_encode(rec, m->id, m->env_len, m->size, envcrc, bodycrc);
+    if (fs_write_all(m->fd, m->env_text, m->env_len) < 0 ||
+        spool_copy_fd(m->body_fd, m->fd, m->streamed) < 0 ||
+        spool_write_evbuffer(m->fd, m->buf, NULL) < 0 ||
+        fs_write_all(m->fd, rec, SPOOL_RECORD_LEN) < 0)
+        return -1;
+    return 0;
+}
+
+/* spool_commit_prepare_work - worker: write queue/X/ID, over its slot (overwritten in place, never
+ * cut to length: a shorter length is metadata the flush would have to write too; what follows the
+ * record is ignored), or into a new file when there was no slot. */
 static void spool_commit_prepare_work(void *arg)
 {
     struct spool_msg *m = arg;
-    int tmpfd = m->sp->tmpfd;
+    int dfd = m->sp->qfd[spool_id_hash(m->id)];
+    struct stat st;
     if (m->loop_err) {
         m->err = m->loop_err;
         goto fail;
@@ -386,59 +478,43 @@ static void spool_commit_prepare_work(void *arg)
         m->err = ENOMEM;
         goto fail;
     }
-    /* A recycled file when the pool has one (spool_pool.c), else a new tmp/ID. */
-    int pooled = spool_pool_take(&m->sp->pool, m->tmpname);
-    spool_pool_want(m->sp);
-    if (pooled) {
-        /* overwritten in place and cut to length afterwards, not O_TRUNC: freeing the old
-         * blocks and allocating new ones costs the file system (and on a volume mounted with
-         * discard, a TRIM per message) for bytes that are rewritten anyway */
-        m->fd = openat(tmpfd, m->tmpname, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (m->fd < 0)
-            unlinkat(tmpfd, m->tmpname, 0);
+    if (m->slot) {
+        m->fd = openat(dfd, m->id, O_RDWR | O_CLOEXEC | O_NOFOLLOW); /* RDWR: edits read back */
+        if (m->fd >= 0 && fstat(m->fd, &st) < 0) {
+            close(m->fd);
+            m->fd = -1;
+        }
+    }
+    if (m->fd < 0 && m->slot && errno != ENOENT) {
+        m->err = errno; /* e.g. EROFS: say that, not what a create would say */
+        goto fail;
     }
     if (m->fd < 0) {
-        snprintf(m->tmpname, sizeof m->tmpname, "%s", m->id);
-        m->fd = openat(tmpfd, m->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        m->fd = openat(dfd, m->id, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        m->created = 1;
+        st.st_size = 0;
     }
     if (m->fd < 0) {
         m->err = errno;
         goto fail;
     }
-    if (m->edit) {
-        /* changed before the commit (milter, DKIM): written as edited (spool_edit.c) */
-        if (spool_edit_write(m) < 0) {
-            m->err = errno ? errno : EIO;
-            goto fail;
-        }
-    } else if (m->body_fd < 0) {
-        /* held in memory: one gathered write, and the bytes stay for the scheduler */
-        if (spool_write_kept(m->fd, m->env_text, m->env_len, m->buf) < 0) {
-            m->err = errno ? errno : EIO;
-            goto fail;
-        }
-        m->kept = 1;
-    } else if (fs_write_all(m->fd, m->env_text, m->env_len) < 0 ||
-               spool_copy_fd(m->body_fd, m->fd, m->streamed) < 0 ||
-               spool_write_evbuffer(m->fd, m->buf, NULL) < 0) {
+    if (spool_write_message(m) < 0) {
         m->err = errno ? errno : EIO;
         goto fail;
     }
-    if (pooled) {
-        off_t end = lseek(m->fd, 0, SEEK_CUR);
-        if (end < 0 || ftruncate(m->fd, end) < 0) {
-            m->err = errno ? errno : EIO;
-            goto fail;
-        }
-    }
+    m->grew = (long long)m->env_len + m->size + SPOOL_RECORD_LEN > (long long)st.st_size;
     spool_msg_close_body(m);
     return;
 fail:
     if (m->fd >= 0) {
+        /* half a write: the file goes, slot or not (a record of this ID may be in it) */
         close(m->fd);
         m->fd = -1;
-        unlinkat(tmpfd, m->tmpname, 0);
+        unlinkat(dfd, m->id, 0);
+    } else if (m->slot && spool_pool_give_back(&m->sp->pool, m->id) < 0) {
+        unlinkat(dfd, m->id, 0); /* never written, and the pool has no room for it */
     }
+    m->slot = 0;
     spool_msg_close_body(m);
     evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
 }
@@ -509,64 +585,61 @@ static void spool_commit_posted(void *arg)
     spool_commit_finish(m, m->err);
 }
 
-/* spool_commit_batch - make a batch durable and move it into queue/ (committer thread). */
+/* spool_commit_flush - make the written files of BATCH durable with one device flush; 0 or errno.
+ * fdatasync of one file. For several overwritten in place: sync_file_range writes each back and
+ * waits for the device to have it (in its cache, no flush), then fdatasync of the last sends the
+ * one cache flush, which covers every write completed before it. A created file's name, or a
+ * file's new length, is metadata that only fsync/syncfs flush: then one syncfs for the group. */
+static int spool_commit_flush(struct spool_msg_list *batch, int n, struct spool_msg *last, int meta)
+{
+    struct spool_msg *m;
+    if (meta && (n > 1 || last->created))
+        return syncfs(last->fd) < 0 ? errno : 0;
+    STAILQ_FOREACH(m, batch, cnext)
+    {
+        if (m->fd < 0 || m == last)
+            continue;
+        if (sync_file_range(m->fd, 0, 0,
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+            return errno;
+    }
+    return fdatasync(last->fd) < 0 ? errno : 0;
+}
+
+/* spool_commit_batch - write a batch into its files and make it durable (committer thread). */
 static void spool_commit_batch(struct spool *sp, struct spool_msg_list *batch)
 {
-    int n = 0;
-    struct spool_msg *first = NULL, *m;
-    /* 0. write the files of messages held in memory (streamed ones a worker wrote) */
+    int n = 0, meta = 0;
+    struct spool_msg *last = NULL, *m;
+    /* 1. write the messages held in memory (streamed ones a worker wrote) */
     STAILQ_FOREACH(m, batch, cnext)
     {
         if (!m->prepared)
             spool_commit_prepare_work(m);
         if (m->fd >= 0) {
             n++;
-            if (!first)
-                first = m;
+            last = m;
+            meta |= m->created || m->grew;
         }
     }
-    /* 1. data: one flush for the whole batch */
+    /* 2. one flush for the whole batch */
     int ferr = 0;
     if (n > 0) {
-        int r = n == 1 ? fdatasync(first->fd) : syncfs(first->fd);
-        ferr = r < 0 ? errno : 0;
+        ferr = spool_commit_flush(batch, n, last, meta);
         counter_add(CNT_SPOOL_FLUSHES, 1);
     }
-    /* 2. rename each into its hash directory */
-    int touched[SPOOL_NHASH] = {0};
     STAILQ_FOREACH(m, batch, cnext)
     {
         if (m->fd < 0)
             continue; /* its write failed: m->err says why */
         close(m->fd);
         m->fd = -1;
-        if (!ferr && renameat(sp->tmpfd, m->tmpname, sp->qfd[spool_id_hash(m->id)], m->id) < 0)
-            m->err = errno;
-        else
-            m->err = ferr;
-        if (m->err) {
-            unlinkat(sp->tmpfd, m->tmpname, 0);
-            continue;
-        }
-        touched[spool_id_hash(m->id)] = 1;
+        m->err = ferr;
+        if (ferr) /* not known to be durable: a 451 must not be followed by a delivery */
+            unlinkat(sp->qfd[spool_id_hash(m->id)], m->id, 0);
     }
-    /* 3. the renames: one more flush */
-    int derr = spool_flush_hashdirs(sp, touched);
-    if (derr >= 0) {
-        counter_add(CNT_SPOOL_FLUSHES, 1);
-        if (derr) {
-            /* Not known to be durable: take them back out so nothing stays that
-             * was not acknowledged. */
-            STAILQ_FOREACH(m, batch, cnext)
-            {
-                if (!m->err) {
-                    m->err = derr;
-                    unlinkat(sp->qfd[spool_id_hash(m->id)], m->id, 0);
-                }
-            }
-        }
-    }
-    /* 4. only now the replies */
+    /* 3. only now the replies */
     while ((m = STAILQ_FIRST(batch))) {
         /* off the list first: once posted, M belongs to the loop */
         STAILQ_REMOVE_HEAD(batch, cnext);

@@ -54,12 +54,26 @@ int spool_open_message(struct spool *sp, const char *id, struct spool_envelope *
     struct spool_envelope *e = NULL;
     size_t hdrlen = 0;
     struct stat st;
-    int err = spool_env_read_fd(fd, &e, &hdrlen);
-    if (!err && (fstat(fd, &st) < 0 || (long long)hdrlen + e->size != (long long)st.st_size))
+    uint32_t bodycrc = 0;
+    const char *why = NULL;
+    int err = 0, rc = SPOOL_REC_BAD;
+    if (fstat(fd, &st) < 0)
+        err = errno;
+    else
+        rc = spool_record_check(fd, id, (long long)st.st_size, &e, &hdrlen, &bodycrc, &why);
+    if (!err && rc != SPOOL_REC_OK && rc != SPOOL_REC_V1)
         err = EBADMSG;
+    /* the body's checksum, before any byte of it is delivered: a write that a crash cut short in
+     * its middle (the envelope and the record made it to the disk, a page between them did not)
+     * is never delivered half */
+    if (!err && rc == SPOOL_REC_OK &&
+        (err = spool_record_verify_body(fd, hdrlen, e->size, bodycrc)))
+        why = "message checksum mismatch (write not completed, or damaged since)";
     if (!err && lseek(fd, (off_t)hdrlen, SEEK_SET) < 0)
         err = errno;
     if (err) {
+        if (err == EBADMSG)
+            spool_quarantine_queued(sp, id, why ? why : "unreadable queue file");
         spool_envelope_free(e);
         close(fd);
         errno = err;
@@ -89,8 +103,8 @@ struct spool_remove_job {
     int err;
     int gone;    /* the file no longer exists (even if the directory fsync failed) */
     int recycle; /* small enough to go into the pool of reusable files */
-    int pooled;  /* renamed into the pool as number seq, not yet published */
-    unsigned seq;
+    int pooled;  /* renamed to slot ID slot, not yet published */
+    char slot[SPOOL_ID_SIZE];
     void (*done)(void *arg, int err);
     void *arg;
     STAILQ_ENTRY(spool_remove_job) link; /* spool.rm_wait, then spool.rm_batch */
@@ -121,7 +135,7 @@ static void spool_remove_work(void *arg)
         char st[SPOOL_ID_SIZE + 4];
 
         snprintf(st, sizeof st, "%s.st", j->id);
-        j->pooled = j->recycle && spool_pool_put(&sp->pool, sp->tmpfd, dfd, j->id, &j->seq) == 0;
+        j->pooled = j->recycle && spool_pool_put(sp, dfd, j->id, j->slot) == 0;
         if (!j->pooled && unlinkat(dfd, j->id, 0) < 0) {
             j->err = errno;
             j->gone = errno == ENOENT;
@@ -130,6 +144,8 @@ static void spool_remove_work(void *arg)
         j->gone = 1;
         unlinkat(dfd, st, 0); /* usually absent */
         touched[h] = 1;
+        if (j->pooled)
+            touched[spool_id_hash(j->slot)] = 1;
     }
     int derr = spool_flush_hashdirs(sp, touched); /* one flush for the batch */
     STAILQ_FOREACH(j, &sp->rm_batch, link)
@@ -137,7 +153,7 @@ static void spool_remove_work(void *arg)
         if (!j->err)
             j->err = derr > 0 ? derr : 0;
         if (j->pooled) /* reusable only now that its old name is durably gone */
-            spool_pool_publish(&sp->pool, sp->tmpfd, j->seq, !j->err);
+            spool_pool_publish(sp, j->slot, !j->err);
     }
 }
 
