@@ -5,7 +5,8 @@
 # Not for: CI (these are figures, not tests) or any non-loopback target.
 #
 # Usage (as root on Debian 12):
-#   bench/run.sh [intake|relay|idle|tls|all] [bench.py options: -m 20000 -s 1,10,50 -l 4096]
+#   bench/run.sh [intake|relay|idle|tls|dkim|all] [bench.py options: -m 20000 -s 1,10,50 -l 4096]
+# (dkim: DKIM signing in mtad, mtad + OpenDKIM milter, Postfix + OpenDKIM milter: content.py)
 # Environment: MTAD=path (skip the build, use this daemon), BUILD_DIR (default
 # build), BUILD_JOBS (default 1), BENCH_TMP (parent of the temp dir, default /var/tmp: must be a real
 # disk, not tmpfs), BENCH_KEEP=1 (keep the temp dir for inspection).
@@ -16,9 +17,9 @@ src=$(dirname "$here")
 what=${1:-all}
 [ $# -gt 0 ] && shift
 case "$what" in
-intake | relay | idle | tls | all) ;;
+intake | relay | idle | tls | dkim | all) ;;
 *)
-    echo "usage: $0 [intake|relay|idle|tls|all] [-m N] [-s 1,10,50] [-l SIZE]" >&2
+    echo "usage: $0 [intake|relay|idle|tls|dkim|all] [-m N] [-s 1,10,50] [-l SIZE]" >&2
     exit 2
     ;;
 esac
@@ -32,7 +33,9 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # started: a policy-rc.d that refuses every service start during the install
 # (only if there is none already; ours is removed afterwards).
 install_postfix() {
-    [ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-sink ] && return 0
+    # opendkim: the milter of the dkim runs (content.py), started by the bench on a free port
+    [ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-sink ] &&
+        [ -x /usr/sbin/opendkim ] && return 0
     local ours=
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -41,8 +44,10 @@ install_postfix() {
     fi
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     local rc=0
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix openssl; } || rc=$?
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix openssl opendkim; } || rc=$?
     [ -n "$ours" ] && rm -f /usr/sbin/policy-rc.d
+    # no system OpenDKIM at the next boot either (the bench starts its own)
+    command -v systemctl >/dev/null && systemctl disable -q opendkim 2>/dev/null || true
     return $rc
 }
 
