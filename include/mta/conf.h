@@ -108,6 +108,11 @@ enum conf_type {
     X(smtpd_client_connection_count_limit, CONF_INT, "50", 0, 1000000, "postfix",                  \
       "Most simultaneous sessions from one client address (0: no limit). Trusted clients too. "    \
       "A session whose client has closed its side no longer counts.")                              \
+    X(smtpd_upstream_proxy_protocol, CONF_STR, "", 0, 0, "postfix",                                \
+      "haproxy: every SMTP listener (smtp, submission, smtps) expects a PROXY v1 or v2 header "    \
+      "before the banner and uses the client address it names (docs/scale-out.md). Empty: off.")   \
+    X(smtpd_upstream_proxy_timeout, CONF_TIME, "5s", 1, 3600, "postfix",                           \
+      "How long to wait for the PROXY header (then: 421 4.3.0, close).")                           \
     X(smtpd_session_limit, CONF_INT, "10000", 1, 1000000, "mta",                                   \
       "Most SMTP sessions served at once; beyond it 421 4.3.2.")                                   \
     X(smtpd_session_buffer_limit, CONF_SIZE, "262144", 4096, 67108864, "mta",                      \

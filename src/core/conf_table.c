@@ -413,6 +413,14 @@ static int conf_check_bare_newline(const char *v, char *why, size_t n)
     return -1;
 }
 
+static int conf_check_uproxy(const char *v, char *why, size_t n)
+{
+    if (!*v || !strcmp(v, "haproxy"))
+        return 0;
+    snprintf(why, n, "expected haproxy or empty");
+    return -1;
+}
+
 static int conf_check_tls_level(const char *v, char *why, size_t n)
 {
     if (!strcmp(v, "none") || !strcmp(v, "may"))
@@ -482,6 +490,7 @@ static const struct conf_check conf_checks[] = {
     {"dns_servers", conf_check_dns, "ip[:port] list or empty"},
     {"smtpd_forbid_bare_newline", conf_check_bare_newline,
      "normalize, reject, yes (stored as reject), no"},
+    {"smtpd_upstream_proxy_protocol", conf_check_uproxy, "haproxy or empty"},
     {"smtp_tls_security_level", conf_check_tls_level, "none, may"},
 };
 

@@ -64,6 +64,8 @@ struct smtpd {
      * file below the session (a commit, a SASL step) lets the session go on reading through
      * it, never by calling up into smtpd_session.c. FLUSH: write the replies now. */
     void (*resume)(struct smtpd_session *s, int flush);
+    /* PROXY headers awaited (smtpd_proxy.c); NULL: smtpd_upstream_proxy_protocol is empty */
+    struct smtpd_proxy *proxy;
     int commits;           /* commits in flight: smtpd_free waits for them (spool_drain) */
     struct tls_ctx *tls;   /* NULL: no STARTTLS/SMTPS; swapped on reload (smtpd_set_tls) */
     int sasl;              /* SMTP AUTH is enabled (Cyrus SASL initialised) */
@@ -234,6 +236,14 @@ void smtpd_proto_end_chunk(struct smtpd_session *s);
 
 /* smtpd_listen.c */
 int smtpd_listen_open(struct smtpd *s, long port, int implicit_tls, char **err);
+
+/* smtpd_proxy.c: listen -> proxy -> session. smtpd_proxy_accept starts the session at once
+ * when smtpd_upstream_proxy_protocol is empty, else once the PROXY header has named the
+ * client (KIND: an smtpd_listen_kind). */
+int smtpd_proxy_new(struct smtpd *srv);
+void smtpd_proxy_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, int salen, int kind);
+void smtpd_proxy_stop(struct smtpd *srv);
+void smtpd_proxy_free(struct smtpd *srv);
 
 /* smtpd_tls.c */
 struct bufferevent *smtpd_tls_socket_bev(struct smtpd *srv, int fd);

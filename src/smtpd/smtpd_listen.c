@@ -3,7 +3,8 @@
  * in_address:smtp_port (empty: IPv6 wildcard with v4-mapped clients, or
  * 0.0.0.0 when the host has no IPv6), backlog 4096, and graceful stop.
  * Per-client and total session limits are applied at accept time
- * (smtpd_session_accept); when accept() fails (out of descriptors) the
+ * (smtpd_session_accept), behind a load balancer once its PROXY header has
+ * named the client (smtpd_proxy.c); when accept() fails (out of descriptors) the
  * listeners pause briefly (rlimit.h). The TLS context and its reload
  * (smtpd_set_tls) belong to the server too. Not here: the session protocol.
  */
@@ -35,7 +36,7 @@ static void smtpd_listen_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 {
     struct smtpd *s = arg;
     rlimit_accept_ok(s->pause);
-    smtpd_session_accept(s, fd, sa, salen, 0);
+    smtpd_proxy_accept(s, fd, sa, salen, 0);
 }
 
 /* smtpd_listen_accept_tls_cb - a new SMTPS connection (implicit TLS). */
@@ -44,7 +45,7 @@ static void smtpd_listen_accept_tls_cb(struct evconnlistener *l, evutil_socket_t
 {
     struct smtpd *s = arg;
     rlimit_accept_ok(s->pause);
-    smtpd_session_accept(s, fd, sa, salen, 1);
+    smtpd_proxy_accept(s, fd, sa, salen, 1);
 }
 
 /* smtpd_listen_accept_sub_cb - a new connection on submission_port. */
@@ -53,7 +54,7 @@ static void smtpd_listen_accept_sub_cb(struct evconnlistener *l, evutil_socket_t
 {
     struct smtpd *s = arg;
     rlimit_accept_ok(s->pause);
-    smtpd_session_accept(s, fd, sa, salen, SMTPD_LISTEN_SUBMISSION);
+    smtpd_proxy_accept(s, fd, sa, salen, SMTPD_LISTEN_SUBMISSION);
 }
 
 /*
@@ -192,7 +193,7 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
         return NULL;
     }
     if (!(s->reaper = smtpd_session_reaper_new(s)) ||
-        !(s->pause = rlimit_accept_new(base, "smtpd")))
+        !(s->pause = rlimit_accept_new(base, "smtpd")) || smtpd_proxy_new(s) < 0)
         goto oom;
 
     if (smtpd_listen_open(s, conf->smtp_port, SMTPD_LISTEN_SMTP, err) < 0) {
@@ -243,6 +244,7 @@ void smtpd_stop(struct smtpd *s, void (*drained)(void *arg), void *arg)
     for (int i = 0; i < s->nlev; i++)
         evconnlistener_free(s->lev[i]);
     s->nlev = 0;
+    smtpd_proxy_stop(s); /* headers not yet come: those connections never became sessions */
     for (x = TAILQ_FIRST(&s->sessions); x; x = nx) {
         nx = TAILQ_NEXT(x, link); /* x may move to the grave */
         if (x->state == SMTPD_STATE_COMMIT)
@@ -273,6 +275,7 @@ void smtpd_free(struct smtpd *s)
     if (s->reaper)
         smtpd_session_free_all(s);
     smtpd_sasl_free(s); /* after the sessions: a check still in flight finds none */
+    smtpd_proxy_free(s);
     if (s->reaper)
         event_free(s->reaper);
     htab_free(&s->by_id);
