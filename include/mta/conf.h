@@ -157,6 +157,41 @@ enum conf_type {
       "references list-id list-help list-unsubscribe list-subscribe list-post list-owner "         \
       "list-archive",                                                                              \
       0, 0, "mta", "Header fields signed when present (OpenDKIM's SignHeaders default).")          \
+    X(smtpd_milters, CONF_STR, "", 0, 0, "postfix",                                                \
+      "Mail filters for SMTP mail (milter protocol, docs/milter.md): inet:host:port and "          \
+      "unix:/path, comma/space separated, asked in this order.")                                   \
+    X(non_smtpd_milters, CONF_STR, "", 0, 0, "postfix",                                            \
+      "Mail filters for local mail from sendmail/postdrop (pickup), same syntax.")                 \
+    X(milter_default_action, CONF_STR, "tempfail", 0, 0, "postfix",                                \
+      "What an unreachable, slow or broken milter means: tempfail, accept or reject.")             \
+    X(milter_connect_timeout, CONF_TIME, "30s", 1, 3600, "postfix", "Connecting to a milter.")     \
+    X(milter_command_timeout, CONF_TIME, "30s", 1, 3600, "postfix",                                \
+      "A milter's reply to a command other than the message content.")                             \
+    X(milter_content_timeout, CONF_TIME, "300s", 1, 3600, "postfix",                               \
+      "A milter's reply while it gets the message content and end of message.")                    \
+    X(milter_protocol, CONF_INT, "6", 2, 6, "postfix",                                             \
+      "Milter protocol version offered (2, 3, 4 or 6).")                                           \
+    X(milter_connect_macros, CONF_STR, "j {daemon_name} {daemon_addr} v _", 0, 0, "postfix",       \
+      "Macros sent to milters with the connect event.")                                            \
+    X(milter_helo_macros, CONF_STR,                                                                \
+      "{tls_version} {cipher} {cipher_bits} {cert_subject} "                                       \
+      "{cert_issuer}",                                                                             \
+      0, 0, "postfix", "Macros sent with HELO/EHLO.")                                              \
+    X(milter_mail_macros, CONF_STR,                                                                \
+      "i {auth_type} {auth_authen} {auth_author} {mail_addr} "                                     \
+      "{mail_host} {mail_mailer}",                                                                 \
+      0, 0, "postfix", "Macros sent with MAIL FROM.")                                              \
+    X(milter_rcpt_macros, CONF_STR, "i {rcpt_addr} {rcpt_host} {rcpt_mailer}", 0, 0, "postfix",    \
+      "Macros sent with RCPT TO.")                                                                 \
+    X(milter_data_macros, CONF_STR, "i", 0, 0, "postfix", "Macros sent with DATA.")                \
+    X(milter_end_of_header_macros, CONF_STR, "i", 0, 0, "postfix",                                 \
+      "Macros sent with the headers and end of headers.")                                          \
+    X(milter_end_of_data_macros, CONF_STR, "i", 0, 0, "postfix",                                   \
+      "Macros sent with the body and end of message.")                                             \
+    X(milter_unknown_command_macros, CONF_STR, "", 0, 0, "postfix",                                \
+      "Macros for unknown commands (accepted; unknown commands are not sent to milters).")         \
+    X(milter_macro_daemon_name, CONF_STR, "", 0, 0, "postfix",                                     \
+      "The {daemon_name} macro. Empty: myhostname.")                                               \
     X(maximal_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                             \
       "How long undeliverable mail stays queued before it bounces.")                               \
     X(bounce_queue_lifetime, CONF_TIME, "5d", 0, 31536000, "postfix",                              \

@@ -21,6 +21,14 @@
     X(CNT_DKIM_SIGNED, "dkim_signed", "counter", "Messages signed with DKIM")                      \
     X(CNT_DKIM_FAILED, "dkim_sign_failed", "counter",                                              \
       "Messages refused (451) as DKIM signing failed")                                             \
+    X(CNT_MILTER_ACCEPTED, "milter_accepted", "counter",                                           \
+      "Messages the milters let through (smtpd_milters, non_smtpd_milters)")                       \
+    X(CNT_MILTER_REJECTED, "milter_rejected", "counter", "Commands or messages a milter rejected") \
+    X(CNT_MILTER_TEMPFAILED, "milter_tempfailed", "counter",                                       \
+      "Commands or messages a milter tempfailed (also milter_default_action = tempfail)")          \
+    X(CNT_MILTER_DISCARDED, "milter_discarded", "counter", "Messages a milter discarded")          \
+    X(CNT_MILTER_QUARANTINED, "milter_quarantined", "counter",                                     \
+      "Messages a milter put on hold (SMFIR_QUARANTINE)")                                          \
     X(CNT_SPOOL_COMMITS, "spool_commits", "counter", "Messages made durable")                      \
     X(CNT_SPOOL_FLUSHES, "spool_flushes", "counter", "Disk flushes (group commits)")               \
     X(CNT_LOG_BACKLOG, "log_backlog_records", "gauge", "Log records not yet written")              \

@@ -119,6 +119,9 @@ void spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env,
 int spool_msg_set_front(struct spool_msg *m, struct evbuffer *front, size_t skip);
 int spool_msg_replace_from(struct spool_msg *m, long long off, struct evbuffer *bytes);
 long long spool_msg_size(const struct spool_msg *m);
+/* spool_msg_set_hold - commit the message on hold (a milter's quarantine; postsuper -H
+ * releases it): its status file says so before the message is findable. */
+int spool_msg_set_hold(struct spool_msg *m);
 /*
  * spool_msg_read - read up to MAX (at most SPOOL_READ_MAX) bytes of the message as edited so
  * far from OFF before the commit; DONE(arg, out, err) runs on the loop later (never from this

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,9 +24,11 @@
 #include "mta/fsutil.h"
 #include "mta/spool.h"
 #include "mta/workers.h"
+#include "sched_int.h"
 #include "spool_int.h"
 
 struct spool_edit {
+    int hold;               /* committed on hold (a milter's quarantine) */
     struct evbuffer *front; /* replaces O[0 .. skip) */
     long long skip;
     long long tail; /* O[tail .. N) is dropped and REPL follows */
@@ -222,15 +225,81 @@ static int spool_edit_copy_orig(struct spool_msg *m, long long from, long long t
     return spool_edit_copy_mem(m->buf, from - m->streamed, to - from, out);
 }
 
+int spool_msg_set_hold(struct spool_msg *m)
+{
+    struct spool_edit *e = m->state == SPOOL_MSG_OPEN ? spool_edit_get(m) : NULL;
+    if (!e) {
+        errno = m->state == SPOOL_MSG_OPEN ? ENOMEM : EINVAL;
+        return -1;
+    }
+    e->hold = 1;
+    return 0;
+}
+
+/* spool_edit_hold - worker, before the message's rename: its status file says "hold 1",
+ * in place in queue/X/ (flushed) before the message is written, so the scheduler, which then loads
+ * the message from disk, never sees it unheld. Quarantine is rare: its own two flushes cost nothing
+ * in the common case. */
+static int spool_edit_hold(struct spool_msg *m)
+{
+    struct spool_envelope *env = NULL;
+    size_t hdrlen, len;
+    char tmpname[SPOOL_ID_SIZE + 16], name[SPOOL_ID_SIZE + 8];
+    if (spool_env_decode(m->env_text, m->env_len, &env, &hdrlen) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct spool_status st = {.nslots = env->nrcpt, .hold = 1, .sync = 1};
+    st.slots = malloc((size_t)env->nrcpt + 1);
+    spool_envelope_free(env);
+    if (!st.slots) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(st.slots, SCHED_SLOT_PENDING, (size_t)st.nslots);
+    char *text = spool_status_encode(&st, &len);
+    free(st.slots);
+    if (!text) {
+        errno = ENOMEM;
+        return -1;
+    }
+    snprintf(tmpname, sizeof tmpname, "%s.st.tmp", m->id);
+    snprintf(name, sizeof name, "%s.st", m->id);
+    int fd = openat(m->sp->tmpfd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = fd < 0 ? -1 : fs_write_all(fd, text, len);
+    free(text);
+    if (r == 0 && fsync(fd) < 0)
+        r = -1;
+    if (fd >= 0)
+        close(fd);
+    int qfd = m->sp->qfd[spool_id_hash(m->id)];
+    if (r == 0 && renameat(m->sp->tmpfd, tmpname, qfd, name) < 0)
+        r = -1;
+    if (r == 0 && (errno = spool_fsync_dir(qfd)) != 0) /* the hold is durable on its own */
+        r = -1;
+    if (r < 0) {
+        int e = errno;
+        unlinkat(m->sp->tmpfd, tmpname, 0);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
 int spool_edit_write(struct spool_msg *m)
 {
     struct spool_edit *e = m->edit;
-    if (fs_write_all(m->fd, m->env_text, m->env_len) < 0 ||
+    if ((e->hold && spool_edit_hold(m) < 0) || fs_write_all(m->fd, m->env_text, m->env_len) < 0 ||
         spool_edit_copy_mem(e->front, 0, (long long)evbuffer_get_length(e->front), m->fd) < 0 ||
         spool_edit_copy_orig(m, e->skip, e->tail, m->fd) < 0 ||
         spool_edit_copy_mem(e->repl, 0, (long long)evbuffer_get_length(e->repl), m->fd) < 0)
         return -1;
     evbuffer_drain(m->buf, evbuffer_get_length(m->buf));
+    if (e->hold) {
+        /* no envelope handed to the scheduler: it reads the message and the status back */
+        free(m->env_text);
+        m->env_text = NULL;
+    }
     return 0;
 }
 

@@ -73,6 +73,8 @@ struct smtpd {
     struct workers *saslw; /* threads that run the SASL password checks (smtpd_sasl.c) */
     /* the DKIM signer (smtpd_dkim.c); NULL: dkim_sign = no */
     struct dkim_signer *dkim;
+    /* smtpd_milters; NULL: none (smtpd_milter.c) */
+    struct milter_set *milters;
 };
 
 struct smtpd_txn {
@@ -159,6 +161,10 @@ struct smtpd_session {
     char sasl_method[32];
     char *sasl_username; /* after a successful AUTH */
     int sasl_login;      /* LOGIN: 1 user name asked, 2 empty name answered (smtpd_sasl.c) */
+    /* smtpd_milters of this session (smtpd_milter.c); milter_wait: an event is in flight,
+     * read nothing until it is answered */
+    struct smtpd_milter *mil;
+    int milter_wait;
 };
 
 /*
@@ -284,6 +290,24 @@ int smtpd_txn_add_rcpt(struct smtpd_txn *tx, const char *addr, const struct smtp
 void smtpd_txn_body_start(struct smtpd_session *s, int dot);
 int smtpd_txn_body_push(struct smtpd_session *s);
 void smtpd_txn_end(struct smtpd_session *s);
+
+/* smtpd_milter.c: each event function returns 1 when the session now waits for the
+ * milters (OK, or on refusal UNDO and the milter's reply, follow), 0 when there is none (the
+ * caller goes on at once). */
+int smtpd_milter_connect(struct smtpd_session *s, void (*ok)(struct smtpd_session *));
+int smtpd_milter_helo(struct smtpd_session *s, const char *helo,
+                      void (*ok)(struct smtpd_session *));
+int smtpd_milter_mail(struct smtpd_session *s, const char *addr, const char *params,
+                      void (*ok)(struct smtpd_session *), void (*undo)(struct smtpd_session *));
+int smtpd_milter_rcpt(struct smtpd_session *s, const char *addr, const char *params,
+                      void (*ok)(struct smtpd_session *), void (*undo)(struct smtpd_session *));
+int smtpd_milter_data(struct smtpd_session *s, void (*ok)(struct smtpd_session *));
+/* smtpd_milter_eom - end of data: 1 when the milters get the message (NEXT commits it once
+ * their changes are applied; a refusal is replied here), 0 when there are none. */
+int smtpd_milter_eom(struct smtpd_session *s, void (*next)(struct smtpd_session *s));
+/* smtpd_milter_abort - the transaction ends uncommitted (SMFIC_ABORT). */
+void smtpd_milter_abort(struct smtpd_session *s);
+void smtpd_milter_free(struct smtpd_session *s);
 
 /* smtpd_dkim.c */
 /* smtpd_dkim_start - end of data: 1 when the message is being signed (the session waits; NEXT

@@ -22,6 +22,7 @@
 #include "mta/cidr.h"
 #include "mta/conf.h"
 #include "mta/log.h"
+#include "mta/milter.h"
 #include "mta/privilege.h"
 #include "mta/rlimit.h"
 #include "mta/smtpd.h"
@@ -204,6 +205,14 @@ struct smtpd *smtpd_new(struct event_base *base, const struct conf *conf, struct
         smtpd_free(s);
         return NULL;
     }
+    s->milters = milter_set_new(conf, conf->smtpd_milters, &cerr);
+    if (cerr) {
+        if (asprintf(err, "smtpd_milters: %s", cerr) < 0)
+            *err = NULL;
+        free(cerr);
+        smtpd_free(s);
+        return NULL;
+    }
     return s;
 oom:
     if (asprintf(err, "smtpd: out of memory") < 0)
@@ -275,6 +284,8 @@ void smtpd_free(struct smtpd *s)
     if (s->reaper)
         smtpd_session_free_all(s);
     smtpd_sasl_free(s); /* after the sessions: a check still in flight finds none */
+    /* after the sessions, whose milter connections use it */
+    milter_set_free(s->milters);
     smtpd_proxy_free(s);
     if (s->reaper)
         event_free(s->reaper);

@@ -19,9 +19,17 @@
 #include "mta/spool.h"
 #include "smtpd_int.h"
 
-void smtpd_proto_greet(struct smtpd_session *s)
+/* smtpd_proto_banner - the 220 greeting. */
+static void smtpd_proto_banner(struct smtpd_session *s)
 {
     smtpd_reply(s, "220 %s ESMTP mta", s->srv->hostname);
+}
+
+void smtpd_proto_greet(struct smtpd_session *s)
+{
+    /* smtpd_milters: the connect event first, the banner once they have answered */
+    if (!smtpd_milter_connect(s, smtpd_proto_banner))
+        smtpd_proto_banner(s);
 }
 
 /* smtpd_proto_trim - drop trailing blanks of ARG in place (the line buffer is ours). */
@@ -34,10 +42,11 @@ static char *smtpd_proto_trim(const char *arg)
     return a;
 }
 
+static void smtpd_proto_helo_reply(struct smtpd_session *s);
+
 /* smtpd_proto_helo - HELO and EHLO: a new start, the transaction is reset. */
 static void smtpd_proto_helo(struct smtpd_session *s, char *arg, int esmtp)
 {
-    const struct conf *c = s->srv->conf;
     char *name = smtpd_proto_trim(arg);
 
     if (!*name) {
@@ -52,7 +61,16 @@ static void smtpd_proto_helo(struct smtpd_session *s, char *arg, int esmtp)
         smtpd_data_helo_name(s->helo);
     s->esmtp = esmtp;
     smtpd_enter_state(s, smtpd_state_idle(s));
-    if (!esmtp) {
+    if (!smtpd_milter_helo(s, s->helo ? s->helo : name, smtpd_proto_helo_reply))
+        smtpd_proto_helo_reply(s);
+}
+
+/* smtpd_proto_helo_reply - HELO's 250, or EHLO's with the extensions. */
+static void smtpd_proto_helo_reply(struct smtpd_session *s)
+{
+    const struct conf *c = s->srv->conf;
+
+    if (!s->esmtp) {
         smtpd_reply(s, "250 %s", s->srv->hostname);
         return;
     }
@@ -91,6 +109,38 @@ static void proceed_helo(struct smtpd_session *s, char *arg)
 static void proceed_ehlo(struct smtpd_session *s, char *arg)
 {
     smtpd_proto_helo(s, arg, 1);
+}
+
+/* proceed_mail_ok - MAIL is accepted (by the milters too). */
+static void proceed_mail_ok(struct smtpd_session *s)
+{
+    smtpd_reply(s, "250 2.1.0 Ok");
+}
+
+/* proceed_mail_undo - a milter refused MAIL: no transaction. */
+static void proceed_mail_undo(struct smtpd_session *s)
+{
+    smtpd_txn_reset(s);
+    smtpd_enter_state(s, smtpd_state_idle(s));
+}
+
+/* proceed_rcpt_ok - RCPT is accepted (by the milters too). */
+static void proceed_rcpt_ok(struct smtpd_session *s)
+{
+    smtpd_reply(s, "250 2.1.5 Ok");
+}
+
+/* proceed_rcpt_undo - a milter refused the recipient just added: it goes again. */
+static void proceed_rcpt_undo(struct smtpd_session *s)
+{
+    struct smtpd_txn *tx = s->tx;
+    if (!tx || tx->nrcpt == 0)
+        return;
+    tx->nrcpt--;
+    free(tx->rcpt[tx->nrcpt].addr);
+    free(tx->rcpt[tx->nrcpt].orcpt);
+    if (tx->nrcpt == 0)
+        smtpd_enter_state(s, SMTPD_STATE_MAIL);
 }
 
 /* proceed_mail - MAIL FROM:<sender> [params]. */
@@ -148,7 +198,8 @@ static void proceed_mail(struct smtpd_session *s, char *arg)
     }
     s->tx->mp = mp;
     smtpd_enter_state(s, SMTPD_STATE_MAIL);
-    smtpd_reply(s, "250 2.1.0 Ok");
+    if (!smtpd_milter_mail(s, addr, end, proceed_mail_ok, proceed_mail_undo))
+        proceed_mail_ok(s);
 }
 
 /* proceed_rcpt - RCPT TO:<recipient> [params]. */
@@ -206,7 +257,8 @@ static void proceed_rcpt(struct smtpd_session *s, char *arg)
         return;
     }
     smtpd_enter_state(s, SMTPD_STATE_RCPT);
-    smtpd_reply(s, "250 2.1.5 Ok");
+    if (!smtpd_milter_rcpt(s, addr, end, proceed_rcpt_ok, proceed_rcpt_undo))
+        proceed_rcpt_ok(s);
 }
 
 /* check_data - DATA takes no argument (answered before the phase, as Postfix does). */
@@ -219,6 +271,15 @@ static int check_data(struct smtpd_session *s, char *arg)
     return 1;
 }
 
+/* proceed_data_ok - DATA is accepted (by the milters too): the 354, the body machine. */
+static void proceed_data_ok(struct smtpd_session *s)
+{
+    smtpd_txn_body_start(s, 1);
+    smtpd_enter_state(s, SMTPD_STATE_DATA);
+    s->where = "DATA";
+    smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
 /* proceed_data - DATA: the 354, then the body machine reads. */
 static void proceed_data(struct smtpd_session *s, char *arg)
 {
@@ -227,10 +288,8 @@ static void proceed_data(struct smtpd_session *s, char *arg)
         smtpd_reply(s, "503 5.5.1 Error: BDAT and DATA are mutually exclusive");
         return;
     }
-    smtpd_txn_body_start(s, 1);
-    smtpd_enter_state(s, SMTPD_STATE_DATA);
-    s->where = "DATA";
-    smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    if (!smtpd_milter_data(s, proceed_data_ok))
+        proceed_data_ok(s);
 }
 
 /* check_bdat - BDAT n [LAST] (RFC 3030): the count is kept, as a refused chunk is still
@@ -576,7 +635,8 @@ void smtpd_proto_dispatch(struct smtpd_session *s, enum smtpd_cmd_id id, const c
         if (c->discard_chunk)
             s->bdat_discard = s->bdat_arg_size;
     } else {
-        /* milter hooks (helo, mail, rcpt, data) go here: after the checks, before proceed_ */
+        /* milter events (helo, mail, rcpt, data) come inside proceed_, after its own checks,
+         * before its 250: the order Postfix uses (smtpd_milter.c) */
         c->proceed(s, a);
     }
     if (smtpd_cmd_defs[id].flags & SMTPD_CMDF_JUNK)

@@ -394,6 +394,7 @@ static void smtpd_session_kill(struct smtpd_session *s)
     smtpd_enter_state(s, SMTPD_STATE_DEAD);
     smtpd_session_disconnect_log(s);
     smtpd_txn_reset(s);
+    smtpd_milter_free(s); /* QUIT to its milters; no callback of theirs runs after this */
     bufferevent_disable(s->bev, EV_READ | EV_WRITE);
     event_del(s->delay_ev);
     htab_remove(&srv->by_id, &s->id_node);
@@ -621,7 +622,8 @@ static void smtpd_session_process(struct smtpd_session *s)
         smtpd_session_close(s); /* input is ignored; the last replies are on their way */
         return;
     }
-    if (s->paused || s->state == SMTPD_STATE_COMMIT || s->state == SMTPD_STATE_AUTH_WAIT)
+    if (s->paused || s->milter_wait || s->state == SMTPD_STATE_COMMIT ||
+        s->state == SMTPD_STATE_AUTH_WAIT)
         return;
     if (s->delay_pending) { /* a failed AUTH came back from its worker */
         s->delay_pending = 0;
@@ -673,6 +675,11 @@ static void smtpd_session_process(struct smtpd_session *s)
                 break;
             }
             smtpd_session_line(s, in, (size_t)p.pos);
+            if (s->milter_wait) { /* the milters answer first (smtpd_milter.c) */
+                smtpd_session_flush(s);
+                bufferevent_disable(s->bev, EV_READ);
+                return;
+            }
         }
         if (s->delay_pending && !smtpd_state_final(s)) {
             s->delay_pending = 0;

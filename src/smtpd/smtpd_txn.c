@@ -62,6 +62,8 @@ void smtpd_txn_free(struct smtpd_txn *tx)
 /* smtpd_txn_reset - drop the transaction; the caller chooses the phase that follows. */
 void smtpd_txn_reset(struct smtpd_session *s)
 {
+    if (s->tx)
+        smtpd_milter_abort(s); /* uncommitted: the milters forget it too */
     smtpd_txn_free(s->tx);
     s->tx = NULL;
 }
@@ -189,6 +191,7 @@ static void smtpd_txn_commit_done(void *arg, int err)
 }
 
 static void smtpd_txn_commit(struct smtpd_session *s);
+static void smtpd_txn_filtered(struct smtpd_session *s);
 
 void smtpd_txn_end(struct smtpd_session *s)
 {
@@ -244,6 +247,14 @@ void smtpd_txn_end(struct smtpd_session *s)
                  tx->msgid_line + 12);
     else
         log_mail("cleanup", "%s: message-id=<>", tx->id);
+    if (smtpd_milter_eom(s, smtpd_txn_filtered))
+        return; /* the milters first: their answer goes on with smtpd_txn_filtered */
+    smtpd_txn_filtered(s);
+}
+
+/* smtpd_txn_filtered - past the milters (their changes applied): sign, then commit. */
+static void smtpd_txn_filtered(struct smtpd_session *s)
+{
     if (smtpd_dkim_start(s, smtpd_txn_commit))
         return; /* the signature first; the commit follows from its completion */
     smtpd_txn_commit(s);
