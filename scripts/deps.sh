@@ -40,6 +40,11 @@ TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 BUILD_PKGS="$BUILD_PKGS libopendkim-dev"
 TEST_PKGS="$TEST_PKGS python3-dkim"
 
+# HAProxy in TCP mode with send-proxy(-v2) in front of two mtad instances (test_haproxy.py,
+# docs/scale-out.md); the test starts its own on free loopback ports: never a system service
+TEST_PKGS="$TEST_PKGS haproxy"
+DAEMON_PKGS="haproxy"
+
 # mtad tells systemd when it is ready or stopping and pings its watchdog (etc/mtad.service,
 # Type=notify) through libsystemd; systemd-analyze checks that unit in test_systemd.py
 BUILD_PKGS="$BUILD_PKGS libsystemd-dev"
@@ -101,4 +106,9 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 update -qq
 # shellcheck disable=SC2086
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing
+# the daemons the tests start themselves stay off as system services (policy-rc.d kept them
+# from starting now; this keeps them from starting at the next boot)
+if command -v systemctl >/dev/null 2>&1; then
+    for p in $DAEMON_PKGS; do systemctl disable -q "$p" 2>/dev/null || true; done
+fi
 unpack_tools
