@@ -9,13 +9,17 @@
  * The configuration is -c FILE, else $MAIL_CONFIG, else the installed default
  * (mta's configuration is one file, where Postfix's -c names a directory).
  * It asks the running mtad over DATA_VOLUME/control with the public commands
- * ("queue all", "queue-json all", "flush", "flush-id ID"), so the listing is the
+ * ("queue page", "queue-json page", "flush", "flush-id ID"), so the listing is the
  * daemon's one formatter (sched_list), the same bytes as mtactl queue and
- * /api/queue. Installed setgid setgid_group (as Postfix's postqueue is setgid
- * postdrop) it reaches the socket for an unprivileged user; a configuration file
- * given with -c or $MAIL_CONFIG keeps that group only when it is root's own and
- * world-readable, so a user's file cannot borrow it. Messages and exit codes (sysexits.h) as
- * Postfix 3.7's postqueue. Not here: what the commands do (src/queue/sched_admin.c).
+ * /api/queue. The listing comes in pages of POSTQUEUE_PAGE messages, each
+ * continuing after the last ID of the one before, so neither the daemon nor its
+ * loop ever holds or formats the whole of a large queue at once; the mailq
+ * trailer is written here from what was listed, as Postfix's showq counts. Installed setgid
+ * setgid_group (as Postfix's postqueue is setgid postdrop) it reaches the socket for an
+ * unprivileged user; a configuration file given with -c or $MAIL_CONFIG keeps that group only when
+ * it is root's own and world-readable, so a user's file cannot borrow it. Messages and exit codes
+ * (sysexits.h) as Postfix 3.7's postqueue. Not here: what the commands do
+ * (src/queue/sched_admin.c).
  */
 #include "mta/conf.h"
 #include "mta/control.h"
@@ -105,6 +109,59 @@ static int postqueue_trusted(const char *file)
            (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 && (st.st_mode & S_IROTH) != 0;
 }
 
+/* Messages asked for per page of the listing. */
+#define POSTQUEUE_PAGE 1000
+
+/*
+ * postqueue_list - the paged listing ("queue page" or "queue-json page" as CMD) onto stdout,
+ * the mailq trailer at the end when MAILQ. Returns control_call's result (R says why).
+ */
+static int postqueue_list(const char *data_volume, const char *cmd, int mailq,
+                          struct control_reply *r)
+{
+    char line[CONTROL_LINE_MAX], after[64] = "", last[64];
+    long long bytes = 0, pbytes;
+    long total = 0, shown;
+    int more, rc;
+
+    do {
+        char *buf = NULL, *nl;
+        size_t len = 0;
+        FILE *mem = open_memstream(&buf, &len);
+        if (!mem)
+            postqueue_fatal(EX_OSERR, "out of memory");
+        snprintf(line, sizeof(line), "%s page limit=%d%s%s", cmd, POSTQUEUE_PAGE,
+                 after[0] ? " after=" : "", after);
+        rc = control_call(data_volume, line, mem, r);
+        if (fclose(mem) != 0)
+            postqueue_fatal(EX_OSERR, "out of memory");
+        if (rc != CONTROL_OK) {
+            free(buf);
+            return rc;
+        }
+        nl = buf ? memchr(buf, '\n', len) : NULL;
+        if (!nl || sscanf(buf, "page %ld %lld %d %63s", &shown, &pbytes, &more, last) != 4 ||
+            shown < 0 || pbytes < 0 || (shown > 0 && strcmp(last, "-") == 0) ||
+            (shown > 0 && strcmp(last, after) == 0)) { /* no progress: never loop */
+            free(buf);
+            postqueue_fatal(EX_SOFTWARE, "malformed showq server response");
+        }
+        fwrite(nl + 1, 1, len - (size_t)(nl + 1 - buf), stdout);
+        free(buf);
+        total += shown;
+        bytes += pbytes;
+        if (shown > 0)
+            snprintf(after, sizeof(after), "%s", last);
+    } while (more && shown > 0);
+    if (!mailq)
+        return CONTROL_OK;
+    if (total == 0)
+        fputs("Mail queue is empty\n", stdout);
+    else
+        printf("\n-- %lld Kbytes in %ld Request%s.\n", bytes / 1024, total, total == 1 ? "" : "s");
+    return CONTROL_OK;
+}
+
 int main(int argc, char **argv)
 {
     const char *file = getenv("MAIL_CONFIG"), *site = NULL, *id = NULL, *line = NULL;
@@ -186,10 +243,10 @@ int main(int argc, char **argv)
                         strlen(id) > 100 ? "..." : "");
     switch (mode) {
     case PQ_MODE_MAILQ:
-        line = "queue all";
+        line = "queue";
         break;
     case PQ_MODE_JSON:
-        line = "queue-json all";
+        line = "queue-json";
         break;
     case PQ_MODE_FLUSH:
         line = "flush";
@@ -206,7 +263,10 @@ int main(int argc, char **argv)
     default:
         postqueue_usage();
     }
-    rc = control_call(c->data_volume, line, stdout, &r);
+    if (mode == PQ_MODE_MAILQ || mode == PQ_MODE_JSON)
+        rc = postqueue_list(c->data_volume, line, mode == PQ_MODE_MAILQ, &r);
+    else
+        rc = control_call(c->data_volume, line, stdout, &r);
     conf_free(c);
     if (rc == CONTROL_DOWN && r.err == 0) /* connected, but the daemon answered nothing */
         postqueue_fatal(EX_SOFTWARE, "malformed showq server response");

@@ -202,6 +202,8 @@ enum conf_type {
       "Longest retry interval for deferred mail.")                                                 \
     X(queue_run_delay, CONF_TIME, "300s", 1, 31536000, "postfix",                                  \
       "How often the deferred queue is scanned for mail due for a retry.")                         \
+    X(qmgr_message_active_limit, CONF_INT, "20000", 1, 10000000, "postfix",                        \
+      "Most messages the scheduler keeps in full in memory (the active queue).")                   \
     X(queue_minfree, CONF_SIZE, "0", 0, 9223372036854775807L, "postfix",                           \
       "Free bytes the data volume must keep; below it new mail gets 452 4.3.1.")                   \
     X(default_destination_concurrency_limit, CONF_INT, "20", 1, 1000, "postfix",                   \

@@ -18,6 +18,12 @@
     X(CNT_MQUEUE_MESSAGES, "mqueue_messages", "gauge", "Messages in the mail queue")               \
     X(CNT_MQUEUE_BYTES, "mqueue_bytes", "gauge", "Bytes of messages in the mail queue")            \
     X(CNT_MQUEUE_HELD, "mqueue_held", "gauge", "Messages on hold (postsuper -h)")                  \
+    X(CNT_QMGR_ACTIVE, "qmgr_active_messages", "gauge",                                            \
+      "Messages the scheduler holds in full (at most qmgr_message_active_limit)")                  \
+    X(CNT_QMGR_LOADING, "qmgr_unloaded_messages", "gauge",                                         \
+      "Queued messages the scheduler has not read yet (start-up load)")                            \
+    X(CNT_LOOP_LAG_MAX, "loop_stall_max", "gauge",                                                 \
+      "Longest event-loop stall seen, microseconds (a 100 ms timer's lateness)")                   \
     X(CNT_DKIM_SIGNED, "dkim_signed", "counter", "Messages signed with DKIM")                      \
     X(CNT_DKIM_FAILED, "dkim_sign_failed", "counter",                                              \
       "Messages refused (451) as DKIM signing failed")                                             \

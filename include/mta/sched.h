@@ -57,12 +57,16 @@ struct sched_list_page {
     int (*match)(void *arg, const struct sched_view_msg *m); /* NULL: every message */
     void *match_arg;
     const char *more; /* MAILQ: the command named in the "... N more Requests" hint */
+    int stream;       /* one page of a paged listing (postqueue -p and -j page through it):
+                       * MAILQ without the trailer; after= may name a message gone since */
 };
 struct sched_list_result {
     long total;                  /* matching messages in the whole queue */
     long shown;                  /* listed */
-    long rest;                   /* matches after the page */
+    long rest;                   /* matches after the page (a walk, for filters and mtactl
+                                  * pages only; else 1 when more follow, 0 at the end) */
     long long bytes;             /* sizes of all matching messages */
+    long long page_bytes;        /* sizes of the messages listed */
     char last_id[SPOOL_ID_SIZE]; /* the last one listed: after= of the next page */
 };
 /*
@@ -73,7 +77,8 @@ int sched_list(struct sched *s, enum sched_list_format fmt, const struct sched_l
                struct evbuffer *out, struct sched_list_result *res);
 
 /* --- administration (mtactl, HTTP API) --- */
-/* sched_flush - make every deferred message due now. Returns how many. */
+/* sched_flush - make every deferred message due now (a queue run in chunks; due messages
+ * enter the active set as it has room). Returns how many messages the run looks at. */
 int sched_flush(struct sched *s);
 /* sched_delete - remove ID ("ALL": every message) from the queue. Returns how many. */
 int sched_delete(struct sched *s, const char *id);

@@ -158,6 +158,10 @@ void sched_msg_activate(struct sched *s, struct sched_msg *m)
 
     if (m->held)
         return; /* the one gate: no path (queue run, flush, restart) starts a held message */
+    if (!m->env) {
+        sched_msg_due(s, m, 1); /* parked: read back first, as the active set has room */
+        return;
+    }
     m->deferred = 0;
     m->active_us = clock_now_us();
     for (i = 0; i < m->nslots; i++) {
@@ -427,37 +431,30 @@ void sched_msg_settle(struct sched *s, struct sched_msg *m)
     }
     if (!pending || m->njobs)
         return; /* other jobs of this message still run: decide when the last ends */
-    if (!m->deferred && !s->stopping)
+    if (s->stopping)
+        return;
+    if (!m->deferred && !m->held && m->env &&
+        s->nloaded > (size_t)s->conf->qmgr_message_active_limit) {
+        /* due, but the active set is full (new mail or a start-up load beyond the limit):
+         * it waits parked, first in line among new mail */
+        m->deferred = 1;
+        sched_msg_park(s, m);
+        sched_msg_due(s, m, 0);
+        return;
+    }
+    if (!m->deferred && !m->held)
         sched_msg_activate(s, m); /* NONE results (shutdown) or recipients left over */
+    else
+        sched_msg_park(s, m); /* waits for its retry time or its release outside the active set */
 }
 
-/* sched_run_cb - the queue run (every queue_run_delay): deferred messages that are due. */
+/* sched_run_cb - the queue run (every queue_run_delay): deferred messages that are due,
+ * found in chunks (sched_active.c). */
 static void sched_run_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct sched *s = arg;
-    struct sched_msg *m, *next;
-    long long now = time(NULL);
-
     (void)fd;
     (void)what;
-    for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
-        next = TAILQ_NEXT(m, link);
-        if (m->removing || m->gone || m->loading)
-            continue;
-        if (m->remove_retry && !m->status_dirty && !m->writing && !m->njobs) {
-            /* the removal failed last time (its status file says all done): again */
-            m->remove_retry = 0;
-            sched_msg_remove(s, m, "qmgr");
-            continue;
-        }
-        if (m->write_retry) {
-            /* the status write failed last time: again */
-            m->write_retry = 0;
-            sched_msg_settle(s, m);
-        }
-        if (m->deferred && m->next_retry <= now)
-            sched_msg_activate(s, m);
-    }
+    sched_run_start(arg, 0);
 }
 
 struct sched *sched_new(struct event_base *base, const struct conf *conf, struct spool *spool,
@@ -473,6 +470,9 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
     s->spool = spool;
     TAILQ_INIT(&s->msgs);
     TAILQ_INIT(&s->dests);
+    TAILQ_INIT(&s->recover);
+    TAILQ_INIT(&s->due_new);
+    TAILQ_INIT(&s->due_old);
     s->settle = sched_msg_settle;
     s->tok = calloc(1, sizeof(*s->tok));
     if (!s->tok)
@@ -480,7 +480,7 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
     s->tok->s = s;
     s->io = workers_new(base, 2, "sched");
     s->run_ev = event_new(base, -1, EV_PERSIST, sched_run_cb, s);
-    if (!s->io || !s->run_ev)
+    if (!s->io || !s->run_ev || sched_active_init(s) < 0)
         goto oom;
     /* the queue run: Postfix scans the deferred queue every queue_run_delay; a
      * shorter backoff than that cannot take effect earlier, as in Postfix */
@@ -539,10 +539,11 @@ void sched_free(struct sched *s)
     /* every final slot not yet on disk is written now (blocking is fine at shutdown),
      * so a restart never delivers it again */
     TAILQ_FOREACH(m, &s->msgs, link)
-    if (m->env && m->slots && m->status_dirty && !m->removing && !m->gone)
+    if ((m->env || m->park) && m->slots && m->status_dirty && !m->removing && !m->gone)
         sched_status_write_now(s, m);
     if (s->run_ev)
         event_free(s->run_ev);
+    sched_active_free(s);
     while ((d = TAILQ_FIRST(&s->dests))) {
         TAILQ_REMOVE(&s->dests, d, link);
         free(d->name);

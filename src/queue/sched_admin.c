@@ -37,8 +37,9 @@ struct sched_list_acc {
     struct evbuffer *out;
     const struct sched_list_page *pg;
     enum sched_list_format fmt;
-    int skipping; /* after=ID: still looking for ID */
-    long seen;    /* matches after the skipped ones */
+    long seen;      /* matches from the start of the walk */
+    int count_rest; /* walk on past the page to count the rest (else stop at the first) */
+    long long page_bytes;
     struct sched_list_result *res;
 };
 
@@ -124,61 +125,78 @@ static void sched_list_json(struct evbuffer *out, const struct sched_view_msg *m
     evbuffer_add_printf(out, "]}\n");
 }
 
-/* sched_list_each - count every match; list the ones of the page. */
+/* sched_list_each - list the matches of the page; past it count the rest or stop. */
 static int sched_list_each(void *arg, const struct sched_view_msg *m)
 {
     struct sched_list_acc *a = arg;
-    int match = !a->pg->match || a->pg->match(a->pg->match_arg, m);
 
-    if (match) {
-        a->res->total++;
-        a->res->bytes += m->message_size;
-    }
-    if (a->skipping) {
-        if (strcmp(m->queue_id, a->pg->after) == 0)
-            a->skipping = 0;
+    if (a->pg->match && !a->pg->match(a->pg->match_arg, m))
         return 0;
-    }
-    if (!match)
+    if (++a->seen <= a->pg->offset)
         return 0;
-    a->seen++;
-    if (a->seen > a->pg->offset && a->res->shown < a->pg->limit) {
+    if (a->res->shown < a->pg->limit) {
         if (a->fmt == SCHED_LIST_MAILQ)
-            sched_list_mailq(a->out, m, a->res->shown == 0);
+            /* the header opens the listing; a later page of a stream continues it */
+            sched_list_mailq(a->out, m, a->res->shown == 0 && !(a->pg->stream && a->pg->after));
         else
             sched_list_json(a->out, m);
         a->res->shown++;
+        a->page_bytes += m->message_size;
         snprintf(a->res->last_id, sizeof(a->res->last_id), "%s", m->queue_id);
+        return 0;
+    }
+    a->res->rest++;
+    return !a->count_rest; /* one past the page says that more follow */
+}
+
+/* sched_list_total - count every match and its bytes (a filter's totals: a full walk). */
+static int sched_list_total(void *arg, const struct sched_view_msg *m)
+{
+    struct sched_list_acc *a = arg;
+
+    if (!a->pg->match || a->pg->match(a->pg->match_arg, m)) {
+        a->res->total++;
+        a->res->bytes += m->message_size;
     }
     return 0;
 }
 
-/* sched_list_none - sched_view_get callback when only the existence matters. */
-static void sched_list_none(void *arg, const struct sched_view_msg *m)
-{
-    (void)arg;
-    (void)m;
-}
-
 /*
- * Every message is visited (for the totals: cheap, nothing is formatted) but only
- * the page is written, so one reply stays bounded. The mailq trailer counts the
- * whole queue as Postfix does (Kbytes rounded down); when the page does not reach
- * the end, a line "... N more Requests: MORE after=ID" says how to see them.
+ * A page costs the page, not the queue: the walk starts at the message after= names
+ * (looked up by ID) and stops one past the page. The totals of an unfiltered listing are
+ * the queue's counters; only a search (MATCH) walks everything, and the "... N more"
+ * hint of an mtactl page counts the rest without formatting it. The mailq trailer counts
+ * the whole queue as Postfix does (Kbytes rounded down); a STREAM page has none (the
+ * paging client writes it from what it listed).
  */
 int sched_list(struct sched *s, enum sched_list_format fmt, const struct sched_list_page *pg,
                struct evbuffer *out, struct sched_list_result *res)
 {
     struct sched_list_result dummy;
-    struct sched_list_acc a = {out, pg, fmt, 0, 0, res ? res : &dummy};
+    struct sched_list_acc a = {out, pg, fmt, 0, 0, 0, res ? res : &dummy};
+    int all = pg->limit == LONG_MAX;
 
     memset(a.res, 0, sizeof(*a.res));
-    if (pg->after && sched_view_get(s, pg->after, sched_list_none, NULL) < 0)
+    a.count_rest = all || pg->match || (fmt == SCHED_LIST_MAILQ && !pg->stream && pg->after);
+    if (sched_view_walk(s, pg->after, pg->stream, sched_list_each, &a) < 0)
         return -1;
-    a.skipping = pg->after != NULL;
-    sched_view_foreach(s, sched_list_each, &a);
-    a.res->rest = a.seen - (pg->offset < a.seen ? pg->offset : a.seen) - a.res->shown;
-    if (fmt != SCHED_LIST_MAILQ)
+    if (pg->match) {
+        sched_view_foreach(s, sched_list_total, &a);
+    } else if (all && !pg->after) {
+        a.res->total = a.seen; /* everything was walked: the exact figures */
+        a.res->bytes = a.page_bytes;
+    } else {
+        a.res->total = spool_count(s->spool);
+        a.res->bytes = counter_get(CNT_MQUEUE_BYTES);
+        if (!a.count_rest) {
+            /* the first page of an unfiltered listing: the rest is what the queue holds more */
+            long left = a.res->total - pg->offset - a.res->shown;
+            if (!pg->after && a.res->rest)
+                a.res->rest = left > 0 ? left : 1;
+        }
+    }
+    a.res->page_bytes = a.page_bytes;
+    if (fmt != SCHED_LIST_MAILQ || pg->stream)
         return 0;
     if (a.res->total == 0) {
         evbuffer_add_printf(out, "Mail queue is empty\n");
@@ -226,6 +244,10 @@ static int sched_admin_parse(int argc, char **argv, struct sched_list_page *pg,
             pg->limit = LONG_MAX;
             continue;
         }
+        if (strcmp(argv[i], "page") == 0) {
+            pg->stream = 1;
+            continue;
+        }
         if (strncmp(argv[i], "limit=", 6) == 0 &&
             (pg->limit = sched_admin_num(argv[i] + 6, 1, SCHED_ADMIN_LIMIT_MAX)) > 0)
             continue;
@@ -240,25 +262,39 @@ static int sched_admin_parse(int argc, char **argv, struct sched_list_page *pg,
                             argv[0], argv[i], SCHED_ADMIN_LIMIT_MAX);
         return -1;
     }
-    if (pg->after && pg->offset) {
-        evbuffer_add_printf(out, "%s: give offset= or after=, not both", argv[0]);
+    if ((pg->after && pg->offset) || (pg->stream && (pg->offset || pg->limit == LONG_MAX))) {
+        evbuffer_add_printf(out, "%s: give offset= or after=, not both (page: after= only)",
+                            argv[0]);
         return -1;
     }
     return 0;
 }
 
-/* sched_admin_queue - "queue[-json] [all|limit=N] [offset=N|after=ID]": mailq or postqueue -j. */
+/*
+ * sched_admin_queue - "queue[-json] [all|limit=N] [offset=N|after=ID]": mailq or postqueue
+ * -j. With "page" (postqueue's paged listing) the reply is one page of a stream: a first
+ * line "page SHOWN BYTES MORE LAST_ID" (MORE 1 when more follow; LAST_ID is the after= of
+ * the next page, "-" when none was listed), then the page's entries; the client writes the
+ * mailq trailer from what it listed, so no reply grows with the queue.
+ */
 static int sched_admin_queue(void *arg, int argc, char **argv, struct evbuffer *out)
 {
     struct sched_list_page pg;
+    struct sched_list_result res;
     enum sched_list_format fmt =
         strcmp(argv[0], "queue-json") == 0 ? SCHED_LIST_JSON : SCHED_LIST_MAILQ;
+    char meta[128];
 
     if (sched_admin_parse(argc, argv, &pg, out) < 0)
         return -1;
-    if (sched_list(arg, fmt, &pg, out, NULL) < 0) {
+    if (sched_list(arg, fmt, &pg, out, &res) < 0) {
         evbuffer_add_printf(out, "after=%.64s: no such queue ID", pg.after);
         return -1;
+    }
+    if (pg.stream) {
+        snprintf(meta, sizeof(meta), "page %ld %lld %d %s\n", res.shown, res.page_bytes,
+                 res.rest > 0, res.shown ? res.last_id : "-");
+        evbuffer_prepend(out, meta, strlen(meta));
     }
     return 0;
 }
@@ -358,18 +394,10 @@ void sched_control_attach(struct sched *s, struct control *ctl)
 
 int sched_flush(struct sched *s)
 {
-    struct sched_msg *m, *next;
-    int n = 0;
-
-    for (m = TAILQ_FIRST(&s->msgs); m; m = next) {
-        next = TAILQ_NEXT(m, link);
-        if (m->deferred && !m->held && !m->removing && !m->gone && !m->loading) {
-            m->next_retry = 0;
-            sched_msg_activate(s, m);
-            n++;
-        }
-    }
-    return n;
+    /* a queue run that takes every deferred message, in chunks: a million of them do
+     * not stall the loop, and they enter the active set as it has room */
+    sched_run_start(s, 1);
+    return (int)s->msg_tab.count;
 }
 
 /* sched_msg_unqueue - drop M's jobs that no delivery has taken yet (their slots are free
@@ -507,74 +535,4 @@ int sched_flush_one(struct sched *s, const char *id)
     m->next_retry = 0;
     sched_msg_activate(s, m);
     return 1;
-}
-
-/* sched_view_fill - the view of M (into caller-provided storage). */
-static void sched_view_fill(struct sched_msg *m, struct sched_view_msg *v,
-                            struct sched_view_rcpt *r)
-{
-    int i;
-
-    memset(v, 0, sizeof(*v));
-    v->queue_id = m->id;
-    v->queue_name = m->held ? "hold" : m->deferred ? "deferred" : "active";
-    v->arrival_time = m->env->arrival_us / 1000000;
-    v->message_size = m->env->size;
-    v->sender = m->env->sender;
-    v->attempts = m->attempts;
-    v->recipients = r;
-    for (i = 0; i < m->env->nrcpt && i < m->nslots; i++) {
-        if (m->slots[i] != SCHED_SLOT_PENDING)
-            continue; /* mailq shows only recipients still to be delivered */
-        r[v->nrecipients].address = m->env->rcpt[i].addr;
-        r[v->nrecipients].orig_address = m->env->rcpt[i].orcpt;
-        r[v->nrecipients].delay_reason = m->reason[i] ? m->reason[i] : "";
-        r[v->nrecipients].status = m->active[i]  ? "active"
-                                   : m->held     ? "hold"
-                                   : m->deferred ? "deferred"
-                                                 : "active";
-        r[v->nrecipients].next_retry = m->deferred && !m->held ? m->next_retry : 0;
-        v->nrecipients++;
-    }
-}
-
-void sched_view_foreach(struct sched *s, int (*cb)(void *arg, const struct sched_view_msg *m),
-                        void *arg)
-{
-    struct sched_msg *m;
-    struct sched_view_msg v;
-
-    TAILQ_FOREACH(m, &s->msgs, link)
-    {
-        struct sched_view_rcpt *r;
-        int stop;
-        if (m->loading || m->removing || m->gone || !m->env)
-            continue;
-        r = calloc((size_t)m->nslots + 1, sizeof(*r));
-        if (!r)
-            return;
-        sched_view_fill(m, &v, r);
-        stop = cb(arg, &v);
-        free(r);
-        if (stop)
-            return;
-    }
-}
-
-int sched_view_get(struct sched *s, const char *id,
-                   void (*cb)(void *arg, const struct sched_view_msg *m), void *arg)
-{
-    struct sched_msg *m = sched_msg_find(s, id);
-    struct sched_view_msg v;
-    struct sched_view_rcpt *r;
-
-    if (!m || m->loading || m->removing || m->gone || !m->env)
-        return -1;
-    r = calloc((size_t)m->nslots + 1, sizeof(*r));
-    if (!r)
-        return -1;
-    sched_view_fill(m, &v, r);
-    cb(arg, &v);
-    free(r);
-    return 0;
 }

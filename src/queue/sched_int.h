@@ -57,12 +57,32 @@ struct sched_token {
     int refs;
 };
 
+/*
+ * What a parked message keeps for the listings (one block): a deferred or held message
+ * outside the active set has no envelope in memory, only this (sched_active.c).
+ */
+struct sched_park {
+    long long arrival; /* unix seconds */
+    long long size;    /* message bytes */
+    int nrcpt;         /* recipients still pending */
+    int slot[];        /* their slot numbers; then the strings: sender, (address, ORCPT)... */
+};
+
+/* Which wait list of struct sched a message is on (sched_msg.onq). */
+enum sched_q { SCHED_Q_NONE = 0, SCHED_Q_RECOVER, SCHED_Q_DUE_NEW, SCHED_Q_DUE_OLD };
+
 struct sched_msg {
     char id[SPOOL_ID_SIZE];
     struct sched *sched;
-    struct htab_node hnode;      /* in sched.msg_tab, by id */
-    TAILQ_ENTRY(sched_msg) link; /* sched.msgs, in arrival order (mailq) */
+    struct htab_node hnode;       /* in sched.msg_tab, by id */
+    TAILQ_ENTRY(sched_msg) link;  /* sched.msgs, in arrival order (mailq) */
+    TAILQ_ENTRY(sched_msg) qlink; /* on the wait list onq names */
+    enum sched_q onq;
+    /* the full state (envelope, active, content) exists only in the active set; a parked
+     * message has PARK instead and keeps slots (and reasons, once it has one) */
     struct spool_envelope *env;
+    struct spool_envelope *lenv; /* the worker's load result, moved to env on the loop */
+    struct sched_park *park;
     struct evbuffer *content; /* the message, kept from intake (sched_job_content), or NULL */
     int nslots;               /* env->nrcpt recipients, then the cc_mta copies */
     char *slots;              /* SCHED_SLOT_* per slot */
@@ -71,19 +91,22 @@ struct sched_msg {
     int attempts;
     long long next_retry; /* unix seconds */
     long long active_us;
-    int njobs;     /* jobs queued or taken */
-    int deferred;  /* waiting for next_retry */
-    int had_defer; /* a job of this round deferred a slot */
-    int loading, writing, removing, gone;
-    int status_dirty; /* slots changed since the status file was last written */
-    int round_final;  /* a slot became final in this round (decides the retry) */
-    int write_retry;  /* the last status write failed: retried at the next queue run */
-    int remove_retry; /* spool_remove failed: retried at the next queue run */
-    int recovered;    /* queued before this start */
-    int activations;  /* entries into the active queue */
+    int njobs;       /* jobs queued or taken */
+    int activations; /* entries into the active queue */
+    /* flags, one bit each (a million parked messages keep them): the loop thread alone
+     * writes these; what workers write (the *_err, have_status, wst, lenv) is apart */
+    unsigned deferred : 1;  /* waiting for next_retry */
+    unsigned had_defer : 1; /* a job of this round deferred a slot */
+    unsigned loading : 1, writing : 1, removing : 1, gone : 1;
+    unsigned reload : 1;       /* the load in flight brings a parked message back */
+    unsigned status_dirty : 1; /* slots changed since the status file was last written */
+    unsigned round_final : 1;  /* a slot became final in this round (decides the retry) */
+    unsigned write_retry : 1;  /* the last status write failed: retried at the next queue run */
+    unsigned remove_retry : 1; /* spool_remove failed: retried at the next queue run */
+    unsigned recovered : 1;    /* queued before this start */
     /* postsuper -h: no delivery starts until released; a hold or release not yet on stable
      * storage (the status file) is unsynced until a flushed write carries it */
-    int held, hold_unsynced, hold_writing;
+    unsigned held : 1, hold_unsynced : 1, hold_writing : 1;
     int load_err, status_err, write_err, have_status;
     struct spool_status wst; /* the snapshot being written (or just read) */
 };
@@ -107,6 +130,8 @@ struct sched_dest {
     int ntaken;                    /* jobs handed to the relay, not done yet */
 };
 
+TAILQ_HEAD(sched_msgq, sched_msg);
+
 struct sched {
     struct event_base *base;
     const struct conf *conf;
@@ -122,6 +147,21 @@ struct sched {
     size_t nready;
     unsigned long long job_seq;
     size_t content_bytes; /* held in sched_msg.content, at most SCHED_CONTENT_MAX */
+    /* the active set (sched_active.c): messages with full state, at most
+     * qmgr_message_active_limit (plus the start-up loads in flight) */
+    size_t nloaded;                     /* messages with an envelope in memory */
+    size_t nreload;                     /* parked messages being loaded back */
+    size_t nrecover;                    /* start-up loads in flight */
+    struct sched_msgq recover;          /* found at start, not read yet */
+    struct sched_msgq due_new, due_old; /* parked and due: new mail, then retries */
+    int due_turn;                       /* alternates between the two */
+    struct sched_msg *run_next;         /* where the chunked queue run goes on */
+    int run_force;                      /* the run makes every deferred message due (flush) */
+    long long run_now;                  /* the time the run compares retry times with */
+    struct event *chunk_ev;             /* the next chunk of the queue run */
+    struct event *lag_ev;               /* the loop stall probe */
+    long long lag_due_us;
+    long test_load_delay_us; /* MTA_TEST_LOAD_DELAY_US: each start-up read sleeps (tests only) */
     /* sched_msg_settle, set by sched_new: how sched_load.c and sched_persist.c hand a message
      * back after a load or write without calling up into sched.c */
     void (*settle)(struct sched *s, struct sched_msg *m);
@@ -161,6 +201,36 @@ void sched_dest_release(struct sched *s, struct sched_dest *d);
 /* sched_load.c */
 /* sched_load_start - take the spool's new messages from now on and load the queued ones. */
 void sched_load_start(struct sched *s);
+/* sched_load_msg - read M's envelope (and, unless RELOAD, its status file) on a worker;
+ * sched.settle follows (RELOAD: a parked message enters the active set). */
+void sched_load_msg(struct sched *s, struct sched_msg *m, int reload);
+
+/* sched_active.c */
+/* sched_active_init - the queue run's chunk event and the loop stall probe. -1: out of memory. */
+int sched_active_init(struct sched *s);
+/* sched_active_free - free what sched_active_init made. */
+void sched_active_free(struct sched *s);
+/* sched_msg_park - M (idle, deferred or held) leaves the active set: only a summary stays. */
+void sched_msg_park(struct sched *s, struct sched_msg *m);
+/* sched_msg_due - M is due: activate it when loaded, else queue it to be loaded (OLD: a
+ * retry, else new mail) as room in the active set allows. */
+void sched_msg_due(struct sched *s, struct sched_msg *m, int old);
+/* sched_pump - start loads while the active set has room (and start-up loads). */
+void sched_pump(struct sched *s);
+/* sched_q_remove - take M off its wait list, if any. */
+void sched_q_remove(struct sched *s, struct sched_msg *m);
+/* sched_run_start - start the chunked queue run (FORCE: every deferred message is due). */
+void sched_run_start(struct sched *s, int force);
+/* sched_loaded - account M's envelope arriving (1) or leaving (-1) memory. */
+void sched_loaded(struct sched *s, int delta);
+
+/* sched_view.c */
+/* sched_view_listed - whether M shows in listings (read, not being removed). */
+int sched_view_listed(const struct sched_msg *m);
+/* sched_view_walk - CB for each listed message after AFTER (NULL: from the first) until CB
+ * returns non-zero; -1 when AFTER is not queued (STREAM: go on after where it was). */
+int sched_view_walk(struct sched *s, const char *after, int stream,
+                    int (*cb)(void *arg, const struct sched_view_msg *m), void *arg);
 
 /* sched_persist.c */
 /* sched_status_write - write M's status file on a worker; sched.settle follows. */

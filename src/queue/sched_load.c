@@ -1,9 +1,11 @@
 /*
  * sched_load.c - how messages enter the scheduler: at start every queued
  * message the spool finds (its envelope and status file read on a worker
- * thread, the slots, attempts, hold and retry time taken from the status
- * file), and afterwards each message the spool commits (envelope in hand, and
- * its content while the in-memory total stays under SCHED_CONTENT_MAX).
+ * thread, a bounded number at a time in the background, the slots, attempts,
+ * hold and retry time taken from the status file), afterwards each message the
+ * spool commits (envelope in hand, and its content while the in-memory total
+ * stays under SCHED_CONTENT_MAX), and a parked message coming back into the
+ * active set (its envelope read again; sched_active.c decides when).
  * Not here: delivery rounds and retries (sched.c), writing state (sched_persist.c).
  */
 #include "mta/conf.h"
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void sched_load_work(void *arg)
 {
@@ -25,9 +28,12 @@ static void sched_load_work(void *arg)
     struct spool_status st;
     int rc;
 
-    m->load_err = spool_load_envelope(m->sched->spool, m->id, &m->env);
-    if (m->load_err)
-        return;
+    if (m->sched->test_load_delay_us > 0 && !m->reload)
+        usleep((useconds_t)m->sched->test_load_delay_us); /* a slow disk, for the tests */
+    /* into lenv, not env: a parked message being read back is still listed meanwhile */
+    m->load_err = spool_load_envelope(m->sched->spool, m->id, &m->lenv);
+    if (m->load_err || m->reload)
+        return; /* a parked message's slots are in memory: no status file to read */
     rc = spool_status_read(m->sched->spool, m->id, &st);
     if (rc == 0) {
         m->wst = st; /* handed to the loop in sched_load_done */
@@ -37,6 +43,44 @@ static void sched_load_work(void *arg)
     }
 }
 
+/* sched_reload_done - a parked message read back: into the active set. */
+static void sched_reload_done(struct sched *s, struct sched_msg *m)
+{
+    s->nreload--;
+    if (m->load_err || m->gone || s->stopping || m->removing) {
+        spool_envelope_free(m->lenv);
+        m->lenv = NULL;
+        if (m->load_err && m->load_err != ENOENT && !m->gone && !s->stopping && !m->removing) {
+            /* still queued but unreadable now: stays parked, tried again after the backoff */
+            log_warning("qmgr", "%s: cannot read queue file: %s", m->id, strerror(m->load_err));
+            m->deferred = 1;
+            m->next_retry = (long long)time(NULL) + s->conf->minimal_backoff_time;
+        } else if (m->gone && sched_msg_idle(m)) {
+            sched_msg_free(s, m);
+            return;
+        }
+        sched_pump(s);
+        return;
+    }
+    m->active = calloc((size_t)m->nslots + 1, 1);
+    if (!m->reason)
+        m->reason = calloc((size_t)m->nslots + 1, sizeof(char *));
+    if (!m->active || !m->reason) {
+        spool_envelope_free(m->lenv);
+        m->lenv = NULL;
+        m->deferred = 1; /* parked still: the next queue run tries again */
+        m->next_retry = (long long)time(NULL) + s->conf->minimal_backoff_time;
+        return;
+    }
+    m->env = m->lenv;
+    m->lenv = NULL;
+    sched_loaded(s, 1);
+    free(m->park);
+    m->park = NULL;
+    m->deferred = 0;
+    s->settle(s, m); /* due: sched_msg_settle activates it (or parks it again when held) */
+}
+
 static void sched_load_done(void *arg)
 {
     struct sched_msg *m = arg;
@@ -44,6 +88,18 @@ static void sched_load_done(void *arg)
     int i, ncc;
 
     m->loading = 0;
+    if (m->reload) {
+        m->reload = 0;
+        sched_reload_done(s, m);
+        return;
+    }
+    s->nrecover--;
+    sched_pump(s); /* the next start-up load */
+    if (m->lenv) {
+        m->env = m->lenv;
+        m->lenv = NULL;
+        sched_loaded(s, 1);
+    }
     if (m->load_err || m->gone || s->stopping) {
         if (m->load_err && m->load_err != ENOENT)
             log_warning("qmgr", "%s: cannot read queue file: %s", m->id, strerror(m->load_err));
@@ -115,7 +171,6 @@ static void sched_notify_cb(void *arg, const char *id, struct spool_envelope *en
         return;
     }
     m->sched = s;
-    m->loading = 1;
     if (content) {
         size_t len = evbuffer_get_length(content);
         if (s->content_bytes + len <= SCHED_CONTENT_MAX) {
@@ -127,10 +182,25 @@ static void sched_notify_cb(void *arg, const char *id, struct spool_envelope *en
     }
     if (env) {
         /* just committed: no status file yet, and the envelope is in hand */
-        m->env = env;
+        m->lenv = env;
+        s->nrecover++; /* sched_load_done counts it back */
         sched_load_done(m);
         return;
     }
+    /* found at start: read in the background, SCHED_RECOVER_INFLIGHT at a time (sched_pump),
+     * so a large queue neither floods the workers nor holds up SMTP */
+    m->loading = 1; /* as good as being read: listings and releases wait for it */
+    m->onq = SCHED_Q_RECOVER;
+    TAILQ_INSERT_TAIL(&s->recover, m, qlink);
+    counter_add(CNT_QMGR_LOADING, 1);
+    sched_pump(s);
+}
+
+void sched_load_msg(struct sched *s, struct sched_msg *m, int reload)
+{
+    m->loading = 1;
+    m->reload = reload;
+    m->load_err = 0;
     workers_submit(s->io, sched_load_work, sched_load_done, m);
 }
 

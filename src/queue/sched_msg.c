@@ -60,7 +60,10 @@ void sched_msg_free(struct sched *s, struct sched_msg *m)
     int i;
 
     htab_remove(&s->msg_tab, &m->hnode);
+    if (s->run_next == m)
+        s->run_next = TAILQ_NEXT(m, link); /* the queue run goes on after it */
     TAILQ_REMOVE(&s->msgs, m, link);
+    sched_q_remove(s, m);
     if (m->held)
         counter_add(CNT_MQUEUE_HELD, -1);
     if (m->reason)
@@ -69,10 +72,17 @@ void sched_msg_free(struct sched *s, struct sched_msg *m)
     free(m->reason);
     free(m->slots);
     free(m->active);
-    if (m->env)
+    if (m->env) {
         spool_envelope_free(m->env);
+        sched_loaded(s, -1);
+    }
+    spool_envelope_free(m->lenv);
+    free(m->park);
+    free(m->wst.slots);
     sched_msg_drop_content(s, m);
     free(m);
+    if (!s->stopping)
+        sched_pump(s); /* its place in the active set is free */
 }
 
 /* sched_msg_idle - nothing refers to M any more (no job, load, write, removal). */

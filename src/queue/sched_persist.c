@@ -93,7 +93,8 @@ static void sched_remove_done(void *arg, int err)
                     strerror(err));
     if (s && (m = sched_msg_find(s, rm->id)) && m->removing) {
         m->removing = 0;
-        if (err && err != ENOENT && m->env && !m->gone && strcmp(rm->service, "qmgr") == 0) {
+        if (err && err != ENOENT && (m->env || m->park) && !m->gone &&
+            strcmp(rm->service, "qmgr") == 0) {
             /* still queued: record that every slot is done (a restart must not deliver
              * again), and remove it at the next queue run */
             m->remove_retry = 1;

@@ -18,6 +18,7 @@
 #include <event2/http.h>
 
 #include "mta/conf.h"
+#include "mta/counters.h"
 #include "mta/log.h"
 #include "mta/sched.h"
 
@@ -287,17 +288,21 @@ static int http_page_queue_row(void *arg, const struct sched_view_msg *m)
 }
 
 /* http_render_queue - the /queue page for search Q (NULL: all) onto OUT; EACH(SRC) lists the queue.
- */
+ * TOTALS (messages, bytes of the whole queue) or NULL: EACH lists everything and is counted. */
 int http_render_queue(struct evbuffer *out, const char *host, int admin, const char *q,
                       void (*each)(void *src, int (*cb)(void *arg, const struct sched_view_msg *m),
                                    void *arg),
-                      void *src, char *err, size_t errlen)
+                      void *src, const long long *totals, char *err, size_t errlen)
 {
     struct http_render r = {.err = err, .errlen = errlen};
     struct http_queue_ctx c = {&r, http_part_new(&r), http_part_new(&r), http_part_new(&r), q, 0,
                                0};
     if (!r.failed && each)
         each(src, http_page_queue_row, &c);
+    if (totals && !(q && q[0])) {
+        c.matched = totals[0]; /* the live queue stopped after the page: its counters */
+        c.bytes = totals[1];
+    }
 
     char summary[160];
     if (c.matched == 0)
@@ -320,13 +325,38 @@ int http_render_queue(struct evbuffer *out, const char *host, int admin, const c
     return http_render_done(&r);
 }
 
-/* http_page_queue_each - the live queue for http_render_queue. */
+struct http_queue_src {
+    struct sched *sched;
+    const char *q;
+    int (*cb)(void *arg, const struct sched_view_msg *m);
+    void *arg;
+    long n;
+};
+
+/* http_page_queue_first - the rows of the first page, then stop (no search: the summary
+ * comes from the counters, so a large queue is not walked per request). */
+static int http_page_queue_first(void *arg, const struct sched_view_msg *m)
+{
+    struct http_queue_src *w = arg;
+    if (++w->n > STATS_QUEUE_PAGE_ROWS)
+        return 1;
+    return w->cb(w->arg, m);
+}
+
+/* http_page_queue_each - the live queue for http_render_queue: all of it for a search. */
 static void http_page_queue_each(void *src, int (*cb)(void *arg, const struct sched_view_msg *m),
                                  void *arg)
 {
-    struct sched *sched = src;
-    if (sched)
-        sched_view_foreach(sched, cb, arg);
+    struct http_queue_src *w = src;
+    if (!w->sched)
+        return;
+    if (w->q && w->q[0]) {
+        sched_view_foreach(w->sched, cb, arg);
+        return;
+    }
+    w->cb = cb;
+    w->arg = arg;
+    sched_view_foreach(w->sched, http_page_queue_first, w);
 }
 
 /* http_page_queue - GET /queue[?q=TEXT]: the queue like mailq, with search. */
@@ -339,8 +369,11 @@ void http_page_queue(struct stats *st, struct evhttp_request *req)
         http_reply_text(req, 500, "Internal Server Error", "Out of memory.");
         return;
     }
-    int rc = http_render_queue(b, st->conf->myhostname, st->conf->username[0] != '\0', q,
-                               http_page_queue_each, st->sched, err, sizeof err);
+    struct http_queue_src src = {st->sched, q, NULL, NULL, 0};
+    long long totals[2] = {st->spool ? spool_count(st->spool) : 0, counter_get(CNT_MQUEUE_BYTES)};
+    int rc =
+        http_render_queue(b, st->conf->myhostname, st->conf->username[0] != '\0', q,
+                          http_page_queue_each, &src, st->spool ? totals : NULL, err, sizeof err);
     http_page_send(req, rc, 200, "OK", b, err);
 }
 

@@ -168,7 +168,7 @@ int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
 int http_render_queue(struct evbuffer *out, const char *host, int admin, const char *q,
                       void (*each)(void *src, int (*cb)(void *arg, const struct sched_view_msg *m),
                                    void *arg),
-                      void *src, char *err, size_t errlen);
+                      void *src, const long long *totals, char *err, size_t errlen);
 int http_render_message(struct evbuffer *out, const char *host, int admin, const char *id,
                         const struct sched_view_msg *m, char *err, size_t errlen);
 

@@ -349,7 +349,7 @@ static char *queue_page(int n, const char *q, int admin)
 {
     char err[256] = "";
     struct evbuffer *b = evbuffer_new();
-    if (http_render_queue(b, "h", admin, q, fake_each, &n, err, sizeof err) < 0)
+    if (http_render_queue(b, "h", admin, q, fake_each, &n, NULL, err, sizeof err) < 0)
         fail_msg("%s", err);
     char *page = take(b);
     evbuffer_free(b);
