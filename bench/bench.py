@@ -8,7 +8,7 @@ Not for: installing or building anything (run.sh does that), nor any address
 other than 127.0.0.1 (every load here is loopback only and bounded in count
 and time).
 
-Usage: bench.py [intake|relay|idle|tls|dkim|all] [-m MESSAGES] [-s 1,10,50] [-l SIZE]
+Usage: bench.py [intake|relay|idle|tls|dkim|limit|all] [-m MESSAGES] [-s 1,10,50] [-l SIZE]
        (dkim: content.py, DKIM signing and one milter; its sessions: --content-sessions)
 Environment: MTAD (the daemon, default build/mtad), BENCH_TMP (parent of the
 temp dir, default /var/tmp), BENCH_KEEP=1 (keep the temp dir).
@@ -788,7 +788,7 @@ def main():
     global SETTLE
     ap = argparse.ArgumentParser(description="mtad vs Postfix benchmark (loopback only)")
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["intake", "relay", "idle", "tls", "dkim", "all"])
+                    choices=["intake", "relay", "idle", "tls", "dkim", "limit", "all"])
     ap.add_argument("--content-sessions", default="1,10",
                     help="session counts of the dkim (content pipeline) runs")
     ap.add_argument("-m", "--messages", type=int, default=20000)
@@ -805,7 +805,8 @@ def main():
     global MTAD
     MTAD = os.environ.get("MTAD") or os.path.join(SRCDIR, "build", "mtad")
     # the dkim runs do what they can without Postfix (content.py): only mtad is needed there
-    for p in (MTAD,) if a.what == "dkim" else (MTAD, SMTP_SOURCE, SMTP_SINK, POSTFIX):
+    # limit.py too: without Postfix its columns say n/a and bench/smtp_load.c makes the load
+    for p in (MTAD,) if a.what in ("dkim", "limit") else (MTAD, SMTP_SOURCE, SMTP_SINK, POSTFIX):
         if not os.access(p, os.X_OK):
             sys.exit("bench: missing %s (run bench/run.sh, which installs and builds)" % p)
     sessions = [int(x) for x in a.sessions.split(",") if x.strip()]
@@ -840,6 +841,9 @@ def main():
             bench_idle(work, a.idle_sessions, min(a.messages, 5000), a.size, out)
         if a.what in ("tls", "all"):
             bench_tls(work, 50, min(a.messages, 5000), out)
+        if a.what in ("limit", "all"):
+            import limit
+            limit.bench_limit(sys.modules[__name__], work, sessions, a.messages, a.size, out)
         if a.what in ("dkim", "all"):
             import content
             content.bench_content(sys.modules[__name__], work,

@@ -17,9 +17,9 @@ src=$(dirname "$here")
 what=${1:-all}
 [ $# -gt 0 ] && shift
 case "$what" in
-intake | relay | idle | tls | dkim | all) ;;
+intake | relay | idle | tls | dkim | limit | all) ;;
 *)
-    echo "usage: $0 [intake|relay|idle|tls|dkim|all] [-m N] [-s 1,10,50] [-l SIZE]" >&2
+    echo "usage: $0 [intake|relay|idle|tls|dkim|limit|all] [-m N] [-s 1,10,50] [-l SIZE]" >&2
     exit 2
     ;;
 esac
