@@ -134,6 +134,7 @@ struct smtpd_session {
     struct event *delay_ev; /* error sleep and spool backpressure */
     unsigned char ipkey[16];
     char addr[INET6_ADDRSTRLEN];
+    int port;         /* the client's TCP port (behind a balancer: its PROXY header's) */
     const char *name; /* "unknown": no reverse DNS */
     int trusted, authenticated, tls;
     int submission;         /* came in on submission_port: STARTTLS, then AUTH, before MAIL */

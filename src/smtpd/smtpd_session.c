@@ -226,6 +226,8 @@ void smtpd_session_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, 
     s->log_pid = log_new_pid();
     memcpy(s->ipkey, key, 16);
     memcpy(s->addr, addr, sizeof(addr));
+    s->port = ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                              : ((const struct sockaddr_in *)sa)->sin_port);
     s->name = "unknown";
     s->where = "CONNECT";
     s->state = SMTPD_STATE_CONNECT; /* the first phase, before there is a bev to time */

@@ -28,6 +28,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtatest  # noqa: E402
+import scriptmilter  # noqa: E402
 import smtpsink  # noqa: E402
 import tlskeys  # noqa: E402
 from mtatest import t  # noqa: E402
@@ -368,6 +369,28 @@ class HAProxyTest(mtatest.MtaTestCase):
             c.greeting()
             self.assertEqual(c.cmd("QUIT").code, 221)
         a.wait_log(r"disconnect from unknown\[127\.0\.0\.2\] quit=1 commands=1$", t(5))
+
+    def test_milter_sees_the_proxied_client(self):
+        """A milter's connect event and its _ macro name the client the header names."""
+        m = scriptmilter.ScriptMilter().start()
+        self.addCleanup(m.stop)
+        a = self.instance("mtaA", {"smtpd_milters": m.spec})
+        with _RawClient(a.smtp_port) as c:
+            c.send(v2_header(OTHER, sport=4711))
+            c.greeting()
+            c.ehlo()
+            self.assertEqual(c.cmd("QUIT").code, 221)
+        deadline = time.monotonic() + t(5)
+        while time.monotonic() < deadline:
+            conns = [e for e in m.find("connect") if e.data.split(b"\0")[0] == b"unknown"]
+            if any(b"127.0.0.3" in e.data for e in conns):
+                break
+            time.sleep(0.05)
+        ev = [e for e in m.find("connect") if b"127.0.0.3" in e.data]
+        self.assertTrue(ev, [e.data for e in m.find("connect")])
+        name, rest = ev[-1].data.split(b"\0", 1)
+        self.assertEqual((name, rest[:1], rest[3:].rstrip(b"\0")), (b"unknown", b"4", b"127.0.0.3"))
+        self.assertEqual(ev[-1].macros.get("_"), "unknown [127.0.0.3]")
 
 
 if __name__ == "__main__":
