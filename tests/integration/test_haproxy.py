@@ -71,6 +71,24 @@ def v2_header(src, dst="127.0.0.1", sport=40000, dport=25):
     return V2_SIG + b"\x21\x11" + struct.pack(">H", len(body)) + body
 
 
+CLIENT2 = r"client=unknown\[127\.0\.0\.2\]"
+
+
+def settled_count(d, pattern):
+    """settled_count - lines of D's mail log matching PATTERN, once the count has stayed the
+    same for 0.3 s (the log writer is a thread: lines appear a little after the event)."""
+    last, since = -1, time.monotonic()
+    deadline = time.monotonic() + t(10)
+    while time.monotonic() < deadline:
+        n = len(re.findall(pattern, d.maillog()))
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= 0.3:
+            break
+        time.sleep(0.05)
+    return last
+
+
 class HAProxy:
     """One haproxy process in the foreground (-db) with its own configuration."""
 
@@ -221,8 +239,7 @@ class HAProxyTest(mtatest.MtaTestCase):
             self.assertEqual(rc[0], 250, rc)
             self.assertEqual(dot[0], 250, dot)
             accepted.append("pre%d" % i)
-        n_a = len(re.findall(r"client=unknown\[127\.0\.0\.2\]", a.maillog()))
-        n_b = len(re.findall(r"client=unknown\[127\.0\.0\.2\]", b.maillog()))
+        n_a, n_b = settled_count(a, CLIENT2), settled_count(b, CLIENT2)
         self.assertEqual((n_a, n_b), (2, 2))  # roundrobin: both take mail
         self.assertRegex(a.maillog(), r"reject: RCPT from unknown\[127\.0\.0\.3\]")
         # traffic goes on while A stops: every reply is 250 or the client sees an error
@@ -250,14 +267,13 @@ class HAProxyTest(mtatest.MtaTestCase):
         time.sleep(1.0)  # the health check marks A down
         stop.set()
         th.join(t(30))
-        logged_b = len(re.findall(r"client=unknown\[127\.0\.0\.2\]", b.maillog()))
+        logged_b = settled_count(b, CLIENT2)
         for i in range(4):  # the other instance takes all traffic
             rc, dot = self.send(h.port, TRUSTED, "post%d" % i)
             self.assertEqual(rc[0], 250, rc)
             self.assertEqual(dot[0], 250, dot)
             accepted.append("post%d" % i)
-        self.assertEqual(len(re.findall(r"client=unknown\[127\.0\.0\.2\]", b.maillog())),
-                         logged_b + 4)
+        self.assertEqual(settled_count(b, CLIENT2), logged_b + 4)
         held = a.queued_ids()
         self.assertTrue(held, "A should hold deferred mail")
         sys.stderr.write("failover: %d accepted, %d refused during the stop, %d held by A\n"
@@ -391,6 +407,31 @@ class HAProxyTest(mtatest.MtaTestCase):
         name, rest = ev[-1].data.split(b"\0", 1)
         self.assertEqual((name, rest[:1], rest[3:].rstrip(b"\0")), (b"unknown", b"4", b"127.0.0.3"))
         self.assertEqual(ev[-1].macros.get("_"), "unknown [127.0.0.3]")
+
+    def test_ipv6_client_named_by_the_header(self):
+        """TCP6 in the header: the IPv6 client is checked against smtpd_trusted_networks,
+        logged and written into Received: as an IPv6 literal."""
+        sink = self.sink()
+        a = self.instance("mtaA", {"smtpd_trusted_networks": "2001:db8::/32",
+                                   "smart_relay": "[127.0.0.1]:%d" % sink.port})
+        for src, want in (("2001:db8::7", "250"), ("2001:db9::7", "554")):
+            with _RawClient(a.smtp_port) as c:
+                c.send(("PROXY TCP6 %s 2001:db8::1 40000 25\r\n" % src).encode())
+                c.greeting()
+                c.ehlo()
+                self.assertEqual(c.cmd("MAIL FROM:<s@client.example>").code, 250)
+                r = c.cmd("RCPT TO:<user@remote.example>")
+                self.assertEqual(str(r.code), want, str(r))
+                if r.code == 250:
+                    self.assertEqual(c.cmd("DATA").code, 354)
+                    self.assertEqual(c.cmd("Subject: v6\r\n\r\nbody\r\n.").code, 250)
+                c.cmd("QUIT")
+        msgs = sink.wait_messages(1, t(10))
+        self.assertEqual(len(msgs), 1)
+        self.assertTrue(msgs[0].data.startswith(b"Received: from client.example (unknown "
+                                                b"[IPv6:2001:db8::7])\r\n"), msgs[0].data[:200])
+        a.wait_log(r"client=unknown\[2001:db8::7\]$", t(5))
+        a.wait_log(r"NOQUEUE: reject: RCPT from unknown\[2001:db9::7\]: 554 5\.7\.1 ", t(5))
 
 
 if __name__ == "__main__":
