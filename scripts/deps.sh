@@ -50,6 +50,12 @@ DAEMON_PKGS="haproxy"
 BUILD_PKGS="$BUILD_PKGS libsystemd-dev"
 TEST_PKGS="$TEST_PKGS systemd"
 
+# real mail filters for smtpd_milters (test_milter_filters.py): OpenDKIM in sign mode
+# (opendkim-genkey is in opendkim-tools) and rspamd's proxy worker in milter mode; the test
+# starts each on a free loopback port with its own config: never as system services
+TEST_PKGS="$TEST_PKGS opendkim opendkim-tools rspamd python3-dkim"
+DAEMON_PKGS="$DAEMON_PKGS opendkim rspamd"
+
 # unpack_tools - apt-get download each of $unpack and unpack it (dpkg-deb -x: no
 # maintainer scripts, no dependencies) into $TOOLS_DIR/PACKAGE.
 unpack_tools() {

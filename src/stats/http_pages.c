@@ -173,10 +173,11 @@ int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
 {
     struct http_render r = {.err = err, .errlen = errlen};
     const long long figures[] = {
-        s->cnt[CNT_MQUEUE_MESSAGES], s->mqueue_kilobytes,   s->cnt[CNT_SMTP_ACTIVE],
-        s->cnt[CNT_RECEIVED],        s->cnt[CNT_DELIVERED], s->cnt[CNT_DEFERRED],
-        s->cnt[CNT_BOUNCED],         s->cnt[CNT_REJECTED],  s->cnt[CNT_DKIM_SIGNED],
-        s->cnt[CNT_DKIM_FAILED],
+        s->cnt[CNT_MQUEUE_MESSAGES],   s->mqueue_kilobytes,          s->cnt[CNT_SMTP_ACTIVE],
+        s->cnt[CNT_RECEIVED],          s->cnt[CNT_DELIVERED],        s->cnt[CNT_DEFERRED],
+        s->cnt[CNT_BOUNCED],           s->cnt[CNT_REJECTED],         s->cnt[CNT_DKIM_SIGNED],
+        s->cnt[CNT_DKIM_FAILED],       s->cnt[CNT_MILTER_ACCEPTED],  s->cnt[CNT_MILTER_REJECTED],
+        s->cnt[CNT_MILTER_TEMPFAILED], s->cnt[CNT_MILTER_DISCARDED], s->cnt[CNT_MILTER_QUARANTINED],
     };
     char n[STATS_NVARS(figures)][32], cpu[32], rss[32], pct[32], bar[32], up[32];
     for (size_t i = 0; i < STATS_NVARS(figures); i++)
@@ -212,6 +213,11 @@ int http_render_dashboard(struct evbuffer *out, const char *host, int admin,
         STATS_TEXT("rejected", n[7]),
         STATS_TEXT("dkim_signed", n[8]),
         STATS_TEXT("dkim_sign_failed", n[9]),
+        STATS_TEXT("milter_accepted", n[10]),
+        STATS_TEXT("milter_rejected", n[11]),
+        STATS_TEXT("milter_tempfailed", n[12]),
+        STATS_TEXT("milter_discarded", n[13]),
+        STATS_TEXT("milter_quarantined", n[14]),
         STATS_TEXT("cpu_seconds", cpu),
         STATS_TEXT("rss_bytes", rss),
         STATS_TEXT("free_percent", pct),

@@ -5,7 +5,8 @@ every event (with its macros) and answers as its script says, per stage:
   script = {"mail": ("tempfail",), "rcpt": ("replycode", "550 5.7.0 nope"),
             "eom": [("addheader", "X-A", "1"), ("continue",)], ...}
 A stage maps to one reply or to a list (modifications, then the final reply). Other
-replies: ("sleep", seconds) before the next item, ("close",) drops the connection.
+replies: ("sleep", seconds) before the next item, ("close",) drops the connection; a
+function instead of a reply is called for each event.
 Stages: connect helo mail rcpt data header eoh body eom. Unscripted: continue.
 Runs in threads of the test (start/stop). Standard library only.
 """
@@ -145,6 +146,8 @@ class ScriptMilter:
         return bool(self.protocol & bits.get(stage, 0))
 
     def _answer(self, c, reply):
+        if callable(reply):  # decided per event by the test
+            reply = reply()
         items = reply if isinstance(reply, list) else [reply]
         for it in items:
             kind, args = it[0], it[1:]

@@ -10,6 +10,7 @@ Not here: real filters (test_milter_filters.py: OpenDKIM, rspamd).
 
 import email
 import email.policy
+import json
 import os
 import smtplib
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtatest  # noqa: E402
@@ -179,6 +181,28 @@ class MilterTest(mtatest.MtaTestCase):
         self.assertRegex(q, r"(?m)^%s!" % qid)  # Postfix's mark of a held message
         time.sleep(1)
         self.assertEqual(sink.messages, [])
+
+    def test_counters_on_metrics_api_and_dashboard(self):
+        sink = self.sink()
+        # per message: accepted, rejected, tempfailed, discarded, quarantined (in that order)
+        verdicts = iter([("continue",), ("reject",), ("tempfail",), ("discard",),
+                         [("quarantine", "held"), ("continue",)]])
+        m = self.milter({"eom": lambda: next(verdicts)})
+        d = self.start(m.spec, sink)
+        for want in (250, 550, 451, 250, 250):
+            self.assertEqual(self.send(d)[0], want)
+        base = "http://127.0.0.1:%d" % d.ui_port
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=t(5)).read().decode()
+        for name, n in (("accepted", 2), ("rejected", 1), ("tempfailed", 1), ("discarded", 1),
+                        ("quarantined", 1)):
+            self.assertRegex(metrics, r"(?m)^mta_milter_%s_total %d$" % (name, n))
+        stats = json.loads(urllib.request.urlopen(base + "/api/stats", timeout=t(5)).read())
+        self.assertEqual((stats["milter_accepted"], stats["milter_rejected"],
+                          stats["milter_tempfailed"], stats["milter_discarded"],
+                          stats["milter_quarantined"]), (2, 1, 1, 1, 1))
+        page = urllib.request.urlopen(base + "/", timeout=t(5)).read().decode()
+        self.assertRegex(page, r'Milter rejected</div><div class="value" data-k="milter_rejected"'
+                               r' data-f="int">1<')
 
     # --- a milter that fails ---
 
