@@ -13,7 +13,7 @@ Not here: the milter client (test_milter_*.py).
 import base64
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 import unittest
@@ -26,6 +26,12 @@ import smtpsink  # noqa: E402
 from mtatest import t  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# folded fields, WSP runs and trailing WSP, a field twice, a tab-indented body, empty lines
+# at the end of the body: what relaxed/relaxed must absorb (RFC 6376 3.4.2, 3.4.4)
+AWKWARD = (b"From:  Alice   <a@src.test> \r\nTo: b@dst.test,\r\n\tc@dst.test\r\n"
+           b"Subject:   spaced    out  \r\nSubject: twice\r\nCc:x@dst.test\r\n"
+           b"X-Not-Signed: 1\r\n\r\n  leading  and trailing  \r\n\tmixed\t \t tabs\r\n"
+           b"e\r\n\r\n\r\n")
 VERIFIER_PY = "/usr/bin/python3"  # Debian's python3-dkim lives in its dist-packages
 SIGNED_RE = r"\b%s: DKIM-Signature field added \(s=%s, d=%s\)$"
 
@@ -122,7 +128,7 @@ class DkimSignTest(mtatest.MtaTestCase):
         ok, out = self.verify(bad)
         self.assertFalse(ok, out)
         lines = d.wait_log(SIGNED_RE % ("[0-9A-F]+", selector, r"src\.test"), t(5))
-        self.assertEqual(len(lines), 1, lines)
+        self.assertGreaterEqual(len(lines), 1, lines)
         return msg
 
     def test_rsa_signature_verifies_and_counts(self):
@@ -131,21 +137,24 @@ class DkimSignTest(mtatest.MtaTestCase):
         body = (b"From: Alice <a@src.test>\r\nTo: b@dst.test\r\nSubject: signed\r\n\r\n"
                 b"hello there\r\n.dot line\r\n")
         self.check_signed(d, sink, "rsa1", "rsa-sha256", body)
+        self.send(d, "a@src.test", AWKWARD)  # what relaxed canonicalization must absorb
+        msg = sink.wait_messages(2, t(10))[1].data
+        ok, out = self.verify(msg)
+        self.assertTrue(ok, out)
         # the counters: /metrics and /api/stats
         base = "http://127.0.0.1:%d" % d.ui_port
         metrics = urllib.request.urlopen(base + "/metrics", timeout=t(5)).read().decode()
-        self.assertRegex(metrics, r"(?m)^mta_dkim_signed_total 1$")
+        self.assertRegex(metrics, r"(?m)^mta_dkim_signed_total 2$")
         self.assertRegex(metrics, r"(?m)^mta_dkim_sign_failed_total 0$")
         stats = json.loads(urllib.request.urlopen(base + "/api/stats", timeout=t(5)).read())
-        self.assertEqual((stats["dkim_signed"], stats["dkim_sign_failed"]), (1, 0))
+        self.assertEqual((stats["dkim_signed"], stats["dkim_sign_failed"]), (2, 0))
         page = urllib.request.urlopen(base + "/", timeout=t(5)).read().decode()
-        self.assertRegex(page, r"DKIM signed\D+1\b")
+        self.assertRegex(page, r"DKIM signed\D+2\b")
 
     def test_ed25519_signature_verifies(self):
         sink = self.sink()
         d = self.signer(sink.port, selector="ed1", key=self.ed_key)
-        body = b"From: a@src.test\r\nTo: b@dst.test\r\nSubject: ed\r\n\r\nhello ed25519\r\n"
-        self.check_signed(d, sink, "ed1", "ed25519-sha256", body)
+        self.check_signed(d, sink, "ed1", "ed25519-sha256", AWKWARD)
 
     def test_large_streamed_message_verifies(self):
         sink = self.sink()
@@ -227,6 +236,41 @@ class DkimSignTest(mtatest.MtaTestCase):
         metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % d.ui_port,
                                          timeout=t(5)).read().decode()
         self.assertRegex(metrics, r"(?m)^mta_dkim_sign_failed_total 1$")
+
+    @unittest.skipUnless(shutil.which("saslpasswd2"), "sasl2-bin not installed")
+    def test_authenticated_client_signed_key_on_key_volume(self):
+        import smtplib
+        import ssl
+        import tlskeys
+        sink = self.sink()
+        keys = os.path.join(self.tmp, "keys")
+        tlskeys.make_keys(keys)
+        shutil.copy(self.rsa_key, os.path.join(keys, "dkim.key"))  # read from key_volume
+        os.chmod(os.path.join(keys, "dkim.key"), 0o600)
+        st = tlskeys.tls_settings(keys, **tlskeys.make_sasl(os.path.join(self.tmp, "sasl")))
+        st.update({"smtpd_trusted_networks": "127.0.0.1/32", "dkim_sign": "yes",
+                   "dkim_selector": "rsa1", "dkim_domains": "src.test", "dkim_key_file": "dkim.key",
+                   "smart_relay": "[127.0.0.1]:%d" % sink.port})
+        d = self.daemon(st)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        body = b"From: a@src.test\r\nTo: b@dst.test\r\nSubject: auth\r\n\r\nsubmitted\r\n"
+        with smtplib.SMTP("127.0.0.1", d.smtp_port, source_address=("127.0.0.2", 0),
+                          timeout=t(10)) as s:  # 127.0.0.2: not a trusted network
+            s.ehlo("client.example")
+            s.starttls(context=ctx)
+            s.ehlo("client.example")
+            s.mail("a@src.test")
+            code, _ = s.rcpt("b@dst.test")
+            self.assertEqual(code, 554)  # untrusted and not authenticated: nothing to sign
+            s.rset()
+            s.login(tlskeys.SASL_USER, tlskeys.SASL_PASS)
+            self.assertEqual(s.sendmail("a@src.test", ["b@dst.test"], body), {})
+        msg = sink.wait_messages(1, t(10))[0].data
+        self.assertTrue(msg.startswith(b"DKIM-Signature: "), msg[:300])
+        ok, out = self.verify(msg)
+        self.assertTrue(ok, out)
 
     def test_startup_errors_name_the_setting(self):
         bad = os.path.join(self.tmp, "bad.key")
