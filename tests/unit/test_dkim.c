@@ -162,13 +162,15 @@ static void test_split_header(void **state)
     assert_int_equal(dkim_split_header(h, strlen(h), &flen), 0); /* the blank line */
 }
 
-/* sign - the DKIM-Signature a signer with HEADERS (NULL: the default) gives MSG; NULL if none. */
-static char *sign(const char *headers, const char *msg, enum dkim_verdict *verdict)
+/* sign_with - the DKIM-Signature a signer with a key of TYPE ("RSA", "ED25519") and HEADERS
+ * (NULL: the default) gives MSG; NULL if none. */
+static char *sign_with(const char *type, const char *headers, const char *msg,
+                       enum dkim_verdict *verdict)
 {
     char keyfile[] = "/tmp/test_dkim_keyXXXXXX", o1[4200], *ov[6], *errs = NULL, *err = NULL;
     char o2[512];
     int fd = mkstemp(keyfile), n = 0;
-    char *pem = pem_of("RSA", 2048, NULL);
+    char *pem = pem_of(type, 2048, NULL);
     struct dkim_result r;
 
     assert_true(fd >= 0);
@@ -201,6 +203,36 @@ static char *sign(const char *headers, const char *msg, enum dkim_verdict *verdi
     conf_free(c);
     *verdict = r.verdict;
     return r.header;
+}
+
+/* sign - as sign_with, with an RSA key. */
+static char *sign(const char *headers, const char *msg, enum dkim_verdict *verdict)
+{
+    return sign_with("RSA", headers, msg, verdict);
+}
+
+static void test_header_selection_ed25519(void **state)
+{
+    const char *msg = "From: Alice <a@src.test>\r\nSubject: one\r\nX-Custom: no\r\n"
+                      "Subject: two\r\n\r\nbody\r\n";
+    enum dkim_verdict v;
+    char *h;
+
+    (void)state;
+    h = sign_with("ED25519", NULL, msg, &v);
+    assert_int_equal(v, DKIM_SIGNED);
+    assert_true(strncmp(h, "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;", 57) == 0);
+    assert_non_null(strstr(h, " d=src.test;"));
+    assert_non_null(strstr(h, "h=From:Subject:Subject;")); /* every instance, none unlisted */
+    /* the body hash: SHA-256 of "body\r\n" (openssl dgst -sha256 -binary | base64) */
+    assert_non_null(strstr(h, "bh=Ck5SoRNWUpSR4X0COv7R5ub2pUTtl6xz4dTFz++ji4M=;"));
+    for (const char *p = h; (p = strchr(p, '\n')); p++)
+        assert_int_equal(p[-1], '\r');
+    assert_int_equal(strlen(strstr(h, "\tb=") + 3), 88 + 2); /* 64 bytes in base64, CRLF */
+    free(h);
+    h = sign_with("ED25519", NULL, "From: x@other.test\r\n\r\nbody\r\n", &v);
+    assert_int_equal(v, DKIM_SKIP_DOMAIN);
+    assert_null(h);
 }
 
 static void test_header_selection(void **state)
@@ -245,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_from_domain),
         cmocka_unit_test(test_split_header),
         cmocka_unit_test(test_header_selection),
+        cmocka_unit_test(test_header_selection_ed25519),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
