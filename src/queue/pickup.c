@@ -32,12 +32,14 @@
 #include "mta/conf.h"
 #include "mta/counters.h"
 #include "mta/dkim.h"
+#include "mta/milter.h"
 #include "mta/log.h"
 #include "mta/maildrop.h"
 #include "mta/pickup.h"
 #include "mta/privilege.h"
 #include "mta/spool.h"
 #include "mta/workers.h"
+#include "pickup_milter.h"
 
 #define PICKUP_PENDING_MAX 10000 /* names remembered at once; a later scan finds the rest */
 #define PICKUP_TMP_MAX_AGE 86400 /* postdrop's temporary files older than this are removed */
@@ -57,8 +59,9 @@ struct pickup_file {
     char *sender_raw; /* as submitted, for pickup's log line */
     char msgid[1024]; /* for cleanup's message-id= line */
     struct spool_envelope env;
-    struct dkim_result dkim; /* signed on the worker (dkim_sign = yes) */
-    int signing;             /* a signer was asked */
+    struct dkim_result dkim;    /* signed on the worker (dkim_sign = yes) */
+    int signing;                /* a signer was asked */
+    struct pickup_milter *mjob; /* non_smtpd_milters at work (pickup_milter.c) */
 };
 
 struct pickup {
@@ -66,7 +69,8 @@ struct pickup {
     const struct conf *conf;
     struct spool *spool;
     struct workers *w;
-    struct dkim_signer *dkim; /* NULL: local mail is not signed */
+    struct dkim_signer *dkim;   /* NULL: local mail is not signed */
+    struct milter_set *milters; /* non_smtpd_milters; NULL: none */
     int ifd;
     struct event *iev, *timer;
     char **pending;
@@ -78,6 +82,7 @@ struct pickup {
 };
 
 static void pickup_kick(struct pickup *p);
+static void pickup_milter_done(void *arg, int verdict, const char *reply);
 static void pickup_scan(struct pickup *p);
 
 /* pickup_pending_add - remember NAME (a maildrop file) unless it is known or busy already. */
@@ -454,6 +459,7 @@ static void pickup_file_free(struct pickup_file *f)
     }
     free(f->env.rcpt);
     dkim_result_clear(&f->dkim);
+    pickup_milter_free(f->mjob);
     free(f);
 }
 
@@ -553,10 +559,39 @@ static void pickup_read_done(void *arg)
         pickup_done_file(f);
         return;
     }
-    {
-        struct spool_msg *m = f->msg;
-        spool_msg_commit(m, &f->env, pickup_commit_done, f);
+    if (p->milters) { /* the milters first; their answer commits (pickup_milter_done) */
+        if (!(f->mjob = pickup_milter_start(p->base, p->milters, p->conf, f->msg, &f->env,
+                                            pickup_milter_done, f)))
+            pickup_milter_done(f, MILTER_TEMPFAIL, "out of memory");
+        return;
     }
+    spool_msg_commit(f->msg, &f->env, pickup_commit_done, f);
+}
+
+/* pickup_milter_done - the milters' verdict: commit, drop the maildrop file (discard; reject,
+ * logged: there is no client to tell) or leave it for a later attempt (tempfail). */
+static void pickup_milter_done(void *arg, int verdict, const char *reply)
+{
+    struct pickup_file *f = arg;
+    struct spool_msg *m = f->msg;
+    char text[1024];
+    snprintf(text, sizeof(text), "%s", reply); /* REPLY lives in the job */
+    reply = text;
+    pickup_milter_free(f->mjob);
+    f->mjob = NULL;
+    if (verdict == MILTER_CONTINUE) {
+        spool_msg_commit(m, &f->env, pickup_commit_done, f);
+        return;
+    }
+    f->msg = NULL;
+    spool_msg_abort(m);
+    log_mail("cleanup", "%s: milter-%s: END-OF-MESSAGE from localhost[127.0.0.1]: %s; from=<%s>",
+             f->id, verdict == MILTER_DISCARD ? "discard" : "reject",
+             verdict == MILTER_DISCARD ? "milter triggers DISCARD action" : reply, f->env.sender);
+    if (verdict == MILTER_TEMPFAIL || verdict == MILTER_SHUTDOWN)
+        pickup_done_file(f); /* stays in the maildrop: the next scan tries again */
+    else
+        workers_submit(f->p->w, pickup_unlink_work, pickup_done_file, f);
 }
 
 /* pickup_kick - start on the next pending file when none is in flight. */
@@ -700,6 +735,11 @@ struct pickup *pickup_new(struct event_base *base, const struct conf *conf, stru
     p->base = base;
     p->conf = conf;
     p->spool = sp;
+    p->milters = milter_set_new(conf, conf->non_smtpd_milters, err);
+    if (*err) {
+        free(p);
+        return NULL;
+    }
     p->ifd = -1;
     snprintf(p->dir, sizeof(p->dir), "%s/%s", dv, MAILDROP_DIR);
     snprintf(p->corrupt, sizeof(p->corrupt), "%s/corrupt", dv);
@@ -734,6 +774,8 @@ void pickup_free(struct pickup *p)
     if (p->ifd >= 0)
         close(p->ifd);
     event_free(p->timer);
+    if (p->busy && p->busy->mjob) /* the milters' answer would need the loop: not now */
+        pickup_milter_done(p->busy, MILTER_TEMPFAIL, "shutting down");
     /* the file in flight: its read finishes (and is dropped), or its commit completes and
      * its maildrop file is removed, before the worker and the struct go */
     for (int round = 0; p->busy && round < 600; round++) {
@@ -745,6 +787,7 @@ void pickup_free(struct pickup *p)
     for (int i = 0; i < p->npending; i++)
         free(p->pending[i]);
     free(p->pending);
+    milter_set_free(p->milters);
     free(p);
 }
 

@@ -204,6 +204,38 @@ class MilterTest(mtatest.MtaTestCase):
         self.assertRegex(page, r'Milter rejected</div><div class="value" data-k="milter_rejected"'
                                r' data-f="int">1<')
 
+    def test_non_smtpd_milters_filter_local_mail(self):
+        sendmail = os.environ.get("SENDMAIL") or os.path.join(os.path.dirname(mtatest.MTAD),
+                                                              "sendmail")
+        if not os.path.exists(sendmail):
+            self.skipTest("sendmail not built")
+        sink = self.sink()
+        verdicts = iter([[("addheader", "X-Local", "filtered"), ("addrcpt", "<c@dst.test>"),
+                          ("continue",)], ("reject",)])
+        m = self.milter({"eom": lambda: next(verdicts)})
+        d = self.daemon({"non_smtpd_milters": m.spec,
+                         "smart_relay": "[127.0.0.1]:%d" % sink.port})
+
+        def submit(subject):
+            r = subprocess.run([sendmail, "-C", d.config_path, "-f", "a@src.test", "b@dst.test"],
+                               input=b"Subject: %s\n\nlocal body\n" % subject,
+                               capture_output=True, timeout=t(30))
+            self.assertEqual(r.returncode, 0, r.stderr)
+        submit(b"one")
+        msg = sink.wait_messages(1, t(20))[0]
+        self.assertIn(b"X-Local: filtered\r\n", msg.data)
+        self.assertEqual(sorted(msg.rcpts), ["b@dst.test", "c@dst.test"])
+        self.assertEqual(m.find("connect")[0].macros.get("_"), "localhost [127.0.0.1]")
+        submit(b"two")
+        d.wait_log(r"[0-9A-F]+: milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: "
+                   r"550 5\.7\.1 Command rejected; from=<a@src\.test>")
+        time.sleep(1)
+        self.assertEqual(len(sink.messages), 1)
+        self.assertEqual(os.listdir(os.path.join(d.data_volume, "maildrop")), [])
+        # smtpd_milters is not asked for local mail, nor non_smtpd_milters for SMTP mail
+        self.assertEqual(self.send(d)[0], 250)
+        self.assertEqual(len(m.find("eom")), 2)
+
     # --- a milter that fails ---
 
     def test_dead_milter_follows_default_action(self):
