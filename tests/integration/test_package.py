@@ -308,7 +308,7 @@ class Deb(mtatest.MtaTestCase):
         self.assertEqual(fields["Section"], "mail")
         # dpkg-shlibdeps: the shared libraries the programs link
         for lib in ("libc6", "libevent-2.1-7", "libssl3", "libc-ares2", "libsasl2-2",
-                    "libsystemd0", "passwd"):
+                    "libsystemd0", "passwd", "libopendkim11"):
             self.assertRegex(fields["Depends"], r"(^|, )%s( \(|,|$)" % re.escape(lib))
         for script in ("postinst", "prerm", "postrm", "conffiles"):
             self.assertRegex(info, r"(?m)^ +\d+ bytes, +\d+ lines +%s" % script
