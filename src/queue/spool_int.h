@@ -110,8 +110,6 @@ void spool_pool_init(struct spool_pool *p);
 void spool_pool_destroy(struct spool_pool *p);
 /* spool_pool_take - 1 and the ID of a free slot, now owned by the caller; 0 if none. */
 int spool_pool_take(struct spool_pool *p, char out[SPOOL_ID_SIZE]);
-/* spool_pool_give_back - an unused slot returns; 0, or -1 when the pool is full (remove it). */
-int spool_pool_give_back(struct spool_pool *p, const char *id);
 /* spool_pool_put - rename queue file DIRFD/NAME to a new slot ID (*OUT); 0, or -1 and errno
  * (ENOSPC: the pool is full) when the caller must remove the file itself. The slot is not handed
  * out before spool_pool_publish: call it once the rename is durable, so that a crash can never

@@ -348,9 +348,7 @@ static void spool_abort_done(void *arg)
  * waiting caller still hears of it through the workers, never from inside its own call). */
 static void spool_abort_start(struct spool_msg *m)
 {
-    /* the slot was never written: free again (its name is durable), unless the pool is full */
-    if (m->slot && spool_pool_give_back(&m->sp->pool, m->id) == 0)
-        m->slot = 0;
+    /* the slot goes too: its ID may be in the log already, and an ID names one message */
     if (m->body_fd < 0 && !m->slot && !m->done) {
         spool_msg_free(m);
         return;
@@ -511,8 +509,8 @@ fail:
         close(m->fd);
         m->fd = -1;
         unlinkat(dfd, m->id, 0);
-    } else if (m->slot && spool_pool_give_back(&m->sp->pool, m->id) < 0) {
-        unlinkat(dfd, m->id, 0); /* never written, and the pool has no room for it */
+    } else if (m->slot) {
+        unlinkat(dfd, m->id, 0); /* never written, but its ID is spent (it is in the log) */
     }
     m->slot = 0;
     spool_msg_close_body(m);

@@ -67,18 +67,6 @@ int spool_pool_take(struct spool_pool *p, char out[SPOOL_ID_SIZE])
     return got;
 }
 
-int spool_pool_give_back(struct spool_pool *p, const char *id)
-{
-    int ok = 0;
-    pthread_mutex_lock(&p->mu);
-    if (p->n + p->reserved < SPOOL_POOL_MAX) {
-        memcpy(p->id[p->n++], id, SPOOL_ID_SIZE);
-        ok = 1;
-    }
-    pthread_mutex_unlock(&p->mu);
-    return ok ? 0 : -1;
-}
-
 /* spool_pool_reserve - room for a slot about to join the pool, while fewer than LIMIT are in it
  * or on their way; 0, or -1 (the pool is full enough). */
 static int spool_pool_reserve(struct spool_pool *p, int limit)

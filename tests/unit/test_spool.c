@@ -916,11 +916,17 @@ static void test_lock(void **state)
     spool_close(sp);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void test_ids(void **state)
 {
     struct fixture *f = *state;
     struct spool *sp = open_ok(f);
     enum { N = 20000 };
+    static char *ids[N];
     int digits[16] = {0};
     char prev[SPOOL_ID_SIZE] = "";
     for (int i = 0; i < N; i++) {
@@ -928,13 +934,22 @@ static void test_ids(void **state)
         const char *id = spool_msg_id(m);
         assert_int_equal(strlen(id), 16);
         assert_true(spool_id_valid(id));
-        assert_true(strcmp(prev, id) < 0);
+        /* never the same twice, even after an abort; increasing within a batch of slots (an
+         * ID is made with its slot, ahead of the message: docs/spool-format.md) */
+        assert_true(strcmp(prev, id) != 0);
+        assert_null(spool_index_find(&sp->index, id));
+        ids[i] = strdup(id);
         snprintf(prev, sizeof prev, "%s", id);
         digits[spool_id_hash(id)]++;
         spool_msg_abort(m);
     }
     for (int h = 0; h < 16; h++)
         assert_true(digits[h] > N / 32); /* every hash directory gets its share */
+    qsort(ids, N, sizeof ids[0], cmp_str);
+    for (int i = 1; i < N; i++)
+        assert_true(strcmp(ids[i - 1], ids[i]) < 0); /* unique */
+    for (int i = 0; i < N; i++)
+        free(ids[i]);
     spool_close(sp);
     assert_int_equal(tmp_messages(f->dir), 0);
 }
