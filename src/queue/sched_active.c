@@ -24,9 +24,11 @@
 #include <time.h>
 
 /* Messages the queue run looks at per loop turn (a few ms at most). */
-#define SCHED_RUN_CHUNK 10000
+#define SCHED_RUN_CHUNK 2000
 /* Start-up loads (envelope and status file) in flight at once. */
 #define SCHED_RECOVER_INFLIGHT 64
+/* Parked messages being read back at once (each completion starts the next). */
+#define SCHED_RELOAD_INFLIGHT 256
 /* The stall probe's period. */
 #define SCHED_LAG_PERIOD_US 100000
 
@@ -72,7 +74,8 @@ void sched_msg_park(struct sched *s, struct sched_msg *m)
     struct sched_park *p;
     int i, reasons = 0;
 
-    if (!m->env || !sched_msg_idle(m) || m->status_dirty || m->gone || m->removing)
+    /* a status write may still run or be due: it needs only the slots, which stay */
+    if (!m->env || m->loading || m->njobs || m->gone || m->removing)
         return; /* not loaded, or something still needs its full state */
     if (!(p = sched_park_make(m)))
         return; /* stays loaded: parked at its next round */
@@ -96,8 +99,7 @@ void sched_q_remove(struct sched *s, struct sched_msg *m)
 {
     switch (m->onq) {
     case SCHED_Q_RECOVER:
-        TAILQ_REMOVE(&s->recover, m, qlink);
-        counter_add(CNT_QMGR_LOADING, -1);
+        TAILQ_REMOVE(&s->recover, m, qlink); /* still unread: qmgr_unloaded_messages stays */
         break;
     case SCHED_Q_DUE_NEW:
         TAILQ_REMOVE(&s->due_new, m, qlink);
@@ -143,7 +145,7 @@ void sched_pump(struct sched *s)
     }
     /* due messages come back into the active set while it has room; new mail and retries
      * take turns, so a flushed backlog does not starve new mail */
-    while (s->nloaded + s->nreload < limit) {
+    while (s->nreload < SCHED_RELOAD_INFLIGHT && s->nloaded + s->nreload < limit) {
         struct sched_msgq *q = s->due_turn ? &s->due_old : &s->due_new;
         if (TAILQ_EMPTY(q))
             q = q == &s->due_old ? &s->due_new : &s->due_old;

@@ -79,6 +79,7 @@ static void sched_reload_done(struct sched *s, struct sched_msg *m)
     m->park = NULL;
     m->deferred = 0;
     s->settle(s, m); /* due: sched_msg_settle activates it (or parks it again when held) */
+    sched_pump(s);   /* the next read back */
 }
 
 static void sched_load_done(void *arg)
@@ -94,7 +95,9 @@ static void sched_load_done(void *arg)
         return;
     }
     s->nrecover--;
-    sched_pump(s); /* the next start-up load */
+    if (m->recovered)
+        counter_add(CNT_QMGR_LOADING, -1); /* read (or found unreadable): loaded */
+    sched_pump(s);                         /* the next start-up load */
     if (m->lenv) {
         m->env = m->lenv;
         m->lenv = NULL;

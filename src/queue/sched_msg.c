@@ -63,6 +63,8 @@ void sched_msg_free(struct sched *s, struct sched_msg *m)
     if (s->run_next == m)
         s->run_next = TAILQ_NEXT(m, link); /* the queue run goes on after it */
     TAILQ_REMOVE(&s->msgs, m, link);
+    if (m->onq == SCHED_Q_RECOVER)
+        counter_add(CNT_QMGR_LOADING, -1); /* deleted before it was read */
     sched_q_remove(s, m);
     if (m->held)
         counter_add(CNT_MQUEUE_HELD, -1);
