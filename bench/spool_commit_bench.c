@@ -1,7 +1,8 @@
 /*
  * spool_commit_bench.c - informational throughput of durable commits (4 KB
  * messages) with 1 and with 50 commits kept in flight, and how many messages
- * shared each flush. Figures are printed, not asserted (machines differ); the
+ * shared each device flush (counter spool_flushes: one per commit group, plus the
+ * slot maker's batches). Figures are printed, not asserted (machines differ); the
  * test only checks that every commit succeeded.
  */
 #include <setjmp.h>
@@ -79,6 +80,11 @@ static void bench_run(int concurrency, int total)
     assert_non_null(b->sp);
     memset(b->body, 'x', sizeof b->body);
     b->total = total;
+    /* as in a running mtad, the first slots are made before the first message comes: give
+     * the worker that makes them a moment (docs/spool-format.md, Slots) */
+    struct timeval settle = {1, 0};
+    event_base_loopexit(b->base, &settle);
+    event_base_dispatch(b->base);
     long long f0 = counter_get(CNT_SPOOL_FLUSHES);
     double t0 = now_s();
     for (int i = 0; i < concurrency && b->started < total; i++)
@@ -87,9 +93,8 @@ static void bench_run(int concurrency, int total)
         event_base_loop(b->base, EVLOOP_ONCE);
     double dt = now_s() - t0;
     long long flushes = counter_get(CNT_SPOOL_FLUSHES) - f0;
-    print_message(
-        "spool commits, %2d in flight: %6.0f commits/s (%d in %.2f s, %.1f per flush pair)\n",
-        concurrency, total / dt, total, dt, flushes ? 2.0 * total / flushes : 0.0);
+    print_message("spool commits, %2d in flight: %6.0f commits/s (%d in %.2f s, %.1f per flush)\n",
+                  concurrency, total / dt, total, dt, flushes ? (double)total / flushes : 0.0);
     assert_int_equal(b->errors, 0);
     spool_close(b->sp);
     event_base_free(b->base);

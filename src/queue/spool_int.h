@@ -96,6 +96,7 @@ int spool_record_verify_body(int fd, size_t hdrlen, long long size, uint32_t bod
 #define SPOOL_POOL_FILE_MAX (64LL * 1024) /* larger messages' files are unlinked, not recycled */
 #define SPOOL_POOL_LOW 256                /* below this many, a worker makes new slots */
 #define SPOOL_POOL_FILL 512               /* ... up to this many, in one batch with one flush */
+#define SPOOL_POOL_FIRST 32               /* the batch when none is free */
 #define SPOOL_SLOT_PREALLOC 8192          /* bytes of zeros written into a new slot */
 #define SPOOL_SLOT_PREALLOC_MIN_FREE (1LL << 30) /* ... when more than this is free */
 struct spool_pool {

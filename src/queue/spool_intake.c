@@ -591,7 +591,15 @@ static void spool_commit_posted(void *arg)
 static int spool_commit_flush(struct spool_msg_list *batch, int n, struct spool_msg *last, int meta)
 {
     struct spool_msg *m;
-    if (meta && (n > 1 || last->created))
+    if (n == 1 && last->created) {
+        /* no slot: the file and then its name, two flushes, but none of syncfs's wait for
+         * whatever else is dirty on the volume */
+        if (fdatasync(last->fd) < 0)
+            return errno;
+        counter_add(CNT_SPOOL_FLUSHES, 1);
+        return spool_fsync_dir(last->sp->qfd[spool_id_hash(last->id)]);
+    }
+    if (meta && n > 1)
         return syncfs(last->fd) < 0 ? errno : 0;
     /* two passes: start every write-back, then wait for each, so that the device works on all
      * of them at once instead of one round trip per file */

@@ -139,8 +139,11 @@ static void spool_pool_fill_work(void *arg)
     int n = 0;
     pthread_mutex_lock(&p->mu);
     int prealloc = p->prealloc;
+    /* an empty pool (start-up, or intake outran us) gets a small batch first, flushed and
+     * handed out sooner: meanwhile every commit pays for creating its own file */
+    int batch = p->n == 0 ? SPOOL_POOL_FIRST : SPOOL_POOL_FILL;
     pthread_mutex_unlock(&p->mu);
-    while (made && n < SPOOL_POOL_FILL && spool_pool_reserve(p, SPOOL_POOL_FILL) == 0) {
+    while (made && n < batch && spool_pool_reserve(p, SPOOL_POOL_FILL) == 0) {
         spool_new_id(sp, made[n]);
         if (spool_slot_make(sp, made[n], prealloc) < 0) {
             spool_pool_release(p, NULL); /* ENOSPC etc.: commits create their own files */
