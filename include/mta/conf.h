@@ -224,7 +224,15 @@ enum conf_type {
       "Outbound: longest message line sent (without CRLF); longer ones are broken with CRLF "      \
       "SPACE. 0: no limit.")                                                                       \
     X(smtp_tls_security_level, CONF_STR, "may", 0, 0, "postfix",                                   \
-      "Outbound TLS: none or may (use STARTTLS when offered).")
+      "Outbound TLS: none, may (STARTTLS when offered), encrypt, dane, verify or secure "          \
+      "(docs/tls-policy.md).")                                                                     \
+    X(smtp_tls_CAfile, CONF_STR, "", 0, 0, "postfix",                                              \
+      "PEM file of CA certificates trusted by verify/secure (and MTA-STS). Empty: the system's.")  \
+    X(smtp_tls_CApath, CONF_STR, "", 0, 0, "postfix",                                              \
+      "Directory of hashed CA certificates, as smtp_tls_CAfile. Empty: the system's.")             \
+    X(smtp_dns_support_level, CONF_STR, "", 0, 0, "postfix",                                       \
+      "dnssec: trust the AD bit of the dns_servers resolver (needed for DANE); empty or enabled: " \
+      "plain DNS.")
 
 /* The installed configuration file, read when no -c is given (CMake: MTA_SYSCONFDIR). */
 #ifndef MTA_DEFAULT_CONF

@@ -29,6 +29,7 @@ enum dns_status {
 struct dns_mx {
     char host[DNS_NAME_MAX]; /* "" for a null MX (RFC 7505 "0 .") */
     int pref;
+    int secure; /* the answer had the AD bit and smtp_dns_support_level = dnssec trusts it */
 };
 struct dns_addr {
     struct sockaddr_storage ss; /* port 0 */
@@ -56,6 +57,32 @@ void dns_query_addr(struct dns *d, const char *name,
                     void (*done)(void *arg, enum dns_status st, const struct dns_addr *a, int n,
                                  const char *errtext),
                     void *arg);
+
+/*
+ * TLSA (RFC 6698) and TXT records, asked for with the AD bit (RFC 6840 5.7) and EDNS DO
+ * set; SECURE is 1 when the answer's AD bit is set and smtp_dns_support_level = dnssec
+ * says that the configured resolver validates (the path to it is trusted, as in Postfix).
+ * TLSA data longer than DNS_TLSA_DATA_MAX (a full certificate) is skipped; a TXT record
+ * is its strings joined, cut at DNS_TXT_MAX - 1 bytes. DONE runs later on the loop.
+ */
+#define DNS_TLSA_DATA_MAX 512
+struct dns_tlsa {
+    unsigned char usage, selector, mtype;
+    unsigned short len;
+    unsigned char data[DNS_TLSA_DATA_MAX];
+};
+void dns_query_tlsa(struct dns *d, const char *name,
+                    void (*done)(void *arg, enum dns_status st, int secure,
+                                 const struct dns_tlsa *t, int n, const char *errtext),
+                    void *arg);
+#define DNS_TXT_MAX 1024
+struct dns_txt {
+    char text[DNS_TXT_MAX];
+};
+void dns_query_txt(struct dns *d, const char *name,
+                   void (*done)(void *arg, enum dns_status st, int secure, const struct dns_txt *t,
+                                int n, const char *errtext),
+                   void *arg);
 
 /*
  * dns_mx_sort - order MX records by preference, shuffling records of equal

@@ -423,9 +423,21 @@ static int conf_check_uproxy(const char *v, char *why, size_t n)
 
 static int conf_check_tls_level(const char *v, char *why, size_t n)
 {
-    if (!strcmp(v, "none") || !strcmp(v, "may"))
+    static const char *const levels[] = {"none", "may", "encrypt", "dane", "verify", "secure"};
+
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+        if (!strcmp(v, levels[i]))
+            return 0;
+    snprintf(why, n, "expected none, may, encrypt, dane, verify or secure");
+    return -1;
+}
+
+/* conf_check_dns_level - Postfix's smtp_dns_support_level, without "disabled" (MX needs DNS). */
+static int conf_check_dns_level(const char *v, char *why, size_t n)
+{
+    if (!*v || !strcmp(v, "enabled") || !strcmp(v, "dnssec"))
         return 0;
-    snprintf(why, n, "expected none or may");
+    snprintf(why, n, "expected enabled or dnssec");
     return -1;
 }
 
@@ -491,7 +503,8 @@ static const struct conf_check conf_checks[] = {
     {"smtpd_forbid_bare_newline", conf_check_bare_newline,
      "normalize, reject, yes (stored as reject), no"},
     {"smtpd_upstream_proxy_protocol", conf_check_uproxy, "haproxy or empty"},
-    {"smtp_tls_security_level", conf_check_tls_level, "none, may"},
+    {"smtp_tls_security_level", conf_check_tls_level, "none, may, encrypt, dane, verify, secure"},
+    {"smtp_dns_support_level", conf_check_dns_level, "empty, enabled, dnssec"},
 };
 
 /* conf_find_check - the syntax check of setting NAME, or NULL. */

@@ -34,17 +34,25 @@ struct dns {
     int in_submit; /* >0 while inside ares_query/ares_getaddrinfo: results are deferred */
     SLIST_HEAD(, dns_req) deferred; /* results waiting for the next loop turn */
     struct event *deliver_ev;       /* delivers them */
+    int trust_ad; /* smtp_dns_support_level = dnssec: the resolver's AD bit is believed */
 };
+
+enum dns_kind { DNS_KIND_ADDR, DNS_KIND_MX, DNS_KIND_TLSA, DNS_KIND_TXT };
 
 /* A finished or pending request; results are delivered through dns_deliver_cb. */
 struct dns_req {
     struct dns *d;
-    int is_mx;
+    enum dns_kind kind;
     char name[DNS_NAME_MAX];
     void (*mx_done)(void *, enum dns_status, const struct dns_mx *, int, const char *);
     void (*addr_done)(void *, enum dns_status, const struct dns_addr *, int, const char *);
+    void (*tlsa_done)(void *, enum dns_status, int, const struct dns_tlsa *, int, const char *);
+    void (*txt_done)(void *, enum dns_status, int, const struct dns_txt *, int, const char *);
     void *arg;
     enum dns_status st;
+    int secure;            /* trusted AD bit on the answer */
+    struct dns_tlsa *tlsa; /* DNS_KIND_TLSA: DNS_MAX_RECORDS of them */
+    struct dns_txt *txt;   /* DNS_KIND_TXT: likewise */
     const char *errtext;
     struct dns_mx mx[DNS_MAX_RECORDS];
     struct dns_addr addr[DNS_MAX_RECORDS];
@@ -142,6 +150,8 @@ struct dns *dns_new(struct event_base *base, const struct conf *conf, char **err
         return NULL;
     }
     d->base = base;
+    d->trust_ad =
+        conf && conf->smtp_dns_support_level && !strcmp(conf->smtp_dns_support_level, "dnssec");
     memset(&opt, 0, sizeof(opt));
     opt.timeout = 2000; /* ms per try; two tries per server */
     opt.tries = 2;
@@ -240,10 +250,22 @@ void dns_free(struct dns *d)
 /* dns_deliver - hand a finished request to its caller and free it. */
 static void dns_deliver(struct dns_req *r)
 {
-    if (r->is_mx)
+    switch (r->kind) {
+    case DNS_KIND_MX:
         r->mx_done(r->arg, r->st, r->mx, r->n, r->errtext);
-    else
+        break;
+    case DNS_KIND_ADDR:
         r->addr_done(r->arg, r->st, r->addr, r->n, r->errtext);
+        break;
+    case DNS_KIND_TLSA:
+        r->tlsa_done(r->arg, r->st, r->secure, r->tlsa, r->n, r->errtext);
+        break;
+    case DNS_KIND_TXT:
+        r->txt_done(r->arg, r->st, r->secure, r->txt, r->n, r->errtext);
+        break;
+    }
+    free(r->tlsa);
+    free(r->txt);
     free(r);
 }
 
@@ -331,16 +353,86 @@ enum dns_status dns_mx_parse(const unsigned char *abuf, int alen, struct dns_mx 
     return DNS_OK;
 }
 
+/* dns_raw_status - the status of a raw answer from ares_send (which, unlike ares_query, leaves
+ * the RCODE to us), and whether its AD bit counts. */
+static enum dns_status dns_raw_status(struct dns_req *r, int status, const unsigned char *abuf,
+                                      int alen)
+{
+    int rcode;
+
+    if (status != ARES_SUCCESS)
+        return dns_map_status(status, &r->errtext);
+    if (!abuf || alen < 12)
+        return dns_map_status(ARES_EBADRESP, &r->errtext);
+    rcode = abuf[3] & 0x0f;
+    if (rcode == 3)
+        return dns_map_status(ARES_ENOTFOUND, &r->errtext);
+    if (rcode != 0)
+        return dns_map_status(ARES_ESERVFAIL, &r->errtext);
+    r->secure = r->d->trust_ad && (abuf[3] & 0x20);
+    if ((abuf[6] << 8 | abuf[7]) == 0)
+        return dns_map_status(ARES_ENODATA, &r->errtext);
+    return dns_map_status(ARES_SUCCESS, &r->errtext);
+}
+
 /* dns_mx_cb - MX answer: copy the records (a malformed answer is a temporary failure). */
 static void dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
     struct dns_req *r = arg;
+    int i;
 
     (void)timeouts;
-    r->st = dns_map_status(status, &r->errtext);
+    r->st = dns_raw_status(r, status, abuf, alen);
     if (r->st == DNS_OK)
         r->st = dns_mx_parse(abuf, alen, r->mx, &r->n, &r->errtext);
+    for (i = 0; i < r->n; i++)
+        r->mx[i].secure = r->secure;
     dns_finish(r);
+}
+
+/* dns_rr_cb - TLSA or TXT answer: the records of the type asked for (none: NODATA). */
+static void dns_rr_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_req *r = arg;
+
+    (void)timeouts;
+    r->st = dns_raw_status(r, status, abuf, alen);
+    if (r->st == DNS_OK) {
+        r->n = r->kind == DNS_KIND_TLSA ? dns_tlsa_parse(abuf, alen, r->tlsa, DNS_MAX_RECORDS)
+                                        : dns_txt_parse(abuf, alen, r->txt, DNS_MAX_RECORDS);
+        if (r->n < 0) {
+            r->n = 0;
+            r->st = DNS_TEMPFAIL;
+            r->errtext = "malformed or unexpected name server reply";
+        } else if (r->n == 0) {
+            r->st = DNS_NODATA;
+            r->errtext = "No address associated with hostname";
+        }
+    }
+    dns_finish(r);
+}
+
+/* dns_send - ask for TYPE records of R's name with AD (RFC 6840 5.7) and EDNS DO set, so a
+ * validating resolver says whether the answer is authentic; CB gets the raw answer. */
+static void dns_send(struct dns *d, struct dns_req *r, int type, ares_callback cb)
+{
+    unsigned char *q = NULL;
+    int qlen = 0;
+
+    d->in_submit++;
+    if (ares_create_query(r->name, ns_c_in, type, 0, 1, &q, &qlen, 1232) != ARES_SUCCESS ||
+        qlen < 12 + 11) {
+        if (q)
+            ares_free_string(q);
+        cb(r, ARES_ENOMEM, 0, NULL, 0);
+    } else {
+        q[3] |= 0x20;        /* AD */
+        q[qlen - 4] |= 0x80; /* DO, in the flags of the OPT record at the end */
+        ares_send(d->ch, q, qlen, cb, r);
+        ares_free_string(q);
+    }
+    d->in_submit--;
+    dns_rearm(d);
 }
 
 /* dns_addr_cb - A/AAAA answer from ares_getaddrinfo. */
@@ -393,13 +485,52 @@ void dns_query_mx(struct dns *d, const char *name,
         done(arg, DNS_TEMPFAIL, NULL, 0, "out of memory");
         return;
     }
-    r->is_mx = 1;
+    r->kind = DNS_KIND_MX;
     r->mx_done = done;
     r->arg = arg;
-    d->in_submit++;
-    ares_query(d->ch, r->name, ns_c_in, ns_t_mx, dns_mx_cb, r);
-    d->in_submit--;
-    dns_rearm(d);
+    dns_send(d, r, ns_t_mx, dns_mx_cb);
+}
+
+void dns_query_tlsa(struct dns *d, const char *name,
+                    void (*done)(void *arg, enum dns_status st, int secure,
+                                 const struct dns_tlsa *t, int n, const char *errtext),
+                    void *arg)
+{
+    struct dns_req *r = dns_req_new(d, name);
+
+    if (r && !(r->tlsa = calloc(DNS_MAX_RECORDS, sizeof(*r->tlsa)))) {
+        free(r);
+        r = NULL;
+    }
+    if (!r) {
+        done(arg, DNS_TEMPFAIL, 0, NULL, 0, "out of memory");
+        return;
+    }
+    r->kind = DNS_KIND_TLSA;
+    r->tlsa_done = done;
+    r->arg = arg;
+    dns_send(d, r, 52, dns_rr_cb);
+}
+
+void dns_query_txt(struct dns *d, const char *name,
+                   void (*done)(void *arg, enum dns_status st, int secure, const struct dns_txt *t,
+                                int n, const char *errtext),
+                   void *arg)
+{
+    struct dns_req *r = dns_req_new(d, name);
+
+    if (r && !(r->txt = calloc(DNS_MAX_RECORDS, sizeof(*r->txt)))) {
+        free(r);
+        r = NULL;
+    }
+    if (!r) {
+        done(arg, DNS_TEMPFAIL, 0, NULL, 0, "out of memory");
+        return;
+    }
+    r->kind = DNS_KIND_TXT;
+    r->txt_done = done;
+    r->arg = arg;
+    dns_send(d, r, ns_t_txt, dns_rr_cb);
 }
 
 void dns_query_addr(struct dns *d, const char *name,
@@ -414,6 +545,7 @@ void dns_query_addr(struct dns *d, const char *name,
         done(arg, DNS_TEMPFAIL, NULL, 0, "out of memory");
         return;
     }
+    r->kind = DNS_KIND_ADDR;
     r->addr_done = done;
     r->arg = arg;
     memset(&hints, 0, sizeof(hints));

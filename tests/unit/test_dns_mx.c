@@ -23,7 +23,7 @@ static unsigned test_rnd(void)
 
 static void test_sorted_by_preference(void **state)
 {
-    struct dns_mx mx[4] = {{"c", 30}, {"a", 10}, {"d", 40}, {"b", 20}};
+    struct dns_mx mx[4] = {{"c", 30, 0}, {"a", 10, 0}, {"d", 40, 0}, {"b", 20, 0}};
     int i;
 
     (void)state;
@@ -40,7 +40,7 @@ static void test_equal_preferences_shuffled(void **state)
 
     (void)state;
     for (run = 0; run < 300; run++) {
-        struct dns_mx mx[4] = {{"x", 10}, {"y", 10}, {"z", 10}, {"backup", 50}};
+        struct dns_mx mx[4] = {{"x", 10, 0}, {"y", 10, 0}, {"z", 10, 0}, {"backup", 50, 0}};
         seq_state = (unsigned)run * 7919u + 1;
         dns_mx_sort(mx, 4, test_rnd);
         assert_string_equal(mx[3].host, "backup");
@@ -55,7 +55,7 @@ static void test_equal_preferences_shuffled(void **state)
 
 static void test_small_inputs(void **state)
 {
-    struct dns_mx one = {"only", 5};
+    struct dns_mx one = {"only", 5, 0};
 
     (void)state;
     dns_mx_sort(&one, 1, NULL);
