@@ -101,26 +101,6 @@ static struct relay_dest *relay_dest_get(struct relay *r, const char *name)
     return d;
 }
 
-/* relay_tls_ctx - the outbound TLS context, created at the first STARTTLS (OpenSSL's
- * initialisation costs ~4 MB resident that a relay without TLS peers never needs);
- * NULL when TLS is off or it cannot be made. */
-static SSL_CTX *relay_tls_ctx(struct relay *r)
-{
-    if (r->tls || !r->tls_wanted || r->tls_failed)
-        return r->tls;
-    if (!(r->tls = SSL_CTX_new(TLS_client_method()))) {
-        r->tls_failed = 1;
-        log_warning("smtp", "cannot create the outbound TLS context; delivering without TLS");
-        ERR_clear_error();
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION);
-    SSL_CTX_set_default_verify_paths(r->tls);
-    /* opportunistic ("may"): any certificate is accepted; trust is only logged */
-    SSL_CTX_set_verify(r->tls, SSL_VERIFY_NONE, NULL);
-    return r->tls;
-}
-
 /* relay_conn_close - drop the socket (the connection object lives on). */
 static void relay_conn_close(struct relay_conn *c)
 {
@@ -168,6 +148,7 @@ void relay_conn_free(struct relay_conn *c)
         relay_conn_finish_job(c); /* shutdown: unresolved recipients stay queued */
     relay_xact_clear(c);
     relay_route_free(c->route);
+    relay_tls_conn_free(c);
     if (c->idle_ev)
         event_free(c->idle_ev);
     TAILQ_REMOVE(&r->conns, c, entry);
@@ -209,7 +190,7 @@ static void relay_conn_route_cb(void *arg, enum relay_route_event ev, enum sched
 
     switch (ev) {
     case RELAY_ROUTE_CONNECT:
-        relay_conn_connect(c);
+        relay_tls_prepare(c, relay_conn_connect); /* the host's TLS level, then connect */
         return;
     case RELAY_ROUTE_HOST_FAILED:
         snprintf(c->last_err, sizeof(c->last_err), "%s", text);
@@ -361,6 +342,7 @@ static void relay_conn_xact_end(struct relay_conn *c)
 
 /* relay_conn_tls_start - STARTTLS accepted: wrap the connection. */
 static void relay_conn_tls_start(struct relay_conn *c);
+static void relay_conn_plain_ready(struct relay_conn *c);
 
 /* relay_on_greeting - the server's 220 (anything else refuses this host). */
 static void relay_on_greeting(struct relay_conn *c, const struct relay_reply *rp)
@@ -388,13 +370,33 @@ static void relay_on_ehlo(struct relay_conn *c, const struct relay_reply *rp)
         relay_ehlo_send(c, "HELO");
         return;
     }
-    if ((c->ext & RELAY_EXT_STARTTLS) && !c->tls_on && relay_tls_ctx(c->r)) {
+    if ((c->ext & RELAY_EXT_STARTTLS) && !c->tls_on && c->tls_level != RELAY_TLS_NONE &&
+        relay_tls_ctx(c->r)) {
         c->state = RS_STARTTLS;
         relay_conn_send(c, "STARTTLS");
         relay_conn_timeout(c, c->r->conf->smtp_helo_timeout, c->r->conf->smtp_helo_timeout);
         return;
     }
-    relay_conn_ready(c);
+    relay_conn_plain_ready(c);
+}
+
+/* relay_conn_plain_ready - the session is up without TLS: fine unless the level requires it
+ * (Postfix's reasons: not offered, or our TLS engine cannot start). */
+static void relay_conn_plain_ready(struct relay_conn *c)
+{
+    char text[600];
+
+    if (c->tls_on || !relay_tls_required(c)) {
+        relay_conn_ready(c);
+        return;
+    }
+    if (!(c->ext & RELAY_EXT_STARTTLS)) {
+        snprintf(text, sizeof(text), "TLS is required, but was not offered by host %s[%s]",
+                 relay_route_host(c->route), c->ip);
+        relay_conn_fail(c, text, "4.7.4", 0);
+    } else {
+        relay_conn_fail(c, "TLS is required, but our TLS engine is unavailable", "4.7.5", 0);
+    }
 }
 
 static void relay_on_helo(struct relay_conn *c, const struct relay_reply *rp)
@@ -407,11 +409,20 @@ static void relay_on_helo(struct relay_conn *c, const struct relay_reply *rp)
         relay_conn_fail(c, text, dsn, rp->code / 100 == 5);
         return;
     }
-    relay_conn_ready(c);
+    relay_conn_plain_ready(c);
 }
 
 static void relay_on_starttls(struct relay_conn *c, const struct relay_reply *rp)
 {
+    char text[RELAY_REPLY_MAX + 200], dsn[16];
+
+    if (rp->code != 220 && relay_tls_required(c)) {
+        snprintf(text, sizeof(text), "TLS is required, but host %s[%s] refused to start TLS: %s",
+                 relay_route_host(c->route), c->ip, rp->text);
+        relay_reply_dsn(rp, dsn, sizeof(dsn));
+        relay_conn_fail(c, text, dsn, rp->code / 100 == 5);
+        return;
+    }
     if (rp->code != 220) {
         relay_conn_ready(c); /* "may": go on in plaintext */
         return;
@@ -553,10 +564,11 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
-static void relay_conn_tls_log(struct relay_conn *c, SSL *ssl)
+static void relay_conn_tls_log(struct relay_conn *c, SSL *ssl, int verified)
 {
     X509 *peer = SSL_get1_peer_certificate(ssl);
     const char *trust = !peer                                     ? "Anonymous"
+                        : verified                                ? "Verified"
                         : SSL_get_verify_result(ssl) == X509_V_OK ? "Trusted"
                                                                   : "Untrusted";
     char how[200];
@@ -579,8 +591,15 @@ static void relay_conn_event_cb(struct bufferevent *bev, short what, void *arg)
             c->state = RS_GREETING;
             relay_conn_timeout(c, c->r->conf->smtp_helo_timeout, c->r->conf->smtp_helo_timeout);
         } else if (c->state == RS_TLS) {
+            SSL *ssl = bufferevent_openssl_get_ssl(bev);
+            int verified;
+            if (relay_tls_check(c, ssl, &verified, text, sizeof(text)) < 0) {
+                relay_conn_tls_log(c, ssl, 0);
+                relay_conn_fail(c, text, "4.7.5", 0);
+                return;
+            }
             c->tls_on = 1;
-            relay_conn_tls_log(c, bufferevent_openssl_get_ssl(bev));
+            relay_conn_tls_log(c, ssl, verified);
             c->ext = 0;
             c->state = RS_EHLO;
             relay_ehlo_send(c, "EHLO");
@@ -614,17 +633,13 @@ static void relay_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void relay_conn_tls_start(struct relay_conn *c)
 {
-    SSL *ssl = SSL_new(c->r->tls);
+    SSL *ssl = relay_tls_ssl_new(c);
     struct bufferevent *tb;
-    struct in6_addr tmp;
 
     if (!ssl) {
         relay_conn_fail(c, "cannot start TLS: out of memory", "4.7.5", 0);
         return;
     }
-    if (inet_pton(AF_INET, relay_route_host(c->route), &tmp) != 1 &&
-        inet_pton(AF_INET6, relay_route_host(c->route), &tmp) != 1)
-        SSL_set_tlsext_host_name(ssl, relay_route_host(c->route));
     evbuffer_drain(bufferevent_get_input(c->bev),
                    evbuffer_get_length(bufferevent_get_input(c->bev)));
     tb = bufferevent_openssl_filter_new(c->r->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,

@@ -194,6 +194,10 @@ void relay_route_start(struct relay_route *rt);
 int relay_route_next(struct relay_route *rt);
 /* relay_route_host - the host being tried (an MX name, the next-hop host or the domain). */
 const char *relay_route_host(const struct relay_route *rt);
+/* relay_route_nexthop - the next-hop domain (or next-hop host) the route was made for. */
+const char *relay_route_nexthop(const struct relay_route *rt);
+/* relay_route_mx_secure - the MX hosts came from a DNSSEC-validated answer (AD bit trusted). */
+int relay_route_mx_secure(const struct relay_route *rt);
 int relay_route_port(const struct relay_route *rt);
 /* relay_route_addr - the address to connect to, port set, into SS and IP; its length. */
 socklen_t relay_route_addr(const struct relay_route *rt, struct sockaddr_storage *ss, char *ip,
@@ -315,6 +319,8 @@ struct relay_conn {
     int ext;
     long long size_limit;
     int tls_on;
+    int tls_level;               /* this host's RELAY_TLS_* (relay_tlspolicy.c decides) */
+    struct relay_tlspol *tlspol; /* per-host DANE/MTA-STS state (relay_tlspolicy.c), or NULL */
     struct relay_reply reply;
     int reused, retried, need_rset;
     struct event *idle_ev;
@@ -333,6 +339,35 @@ struct relay_conn {
     void (*xact_done)(struct relay_conn *c); /* over: the next job, or idle */
     void (*fail)(struct relay_conn *c, const char *text, const char *dsn, int perm);
 };
+
+/*
+ * Outbound TLS policy (relay_tlspolicy.c): smtp_tls_security_level with Postfix's
+ * meanings, decided per MX host before the connection (DANE TLSA lookups), applied
+ * to the SSL before the handshake (names, CAs, TLSA records) and checked after it.
+ */
+enum relay_tls_level {
+    RELAY_TLS_NONE,
+    RELAY_TLS_MAY,
+    RELAY_TLS_ENCRYPT,
+    RELAY_TLS_DANE,
+    RELAY_TLS_VERIFY,
+    RELAY_TLS_SECURE,
+};
+struct relay_tlspol;
+/* relay_tls_ctx - the outbound context, made at the first need; NULL when TLS is off or broken. */
+SSL_CTX *relay_tls_ctx(struct relay *r);
+/* relay_tls_prepare - decide C's level for the host about to be tried, then DONE(C) (at once or
+ * after a DNS query), or C->fail with the reason. */
+void relay_tls_prepare(struct relay_conn *c, void (*done)(struct relay_conn *c));
+/* relay_tls_required - the level does not allow plaintext (encrypt and above). */
+int relay_tls_required(const struct relay_conn *c);
+/* relay_tls_ssl_new - an SSL for C's STARTTLS with the level's names, CAs and TLSA records. */
+struct ssl_st *relay_tls_ssl_new(struct relay_conn *c);
+/* relay_tls_check - after the handshake: 0 when the level is met (*VERIFIED: the peer was
+ * authenticated), else -1 with Postfix's reason in WHY. */
+int relay_tls_check(struct relay_conn *c, struct ssl_st *ssl, int *verified, char *why, size_t len);
+/* relay_tls_conn_free - C goes: forget its policy state (a query in flight ends quietly). */
+void relay_tls_conn_free(struct relay_conn *c);
 
 /* relay_xact.c: called by the session */
 void relay_conn_timeout(struct relay_conn *c, long read_s, long write_s);

@@ -26,6 +26,8 @@ struct relay_route {
     int nhosts, hi;
     struct dns_addr addrs[DNS_MAX_RECORDS];
     int naddrs, ai;
+    char nexthop[DNS_NAME_MAX]; /* the name whose MX hosts these are (or the [host]) */
+    int mx_secure;              /* the MX answer had a trusted AD bit (DANE) */
     int pending; /* a DNS query is out: its completion owns the route if it is orphaned */
     int orphan;  /* freed while pending */
     relay_route_cb cb;
@@ -138,6 +140,7 @@ static void relay_route_mx_done(void *arg, enum dns_status st, const struct dns_
             rt->cb(rt->arg, RELAY_ROUTE_FAILED, SCHED_CLASS_PERM, "5.1.0", text);
             return;
         }
+        rt->mx_secure = mx[0].secure;
         memcpy(sorted, mx, sizeof(*mx) * (size_t)n);
         dns_mx_sort(sorted, n, NULL);
         rt->nhosts = 0;
@@ -184,6 +187,8 @@ void relay_route_start(struct relay_route *rt)
     }
     rt->hosts[0].pref = 0;
     rt->nhosts = 1;
+    rt->mx_secure = 0;
+    snprintf(rt->nexthop, sizeof(rt->nexthop), "%s", rt->hosts[0].host);
     if (!mx) {
         relay_route_resolve(rt);
         return;
@@ -211,6 +216,16 @@ const char *relay_route_host(const struct relay_route *rt)
     int i = rt->hi < rt->nhosts ? rt->hi : rt->nhosts - 1;
 
     return rt->hosts[i > 0 ? i : 0].host;
+}
+
+const char *relay_route_nexthop(const struct relay_route *rt)
+{
+    return rt->nexthop;
+}
+
+int relay_route_mx_secure(const struct relay_route *rt)
+{
+    return rt->mx_secure;
 }
 
 int relay_route_port(const struct relay_route *rt)
