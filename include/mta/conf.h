@@ -210,6 +210,31 @@ enum conf_type {
       "Most parallel deliveries to one destination.")                                              \
     X(default_process_limit, CONF_INT, "100", 1, 100000, "postfix",                                \
       "Most parallel outbound SMTP deliveries in all.")                                            \
+    X(smtp_destination_concurrency_limit, CONF_INT, "0", 0, 1000, "postfix",                       \
+      "Most parallel deliveries (connections) to one destination. 0: "                             \
+      "$default_destination_concurrency_limit.")                                                   \
+    X(initial_destination_concurrency, CONF_INT, "5", 1, 1000, "postfix",                          \
+      "Slow start: the concurrency a destination starts with.")                                    \
+    X(default_destination_concurrency_positive_feedback, CONF_STR, "1/concurrency", 0, 0,          \
+      "postfix", "Window growth per delivery that reached the destination (N or N/concurrency).")  \
+    X(default_destination_concurrency_negative_feedback, CONF_STR, "1/concurrency", 0, 0,          \
+      "postfix", "Window shrink per failed delivery (N or N/concurrency).")                        \
+    X(default_destination_concurrency_failed_cohort_limit, CONF_INT, "1", 0, 1000, "postfix",      \
+      "Failed cohorts after which a destination is throttled for minimal_backoff_time. 0: never.") \
+    X(default_destination_recipient_limit, CONF_INT, "50", 1, 100000, "postfix",                   \
+      "Most recipients per delivery (one SMTP transaction).")                                      \
+    X(smtp_destination_recipient_limit, CONF_INT, "0", 0, 100000, "postfix",                       \
+      "Most recipients per SMTP transaction. 0: $default_destination_recipient_limit.")            \
+    X(smtp_destination_rate_delay, CONF_TIME, "0s", 0, 86400, "postfix",                           \
+      "Pause between deliveries to one destination; non-zero means concurrency 1.")                \
+    X(smtp_connection_cache_on_demand, CONF_BOOL, "yes", 0, 0, "postfix",                          \
+      "Reuse a connection for the next delivery to the same destination.")                         \
+    X(smtp_connection_cache_time_limit, CONF_TIME, "2s", 1, 300, "postfix",                        \
+      "How long an unused connection is kept open for reuse.")                                     \
+    X(smtp_connection_reuse_time_limit, CONF_TIME, "300s", 1, 86400, "postfix",                    \
+      "A connection is not reused once it is this old.")                                           \
+    X(smtp_connection_reuse_count_limit, CONF_INT, "0", 0, 1000000, "postfix",                     \
+      "How often a connection may be reused. 0: no limit.")                                        \
     X(smtp_connect_timeout, CONF_TIME, "30s", 1, 3600, "postfix", "Outbound: TCP connect.")        \
     X(smtp_helo_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: greeting and EHLO.")    \
     X(smtp_mail_timeout, CONF_TIME, "300s", 1, 3600, "postfix", "Outbound: MAIL FROM reply.")      \

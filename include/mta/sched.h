@@ -185,6 +185,16 @@ struct evbuffer *sched_job_content(struct sched *s, const struct sched_job *job)
 enum sched_result sched_job_report(struct sched *s, struct sched_job *job, int i,
                                    enum sched_class cls, const char *text);
 /*
+ * sched_job_site_fail - the relay could not use JOB's destination as a whole (no host
+ * answered, every session failed, a 4xx greeting such as 421): DSN and TEXT say why. At
+ * sched_job_done this is negative feedback (Postfix qmgr's): the destination's concurrency
+ * shrinks, and after default_destination_concurrency_failed_cohort_limit failed cohorts it
+ * is throttled (no delivery is tried, its mail is deferred "delivery temporarily suspended")
+ * for minimal_backoff_time. A job without it that got any result is positive feedback.
+ */
+void sched_job_site_fail(struct sched *s, struct sched_job *job, const char *dsn,
+                         const char *text);
+/*
  * sched_job_decide - the scheduler's decisions on a job once every report is in, before
  * the notifications are made: a recipient deferred past maximal_queue_lifetime
  * (bounce_queue_lifetime for the null sender) becomes bounced, counted and logged as

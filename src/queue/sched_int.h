@@ -118,6 +118,9 @@ struct sched_jobx {
     TAILQ_ENTRY(sched_jobx) qlink; /* sched_dest.jobs while ready */
     int *rcpt, *result;
     int taken;
+    int site_fail;     /* the relay found the destination unusable (sched_job_site_fail) */
+    char fail_dsn[16]; /* and its status and reason, for the throttled destination */
+    char *fail_reason;
 };
 
 /* A destination exists while it has ready or taken jobs (then it is freed). */
@@ -128,6 +131,19 @@ struct sched_dest {
     struct htab_node hnode;        /* in sched.dest_tab, by name and kind */
     TAILQ_HEAD(, sched_jobx) jobs; /* ready jobs */
     int ntaken;                    /* jobs handed to the relay, not done yet */
+    /* Postfix qmgr's per-destination state (sched_dest.c): the concurrency window
+     * (slow start, feedback), throttling (dead), the rate delay */
+    int window;              /* most jobs out at once now; 0 before the first take */
+    double success, failure; /* feedback accumulated towards the next window step */
+    double fail_cohorts;     /* failed cohorts since the last success */
+    int dead;                /* throttled: no job is taken until it is unthrottled */
+    char dsn[16];            /* why it is dead */
+    char *reason;            /* (malloc'd) */
+    long long next_us;       /* smtp_destination_rate_delay: no job before this */
+    struct event *timer_ev;  /* unthrottle or rate delay wake-up (NULL when none) */
+    struct event *defer_ev;  /* defers the ready jobs of a dead destination */
+    struct sched *sched;
+    int pinned; /* a callback of sched_dest.c runs: not freed meanwhile */
 };
 
 TAILQ_HEAD(sched_msgq, sched_msg);
@@ -168,6 +184,16 @@ struct sched {
     void (*ready_cb)(void *arg);
     void *ready_arg;
     int stopping;
+    /* the per-destination policy (sched_dest.c), from the configuration */
+    struct sched_dpol {
+        int limit;        /* smtp_destination_concurrency_limit (1 with a rate delay) */
+        int initial;      /* initial_destination_concurrency */
+        int rcpt_limit;   /* smtp_destination_recipient_limit */
+        int cohort_limit; /* default_destination_concurrency_failed_cohort_limit */
+        double pos, neg;  /* feedback: N, or N/concurrency when *_per */
+        int pos_per, neg_per;
+        long long rate_delay_us; /* smtp_destination_rate_delay */
+    } dpol;
 };
 
 /* Messages just received are kept in memory for their first delivery while their total stays
@@ -223,6 +249,22 @@ void sched_q_remove(struct sched *s, struct sched_msg *m);
 void sched_run_start(struct sched *s, int force);
 /* sched_loaded - account M's envelope arriving (1) or leaving (-1) memory. */
 void sched_loaded(struct sched *s, int delta);
+
+/* sched_dest.c: Postfix qmgr's per-destination concurrency, throttling and rate delay */
+/* sched_dest_policy - read the limits from the configuration; -1 with *ERR (malloc'd). */
+int sched_dest_policy(struct sched *s, char **err);
+/* sched_dest_rcpt_limit - recipients per job (smtp_destination_recipient_limit). */
+int sched_dest_rcpt_limit(const struct sched *s);
+/* sched_dest_may_take - whether a ready job of D may be handed out now. */
+int sched_dest_may_take(struct sched *s, struct sched_dest *d);
+/* sched_dest_pushed - a job was queued on D (a dead destination defers it soon). */
+void sched_dest_pushed(struct sched *s, struct sched_dest *d);
+/* sched_dest_job_done - taken job J of D ended (D->ntaken already down): feedback, delay. */
+void sched_dest_job_done(struct sched *s, struct sched_dest *d, struct sched_jobx *j);
+/* sched_dest_busy - D must outlive its jobs (dead, or a rate delay pending). */
+int sched_dest_busy(const struct sched_dest *d);
+/* sched_dest_fini - free D's throttling state (before D itself is freed). */
+void sched_dest_fini(struct sched_dest *d);
 
 /* sched_view.c */
 /* sched_view_listed - whether M shows in listings (read, not being removed). */
