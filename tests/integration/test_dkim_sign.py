@@ -165,6 +165,21 @@ class DkimSignTest(mtatest.MtaTestCase):
         msg = self.check_signed(d, sink, "rsa1", "rsa-sha256", body)
         self.assertGreater(len(msg), 256 * 1024)
 
+    def test_signature_covers_the_milters_changes(self):
+        import scriptmilter
+        sink = self.sink()
+        m = scriptmilter.ScriptMilter({"eom": [("chgheader", 1, "Subject", "changed by milter"),
+                                               ("replbody", b"replaced body\r\n"),
+                                               ("continue",)]}).start()
+        self.addCleanup(m.stop)
+        d = self.signer(sink.port, smtpd_milters=m.spec)
+        self.send(d, "a@src.test", b"From: a@src.test\r\nSubject: original\r\n\r\nold body\r\n")
+        msg = sink.wait_messages(1, t(10))[0].data
+        self.assertIn(b"Subject: changed by milter\r\n", msg)
+        self.assertTrue(msg.endswith(b"\r\n\r\nreplaced body\r\n"), msg[-100:])
+        ok, out = self.verify(msg)  # signed after the milter: over the final message
+        self.assertTrue(ok, out)
+
     def test_other_from_domain_not_signed(self):
         sink = self.sink()
         d = self.signer(sink.port)
