@@ -1,6 +1,6 @@
 /*
  * relay.c - the delivery engine's glue: jobs in, results out. Takes jobs from
- * the scheduler within the concurrency limits (default_destination_concurrency_limit
+ * the scheduler within the concurrency limits (smtp_destination_concurrency_limit
  * per destination, default_process_limit in all), feeds idle connections first,
  * and when a job ends has the scheduler make its decisions on the whole job
  * (sched_job_decide: expiry, double bounces), then the notices it says are due
@@ -29,6 +29,20 @@
 
 static void relay_drain_check(struct relay *r);
 
+/* relay_dest_limit - the most connections to one destination, idle ones included
+ * (smtp_destination_concurrency_limit, 1 with smtp_destination_rate_delay); the scheduler
+ * keeps the deliveries within its slow-start window below that (sched_dest.c). */
+int relay_dest_limit(const struct relay *r)
+{
+    const struct conf *c = r->conf;
+
+    if (c->smtp_destination_rate_delay > 0)
+        return 1;
+    return (int)(c->smtp_destination_concurrency_limit > 0
+                     ? c->smtp_destination_concurrency_limit
+                     : c->default_destination_concurrency_limit);
+}
+
 /* relay_can_cb - may a new connection to DEST start now? */
 int relay_can_cb(void *arg, const char *dest)
 {
@@ -40,7 +54,7 @@ int relay_can_cb(void *arg, const char *dest)
     LIST_FOREACH(d, &r->dests, entry)
     {
         if (strcmp(d->name, dest) == 0)
-            return d->nconn < r->conf->default_destination_concurrency_limit;
+            return d->nconn < relay_dest_limit(r);
     }
     return 1;
 }

@@ -164,6 +164,8 @@ void relay_conn_free(struct relay_conn *c)
 static void relay_conn_give_up(struct relay_conn *c, enum sched_class cls, const char *dsn,
                                const char *text)
 {
+    if (c->rj && cls == SCHED_CLASS_TEMP) /* the destination failed: it backs off (sched) */
+        sched_job_site_fail(c->r->sched, c->rj->job, dsn, text);
     relay_all_results(c, cls, dsn, text);
     relay_conn_finish_job(c);
     relay_conn_free(c);
@@ -282,9 +284,16 @@ static void relay_idle_cb(evutil_socket_t fd, short what, void *arg)
 /* relay_conn_next_job - after a transaction: the next job to this destination, or idle. */
 static void relay_conn_next_job(struct relay_conn *c)
 {
+    const struct conf *conf = c->r->conf;
+    /* Postfix's smtp_connection_cache_on_demand and reuse limits: past them, no next job */
+    int reuse =
+        conf->smtp_connection_cache_on_demand &&
+        clock_now_us() - c->connected_us < conf->smtp_connection_reuse_time_limit * 1000000LL &&
+        (conf->smtp_connection_reuse_count_limit == 0 ||
+         c->reuses < conf->smtp_connection_reuse_count_limit);
     struct sched_job *job =
-        c->r->stopping ? NULL : sched_job_take(c->r->sched, relay_same_dest_cb, c);
-    struct timeval tv = {RELAY_IDLE_SECONDS, 0};
+        c->r->stopping || !reuse ? NULL : sched_job_take(c->r->sched, relay_same_dest_cb, c);
+    struct timeval tv = {conf->smtp_connection_cache_time_limit, 0};
 
     if (!job && c->r->stopping) {
         relay_conn_free(c); /* relay_stop: this was the reply it waited for */
@@ -297,8 +306,8 @@ static void relay_conn_next_job(struct relay_conn *c)
             c->idle_ev = evtimer_new(c->r->base, relay_idle_cb, c);
         if (c->idle_ev)
             evtimer_add(c->idle_ev, &tv);
-        else
-            relay_idle_cb(-1, 0, c);
+        if (!c->idle_ev || !reuse)
+            relay_idle_cb(-1, 0, c); /* not for reuse: QUIT now */
         return;
     }
     if (c->idle_ev)
@@ -312,6 +321,7 @@ static void relay_conn_next_job(struct relay_conn *c)
     }
     c->reused = 1;
     c->retried = 0;
+    c->reuses++;
     if (c->need_rset) {
         c->state = RS_RSET;
         relay_conn_send(c, "RSET");
@@ -588,6 +598,7 @@ static void relay_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == RS_CONNECT) {
+            c->connected_us = clock_now_us();
             c->state = RS_GREETING;
             relay_conn_timeout(c, c->r->conf->smtp_helo_timeout, c->r->conf->smtp_helo_timeout);
         } else if (c->state == RS_TLS) {

@@ -24,7 +24,6 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define RELAY_REPLY_MAX 2048  /* one (possibly multi-line) reply, joined; longer is cut */
 #define RELAY_HOSTS_MAX 16    /* MX hosts tried per delivery */
 #define RELAY_CMD_MAX 2600    /* MAIL/RCPT line: path + parameters, xtext ORCPT (3 x 500) */
-#define RELAY_IDLE_SECONDS 2  /* Postfix smtp_connection_cache_time_limit */
 #define RELAY_STOP_SECONDS 10 /* relay_stop waits this long for replies to the final dot */
 #define RELAY_BOUNCE_FULL_MAX (1024 * 1024) /* larger originals are returned as headers only */
 
@@ -323,6 +322,8 @@ struct relay_conn {
     struct relay_tlspol *tlspol; /* per-host DANE/MTA-STS state (relay_tlspolicy.c), or NULL */
     struct relay_reply reply;
     int reused, retried, need_rset;
+    long long connected_us; /* the session began (smtp_connection_reuse_time_limit) */
+    long reuses;            /* transactions after the first (smtp_connection_reuse_count_limit) */
     struct event *idle_ev;
     /* the transaction */
     char **cmds;
@@ -399,6 +400,7 @@ int relay_conn_awaits_dot(const struct relay_conn *c);
 
 /* relay.c: the glue, above the clients (which call up only through r->job_ended/conn_gone) */
 int relay_can_cb(void *arg, const char *dest);
+int relay_dest_limit(const struct relay *r);
 void relay_kick(void *arg);
 
 /* relay_xact.c: called by relay_client.c */
