@@ -192,8 +192,7 @@ enum sched_result sched_job_report(struct sched *s, struct sched_job *job, int i
  * is throttled (no delivery is tried, its mail is deferred "delivery temporarily suspended")
  * for minimal_backoff_time. A job without it that got any result is positive feedback.
  */
-void sched_job_site_fail(struct sched *s, struct sched_job *job, const char *dsn,
-                         const char *text);
+void sched_job_site_fail(struct sched *s, struct sched_job *job, const char *dsn, const char *text);
 /*
  * sched_job_decide - the scheduler's decisions on a job once every report is in, before
  * the notifications are made: a recipient deferred past maximal_queue_lifetime
