@@ -296,8 +296,8 @@ void smtpd_txn_end(struct smtpd_session *s);
  * milters (OK, or on refusal UNDO and the milter's reply, follow), 0 when there is none (the
  * caller goes on at once). */
 int smtpd_milter_connect(struct smtpd_session *s, void (*ok)(struct smtpd_session *));
-int smtpd_milter_helo(struct smtpd_session *s, const char *helo,
-                      void (*ok)(struct smtpd_session *));
+int smtpd_milter_helo(struct smtpd_session *s, const char *helo, void (*ok)(struct smtpd_session *),
+                      void (*undo)(struct smtpd_session *));
 int smtpd_milter_mail(struct smtpd_session *s, const char *addr, const char *params,
                       void (*ok)(struct smtpd_session *), void (*undo)(struct smtpd_session *));
 int smtpd_milter_rcpt(struct smtpd_session *s, const char *addr, const char *params,

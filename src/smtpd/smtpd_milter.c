@@ -95,8 +95,10 @@ static const char *smtpd_milter_macro(void *arg, const char *name)
         const char *at = a ? strrchr(a, '@') : NULL;
         return at ? at + 1 : NULL;
     }
-    if (strcmp(name, "{tls_version}") == 0)
-        return s->tls ? "TLS" : NULL;
+    if (strcmp(name, "{tls_version}") == 0 && s->tls && s->tls_info[0]) {
+        snprintf(buf, sizeof buf, "%.*s", (int)strcspn(s->tls_info, " "), s->tls_info);
+        return buf; /* "TLSv1.3" from "TLSv1.3 with cipher ..." */
+    }
     return NULL;
 }
 
@@ -212,9 +214,10 @@ int smtpd_milter_connect(struct smtpd_session *s, void (*ok)(struct smtpd_sessio
     return 1;
 }
 
-int smtpd_milter_helo(struct smtpd_session *s, const char *helo, void (*ok)(struct smtpd_session *))
+int smtpd_milter_helo(struct smtpd_session *s, const char *helo, void (*ok)(struct smtpd_session *),
+                      void (*undo)(struct smtpd_session *))
 {
-    if (!smtpd_milter_start(s, "HELO", ok, NULL))
+    if (!smtpd_milter_start(s, "HELO", ok, undo))
         return 0;
     milter_helo(s->mil->ms, helo, smtpd_milter_event_done, s);
     return 1;

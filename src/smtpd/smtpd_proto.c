@@ -43,6 +43,7 @@ static char *smtpd_proto_trim(const char *arg)
 }
 
 static void smtpd_proto_helo_reply(struct smtpd_session *s);
+static void smtpd_proto_helo_undo(struct smtpd_session *s);
 
 /* smtpd_proto_helo - HELO and EHLO: a new start, the transaction is reset. */
 static void smtpd_proto_helo(struct smtpd_session *s, char *arg, int esmtp)
@@ -61,8 +62,17 @@ static void smtpd_proto_helo(struct smtpd_session *s, char *arg, int esmtp)
         smtpd_data_helo_name(s->helo);
     s->esmtp = esmtp;
     smtpd_enter_state(s, smtpd_state_idle(s));
-    if (!smtpd_milter_helo(s, s->helo ? s->helo : name, smtpd_proto_helo_reply))
+    if (!smtpd_milter_helo(s, s->helo ? s->helo : name, smtpd_proto_helo_reply,
+                           smtpd_proto_helo_undo))
         smtpd_proto_helo_reply(s);
+}
+
+/* smtpd_proto_helo_undo - a milter refused HELO/EHLO: as if none was given (MAIL needs one). */
+static void smtpd_proto_helo_undo(struct smtpd_session *s)
+{
+    free(s->helo);
+    s->helo = NULL;
+    smtpd_enter_state(s, smtpd_state_idle(s));
 }
 
 /* smtpd_proto_helo_reply - HELO's 250, or EHLO's with the extensions. */

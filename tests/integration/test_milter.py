@@ -145,6 +145,16 @@ class MilterTest(mtatest.MtaTestCase):
                    r"helo=<client\.example>")
         c.close()
 
+    def test_refused_helo_is_not_remembered(self):
+        m = self.milter({"helo": ("replycode", "550 5.7.1 Bad HELO")})
+        d = self.start(m.spec)
+        c = d.client()
+        self.assertEqual(c.cmd("EHLO bad.example").full(), "550 5.7.1 Bad HELO")
+        # smtpd_helo_required: the refused name does not count as a HELO
+        self.assertEqual(c.cmd("MAIL FROM:<a@src.test>").full(),
+                         "503 5.5.1 Error: send HELO/EHLO first")
+        c.close()
+
     def test_tempfail_and_reject_at_each_stage(self):
         for stage, reply, want in (("mail", ("tempfail",),
                                     "451 4.7.1 Service unavailable - try again later"),
