@@ -75,6 +75,11 @@ struct milter_set *milter_set_new(const struct conf *c, const char *list, char *
 void milter_set_free(struct milter_set *ms);
 /* milter_check - validate the milter settings of C (mtactl check, start-up). */
 int milter_check(const struct conf *c, char **err);
+/* milter_list_check / milter_action_check - the syntax of smtpd_milters (and
+ * non_smtpd_milters) and of milter_default_action for the configuration checks: 0, or -1
+ * with the reason in WHY. */
+int milter_list_check(const char *list, char *why, size_t n);
+int milter_action_check(const char *v, char *why, size_t n);
 
 /* MACRO(arg, name) - the value of macro NAME ("i", "{client_addr}"), NULL when unknown. */
 typedef const char *(*milter_macro_fn)(void *arg, const char *name);

@@ -10,6 +10,7 @@
 #include "mta/conf.h"
 
 #include "mta/cidr.h"
+#include "mta/milter.h"
 #include "mta/nexthop.h"
 
 #include "conf_int.h"
@@ -505,6 +506,9 @@ static const struct conf_check conf_checks[] = {
     {"smtpd_upstream_proxy_protocol", conf_check_uproxy, "haproxy or empty"},
     {"smtp_tls_security_level", conf_check_tls_level, "none, may, encrypt, dane, verify, secure"},
     {"smtp_dns_support_level", conf_check_dns_level, "empty, enabled, dnssec"},
+    {"smtpd_milters", milter_list_check, "inet:host:port and unix:/path list"},
+    {"non_smtpd_milters", milter_list_check, "inet:host:port and unix:/path list"},
+    {"milter_default_action", milter_action_check, "tempfail, accept, reject"},
 };
 
 /* conf_find_check - the syntax check of setting NAME, or NULL. */

@@ -151,6 +151,30 @@ oom:
     return NULL;
 }
 
+int milter_list_check(const char *list, char *why, size_t n)
+{
+    char *copy = strdup(list), *save = NULL;
+    int rc = 0;
+    if (!copy)
+        return -1;
+    for (char *w = strtok_r(copy, " ,\t", &save); w && rc == 0; w = strtok_r(NULL, " ,\t", &save)) {
+        struct milter_spec sp;
+        rc = milter_spec_parse(w, &sp, why, n);
+        if (rc == 0)
+            free(sp.name);
+    }
+    free(copy);
+    return rc;
+}
+
+int milter_action_check(const char *v, char *why, size_t n)
+{
+    if (milter_defact_parse(v) >= 0)
+        return 0;
+    snprintf(why, n, "expected tempfail, accept or reject");
+    return -1;
+}
+
 int milter_check(const struct conf *c, char **err)
 {
     const char *lists[2] = {c->smtpd_milters, c->non_smtpd_milters};

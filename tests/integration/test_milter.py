@@ -145,6 +145,17 @@ class MilterTest(mtatest.MtaTestCase):
                    r"helo=<client\.example>")
         c.close()
 
+    def test_bad_milter_settings_are_named(self):
+        d = self.daemon({"smtpd_milters": "milter.example:8891",
+                         "milter_default_action": "bounce"}, start=False)
+        d.write_config()
+        r = subprocess.run([mtatest.MTACTL, "-c", d.config_path, "check"], capture_output=True,
+                           text=True, timeout=t(20))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("for smtpd_milters: Milter service needs transport:endpoint instead of "
+                      "\"milter.example:8891\"", r.stderr)
+        self.assertIn("for milter_default_action: expected tempfail, accept or reject", r.stderr)
+
     def test_refused_helo_is_not_remembered(self):
         m = self.milter({"helo": ("replycode", "550 5.7.1 Bad HELO")})
         d = self.start(m.spec)
