@@ -3,7 +3,8 @@
  * not installed: S sessions (one thread each) send M messages of L bytes in
  * total to 127.0.0.1:PORT, several per connection, each MAIL/RCPT/DATA/body
  * waiting for its reply as smtp-source does without pipelining. Prints the
- * wall seconds and the mean end-of-data latency (body sent -> 250) in us.
+ * wall seconds, the mean, median and 90th percentile end-of-data latency (body
+ * sent -> 250) in us, the messages sent and the failures.
  * Loopback only. Built by bench.py with `cc -O2 -pthread`.
  * Usage: smtp_load -s SESSIONS -m MESSAGES -l SIZE PORT
  */
@@ -22,6 +23,7 @@ static int port, size, total;
 static int next_msg, failed;
 static double lat_sum;
 static long lat_n;
+static double *lats; /* every latency, for the median and the 90th percentile */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static char *body;
 
@@ -105,7 +107,7 @@ static void *session(void *arg)
             double dt = now() - t0;
             pthread_mutex_lock(&mu);
             lat_sum += dt;
-            lat_n++;
+            lats[lat_n++] = dt;
             pthread_mutex_unlock(&mu);
             /* like smtp-source -d: up to 100 messages per connection */
             more = ++k < 100 && take() >= 0;
@@ -114,6 +116,12 @@ static void *session(void *arg)
         close(fd);
     }
     return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -148,12 +156,15 @@ int main(int argc, char **argv)
     }
     strcpy(body + n, ".\r\n");
     pthread_t *th = calloc((size_t)sessions, sizeof *th);
+    lats = calloc((size_t)total, sizeof *lats);
     double t0 = now();
     for (int i = 0; i < sessions; i++)
         pthread_create(&th[i], NULL, session, NULL);
     for (int i = 0; i < sessions; i++)
         pthread_join(th[i], NULL);
     double el = now() - t0;
-    printf("%.6f %.1f %ld %d\n", el, lat_n ? lat_sum / (double)lat_n * 1e6 : 0.0, lat_n, failed);
+    qsort(lats, (size_t)lat_n, sizeof *lats, cmp_double);
+    printf("%.6f %.1f %ld %d %.1f %.1f\n", el, lat_n ? lat_sum / (double)lat_n * 1e6 : 0.0, lat_n,
+           failed, lat_n ? lats[lat_n / 2] * 1e6 : 0.0, lat_n ? lats[lat_n * 9 / 10] * 1e6 : 0.0);
     return failed ? 1 : 0;
 }
