@@ -44,6 +44,20 @@ void sched_view_foreach(struct sched *s, int (*cb)(void *arg, const struct sched
 int sched_view_get(struct sched *s, const char *id,
                    void (*cb)(void *arg, const struct sched_view_msg *m), void *arg);
 
+/* One destination's Postfix qmgr state, for /api/stats (sched_dest.c). */
+struct sched_view_dest {
+    const char *name;   /* the next-hop domain, smart_relay or cc_mta value */
+    int window;         /* deliveries allowed at once now (0: dead) */
+    int active;         /* deliveries under way */
+    int ready;          /* jobs waiting */
+    int dead;           /* throttled */
+    const char *reason; /* why it is dead, "" when not */
+};
+/* sched_dest_view_foreach - CB for each destination, throttled ones first, at most MAX;
+ * returns how many destinations there are in all. */
+int sched_dest_view_foreach(struct sched *s, int max,
+                            void (*cb)(void *arg, const struct sched_view_dest *d), void *arg);
+
 /* --- the queue listing: the one formatter behind mtactl queue, postqueue -p/-j, mailq and
  * /api/queue (sched_admin.c), so that they all show the same bytes --- */
 enum sched_list_format {

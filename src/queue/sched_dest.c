@@ -350,3 +350,33 @@ void sched_job_site_fail(struct sched *s, struct sched_job *job, const char *dsn
     free(j->fail_reason);
     j->fail_reason = strdup(text ? text : "");
 }
+
+int sched_dest_view_foreach(struct sched *s, int max,
+                            void (*cb)(void *arg, const struct sched_view_dest *d), void *arg)
+{
+    struct sched_dest *d;
+    struct sched_jobx *j;
+    struct sched_view_dest v;
+    int pass, n = 0, total = 0;
+
+    for (pass = 0; pass < 2; pass++) {
+        TAILQ_FOREACH(d, &s->dests, link)
+        {
+            if (pass == 0)
+                total++;
+            if (d->dead != (pass == 0) || n >= max)
+                continue; /* the throttled ones first: they are what an administrator seeks */
+            memset(&v, 0, sizeof(v));
+            v.name = d->name;
+            v.window = d->dead ? 0 : d->window > 0 ? d->window : s->dpol.initial;
+            v.active = d->ntaken;
+            TAILQ_FOREACH(j, &d->jobs, qlink)
+            v.ready++;
+            v.dead = d->dead;
+            v.reason = d->dead && d->reason ? d->reason : "";
+            cb(arg, &v);
+            n++;
+        }
+    }
+    return total;
+}

@@ -26,6 +26,22 @@
 #include "stats_int.h"
 #include "mta/text.h"
 
+/* /api/stats lists at most this many destinations (the throttled ones first). */
+#define HTTP_API_DEST_MAX 100
+
+/* http_api_dest - one destination of /api/stats "destinations" (Postfix qmgr's view). */
+static void http_api_dest(void *arg, const struct sched_view_dest *d)
+{
+    struct evbuffer *b = arg; /* holds only the list: a comma before all but the first */
+
+    evbuffer_add_printf(b, "%s{\"name\":", evbuffer_get_length(b) ? "," : "");
+    text_json_string(b, d->name);
+    evbuffer_add_printf(b, ",\"window\":%d,\"active\":%d,\"ready\":%d,\"dead\":%s,\"reason\":",
+                        d->window, d->active, d->ready, d->dead ? "true" : "false");
+    text_json_string(b, d->reason);
+    evbuffer_add(b, "}", 1);
+}
+
 /* http_api_stats - GET /api/stats. */
 void http_api_stats(struct stats *st, struct evhttp_request *req)
 {
@@ -59,7 +75,20 @@ void http_api_stats(struct stats *st, struct evhttp_request *req)
             evbuffer_add(b, ",", 1);
         text_json_string(b, s.msgs[i]);
     }
-    evbuffer_add_printf(b, "],\"time\":%lld}\n", s.now);
+    evbuffer_add_printf(b, "]");
+    if (st->sched) {
+        /* per-destination concurrency and throttling, as Postfix's qmgr keeps them */
+        struct evbuffer *db = evbuffer_new();
+        int total =
+            db ? sched_dest_view_foreach(st->sched, HTTP_API_DEST_MAX, http_api_dest, db) : 0;
+        evbuffer_add_printf(b, ",\"destinations_total\":%d,\"destinations\":[", total);
+        if (db) {
+            evbuffer_add_buffer(b, db);
+            evbuffer_free(db);
+        }
+        evbuffer_add_printf(b, "]");
+    }
+    evbuffer_add_printf(b, ",\"time\":%lld}\n", s.now);
     http_reply(req, 200, "OK", "application/json", b);
     evbuffer_free(b);
 }

@@ -9,6 +9,8 @@ smtp_destination_recipient_limit (a 120-recipient message in 3 transactions).
 Not here: MX fallback and DNS failures (test_delivery_mx.py).
 """
 
+import http.client
+import json
 import os
 import sys
 import threading
@@ -219,6 +221,16 @@ class DestThrottleTest(mtatest.MtaTestCase):
                    r"me: 421 4\.3\.2 Service not available\)$", t(10))
         d.wait_log(r"warning: bad\.test: destination throttled for 3600s", t(5))
         d.wait_log(r"to=<x@bad\.test>, .*status=deferred", t(10), count=30)
+        # the administrator sees it in /api/stats: bad.test throttled, with the reason
+        c = http.client.HTTPConnection("127.0.0.1", d.ui_port, timeout=t(10))
+        c.request("GET", "/api/stats")
+        st = json.loads(c.getresponse().read())
+        c.close()
+        dests = {x["name"]: x for x in st["destinations"]}
+        self.assertTrue(dests["bad.test"]["dead"], st["destinations"])
+        self.assertEqual(dests["bad.test"]["window"], 0)
+        self.assertIn("421 4.3.2 Service not available", dests["bad.test"]["reason"])
+        self.assertFalse(dests.get("good.test", {}).get("dead", False))
         print("421 destination: %d connections for 30 messages; good destination: 30 in "
               "%.1fs" % (bad.sessions, took), file=sys.stderr)
         # throttled after the first cohort: only a few of the 30 messages were tried
