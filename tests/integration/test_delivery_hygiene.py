@@ -225,5 +225,4 @@ class DeliveryHygieneTest(mtatest.MtaTestCase):
 
 
 if __name__ == "__main__":
-    import unittest
-    unittest.main()
+    mtatest.main()

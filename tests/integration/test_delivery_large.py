@@ -127,5 +127,4 @@ class DeliveryLargeTest(mtatest.MtaTestCase):
 
 
 if __name__ == "__main__":
-    import unittest
-    unittest.main()
+    mtatest.main()

@@ -306,4 +306,4 @@ class DkimSignTest(mtatest.MtaTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    mtatest.main()

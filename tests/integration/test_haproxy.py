@@ -441,4 +441,4 @@ class HAProxyTest(mtatest.MtaTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    mtatest.main()

@@ -325,4 +325,4 @@ class MilterTest(mtatest.MtaTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    mtatest.main()

@@ -201,4 +201,4 @@ class MilterFiltersTest(mtatest.MtaTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    mtatest.main()
