@@ -15,7 +15,6 @@ import os
 import sys
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dnsserver  # noqa: E402
@@ -242,4 +241,4 @@ class DestThrottleTest(mtatest.MtaTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    mtatest.main()
