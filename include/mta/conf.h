@@ -257,7 +257,14 @@ enum conf_type {
       "Directory of hashed CA certificates, as smtp_tls_CAfile. Empty: the system's.")             \
     X(smtp_dns_support_level, CONF_STR, "", 0, 0, "postfix",                                       \
       "dnssec: trust the AD bit of the dns_servers resolver (needed for DANE); empty or enabled: " \
-      "plain DNS.")
+      "plain DNS.")                                                                                \
+    X(smtp_mta_sts, CONF_BOOL, "no", 0, 0, "mta",                                                  \
+      "yes: apply the next-hop domain's MTA-STS policy (RFC 8461) to MX delivery "                 \
+      "(docs/tls-policy.md).")                                                                     \
+    X(smtp_mta_sts_port, CONF_INT, "443", 1, 65535, "mta",                                         \
+      "Port of https://mta-sts.DOMAIN/ for MTA-STS policy fetches (a test knob; RFC 8461: 443).")  \
+    X(smtp_mta_sts_timeout, CONF_TIME, "10s", 1, 300, "mta",                                       \
+      "Time limit of one MTA-STS policy fetch.")
 
 /* The installed configuration file, read when no -c is given (CMake: MTA_SYSCONFDIR). */
 #ifndef MTA_DEFAULT_CONF

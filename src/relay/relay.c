@@ -9,6 +9,7 @@
  * (relay_notify.c).
  */
 #include "relay_int.h"
+#include "relay_mtasts.h"
 
 #include "mta/conf.h"
 #include "mta/log.h"
@@ -313,6 +314,7 @@ void relay_free(struct relay *r)
         free(d->name);
         free(d);
     }
+    relay_sts_free(r);
     if (r->tls)
         SSL_CTX_free(r->tls);
     if (r->tok) {

@@ -219,9 +219,10 @@ struct relay {
     struct sched *sched;
     struct dns *dns;
     struct workers *io;
-    SSL_CTX *tls;   /* outbound client context: made at the first STARTTLS (relay_tls_ctx) */
-    int tls_wanted; /* smtp_tls_security_level is not "none" */
-    int tls_failed; /* creating it failed once: plaintext from then on */
+    SSL_CTX *tls;          /* outbound client context: made at the first STARTTLS (relay_tls_ctx) */
+    int tls_wanted;        /* smtp_tls_security_level is not "none" */
+    int tls_failed;        /* creating it failed once: plaintext from then on */
+    struct relay_sts *sts; /* MTA-STS policies known (relay_mtasts.c), or NULL */
     TAILQ_HEAD(, relay_conn) conns;
     LIST_HEAD(, relay_dest) dests;
     int nconn;

@@ -10,6 +10,7 @@ Not here: opportunistic STARTTLS with "may" (test_delivery_mx.py).
 """
 
 import hashlib
+import http.server
 import os
 import re
 import shutil
@@ -17,7 +18,8 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import unittest
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dnsserver  # noqa: E402
@@ -26,11 +28,11 @@ import mtatest  # noqa: E402
 import smtpsink  # noqa: E402
 from mtatest import t  # noqa: E402
 
-HOSTS = range(10, 20)
+HOSTS = range(10, 22)
 BLOCK = mtatest.loopback_block(25, HOSTS)  # None: not root (skipped)
 NET = BLOCK or "127.0.0."
 (A_PLAIN, A_GOOD, A_WRONG, A_SELF, A_DANE, A_DANEBAD, A_DANETA, A_INSEC, A_SEC,
- A_SPARE) = (NET + str(h) for h in HOSTS)
+ A_SPARE, A_STS, A_HTTPS) = (NET + str(h) for h in HOSTS)
 
 
 def at(addr):
@@ -69,8 +71,8 @@ class TestCA:
                     "extendedKeyUsage=serverAuth\n")
         openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
                 "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext)
-        with open(chain, "w") as f:
-            f.write(open(crt).read() + open(self.cert).read())
+        with open(chain, "w") as f, open(crt) as leaf, open(self.cert) as ca:
+            f.write(leaf.read() + ca.read())
         return key, crt, chain
 
 
@@ -84,6 +86,48 @@ def spki_sha256(crt):
 def cert_sha256(crt):
     """cert_sha256 - the TLSA x 0 1 association data: SHA-256 of the whole certificate."""
     return hashlib.sha256(openssl("x509", "-in", crt, "-outform", "DER")).hexdigest()
+
+
+class PolicyServer:
+    """An HTTPS server (ssl module) at ADDR:PORT serving POLICY as
+    /.well-known/mta-sts.txt with certificate CERT (key, crt, chain)."""
+
+    def __init__(self, addr, port, cert, policy):
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append((self.path, self.headers.get("Host")))
+                if self.path != "/.well-known/mta-sts.txt":
+                    self.send_error(404)
+                    return
+                body = policy.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((addr, port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert[2], cert[0])
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def policy(mode, mx, max_age=86400):
+    return "version: STSv1\r\nmode: %s\r\n%smax_age: %d\r\n" % (
+        mode, "".join("mx: %s\r\n" % m for m in mx), max_age)
 
 
 class TlsPolicyTest(mtatest.MtaTestCase):
@@ -101,6 +145,9 @@ class TlsPolicyTest(mtatest.MtaTestCase):
             "dane": cls.other_ca.issue("dane", ["whatever.invalid"]),
             "daneta": cls.other_ca.issue("daneta", ["mx.daneta.test"]),
             "unrelated": cls.other_ca.issue("unrelated", ["mx.danebad.test"]),
+            "sts": cls.ca.issue("sts", ["mx.sts.test"]),
+            "stsweb": cls.ca.issue("stsweb", ["mta-sts.sts.test"]),
+            "stsweb_bad": cls.other_ca.issue("stsweb_bad", ["mta-sts.sts.test"]),
         }
 
     @classmethod
@@ -130,6 +177,10 @@ class TlsPolicyTest(mtatest.MtaTestCase):
             "mx-host=insecure.test,mx.insecure.test,10",
             "host-record=mx.insecure.test,%s" % A_INSEC,
             "dns-rr=_25._tcp.mx.insecure.test,52,030101%s" % spki_sha256(c["dane"][1]),
+            # MTA-STS: the TXT record, the policy host and the MX
+            "mx-host=sts.test,mx.sts.test,10", "host-record=mx.sts.test,%s" % A_STS,
+            "txt-record=_mta-sts.sts.test,\"v=STSv1; id=20261203T1\"",
+            "host-record=mta-sts.sts.test,%s" % A_HTTPS,
         ]
 
     def setUp(self):
@@ -277,6 +328,79 @@ class TlsPolicyTest(mtatest.MtaTestCase):
         self.sent(d2, "v@danebad.test", "mx.danebad.test", A_DANEBAD)
         self.assertEqual(len(bad.wait_messages(1)), 1)
 
+    # --- MTA-STS ---
+
+    def sts(self, mode, mx, web="stsweb", extra=None):
+        """sts - a policy server for sts.test and an mtad with smtp_mta_sts = yes."""
+        port = mtatest.free_port(A_HTTPS)
+        srv = PolicyServer(A_HTTPS, port, self.certs[web], policy(mode, mx))
+        self.addCleanup(srv.stop)
+        s = {"smtp_mta_sts": "yes", "smtp_mta_sts_port": str(port)}
+        s.update(extra or {})
+        return srv, self.mtad("may", s)
+
+    def test_sts_valid_policy_delivers_verified_and_is_cached(self):
+        sink = self.sink(A_STS, self.certs["sts"])
+        srv, d = self.sts("enforce", ["mx.sts.test"])
+        self.send(d, "u@sts.test")
+        d.wait_log(r"MTA-STS policy for sts\.test: mode enforce, 1 mx pattern\(s\), "
+                   r"max_age 86400$", t(15))
+        d.wait_log(r"Verified TLS connection established to mx\.sts\.test" + at(A_STS), t(15))
+        self.sent(d, "u@sts.test", "mx.sts.test", A_STS)
+        self.assertTrue(sink.wait_messages(1)[0].tls)
+        self.assertEqual(srv.requests, [("/.well-known/mta-sts.txt", "mta-sts.sts.test")])
+        cache = os.path.join(d.data_volume, "mta-sts", "sts.test")
+        deadline = time.monotonic() + t(5)
+        while not os.path.exists(cache) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(cache), "policy not cached on the data volume")
+        # the same id in DNS: the next delivery uses the cached policy, no new fetch
+        self.send(d, "v@sts.test")
+        self.sent(d, "v@sts.test", "mx.sts.test", A_STS)
+        self.assertEqual(len(srv.requests), 1)
+
+    def test_sts_enforce_defers_an_mx_not_in_the_policy(self):
+        sink = self.sink(A_STS, self.certs["sts"])
+        _, d = self.sts("enforce", ["*.elsewhere.test"])
+        self.send(d, "u@sts.test")
+        # no connection is made to an MX host the policy does not list
+        d.wait_log(r"to=<u@sts\.test>, relay=none, .*dsn=4\.7\.5, status=deferred \(MTA-STS "
+                   r"policy for sts\.test does not list MX host mx\.sts\.test\)$", t(15))
+        self.assertEqual(sink.sessions, 0)
+        d.wait_log(r"tlsrpt: policy-domain=sts\.test policy-type=sts "
+                   r"result-type=validation-failure receiving-mx-hostname=mx\.sts\.test", t(5))
+        self.assertEqual(sink.messages, [])
+
+    def test_sts_enforce_defers_an_unverified_mx_certificate(self):
+        sink = self.sink(A_STS, tls_dir=self.tmp)  # self-signed
+        _, d = self.sts("enforce", ["mx.sts.test"])
+        self.send(d, "u@sts.test")
+        self.deferred(d, "u@sts.test", "mx.sts.test", A_STS, "4.7.5",
+                      "Server certificate not verified")
+        d.wait_log(r"tlsrpt: policy-domain=sts\.test policy-type=sts "
+                   r"result-type=certificate-not-trusted", t(5))
+        self.assertEqual(sink.messages, [])
+
+    def test_sts_testing_mode_logs_but_delivers(self):
+        sink = self.sink(A_STS, tls_dir=self.tmp)  # self-signed, and not in the policy
+        _, d = self.sts("testing", ["*.elsewhere.test"])
+        self.send(d, "u@sts.test")
+        d.wait_log(r"MTA-STS policy for sts\.test does not list MX host mx\.sts\.test "
+                   r"\(mode testing\): delivering anyway$", t(15))
+        self.sent(d, "u@sts.test", "mx.sts.test", A_STS)
+        self.assertEqual(len(sink.wait_messages(1)), 1)
+
+    def test_sts_policy_host_with_a_bad_certificate_is_no_policy(self):
+        # RFC 8461 3.3: a policy from a host whose certificate does not verify is not used
+        sink = self.sink(A_STS, tls_dir=self.tmp)
+        srv, d = self.sts("enforce", ["*.elsewhere.test"], web="stsweb_bad")
+        self.send(d, "u@sts.test")
+        d.wait_log(r"tlsrpt: policy-domain=sts\.test policy-type=sts "
+                   r"result-type=sts-webpki-invalid", t(15))
+        self.sent(d, "u@sts.test", "mx.sts.test", A_STS)
+        self.assertEqual(len(sink.wait_messages(1)), 1)
+        self.assertEqual(srv.requests, [])
+
 
 if __name__ == "__main__":
-    unittest.main()
+    mtatest.main()
