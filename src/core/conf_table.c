@@ -481,6 +481,19 @@ static int conf_check_timezone(const char *v, char *why, size_t n)
     return -1;
 }
 
+/* conf_check_feedback - Postfix's concurrency feedback: N or N/concurrency, 0 < N <= 1
+ * (the scheduler reads it the same way: sched_dest.c). */
+static int conf_check_feedback(const char *v, char *why, size_t n)
+{
+    char *end;
+    double x = strtod(v, &end);
+
+    if (end != v && x > 0 && x <= 1 && (!*end || !strcmp(end, "/concurrency")))
+        return 0;
+    snprintf(why, n, "expected a number N (0 < N <= 1) or N/concurrency");
+    return -1;
+}
+
 struct conf_check {
     const char *name;
     int (*fn)(const char *v, char *why, size_t n); /* NULL: any text */
@@ -506,6 +519,10 @@ static const struct conf_check conf_checks[] = {
     {"smtpd_upstream_proxy_protocol", conf_check_uproxy, "haproxy or empty"},
     {"smtp_tls_security_level", conf_check_tls_level, "none, may, encrypt, dane, verify, secure"},
     {"smtp_dns_support_level", conf_check_dns_level, "empty, enabled, dnssec"},
+    {"default_destination_concurrency_positive_feedback", conf_check_feedback,
+     "N or N/concurrency"},
+    {"default_destination_concurrency_negative_feedback", conf_check_feedback,
+     "N or N/concurrency"},
     {"smtpd_milters", milter_list_check, "inet:host:port and unix:/path list"},
     {"non_smtpd_milters", milter_list_check, "inet:host:port and unix:/path list"},
     {"milter_default_action", milter_action_check, "tempfail, accept, reject"},
