@@ -252,8 +252,11 @@ void sched_dest_job_done(struct sched *s, struct sched_dest *d, struct sched_job
         if (d->timer_ev)
             evtimer_del(d->timer_ev);
         sched_dest_arm(s, d, s->dpol.rate_delay_us);
-    } else if (!TAILQ_EMPTY(&d->jobs) && (!d->timer_ev || !evtimer_pending(d->timer_ev, NULL))) {
-        sched_dest_arm(s, d, 0); /* room in the window: have the relay take the next */
+    } else if (!TAILQ_EMPTY(&d->jobs) && d->ntaken + 1 >= d->window &&
+               (!d->timer_ev || !evtimer_pending(d->timer_ev, NULL))) {
+        /* the window was full, so no connection could take the next: now one can (a
+         * connection that ended a job asks by itself, but maybe before this release) */
+        sched_dest_arm(s, d, 0);
     }
 }
 
