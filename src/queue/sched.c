@@ -31,8 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHED_JOB_RCPT_MAX 50 /* Postfix smtp_destination_recipient_limit */
-
 long sched_backoff(int attempts, long min, long max)
 {
     long d = min;
@@ -112,12 +110,13 @@ static struct sched_dest *sched_dest_get(struct sched *s, const char *name,
  * destination table as small as the active queue). */
 void sched_dest_release(struct sched *s, struct sched_dest *d)
 {
-    if (!TAILQ_EMPTY(&d->jobs) || d->ntaken > 0)
-        return;
+    if (!TAILQ_EMPTY(&d->jobs) || d->ntaken > 0 || sched_dest_busy(d))
+        return; /* a dead destination is kept until it is unthrottled (sched_dest.c) */
     htab_remove(&s->dest_tab, &d->hnode);
     if (s->rr == d)
         s->rr = TAILQ_PREV(d, sched_dest_list, link); /* round robin goes on after D */
     TAILQ_REMOVE(&s->dests, d, link);
+    sched_dest_fini(d);
     free(d->name);
     free(d);
 }
@@ -147,6 +146,7 @@ static void sched_dest_push(struct sched *s, struct sched_dest *d, struct sched_
 {
     TAILQ_INSERT_TAIL(&d->jobs, j, qlink);
     s->nready++;
+    sched_dest_pushed(s, d);
 }
 
 /* sched_msg_activate - M is due: log it entering the active queue and queue its pending slots as
@@ -154,7 +154,7 @@ static void sched_dest_push(struct sched *s, struct sched_dest *d, struct sched_
 void sched_msg_activate(struct sched *s, struct sched_msg *m)
 {
     struct sched_jobx *open[16];
-    int nopen = 0, i, k, any = 0;
+    int nopen = 0, i, k, any = 0, cap = sched_dest_rcpt_limit(s);
 
     if (m->held)
         return; /* the one gate: no path (queue run, flush, restart) starts a held message */
@@ -173,7 +173,7 @@ void sched_msg_activate(struct sched *s, struct sched_msg *m)
         if (!d)
             continue; /* out of memory: retried at the next queue run */
         for (k = 0; k < nopen; k++)
-            if (open[k]->dest == d && open[k]->pub.nrcpt < SCHED_JOB_RCPT_MAX) {
+            if (open[k]->dest == d && open[k]->pub.nrcpt < cap) {
                 j = open[k];
                 break;
             }
@@ -181,8 +181,10 @@ void sched_msg_activate(struct sched *s, struct sched_msg *m)
             j = calloc(1, sizeof(*j));
             if (!j)
                 continue;
-            j->rcpt = calloc(SCHED_JOB_RCPT_MAX, sizeof(int));
-            j->result = calloc(SCHED_JOB_RCPT_MAX, sizeof(int));
+            /* smtp_destination_recipient_limit recipients per job at most */
+            k = cap < m->nslots - i ? cap : m->nslots - i;
+            j->rcpt = calloc((size_t)k, sizeof(int));
+            j->result = calloc((size_t)k, sizeof(int));
             if (!j->rcpt || !j->result) {
                 free(j->rcpt);
                 free(j->result);
@@ -237,7 +239,7 @@ struct sched_job *sched_job_take(struct sched *s, int (*can)(void *arg, const ch
     start = s->rr && TAILQ_NEXT(s->rr, link) ? TAILQ_NEXT(s->rr, link) : TAILQ_FIRST(&s->dests);
     d = start;
     for (pass = 0; d && pass < 2;) {
-        if (!TAILQ_EMPTY(&d->jobs) && (!can || can(arg, d->name))) {
+        if (!TAILQ_EMPTY(&d->jobs) && sched_dest_may_take(s, d) && (!can || can(arg, d->name))) {
             j = TAILQ_FIRST(&d->jobs);
             TAILQ_REMOVE(&d->jobs, j, qlink);
             s->nready--;
@@ -282,9 +284,11 @@ enum sched_result sched_job_report(struct sched *s, struct sched_job *job, int i
         counter_add(CNT_DEFERRED, 1);
         slot = job->rcpt[i];
         if (j->m->reason) {
-            free(j->m->reason[slot]);
             /* stored printable: `mtactl queue` shows it to a terminal (Postfix printable()) */
-            j->m->reason[slot] = text_printable(strdup(text ? text : ""), '?');
+            char *p = text_printable(strdup(text ? text : ""), '?');
+            sched_reason_put(s, j->m->reason[slot]);
+            j->m->reason[slot] = p ? sched_reason_get(s, p) : NULL;
+            free(p);
         }
     }
     (void)s;
@@ -378,8 +382,10 @@ void sched_job_done(struct sched *s, struct sched_job *job)
     m->njobs--;
     if (j->taken) {
         j->dest->ntaken--;
+        sched_dest_job_done(s, j->dest, j); /* feedback, rate delay (sched_dest.c) */
         sched_dest_release(s, j->dest);
     }
+    free(j->fail_reason);
     free(j->rcpt);
     free(j->result);
     free(j);
@@ -476,6 +482,10 @@ struct sched *sched_new(struct event_base *base, const struct conf *conf, struct
     TAILQ_INIT(&s->due_new);
     TAILQ_INIT(&s->due_old);
     s->settle = sched_msg_settle;
+    if (sched_dest_policy(s, err) < 0) {
+        sched_free(s);
+        return NULL;
+    }
     s->tok = calloc(1, sizeof(*s->tok));
     if (!s->tok)
         goto oom;
@@ -548,6 +558,7 @@ void sched_free(struct sched *s)
     sched_active_free(s);
     while ((d = TAILQ_FIRST(&s->dests))) {
         TAILQ_REMOVE(&s->dests, d, link);
+        sched_dest_fini(d);
         free(d->name);
         free(d);
     }
@@ -555,6 +566,7 @@ void sched_free(struct sched *s)
     while ((m = TAILQ_FIRST(&s->msgs)))
         sched_msg_free(s, m);
     htab_free(&s->msg_tab);
+    htab_free(&s->reason_tab); /* empty now: every message gave its reasons back */
     if (s->tok) {
         s->tok->s = NULL;
         if (s->tok->refs == 0)

@@ -155,7 +155,8 @@ struct sched {
     struct workers *io;
     struct event *run_ev;
     struct sched_token *tok;
-    struct htab msg_tab;                           /* sched_msg by id */
+    struct htab msg_tab;    /* sched_msg by id */
+    struct htab reason_tab; /* deferral reasons, shared by the slots that have the same text */
     TAILQ_HEAD(, sched_msg) msgs;                  /* in arrival order */
     struct htab dest_tab;                          /* sched_dest by name and kind */
     TAILQ_HEAD(sched_dest_list, sched_dest) dests; /* the round-robin order */
@@ -215,6 +216,11 @@ void sched_msg_free(struct sched *s, struct sched_msg *m);
 int sched_msg_idle(const struct sched_msg *m);
 /* sched_msg_drop_content - forget M's in-memory copy (later loads read the spool). */
 void sched_msg_drop_content(struct sched *s, struct sched_msg *m);
+/* sched_reason_get - TEXT as a shared reason string (one copy per distinct text: a million
+ * messages deferred for the same reason keep it once); NULL when out of memory. */
+char *sched_reason_get(struct sched *s, const char *text);
+/* sched_reason_put - drop one use of REASON (from sched_reason_get; NULL is fine). */
+void sched_reason_put(struct sched *s, char *reason);
 
 /* sched.c */
 /* sched_msg_activate - M is due: queue its pending slots as jobs. */

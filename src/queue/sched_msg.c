@@ -11,6 +11,7 @@
 #include "sched_int.h"
 
 #include <event2/buffer.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,7 @@ void sched_msg_free(struct sched *s, struct sched_msg *m)
         counter_add(CNT_MQUEUE_HELD, -1);
     if (m->reason)
         for (i = 0; i < m->nslots; i++)
-            free(m->reason[i]);
+            sched_reason_put(s, m->reason[i]);
     free(m->reason);
     free(m->slots);
     free(m->active);
@@ -85,6 +86,55 @@ void sched_msg_free(struct sched *s, struct sched_msg *m)
     free(m);
     if (!s->stopping)
         sched_pump(s); /* its place in the active set is free */
+}
+
+/* One shared deferral reason: TEXT and how many slots point at it. */
+struct sched_reason {
+    struct htab_node node; /* in sched.reason_tab, by text */
+    int refs;
+    char text[];
+};
+
+/* sched_reason_match - whether reason N has the text KEY. */
+static int sched_reason_match(const struct htab_node *n, const void *key)
+{
+    return strcmp(HTAB_ENTRY(n, const struct sched_reason, node)->text, key) == 0;
+}
+
+char *sched_reason_get(struct sched *s, const char *text)
+{
+    size_t h = htab_hash_str(text), len = strlen(text);
+    struct htab_node *n = htab_find(&s->reason_tab, h, sched_reason_match, text);
+    struct sched_reason *r;
+
+    if (n) {
+        r = HTAB_ENTRY(n, struct sched_reason, node);
+        r->refs++;
+        return r->text;
+    }
+    r = malloc(sizeof(*r) + len + 1);
+    if (!r)
+        return NULL;
+    r->refs = 1;
+    memcpy(r->text, text, len + 1);
+    if (htab_insert(&s->reason_tab, &r->node, h) < 0) {
+        free(r);
+        return NULL;
+    }
+    return r->text;
+}
+
+void sched_reason_put(struct sched *s, char *reason)
+{
+    struct sched_reason *r;
+
+    if (!reason)
+        return;
+    r = (struct sched_reason *)(reason - offsetof(struct sched_reason, text));
+    if (--r->refs > 0)
+        return;
+    htab_remove(&s->reason_tab, &r->node);
+    free(r);
 }
 
 /* sched_msg_idle - nothing refers to M any more (no job, load, write, removal). */

@@ -65,7 +65,8 @@ static void fixture_free(struct fixture *f)
     int i;
 
     for (i = 0; i < 3; i++)
-        free(f->reason[i]);
+        sched_reason_put(&f->s, f->reason[i]); /* shared strings (sched_msg.c) */
+    htab_free(&f->s.reason_tab);
     free(f);
 }
 
