@@ -196,6 +196,8 @@ struct relay *relay_new(struct event_base *base, const struct conf *conf, struct
     /* the TLS context is made at the first STARTTLS (relay_tls_ctx): OpenSSL's
      * initialisation costs ~4 MB resident that a relay without TLS peers never needs */
     r->tls_wanted = strcmp(conf->smtp_tls_security_level, "none") != 0;
+    if (conf->smtp_mta_sts)
+        relay_sts_cached(r, ""); /* starts reading DATA/mta-sts on a worker now */
     sched_set_ready(sched, relay_kick, r);
     return r;
 oom:

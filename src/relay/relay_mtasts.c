@@ -243,9 +243,9 @@ static void sts_load_work(void *arg)
         snprintf(p, sizeof(p), "%s/%s", io->dir, de->d_name);
         if (!(f = fopen(p, "r")))
             continue;
-        if (fread(&pol, sizeof(pol), 1, f) == 1 && pol.expires > time(NULL) && pol.nmx >= 0 &&
-            pol.nmx <= RELAY_STS_MX_MAX && pol.mode >= RELAY_STS_NONE &&
-            pol.mode <= RELAY_STS_ENFORCE) {
+        if (fread(&pol, sizeof(pol), 1, f) == 1 && pol.magic == RELAY_STS_MAGIC &&
+            pol.expires > time(NULL) && pol.nmx >= 0 && pol.nmx <= RELAY_STS_MX_MAX &&
+            pol.mode >= RELAY_STS_NONE && pol.mode <= RELAY_STS_ENFORCE) {
             pol.id[sizeof(pol.id) - 1] = '\0';
             for (int i = 0; i < pol.nmx; i++)
                 pol.mx[i][sizeof(pol.mx[i]) - 1] = '\0';

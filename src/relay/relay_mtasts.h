@@ -27,7 +27,8 @@ int relay_sts_parse(const char *text, size_t len, struct relay_sts_policy *p, ch
                     size_t wlen);
 /* relay_sts_mx_match - HOST matches one of P's mx patterns ("*.d" = one label more). */
 int relay_sts_mx_match(const struct relay_sts_policy *p, const char *host);
-/* relay_sts_cached - DOMAIN's unexpired policy, or NULL (the first call loads DATA/mta-sts). */
+/* relay_sts_cached - DOMAIN's unexpired policy, or NULL. The first call starts reading the
+ * copies in DATA/mta-sts on a worker (relay_new makes it, so they are in before mail is). */
 const struct relay_sts_policy *relay_sts_cached(struct relay *r, const char *domain);
 /* relay_sts_store - remember DOMAIN's policy in memory and (on a worker) on the volume. */
 void relay_sts_store(struct relay *r, const char *domain, const struct relay_sts_policy *p);

@@ -120,9 +120,10 @@ class PolicyServer:
         self.thread.start()
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(5)
 
 
 def policy(mode, mx, max_age=86400):
@@ -358,6 +359,23 @@ class TlsPolicyTest(mtatest.MtaTestCase):
         self.send(d, "v@sts.test")
         self.sent(d, "v@sts.test", "mx.sts.test", A_STS)
         self.assertEqual(len(srv.requests), 1)
+
+    def test_sts_cached_policy_survives_a_restart(self):
+        # the policy host goes away; after a restart the copy on the data volume still
+        # holds (same id in DNS, max_age not over): an MX it does not list is refused
+        sink = self.sink(A_STS, self.certs["sts"])
+        srv, d = self.sts("enforce", ["*.elsewhere.test"])
+        self.send(d, "u@sts.test")
+        d.wait_log(r"to=<u@sts\.test>, relay=none, .*status=deferred \(MTA-STS policy", t(15))
+        self.assertEqual(d.stop(), 0)
+        srv.stop()
+        self.assertTrue(os.path.exists(os.path.join(d.data_volume, "mta-sts", "sts.test")))
+        d.start()
+        self.send(d, "v@sts.test")
+        d.wait_log(r"to=<v@sts\.test>, relay=none, .*dsn=4\.7\.5, status=deferred \(MTA-STS "
+                   r"policy for sts\.test does not list MX host mx\.sts\.test\)$", t(15))
+        self.assertEqual(d.log_lines(r"sts-policy-fetch-error"), [])
+        self.assertEqual(sink.sessions, 0)
 
     def test_sts_enforce_defers_an_mx_not_in_the_policy(self):
         sink = self.sink(A_STS, self.certs["sts"])
