@@ -178,6 +178,10 @@ class TlsPolicyTest(mtatest.MtaTestCase):
             "mx-host=insecure.test,mx.insecure.test,10",
             "host-record=mx.insecure.test,%s" % A_INSEC,
             "dns-rr=_25._tcp.mx.insecure.test,52,030101%s" % spki_sha256(c["dane"][1]),
+            # a signed zone whose TLSA lookup fails (forwarded to a dead server: SERVFAIL)
+            "mx-host=daneerr.test,mx.daneerr.test,10",
+            "host-record=mx.daneerr.test,%s" % A_SPARE,
+            "server=/_25._tcp.mx.daneerr.test/127.0.0.1#9",
             # MTA-STS: the TXT record, the policy host and the MX
             "mx-host=sts.test,mx.sts.test,10", "host-record=mx.sts.test,%s" % A_STS,
             "txt-record=_mta-sts.sts.test,\"v=STSv1; id=20261203T1\"",
@@ -193,7 +197,8 @@ class TlsPolicyTest(mtatest.MtaTestCase):
         self.dns = dnsserver.DnsServer(self.tmp, self.records()).start()
         self.addCleanup(self.dns.stop)
         self.proxy = dnssec_proxy.AdProxy(
-            self.dns.port, ["dane.test", "danebad.test", "daneta.test", "good.test"]).start()
+            self.dns.port, ["dane.test", "danebad.test", "daneta.test", "good.test",
+                            "daneerr.test"]).start()
         self.addCleanup(self.proxy.stop)
 
     def sink(self, addr, cert=None, **kw):
@@ -314,6 +319,16 @@ class TlsPolicyTest(mtatest.MtaTestCase):
         d.wait_log(r"warning: server certificate verification failed for mx\.danebad\.test"
                    + at(A_DANEBAD) + r":25: num=65:no matching DANE TLSA records", t(5))
         self.assertEqual(sink.messages, [])
+
+    def test_dane_tlsa_lookup_failure_defers(self):
+        # RFC 7672 2.2.1: an indeterminate TLSA answer must not fall back to plaintext
+        sink = self.sink(A_SPARE)
+        d = self.mtad("dane", {"smtp_dns_support_level": "dnssec"})
+        self.send(d, "u@daneerr.test")
+        d.wait_log(r"to=<u@daneerr\.test>, relay=none, .*dsn=4\.7\.5, status=deferred \(TLSA "
+                   r"lookup error for mx\.daneerr\.test:25: Host not found, try again\)$",
+                   t(20))
+        self.assertEqual(sink.sessions, 0)
 
     def test_dane_without_ad_bit_is_may(self):
         # the zone is not signed (no AD): its TLSA records are ignored, as is a resolver
