@@ -32,7 +32,8 @@ struct relay_tlspol {
     int port;
     int looked_up;
     struct dns_tlsa tlsa[DNS_MAX_RECORDS];
-    int ntlsa; /* usable ones: usage 2 or 3, selector 0 or 1, matching type 0, 1 or 2 */
+    int ntlsa;      /* usable ones: usage 2 or 3, selector 0 or 1, matching type 0, 1 or 2 */
+    int tlsa_level; /* what they made of the level: dane, encrypt (none usable) or may */
     /* MTA-STS of the next-hop domain (smtp_mta_sts = yes) */
     int sts_known;                 /* the lookup below is over */
     int sts_have;                  /* a policy applies */
@@ -155,7 +156,8 @@ static void relay_tlsa_done(void *arg, enum dns_status st, int secure, const str
         }
     }
     /* secure records, none usable: RFC 7672 2.2 says TLS, without authentication */
-    c->tls_level = tp->ntlsa ? RELAY_TLS_DANE : all ? RELAY_TLS_ENCRYPT : RELAY_TLS_MAY;
+    tp->tlsa_level = tp->ntlsa ? RELAY_TLS_DANE : all ? RELAY_TLS_ENCRYPT : RELAY_TLS_MAY;
+    c->tls_level = tp->tlsa_level;
     relay_sts_start(c);
 }
 
@@ -195,7 +197,7 @@ void relay_tls_prepare(struct relay_conn *c, void (*done)(struct relay_conn *c))
         return;
     }
     if (tp->looked_up && tp->port == port && !strcasecmp(tp->host, host)) {
-        c->tls_level = tp->ntlsa ? RELAY_TLS_DANE : RELAY_TLS_MAY;
+        c->tls_level = tp->tlsa_level;
         relay_sts_start(c); /* another address of the same host */
         return;
     }

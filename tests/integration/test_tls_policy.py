@@ -178,6 +178,10 @@ class TlsPolicyTest(mtatest.MtaTestCase):
             "mx-host=insecure.test,mx.insecure.test,10",
             "host-record=mx.insecure.test,%s" % A_INSEC,
             "dns-rr=_25._tcp.mx.insecure.test,52,030101%s" % spki_sha256(c["dane"][1]),
+            # a signed zone with only a PKIX-EE(1) record, which SMTP ignores (RFC 7672 3.1.3)
+            "mx-host=daneunus.test,mx.daneunus.test,10",
+            "host-record=mx.daneunus.test,%s" % A_PLAIN,
+            "dns-rr=_25._tcp.mx.daneunus.test,52,010101%s" % spki_sha256(c["dane"][1]),
             # a signed zone whose TLSA lookup fails (forwarded to a dead server: SERVFAIL)
             "mx-host=daneerr.test,mx.daneerr.test,10",
             "host-record=mx.daneerr.test,%s" % A_SPARE,
@@ -198,7 +202,7 @@ class TlsPolicyTest(mtatest.MtaTestCase):
         self.addCleanup(self.dns.stop)
         self.proxy = dnssec_proxy.AdProxy(
             self.dns.port, ["dane.test", "danebad.test", "daneta.test", "good.test",
-                            "daneerr.test"]).start()
+                            "daneerr.test", "daneunus.test"]).start()
         self.addCleanup(self.proxy.stop)
 
     def sink(self, addr, cert=None, **kw):
@@ -319,6 +323,16 @@ class TlsPolicyTest(mtatest.MtaTestCase):
         d.wait_log(r"warning: server certificate verification failed for mx\.danebad\.test"
                    + at(A_DANEBAD) + r":25: num=65:no matching DANE TLSA records", t(5))
         self.assertEqual(sink.messages, [])
+
+    def test_dane_unusable_tlsa_records_still_require_tls(self):
+        # secure TLSA records, none usable: TLS without authentication (RFC 7672 2.2)
+        plain = self.sink(A_PLAIN)
+        d = self.mtad("dane", {"smtp_dns_support_level": "dnssec"})
+        self.send(d, "u@daneunus.test")
+        self.deferred(d, "u@daneunus.test", "mx.daneunus.test", A_PLAIN, "4.7.4",
+                      r"TLS is required, but was not offered by host mx\.daneunus\.test"
+                      + at(A_PLAIN))
+        self.assertEqual(plain.messages, [])
 
     def test_dane_tlsa_lookup_failure_defers(self):
         # RFC 7672 2.2.1: an indeterminate TLSA answer must not fall back to plaintext
