@@ -16,6 +16,9 @@ Checks (each can be run alone with --only):
            line numbers are left out so that moving code does not count as new).
   commits  every commit after the one named in scripts/commit-baseline.txt has a subject of
            at most 72 characters, not two subjects joined with ";", then a blank line.
+  tests    every tests/integration/test_*.py ends in mtatest.main(), whose MTA_REQUIRE_ALL=1
+           (CI) turns a skipped test into a failure: a bare unittest.main() would let a test
+           skip in CI when a tool it needs was never installed.
 """
 
 import argparse
@@ -172,8 +175,23 @@ def check_commits():
     return errors
 
 
+def check_tests():
+    errors = []
+    d = os.path.join(ROOT, "tests", "integration")
+    for name in sorted(os.listdir(d)):
+        if not (name.startswith("test_") and name.endswith(".py")):
+            continue
+        with open(os.path.join(d, name), encoding="utf-8") as f:
+            text = f.read()
+        if '\nif __name__ == "__main__":\n' not in text or \
+                not text.rstrip().endswith("\n    mtatest.main()"):
+            errors.append("tests/integration/%s: does not end in mtatest.main() (a skip in CI "
+                          "would pass unseen)" % name)
+    return errors
+
+
 CHECKS = {"layers": check_layers, "size": check_size, "format": check_format,
-          "cppcheck": check_cppcheck, "commits": check_commits}
+          "cppcheck": check_cppcheck, "commits": check_commits, "tests": check_tests}
 
 
 def main():
