@@ -215,6 +215,8 @@ void spool_remove(struct spool *sp, const char *id, int reuse, void (*done)(void
  * from a snapshot (CB may remove messages). Loop thread. */
 void spool_foreach(struct spool *sp, void (*cb)(void *arg, const char *id, long long size),
                    void *arg);
+/* spool_scanning - 1 while the start-up scan of queue/ runs: counts and listings are partial. */
+int spool_scanning(const struct spool *sp);
 /* spool_count - messages queued now (same figure as CNT_MQUEUE_MESSAGES). */
 long spool_count(const struct spool *sp);
 /* spool_contains - 1 when ID is queued. */

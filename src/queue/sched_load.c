@@ -174,6 +174,7 @@ static void sched_notify_cb(void *arg, const char *id, struct spool_envelope *en
         return;
     }
     m->sched = s;
+    m->recovered = !env; /* found by the spool's start-up scan */
     if (content) {
         size_t len = evbuffer_get_length(content);
         if (s->content_bytes + len <= SCHED_CONTENT_MAX) {

@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "mta/clock.h"
 #include "mta/conf.h"
 #include "mta/counters.h"
 #include "mta/fsutil.h"
@@ -150,8 +151,55 @@ static int spool_check_file(int dirfd, const char *name, long long *size, const 
     return rc;
 }
 
-/* spool_scan_dir - recover queue/H: index good messages, quarantine the rest. */
-static void spool_scan_dir(struct spool *sp, int h)
+/* --- the start-up scan ---
+ * spool_open only lists the names in queue/H (no file is opened): the ID generator is then
+ * above every name found, so no slot or message made from now on can share a name with a file
+ * still to be checked, and files made after the listing are never checked. The files listed
+ * are checked on a worker, SPOOL_SCAN_CHUNK at a time; the loop indexes each chunk's good
+ * messages and tells the scheduler; the status files are checked after the last chunk, when
+ * the index is complete. Until then listings and counts are partial (spool_scanning). */
+
+#define SPOOL_SCAN_CHUNK 256
+
+struct spool_scan_ent {
+    char id[SPOOL_ID_SIZE];
+    unsigned char h;  /* the directory it was listed in */
+    unsigned char ok; /* a good message (queue files); its message is queued (status files) */
+    long long size;
+};
+
+struct spool_scan {
+    struct spool_scan_ent *msg, *st;
+    size_t nmsg, msgcap, nst, stcap, pos, end;
+    long long t0_us, delay_us;
+    long recovered;
+    int freed, quarantined;
+    unsigned char dirty[SPOOL_NHASH];
+};
+
+/* spool_scan_push - append ID (listed in queue/H) to *V; 0 or -1 (out of memory). */
+static int spool_scan_push(struct spool_scan_ent **v, size_t *n, size_t *cap, const char *id, int h)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 1024;
+        struct spool_scan_ent *nv = realloc(*v, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = nc;
+    }
+    struct spool_scan_ent *e = &(*v)[(*n)++];
+    memcpy(e->id, id, SPOOL_ID_LEN);
+    e->id[SPOOL_ID_LEN] = '\0';
+    e->h = (unsigned char)h;
+    e->ok = 0;
+    e->size = 0;
+    return 0;
+}
+
+/* spool_scan_list - list queue/H into the scan (names only); a name that is no queue ID goes to
+ * corrupt/ now (rare, one rename). 0 or -1 (out of memory). */
+static int spool_scan_list(struct spool *sp, struct spool_scan *sc, int h)
 {
     int fd = dup(sp->qfd[h]);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL; /* the dup shares the offset: rewind */
@@ -159,117 +207,195 @@ static void spool_scan_dir(struct spool *sp, int h)
         if (fd >= 0)
             close(fd);
         log_warning("queue", "cannot read %s/queue/%X: %s", sp->dir, h, strerror(errno));
-        return;
+        return 0;
     }
     rewinddir(d);
     char where[64];
     snprintf(where, sizeof where, "queue/%X", h);
-    int moved = 0, freed = 0;
+    int r = 0;
     struct dirent *de;
-    while ((de = readdir(d))) {
+    while (r == 0 && (de = readdir(d))) {
         const char *name = de->d_name;
         if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             continue;
         size_t nl = strlen(name);
-        if (nl == SPOOL_ID_LEN + 3 && strcmp(name + SPOOL_ID_LEN, ".st") == 0)
-            continue; /* status files: checked once the index is complete */
+        if (nl == SPOOL_ID_LEN + 3 && strcmp(name + SPOOL_ID_LEN, ".st") == 0) {
+            r = spool_scan_push(&sc->st, &sc->nst, &sc->stcap, name, h);
+        } else if (spool_id_valid(name)) {
+            spool_id_seen(&sp->idgen, name);
+            r = spool_scan_push(&sc->msg, &sc->nmsg, &sc->msgcap, name, h);
+        } else {
+            spool_quarantine(sp, sp->qfd[h], where, name, "not a queue file name");
+            sc->dirty[h] = 1;
+            sc->quarantined++;
+        }
+    }
+    closedir(d);
+    return r;
+}
+
+/* spool_scan_chunk_work - worker: check the next chunk of listed files; free slots removed,
+ * torn or bad files quarantined, good messages in the wrong directory moved. */
+static void spool_scan_chunk_work(void *arg)
+{
+    struct spool *sp = arg;
+    struct spool_scan *sc = sp->scan;
+    for (size_t i = sc->pos; i < sc->end; i++) {
+        struct spool_scan_ent *e = &sc->msg[i];
+        const char *name = e->id;
+        int h = e->h;
+        char where[64];
+        snprintf(where, sizeof where, "queue/%X", h);
+        if (sc->delay_us > 0)
+            usleep((useconds_t)sc->delay_us); /* a slow disk, for the tests */
         long long size = 0;
         const char *why = "not a queue file name";
-        int rc =
-            spool_id_valid(name) ? spool_check_file(sp->qfd[h], name, &size, &why) : SPOOL_REC_BAD;
+        int rc = spool_check_file(sp->qfd[h], name, &size, &why);
         if (rc == SPOOL_REC_FREE) {
             /* a slot holding no message of its name (spool_pool.c): no mail, and its ID may
              * sort below messages recovered here, so it is not reused */
             if (unlinkat(sp->qfd[h], name, 0) == 0)
-                freed++;
+                sc->freed++;
+            sc->dirty[h] = 1;
             continue;
         }
-        if (rc == SPOOL_REC_TORN) {
-            /* a write cut short by a crash: never acknowledged, never delivered; kept */
+        if (rc == SPOOL_REC_TORN || rc == SPOOL_REC_BAD) {
+            /* torn: a write cut short by a crash, never acknowledged, never delivered; kept */
             spool_quarantine(sp, sp->qfd[h], where, name, why);
-            moved = 1;
-            continue;
-        }
-        if (rc == SPOOL_REC_BAD) {
-            spool_quarantine(sp, sp->qfd[h], where, name, why);
-            moved = 1;
+            sc->dirty[h] = 1;
+            sc->quarantined++;
             continue;
         }
         int want = spool_id_hash(name);
         if (want != h) {
             /* a good message in the wrong hash directory: put it where lookups go */
+            sc->dirty[h] = 1;
             if (renameat2(sp->qfd[h], name, sp->qfd[want], name, RENAME_NOREPLACE) < 0) {
                 spool_quarantine(sp, sp->qfd[h], where, name, "in the wrong hash directory");
-                moved = 1;
+                sc->quarantined++;
                 continue;
             }
-            /* its status file goes along (delivered recipients must stay delivered);
-             * the status is moved after the message so a crash between the two
-             * leaves at worst a status file without its message, quarantined later */
-            char stname[SPOOL_ID_LEN + 4];
+            /* its status file goes along (delivered recipients must stay delivered); moved
+             * after the message, so a crash between the two leaves at worst a status file
+             * without its message, quarantined later */
+            char stname[SPOOL_ID_SIZE + 16];
             snprintf(stname, sizeof(stname), "%s.st", name);
             if (renameat(sp->qfd[h], stname, sp->qfd[want], stname) < 0 && errno != ENOENT)
                 log_warning("queue", "%s/%s: cannot move it with its message: %s", where, stname,
                             strerror(errno));
             spool_fsync_dir(sp->qfd[want]);
-            moved = 1;
         }
-        spool_id_seen(&sp->idgen, name);
-        if (strcmp(name, sp->recovered_max) > 0)
-            memcpy(sp->recovered_max, name, SPOOL_ID_LEN + 1); /* a valid ID: 16 chars */
-        spool_queued(sp, name, size);
+        e->ok = 1;
+        e->size = size;
     }
-    closedir(d);
-    if (freed)
-        log_mail("queue", "%s: removed %d free slot%s (no mail)", where, freed,
-                 freed == 1 ? "" : "s");
-    if (moved || freed)
-        spool_fsync_dir(sp->qfd[h]);
-    if (moved)
+}
+
+/* spool_scan_status_work - worker: a status file whose message is not queued, or that cannot
+ * be read, goes to corrupt/ too (the loop marked which messages are queued). */
+static void spool_scan_status_work(void *arg)
+{
+    struct spool *sp = arg;
+    struct spool_scan *sc = sp->scan;
+    for (size_t i = 0; i < sc->nst; i++) {
+        struct spool_scan_ent *e = &sc->st[i];
+        char where[64], name[SPOOL_ID_SIZE + 16];
+        snprintf(where, sizeof where, "queue/%X", e->h);
+        snprintf(name, sizeof name, "%s.st", e->id);
+        struct stat sb;
+        if (fstatat(sp->qfd[e->h], name, &sb, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+            continue; /* removed with its message since, or moved along with it */
+        struct spool_status st;
+        if (!e->ok) {
+            spool_quarantine(sp, sp->qfd[e->h], where, name, "status file without a message");
+        } else if (spool_status_read(sp, e->id, &st) == EBADMSG) {
+            /* a damaged status (or a count out of range): its message is delivered to
+             * every recipient, as without one; the file is kept for inspection */
+            spool_quarantine(sp, sp->qfd[e->h], where, name, "unreadable status file");
+        } else {
+            free(st.slots);
+            continue;
+        }
+        sc->dirty[e->h] = 1;
+        sc->quarantined++;
+    }
+    int any = 0;
+    for (int h = 0; h < SPOOL_NHASH; h++)
+        if (sc->dirty[h]) {
+            spool_fsync_dir(sp->qfd[h]);
+            any = 1;
+        }
+    if (any)
         spool_fsync_dir(sp->corruptfd);
 }
 
-/* spool_scan_status - a status file whose message is not queued, or that cannot be read,
- * goes to corrupt/ too. */
-static void spool_scan_status(struct spool *sp, int h)
+/* spool_scan_free - the scan is over (or stopped): free it. */
+static void spool_scan_free(struct spool *sp)
 {
-    int fd = dup(sp->qfd[h]);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL; /* the dup shares the offset: rewind */
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
+    if (!sp->scan)
+        return;
+    free(sp->scan->msg);
+    free(sp->scan->st);
+    free(sp->scan);
+    sp->scan = NULL;
+}
+
+/* spool_scan_status_done - loop: the scan is complete. */
+static void spool_scan_status_done(void *arg)
+{
+    struct spool *sp = arg;
+    struct spool_scan *sc = sp->scan;
+    sp->scan_inflight = 0;
+    if (sc->freed)
+        log_mail("queue", "removed %d free slot%s (no mail)", sc->freed, sc->freed == 1 ? "" : "s");
+    log_mail("queue", "recovered %ld message%s in %.3f s%s", sc->recovered,
+             sc->recovered == 1 ? "" : "s", (double)(clock_now_us() - sc->t0_us) / 1e6,
+             sc->quarantined ? "; see corrupt/" : "");
+    spool_scan_free(sp);
+}
+
+static void spool_scan_chunk_done(void *arg);
+
+/* spool_scan_next - loop: start the next chunk, or the status files after the last one. */
+static void spool_scan_next(struct spool *sp)
+{
+    struct spool_scan *sc = sp->scan;
+    if (sp->scan_stop) {
+        spool_scan_free(sp); /* shutting down: what is unchecked stays for the next start */
         return;
     }
-    rewinddir(d);
-    char where[64];
-    snprintf(where, sizeof where, "queue/%X", h);
-    struct dirent *de;
-    int moved = 0;
-    while ((de = readdir(d))) {
-        size_t nl = strlen(de->d_name);
-        if (nl != SPOOL_ID_LEN + 3 || strcmp(de->d_name + SPOOL_ID_LEN, ".st") != 0)
+    sp->scan_inflight = 1;
+    if (sc->pos < sc->nmsg) {
+        sc->end = sc->pos + SPOOL_SCAN_CHUNK < sc->nmsg ? sc->pos + SPOOL_SCAN_CHUNK : sc->nmsg;
+        workers_submit(sp->io, spool_scan_chunk_work, spool_scan_chunk_done, sp);
+        return;
+    }
+    for (size_t i = 0; i < sc->nst; i++)
+        sc->st[i].ok = spool_index_find(&sp->index, sc->st[i].id) != NULL;
+    workers_submit(sp->io, spool_scan_status_work, spool_scan_status_done, sp);
+}
+
+/* spool_scan_chunk_done - loop: index a chunk's good messages and announce them. */
+static void spool_scan_chunk_done(void *arg)
+{
+    struct spool *sp = arg;
+    struct spool_scan *sc = sp->scan;
+    sp->scan_inflight = 0;
+    for (size_t i = sc->pos; i < sc->end; i++) {
+        struct spool_scan_ent *e = &sc->msg[i];
+        if (!e->ok || spool_index_find(&sp->index, e->id))
             continue;
-        char id[SPOOL_ID_SIZE];
-        memcpy(id, de->d_name, SPOOL_ID_LEN);
-        id[SPOOL_ID_LEN] = '\0';
-        struct spool_status st;
-        if (!spool_index_find(&sp->index, id)) {
-            spool_quarantine(sp, sp->qfd[h], where, de->d_name, "status file without a message");
-            moved = 1;
-        } else if (spool_status_read(sp, id, &st) == EBADMSG) {
-            /* a damaged status (or a count out of range): its message is delivered to
-             * every recipient, as without one; the file is kept for inspection */
-            spool_quarantine(sp, sp->qfd[h], where, de->d_name, "unreadable status file");
-            moved = 1;
-        } else {
-            free(st.slots);
-        }
+        spool_queued(sp, e->id, e->size);
+        sc->recovered++;
+        if (sp->notify_cb)
+            sp->notify_cb(sp->notify_arg, e->id, NULL, NULL);
     }
-    closedir(d);
-    if (moved) {
-        spool_fsync_dir(sp->qfd[h]);
-        spool_fsync_dir(sp->corruptfd);
-    }
+    sc->pos = sc->end;
+    spool_scan_next(sp);
+}
+
+int spool_scanning(const struct spool *sp)
+{
+    return sp && sp->scan != NULL;
 }
 
 /* --- notification --- */
@@ -281,24 +407,6 @@ void spool_set_notify(struct spool *sp,
 {
     sp->notify_cb = cb;
     sp->notify_arg = arg;
-}
-
-/* spool_notify_recovered_cb - first loop turn after open: announce every recovered message. */
-static void spool_notify_recovered_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct spool *sp = arg;
-    if (!sp->notify_cb)
-        return;
-    size_t n;
-    struct spool_index_entry *v = spool_index_snapshot(&sp->index, &n);
-    for (size_t i = 0; v && i < n; i++) {
-        /* IDs above the last recovered one were committed since and already announced */
-        if (strcmp(v[i].id, sp->recovered_max) > 0)
-            break;
-        if (spool_index_find(&sp->index, v[i].id))
-            sp->notify_cb(sp->notify_arg, v[i].id, NULL, NULL);
-    }
-    free(v);
 }
 
 /* --- open / close --- */
@@ -372,10 +480,15 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     spool_fsync_dir(sp->dirfd);
 
     spool_purge_tmp(sp);
+    sp->scan = calloc(1, sizeof *sp->scan);
+    if (!sp->scan)
+        goto fail_errno;
+    sp->scan->t0_us = clock_now_us();
+    const char *delay = getenv("MTA_TEST_SCAN_DELAY_US");
+    sp->scan->delay_us = delay ? atoll(delay) : 0;
     for (int h = 0; h < SPOOL_NHASH; h++)
-        spool_scan_dir(sp, h);
-    for (int h = 0; h < SPOOL_NHASH; h++)
-        spool_scan_status(sp, h);
+        if (spool_scan_list(sp, sp->scan, h) < 0)
+            goto fail_errno;
 
     if (spool_space_init(sp) < 0)
         goto fail_errno;
@@ -385,11 +498,10 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     spool_pool_want(sp); /* slots for the first messages */
     sp->space_ev = event_new(base, -1, EV_PERSIST, spool_space_cb, sp);
     sp->rm_ev = evtimer_new(base, spool_remove_gather_cb, sp);
-    sp->notify_ev = evtimer_new(base, spool_notify_recovered_cb, sp);
-    struct timeval second = {1, 0}, now = {0, 0};
-    if (!sp->space_ev || !sp->notify_ev || !sp->rm_ev || event_add(sp->space_ev, &second) < 0 ||
-        event_add(sp->notify_ev, &now) < 0)
+    struct timeval second = {1, 0};
+    if (!sp->space_ev || !sp->rm_ev || event_add(sp->space_ev, &second) < 0)
         goto fail_errno;
+    spool_scan_next(sp); /* the files listed are checked in the background */
     return sp;
 fail_errno:
     spool_seterr(err, "data volume %s: %s", sp->dir ? sp->dir : conf->data_volume, strerror(errno));
@@ -402,8 +514,10 @@ int spool_drain(struct spool *sp)
 {
     int n = 0;
 
-    if (sp)
+    if (sp) {
+        sp->scan_stop = 1; /* shutting down: the scan's chunk in flight is the last */
         spool_remove_flush(sp);
+    }
     while (sp && sp->io && sp->busy > 0)
         n += workers_run_done(sp->io, 1000);
     return n;
@@ -420,8 +534,10 @@ void spool_close(struct spool *sp)
     sp->rm_ev = NULL;
     if (sp->space_ev)
         event_free(sp->space_ev);
-    if (sp->notify_ev)
-        event_free(sp->notify_ev);
+    sp->scan_stop = 1;
+    while (sp->io && sp->scan_inflight)
+        workers_run_done(sp->io, 1000); /* the chunk in flight ends; no next one starts */
+    spool_scan_free(sp);
     if (sp->io) {
         /* Every commit, abort, write and remove in flight finishes, with its done(). */
         while (sp->busy > 0)

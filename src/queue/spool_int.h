@@ -157,8 +157,10 @@ struct spool {
      * path no longer leads to the directory we hold open (renamed, removed, unmounted) */
     int rdonly, gone;
     char *abspath; /* data_volume resolved at open, for that check; NULL: not checked */
-    struct event *space_ev, *notify_ev;
-    char recovered_max[SPOOL_ID_SIZE]; /* highest ID found at open ("" if none) */
+    struct event *space_ev;
+    /* the start-up scan (spool.c): NULL once over; one job in flight at a time */
+    struct spool_scan *scan;
+    int scan_inflight, scan_stop;
     void (*notify_cb)(void *arg, const char *id, struct spool_envelope *env,
                       struct evbuffer *content);
     void *notify_arg;

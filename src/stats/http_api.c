@@ -22,6 +22,7 @@
 #include "mta/conf.h"
 #include "mta/log.h"
 #include "mta/sched.h"
+#include "mta/spool.h"
 
 #include "stats_int.h"
 #include "mta/text.h"
@@ -63,6 +64,9 @@ void http_api_stats(struct stats *st, struct evhttp_request *req)
         evbuffer_add_printf(b, ",\"%s\":%lld", names[i], s.cnt[i]);
     evbuffer_add_printf(b, ",\"mqueue_kilobytes\":%lld,\"uptime_seconds\":%lld", s.mqueue_kilobytes,
                         s.uptime_seconds);
+    /* while true, mqueue_* and listings do not count the messages still to be scanned */
+    evbuffer_add_printf(b, ",\"spool_scanning\":%s",
+                        st->spool && spool_scanning(st->spool) ? "true" : "false");
     if (s.free_percent >= 0)
         evbuffer_add_printf(b, ",\"data_volume_free_percent\":%.2f", s.free_percent);
     else

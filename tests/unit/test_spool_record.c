@@ -61,6 +61,8 @@ static struct spool *open_ok(struct fixture *f)
     struct spool *sp = spool_open(f->base, &f->conf, &err);
     if (!sp)
         fail_msg("spool_open: %s", err ? err : "?");
+    while (spool_scanning(sp)) /* the queue files are checked in the background */
+        event_base_loop(f->base, EVLOOP_ONCE);
     return sp;
 }
 
