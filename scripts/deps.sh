@@ -53,7 +53,7 @@ TEST_PKGS="$TEST_PKGS systemd"
 # real mail filters for smtpd_milters (test_milter_filters.py): OpenDKIM in sign mode
 # (opendkim-genkey is in opendkim-tools) and rspamd's proxy worker in milter mode; the test
 # starts each on a free loopback port with its own config: never as system services
-TEST_PKGS="$TEST_PKGS opendkim opendkim-tools rspamd python3-dkim"
+TEST_PKGS="$TEST_PKGS opendkim opendkim-tools rspamd"
 DAEMON_PKGS="$DAEMON_PKGS opendkim rspamd"
 
 # unpack_tools - apt-get download each of $unpack and unpack it (dpkg-deb -x: no
