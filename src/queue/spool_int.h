@@ -106,6 +106,7 @@ struct spool_pool {
     int reserved;                           /* slots being made or renamed, not yet durable */
     int filling;                            /* a worker is making slots */
     int prealloc;                           /* it writes SPOOL_SLOT_PREALLOC bytes into each */
+    long long flushes; /* batches of slots made durable (part of CNT_SPOOL_FLUSHES) */
 };
 void spool_pool_init(struct spool_pool *p);
 void spool_pool_destroy(struct spool_pool *p);

@@ -152,8 +152,12 @@ static void spool_pool_fill_work(void *arg)
         n++;
     }
     int ok = n > 0 && syncfs(sp->dirfd) == 0;
-    if (n > 0)
+    if (n > 0) { /* both under the lock: a reader sees the pair change together */
+        pthread_mutex_lock(&p->mu);
         counter_add(CNT_SPOOL_FLUSHES, 1);
+        p->flushes++;
+        pthread_mutex_unlock(&p->mu);
+    }
     for (int i = 0; i < n; i++) {
         if (!ok)
             unlinkat(sp->qfd[spool_id_hash(made[i])], made[i], 0);
