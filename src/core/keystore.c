@@ -284,9 +284,10 @@ static int keystore_read_nfs(struct nfs_context *nfs, const char *url, const cha
     return 0;
 }
 
-/* keystore_load_nfs - both files from the fs terminal's export. */
-static int keystore_load_nfs(const struct conf *c, struct keystore_pem *out, const char **message,
-                             char **detail)
+/* keystore_nfs_read - from the fs terminal's export (mount, read, unmount): the key KEY_NAME and,
+ * when CERT_NAME is not NULL, the certificate CERT_NAME. */
+static int keystore_nfs_read(const struct conf *c, const char *key_name, const char *cert_name,
+                             struct keystore_pem *out, const char **message, char **detail)
 {
     const char *url = c->fs_terminal;
     struct nfs_context *nfs;
@@ -310,11 +311,10 @@ static int keystore_load_nfs(const struct conf *c, struct keystore_pem *out, con
                       ks_nfs.nfs_get_error(nfs));
         goto out;
     }
-    r = keystore_read_nfs(nfs, url, c->ssl_key_file, 1, out, &out->key, &out->key_len, message,
-                          detail);
-    if (r == 0)
-        r = keystore_read_nfs(nfs, url, c->ssl_cert_file, 0, out, &out->cert, &out->cert_len,
-                              message, detail);
+    r = keystore_read_nfs(nfs, url, key_name, 1, out, &out->key, &out->key_len, message, detail);
+    if (r == 0 && cert_name)
+        r = keystore_read_nfs(nfs, url, cert_name, 0, out, &out->cert, &out->cert_len, message,
+                              detail);
     ks_nfs.nfs_umount(nfs);
 out:
     if (u)
@@ -346,7 +346,7 @@ int keystore_load(const struct conf *c, struct keystore_pem *out, const char **m
                              "Error: ssl_disabled=no but ssl key files are not defined.", "%s",
                              "ssl_key_file and ssl_cert_file must be set");
     if (*c->fs_terminal)
-        r = keystore_load_nfs(c, out, message, detail);
+        r = keystore_nfs_read(c, c->ssl_key_file, c->ssl_cert_file, out, message, detail);
     else if (*c->key_volume)
         r = keystore_load_local(c, out, message, detail);
     else
@@ -354,38 +354,6 @@ int keystore_load(const struct conf *c, struct keystore_pem *out, const char **m
                           "ssl_disabled=no but neither key_volume nor fs_terminal is set");
     if (r < 0)
         keystore_pem_free(out);
-    return r;
-}
-
-/* keystore_file_nfs - one file of the fs terminal's export (mount, read, unmount). */
-static int keystore_file_nfs(const struct conf *c, const char *name, struct keystore_pem *out,
-                             const char **message, char **detail)
-{
-    const char *url = c->fs_terminal;
-    struct nfs_context *nfs;
-    struct nfs_url *u = NULL;
-    int r = -1;
-
-    if (keystore_nfs_load() < 0)
-        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: %s", url, keystore_nfs_why);
-    if (!(nfs = ks_nfs.nfs_init_context()))
-        return keystore_fail(message, detail, KEYSTORE_MSG_MOUNT,
-                             "%s: cannot create an NFS context", url);
-    ks_nfs.nfs_set_timeout(nfs, 5000);
-    ks_nfs.nfs_set_autoreconnect(nfs, 0);
-    if (!(u = ks_nfs.nfs_parse_url_dir(nfs, url)))
-        keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "%s: bad NFS URL: %s", url,
-                      ks_nfs.nfs_get_error(nfs));
-    else if (ks_nfs.nfs_mount(nfs, u->server, u->path) < 0)
-        keystore_fail(message, detail, KEYSTORE_MSG_MOUNT, "cannot mount %s: %s", url,
-                      ks_nfs.nfs_get_error(nfs));
-    else {
-        r = keystore_read_nfs(nfs, url, name, 1, out, &out->key, &out->key_len, message, detail);
-        ks_nfs.nfs_umount(nfs);
-    }
-    if (u)
-        ks_nfs.nfs_destroy_url(u);
-    ks_nfs.nfs_destroy_context(nfs);
     return r;
 }
 
@@ -398,7 +366,7 @@ int keystore_read_key(const struct conf *c, const char *name, struct keystore_pe
     *message = NULL;
     *detail = NULL;
     if (*c->fs_terminal)
-        r = keystore_file_nfs(c, name, out, message, detail);
+        r = keystore_nfs_read(c, name, NULL, out, message, detail);
     else if (!*c->key_volume && name[0] != '/')
         r = keystore_fail(message, detail, KEYSTORE_MSG_MISSING,
                           "%s: a relative path needs key_volume or fs_terminal", name);
