@@ -222,7 +222,7 @@ void spool_committer_stop(struct spool *sp);
 void spool_msg_drop_live(struct spool *sp);
 /* spool_queued - a message is now in queue/ (loop): index and counters (spool_index.c). */
 void spool_queued(struct spool *sp, const char *id, long long size);
-#define SPOOL_REMOVE_GATHER_US 250000 /* removals gather this long before each batch */
+#define SPOOL_REMOVE_GATHER_US 10000 /* removals gather this long before each batch */
 /* spool_remove_gather_cb - the gathering delay is over: start the removal batch (loop). */
 void spool_remove_gather_cb(int fd, short what, void *arg);
 /* spool_remove_flush - start waiting removals now, and later ones without gathering (at close
