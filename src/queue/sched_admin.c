@@ -396,6 +396,9 @@ int sched_flush(struct sched *s)
 {
     /* a queue run that takes every deferred message, in chunks: a million of them do
      * not stall the loop, and they enter the active set as it has room */
+    /* messages the spool's background scan has not reported yet are flushed too */
+    if (spool_scanning(s->spool) || s->nrecover)
+        s->flush_recovered = 1;
     sched_run_start(s, 1);
     return (int)s->msg_tab.count;
 }

@@ -166,9 +166,10 @@ struct sched {
     size_t content_bytes; /* held in sched_msg.content, at most SCHED_CONTENT_MAX */
     /* the active set (sched_active.c): messages with full state, at most
      * qmgr_message_active_limit (plus the start-up loads in flight) */
-    size_t nloaded;                     /* messages with an envelope in memory */
-    size_t nreload;                     /* parked messages being loaded back */
-    size_t nrecover;                    /* start-up loads in flight */
+    size_t nloaded;      /* messages with an envelope in memory */
+    size_t nreload;      /* parked messages being loaded back */
+    size_t nrecover;     /* start-up loads in flight */
+    int flush_recovered; /* a flush came during the start-up scan or load: recovered mail is due */
     struct sched_msgq recover;          /* found at start, not read yet */
     struct sched_msgq due_new, due_old; /* parked and due: new mail, then retries */
     int due_turn;                       /* alternates between the two */

@@ -137,7 +137,7 @@ static void sched_load_done(void *arg)
             m->held = 1; /* held before the restart: stays held */
             counter_add(CNT_MQUEUE_HELD, 1);
         }
-        if (m->wst.next_retry > (long long)time(NULL)) {
+        if (m->wst.next_retry > (long long)time(NULL) && !(m->recovered && s->flush_recovered)) {
             /* the backoff survives a restart; never beyond maximal_backoff_time from now
              * (a clock that went back, or a damaged file, must not park it for years) */
             long long latest = (long long)time(NULL) + s->conf->maximal_backoff_time;
