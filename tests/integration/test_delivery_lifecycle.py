@@ -126,7 +126,9 @@ class DeliveryLifecycle(mtatest.MtaTestCase):
         d = self.relay_daemon(relay, cc_mta="[127.0.0.1]:%d" % cc.port)
         d.wait_log(r" postfix/qmgr\[%d\]: warning: cc_mta = \[127\.0\.0\.1\]:%d is ignored because "
                    r"smart_relay is set$" % (d.pid(), cc.port), t(5))
-        # logged at start, before the daemon says it has started
+        # logged at start, before the daemon says it has started (the log writer may not have
+        # written that line yet when the warning shows up, so wait for it too)
+        d.wait_log(r" daemon started -- ", t(5))
         log = d.maillog()
         self.assertLess(log.index("is ignored because smart_relay is set"),
                         log.index("daemon started"), log)
