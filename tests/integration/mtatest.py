@@ -569,10 +569,13 @@ def is_free_slot(path, name):
     """is_free_slot - a file in queue/ that holds no message of its name: a slot
     made ahead (zero bytes, or zeros), or a delivered message's file renamed to a
     new ID and waiting to be overwritten (its envelope names the old ID). Files a
-    test plants in version 1 are never slots."""
+    test plants in version 1 are never slots. A file gone since the directory was
+    listed holds no message either (a rejected message's slot is unlinked by a worker)."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
+    except FileNotFoundError:
+        return True
     except OSError:
         return False
     if head == b"" or head[:1] == b"\0":
