@@ -39,10 +39,12 @@ char *spool_status_encode(const struct spool_status *st, size_t *len);
 /* spool_status_decode - parse TEXT into *ST (slots malloc'd). 0, or -1 when malformed. */
 int spool_status_decode(const char *text, size_t len, struct spool_status *st);
 /* spool_status_write - replace the status file of ID (tmp, fsync, rename, directory fsync;
- * without the two flushes when no slot is final yet). BLOCKS: worker threads only. 0 or
- * errno. */
+ * without the two flushes when no slot is final yet; while none is final, not held and no
+ * status file exists, only the queue file's modification time). BLOCKS: worker threads only.
+ * 0 or errno. */
 int spool_status_write(struct spool *sp, const char *id, const struct spool_status *st);
-/* spool_status_read - read the status file of ID. BLOCKS: worker threads only.
+/* spool_status_read - read the status file of ID, or the status kept in its queue file's
+ * modification time (no slots then). BLOCKS: worker threads only.
  * 0, ENOENT when there is none, EBADMSG when unreadable, or another errno. */
 int spool_status_read(struct spool *sp, const char *id, struct spool_status *st);
 

@@ -3,7 +3,17 @@
  * slots (recipients, then cc_mta copies) are done, how many attempts were made
  * and when the next retry is due. Written by tmp + fsync + rename + directory
  * fsync, so after a crash it is either the old or the new version, never torn.
- * It exists only once some slot is final; spool_remove deletes it with the message.
+ * It exists only once some slot is final (or the message was held);
+ * spool_remove deletes it with the message.
+ * Before that, a deferral's retry time and attempt count go where Postfix keeps
+ * its retry time, in the queue file's own modification time: seconds = the next
+ * retry, nanoseconds = the attempts. No file is created, so a deferred queue
+ * costs one inode per message, not two (creating inodes is most of the disk
+ * work of a deferral). Such a time is later than the file's change time, which
+ * no write of the file can give (a write sets both), so it is never mistaken
+ * for one; a rename or chown after it only moves the change time, and once the
+ * retry time has passed that way the message is simply due. Not flushed:
+ * losing it costs an early retry, as losing a status file does.
  * Not here: the scheduling decisions (sched.c) or the message file (spool_*.c).
  */
 #include "mta/fsutil.h"
@@ -17,11 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STATUS_VERSION_LINE "MTA-STATUS 1"
-#define STATUS_MAX (1024 * 1024)        /* a status file larger than this is corrupt */
-#define STATUS_TIME_MAX 253402300799ULL /* next retry: at most the end of the year 9999 */
+#define STATUS_MAX (1024 * 1024)           /* a status file larger than this is corrupt */
+#define STATUS_TIME_MAX 253402300799ULL    /* next retry: at most the end of the year 9999 */
+#define STATUS_MARK_ATTEMPTS_MAX 999999999 /* the nanoseconds of a modification time */
 
 char *spool_status_encode(const struct spool_status *st, size_t *len)
 {
@@ -116,6 +128,37 @@ bad:
     return -1;
 }
 
+/* spool_status_mark - keep a status with every slot pending in the modification time of ID's
+ * queue file (the head of this file says why); 0 or errno (ENOENT: the message is gone). */
+static int spool_status_mark(int qfd, const char *id, const struct spool_status *st)
+{
+    struct timespec ts[2] = {{.tv_sec = 0, .tv_nsec = UTIME_OMIT}, {0, 0}};
+    ts[1].tv_sec = (time_t)(st->next_retry > 0 ? st->next_retry : 0);
+    if (st->attempts > 0)
+        ts[1].tv_nsec =
+            st->attempts < STATUS_MARK_ATTEMPTS_MAX ? st->attempts : STATUS_MARK_ATTEMPTS_MAX;
+    return utimensat(qfd, id, ts, AT_SYMLINK_NOFOLLOW) < 0 ? errno : 0;
+}
+
+/* spool_status_unmark - the status kept in ID's modification time, if there is one: 0 and *ST
+ * (no slots: every one pending), or ENOENT. */
+static int spool_status_unmark(int qfd, const char *id, struct spool_status *st)
+{
+    struct stat sb;
+    if (fstatat(qfd, id, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno;
+    if (!S_ISREG(sb.st_mode) || sb.st_mtim.tv_sec < sb.st_ctim.tv_sec ||
+        (sb.st_mtim.tv_sec == sb.st_ctim.tv_sec && sb.st_mtim.tv_nsec <= sb.st_ctim.tv_nsec))
+        return ENOENT; /* the time of a write (or a retry time already passed at a rename) */
+    st->slots = malloc(1);
+    if (!st->slots)
+        return ENOMEM;
+    st->nslots = 0;
+    st->next_retry = (long long)sb.st_mtim.tv_sec;
+    st->attempts = (int)sb.st_mtim.tv_nsec; /* 0 on a file system without nanoseconds */
+    return 0;
+}
+
 int spool_status_write(struct spool *sp, const char *id, const struct spool_status *st)
 {
     char tmpname[SPOOL_ID_SIZE + 16], name[SPOOL_ID_SIZE + 8];
@@ -137,6 +180,11 @@ int spool_status_write(struct spool *sp, const char *id, const struct spool_stat
     if (st->hold || st->sync)
         durable = 1;
     qfd = sp->qfd[spool_id_hash(id)];
+    if (!durable) {
+        snprintf(name, sizeof(name), "%s.st", id);
+        if (faccessat(qfd, name, F_OK, 0) < 0 && errno == ENOENT)
+            return spool_status_mark(qfd, id, st);
+    }
     text = spool_status_encode(st, &len);
     if (!text)
         return ENOMEM;
@@ -180,6 +228,8 @@ int spool_status_read(struct spool *sp, const char *id, struct spool_status *st)
         return EINVAL;
     snprintf(name, sizeof(name), "%s.st", id);
     fd = openat(sp->qfd[spool_id_hash(id)], name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return spool_status_unmark(sp->qfd[spool_id_hash(id)], id, st);
     if (fd < 0)
         return errno;
     if (fstat(fd, &sb) < 0 || sb.st_size > STATUS_MAX) {

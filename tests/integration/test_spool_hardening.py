@@ -163,12 +163,18 @@ class SpoolHardening(mtatest.MtaTestCase):
         with sink.lock:
             first = sum(1 for c in sink.commands if c.startswith("RCPT"))
         self.assertEqual(first, 1)
-        # the retry time is on disk before the restart
+        # the retry time is on disk before the restart: as Postfix keeps it, in the queue
+        # file's modification time (with the attempt count in its nanoseconds), and no
+        # status file is made for a message none of whose recipients is done
         qid = list(d.queued_ids())[0]
-        st = os.path.join(d.data_volume, "queue", qid[-1], qid + ".st")
+        path = d.spool_files()[qid]
         deadline = time.monotonic() + t(5)
-        while not os.path.exists(st) and time.monotonic() < deadline:
+        while os.stat(path).st_mtime < time.time() + 2 and time.monotonic() < deadline:
             time.sleep(0.05)
+        sb = os.stat(path)
+        self.assertGreater(sb.st_mtime, time.time() + 2, "no retry time on the queue file")
+        self.assertEqual(sb.st_mtime_ns % 1000000000, 1, "attempt count not kept")
+        self.assertFalse(os.path.exists(path + ".st"))
         self.assertEqual(d.stop(), 0)
         d.start()
         # well before the backoff ends: no new attempt (before, a restart retried at once)

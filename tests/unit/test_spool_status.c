@@ -1,0 +1,223 @@
+/*
+ * test_spool_status.c - where a message's delivery status lives on a real spool in a
+ * temporary directory (spool_status.c): a deferral with every recipient pending is kept in
+ * the queue file's modification time (no status file), read back with its retry time and
+ * attempt count; a final recipient or a hold makes a status file, which then stays the
+ * record; a rename after the retry time has passed, or a plain write, is never read as one.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "mta/conf.h"
+#include "mta/log.h"
+#include "mta/sched.h"
+#include "mta/spool.h"
+#include "queue/sched_int.h"
+
+static char topdir[256];
+
+struct fixture {
+    struct event_base *base;
+    struct conf conf;
+    char dir[300];
+    struct spool *sp;
+    char id[SPOOL_ID_SIZE];
+    char path[400];
+};
+
+static void commit_done(void *arg, int err)
+{
+    int *d = arg;
+    *d = err ? -err : 1;
+}
+
+/* setup - a spool with one committed message; f->path is its queue file. */
+static int setup(void **state)
+{
+    static int n;
+    struct fixture *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    snprintf(f->dir, sizeof f->dir, "%s/t%d", topdir, ++n);
+    f->conf.data_volume = f->dir;
+    char *err = NULL;
+    f->sp = spool_open(f->base, &f->conf, &err);
+    assert_non_null(f->sp);
+    struct spool_msg *m = spool_msg_new(f->sp);
+    snprintf(f->id, sizeof f->id, "%s", spool_msg_id(m));
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "Subject: x\r\n\r\nbody\r\n");
+    assert_int_equal(spool_msg_append(m, b), 0);
+    evbuffer_free(b);
+    struct spool_rcpt rc[2] = {{"a@example.com", "", 0}, {"b@example.com", "", 0}};
+    struct spool_envelope e = {.sender = "s@example.net", .rcpt = rc, .nrcpt = 2};
+    e.envid = e.client_name = e.client_addr = e.helo = "";
+    int done = 0;
+    spool_msg_commit(m, &e, commit_done, &done);
+    time_t end = time(NULL) + 30;
+    while (!done && time(NULL) < end)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_int_equal(done, 1);
+    snprintf(f->path, sizeof f->path, "%s/queue/%c/%s", f->dir, f->id[strlen(f->id) - 1], f->id);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    spool_close(f->sp);
+    event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+static int status_file_exists(struct fixture *f)
+{
+    char p[420];
+    snprintf(p, sizeof p, "%s.st", f->path);
+    return access(p, F_OK) == 0;
+}
+
+static void test_deferral_is_kept_in_the_modification_time(void **state)
+{
+    struct fixture *f = *state;
+    struct spool_status st;
+    /* freshly committed: nothing to read */
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), ENOENT);
+    char slots[2] = {SCHED_SLOT_PENDING, SCHED_SLOT_PENDING};
+    long long retry = (long long)time(NULL) + 3600;
+    struct spool_status w = {.attempts = 3, .next_retry = retry, .nslots = 2, .slots = slots};
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    assert_false(status_file_exists(f));
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal((long long)sb.st_mtim.tv_sec, retry);
+    /* read back: the retry time, the attempts, no slot (every one pending) */
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), 0);
+    assert_int_equal(st.next_retry, retry);
+    assert_int_equal(st.attempts, 3);
+    assert_int_equal(st.nslots, 0);
+    assert_int_equal(st.hold, 0);
+    free(st.slots);
+    /* the next deferral moves it */
+    w.attempts = 4;
+    w.next_retry = retry + 600;
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), 0);
+    assert_int_equal(st.next_retry, retry + 600);
+    assert_int_equal(st.attempts, 4);
+    free(st.slots);
+    /* a rename (recovery moving it) keeps a retry time still ahead */
+    char other[420];
+    snprintf(other, sizeof other, "%s.tmp", f->path);
+    assert_int_equal(rename(f->path, other), 0);
+    assert_int_equal(rename(other, f->path), 0);
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), 0);
+    assert_int_equal(st.next_retry, retry + 600);
+    free(st.slots);
+}
+
+static void test_passed_retry_time_or_a_write_is_no_status(void **state)
+{
+    struct fixture *f = *state;
+    struct spool_status st;
+    char slots[2] = {SCHED_SLOT_PENDING, SCHED_SLOT_PENDING};
+    /* a retry time already passed when it was set (a flush): due, nothing kept */
+    struct spool_status w = {
+        .attempts = 2, .next_retry = (long long)time(NULL) - 10, .nslots = 2, .slots = slots};
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), ENOENT);
+    /* a retry time ahead, then the file written: a write's time is never a retry time */
+    w.next_retry = (long long)time(NULL) + 3600;
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    int fd = open(f->path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "M", 1, 0), 1);
+    close(fd);
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), ENOENT);
+    /* a message that is gone */
+    assert_int_equal(unlink(f->path), 0);
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), ENOENT);
+}
+
+static void test_final_slot_or_hold_makes_a_status_file(void **state)
+{
+    struct fixture *f = *state;
+    struct spool_status st;
+    char slots[2] = {SCHED_SLOT_PENDING, SCHED_SLOT_PENDING};
+    struct spool_status w = {.attempts = 1,
+                             .next_retry = (long long)time(NULL) + 300,
+                             .nslots = 2,
+                             .slots = slots,
+                             .hold = 1};
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    assert_true(status_file_exists(f));
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), 0);
+    assert_int_equal(st.hold, 1);
+    assert_int_equal(st.nslots, 2);
+    free(st.slots);
+    /* released, every recipient still pending: the status file stays the record */
+    w.hold = 0;
+    w.sync = 1;
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    w.sync = 0;
+    w.attempts = 2;
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    assert_true(status_file_exists(f));
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), 0);
+    assert_int_equal(st.hold, 0);
+    assert_int_equal(st.attempts, 2);
+    free(st.slots);
+    /* one recipient done */
+    slots[0] = SCHED_SLOT_SENT;
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), 0);
+    assert_int_equal(st.nslots, 2);
+    assert_int_equal(st.slots[0], SCHED_SLOT_SENT);
+    assert_int_equal(st.slots[1], SCHED_SLOT_PENDING);
+    free(st.slots);
+}
+
+int main(void)
+{
+    snprintf(topdir, sizeof topdir, "%s/mta-spstatus-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(topdir))
+        return 1;
+    char logpath[300];
+    snprintf(logpath, sizeof logpath, "%s/maillog", topdir);
+    struct log_options lo = {.hostname = "test", .syslog_name = "mta", .maillog_file = logpath};
+    char *lerr = NULL;
+    if (log_init(&lo, &lerr) != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_deferral_is_kept_in_the_modification_time, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_passed_retry_time_or_a_write_is_no_status, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_final_slot_or_hold_makes_a_status_file, setup,
+                                        teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    log_shutdown();
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", topdir);
+    if (rc == 0 && system(cmd) != 0)
+        rc = 1;
+    return rc;
+}
