@@ -44,6 +44,34 @@ def flush_probe(directory, n=FLUSHES):
         os.unlink(path)
 
 
+def commit_probe(directory, n=FLUSHES):
+    """commit_probe - median seconds of one fdatasync after writing what a commit of a 4 KB
+    message writes (4,691 bytes: envelope, message with its Received: header, commit record;
+    two pages) into a different pre-written 8 KiB file each time, as mtad's slots are
+    (spool_pool.c). Not the limit (the issue defines that with flush_probe); printed beside it
+    to show what the commit's own write pattern costs on the same disk."""
+    d = os.path.join(directory, "commit-probe")  # made once, left for bench.py to remove
+    data = b"\x5a" * 4691
+    fds = []
+    try:
+        os.makedirs(d, exist_ok=True)
+        for i in range(n):
+            fd = os.open(os.path.join(d, "s%d" % i), os.O_RDWR | os.O_CREAT, 0o600)
+            fds.append(fd)
+            os.pwrite(fd, b"\0" * 8192, 0)
+        os.sync()
+        times = []
+        for i, fd in enumerate(fds):
+            os.pwrite(fd, data[:-1] + bytes([i & 0xFF]), 0)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+        return sorted(times)[n // 2]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def use_own_client(b, work):
     """use_own_client - when smtp-source is missing, build bench/smtp_load.c and make
     bench.smtp_source run it (same arguments that matter: sessions, count, size)."""
@@ -111,7 +139,10 @@ def one(b, cls, parent, kind, n, count, size, sink_port=None, settle=True):
         f = b.one_load(srv, n, count, size, wait_sent=count if kind == "relay" else None)
     finally:
         srv.stop()
-    shutil.rmtree(d, ignore_errors=True)
+    if not settle:
+        shutil.rmtree(d, ignore_errors=True)  # tmpfs: nothing for the next run to pay
+    # On the disk the directory stays until the whole bench ends (bench.py removes WORK):
+    # deleting 20000 queue files here would make the next server pay for them (settle()).
     return f["e2e_rate" if kind == "relay" else "intake_rate"] if f["rc"] == 0 else 0.0
 
 
@@ -136,12 +167,13 @@ def bench_limit(b, work, sessions_list, count, size, out):
                         raise RuntimeError("smtp-sink did not come up")
                 nd = one(b, b.Mtad, nodisk, kind, n, count, size, sink_port, settle=False)
                 tf = flush_probe(work)  # next to the disk runs it is the limit of
+                tc = commit_probe(work)
                 mt = one(b, b.Mtad, work, kind, n, count, size, sink_port)
                 pf = (one(b, b.PostfixInstance, work, kind, n, count, size, sink_port)
                       if have_postfix else None)
                 if sink:
                     b.kill_proc(sink, 2)
-                rows.append((kind, n, nd, tf, mt, pf))
+                rows.append((kind, n, nd, tf, tc, mt, pf))
     finally:
         if nodisk.startswith("/dev/shm/"):
             shutil.rmtree(nodisk, ignore_errors=True)
@@ -152,14 +184,20 @@ def bench_limit(b, work, sessions_list, count, size, out):
              "One flush: fdatasync of an overwritten 4 KiB block on the disk of the work dir, "
              "the median of %d, measured right before each row's disk runs. No-disk: the same "
              "mtad with its spool on tmpfs. Limit at N sessions = min(no-disk rate, N / (N / "
-             "no-disk rate + one flush)) (bench/README.md)." % FLUSHES, "",
-             "| kind | sessions | no-disk msg/s | flush us | limit msg/s | mtad msg/s | "
-             "mtad / limit | Postfix msg/s | Postfix / limit | mtad / Postfix |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for kind, n, nd, tf, mt, pf in rows:
+             "no-disk rate + one flush)) (bench/README.md). Commit flush: the median fdatasync "
+             "after writing what one commit writes (4,691 bytes) into a different pre-written "
+             "file each time, as into mtad's slots; limit' is the limit computed with it "
+             "(shown, not the target)." % FLUSHES, "",
+             "| kind | sessions | no-disk msg/s | flush us | limit msg/s | commit flush us | "
+             "limit' msg/s | mtad msg/s | mtad / limit | mtad / limit' | Postfix msg/s | "
+             "Postfix / limit | mtad / Postfix |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind, n, nd, tf, tc, mt, pf in rows:
         lim = limit_of(n, nd, tf)
-        lines.append("| %s | %d | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %s |" % (
-            kind, n, nd, tf * 1e6, lim, mt, pct(mt, lim),
+        lim2 = limit_of(n, nd, tc)
+        lines.append("| %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %s | "
+                     "%s |" % (
+            kind, n, nd, tf * 1e6, lim, tc * 1e6, lim2, mt, pct(mt, lim), pct(mt, lim2),
             "%.0f" % pf if pf is not None else "n/a",
             pct(pf, lim) if pf is not None else "n/a",
             b.ratio(mt, pf) if pf else "n/a"))
