@@ -219,6 +219,9 @@ void spool_foreach(struct spool *sp, void (*cb)(void *arg, const char *id, long 
 int spool_scanning(const struct spool *sp);
 /* spool_count - messages queued now (same figure as CNT_MQUEUE_MESSAGES). */
 long spool_count(const struct spool *sp);
+/* spool_expected - messages queued now plus those the start-up scan has still to check:
+ * about what the queue holds once the scan is done (to size tables up front). */
+long spool_expected(const struct spool *sp);
 /* spool_contains - 1 when ID is queued. */
 int spool_contains(const struct spool *sp, const char *id);
 

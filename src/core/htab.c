@@ -19,10 +19,9 @@ size_t htab_hash_str(const char *s)
     return h;
 }
 
-/* htab_grow - double the bucket array (or make the first one); -1 when out of memory. */
-static int htab_grow(struct htab *t)
+/* htab_resize - move every node into a new bucket array of NSLOT; -1 when out of memory. */
+static int htab_resize(struct htab *t, size_t nslot)
 {
-    size_t nslot = t->nslot ? t->nslot * 2 : HTAB_MIN_SLOTS;
     struct htab_node **slot = calloc(nslot, sizeof(*slot));
 
     if (!slot)
@@ -39,6 +38,20 @@ static int htab_grow(struct htab *t)
     t->slot = slot;
     t->nslot = nslot;
     return 0;
+}
+
+/* htab_grow - double the bucket array (or make the first one); -1 when out of memory. */
+static int htab_grow(struct htab *t)
+{
+    return htab_resize(t, t->nslot ? t->nslot * 2 : HTAB_MIN_SLOTS);
+}
+
+int htab_reserve(struct htab *t, size_t n)
+{
+    size_t nslot = t->nslot ? t->nslot : HTAB_MIN_SLOTS;
+    while (nslot < n && nslot <= ((size_t)-1 / sizeof(struct htab_node *)) / 2)
+        nslot *= 2;
+    return nslot == t->nslot ? 0 : htab_resize(t, nslot);
 }
 
 struct htab_node *htab_find(const struct htab *t, size_t hash,

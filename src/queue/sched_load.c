@@ -220,6 +220,8 @@ static void sched_foreach_cb(void *arg, const char *id, long long size)
 
 void sched_load_start(struct sched *s)
 {
+    /* every queued message gets an entry: sized once rather than doubled under load */
+    (void)htab_reserve(&s->msg_tab, (size_t)spool_expected(s->spool));
     spool_set_notify(s->spool, sched_notify_cb, s);
     spool_foreach(s->spool, sched_foreach_cb, s);
 }

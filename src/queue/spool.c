@@ -401,6 +401,11 @@ int spool_scanning(const struct spool *sp)
     return sp && sp->scan != NULL;
 }
 
+long spool_expected(const struct spool *sp)
+{
+    return (long)sp->index.tab.count + (sp->scan ? (long)(sp->scan->nmsg - sp->scan->pos) : 0);
+}
+
 /* --- notification --- */
 
 void spool_set_notify(struct spool *sp,
@@ -492,6 +497,8 @@ struct spool *spool_open(struct event_base *base, const struct conf *conf, char 
     for (int h = 0; h < SPOOL_NHASH; h++)
         if (spool_scan_list(sp, sp->scan, h) < 0)
             goto fail_errno;
+    /* the index will hold what was listed: sized now, before the loop runs (best effort) */
+    (void)htab_reserve(&sp->index.tab, sp->scan->nmsg);
 
     if (spool_space_init(sp) < 0)
         goto fail_errno;

@@ -74,6 +74,36 @@ static void test_htab_insert_find_grow(void **state)
     free(v);
 }
 
+static void test_htab_reserve_sizes_once(void **state)
+{
+    (void)state;
+    struct htab t = HTAB_INIT;
+    struct item *v = calloc(NITEMS, sizeof(*v));
+    assert_non_null(v);
+    for (int i = 0; i < 10; i++) { /* a few nodes before: they move with the reserve */
+        snprintf(v[i].key, sizeof(v[i].key), "R%05d", i);
+        assert_int_equal(htab_insert(&t, &v[i].node, item_hash(v[i].key, 0)), 0);
+    }
+    assert_int_equal(htab_reserve(&t, NITEMS), 0);
+    assert_true(t.nslot >= NITEMS);
+    struct htab_node **slot = t.slot;
+    size_t nslot = t.nslot;
+    for (int i = 10; i < NITEMS; i++) {
+        snprintf(v[i].key, sizeof(v[i].key), "R%05d", i);
+        assert_int_equal(htab_insert(&t, &v[i].node, item_hash(v[i].key, 0)), 0);
+    }
+    /* no doubling while the reserved count went in */
+    assert_ptr_equal(t.slot, slot);
+    assert_int_equal(t.nslot, nslot);
+    for (int i = 0; i < NITEMS; i++)
+        assert_ptr_equal(item_find(&t, v[i].key, 0), &v[i]);
+    /* reserving less than there is room for changes nothing */
+    assert_int_equal(htab_reserve(&t, 10), 0);
+    assert_ptr_equal(t.slot, slot);
+    htab_free(&t);
+    free(v);
+}
+
 static void test_htab_remove_and_iterate(void **state)
 {
     (void)state;
@@ -142,6 +172,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_htab_insert_find_grow),
+        cmocka_unit_test(test_htab_reserve_sizes_once),
         cmocka_unit_test(test_htab_remove_and_iterate),
         cmocka_unit_test(test_htab_hash_str),
         cmocka_unit_test(test_clock),
