@@ -4,9 +4,10 @@
  * SMTP: it links the project's queue library and commits every message through
  * the spool's own intake (spool_msg_new, spool_msg_append, spool_msg_commit,
  * group commit with many in flight), so the files follow whatever on-disk
- * format the spool writes. Each message then gets a status file (the
- * scheduler's own writer, spool_status_write) with one attempt made and the next
- * retry in the future, so mtad finds a deferred queue, as after an outage of the
+ * format the spool writes. Each message then gets the status of a deferral (the
+ * scheduler's own writer, spool_status_write: the retry time in the queue file's
+ * modification time, or a status file for a held message) with one attempt made
+ * and the next retry in the future, so mtad finds a deferred queue, as after an outage of the
  * next hop. Run it while no mtad uses the data volume (the spool lock says so).
  *
  *   queue_fill -d DATA_VOLUME -n COUNT [-s BYTES] [-c IN_FLIGHT] [-r RETRY_SECONDS] [-H EVERY]

@@ -3,7 +3,8 @@
 # postqueue and queue_fill in BUILD_DIR (default build) and runs bench/queue_scale.py
 # at a low priority. Arguments go to queue_scale.py (-n 10000,100000,1000000 ...).
 # BENCH_TMP (default /var/tmp) must be a real disk with room: about 12 KB per message
-# (the 4 KB message and its status file, one block each, plus the directories).
+# (the 4 KB message in its 8 KB file, plus the directories; before af77681 also a status
+# file per deferred message).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$here/build}
