@@ -29,45 +29,19 @@
 #include "mta/spool.h"
 #include "queue/spool_int.h"
 
-static char topdir[256];
-static char logpath[300];
+#include "spool_fixture.h"
 
 /* --- helpers --- */
 
-struct fixture {
-    struct event_base *base;
-    struct conf conf;
-    char dir[300];
-};
-
-static int fixture_setup(void **state)
+/* setup - the fixture with its data volume two levels below a missing directory: also tests
+ * mkdir -p. */
+static int setup(void **state)
 {
-    static int n;
-    struct fixture *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    snprintf(f->dir, sizeof f->dir, "%s/t%d/sub/data", topdir, ++n); /* also tests mkdir -p */
-    f->conf.data_volume = f->dir;
-    *state = f;
+    spool_fixture_setup(state);
+    struct spool_fixture *f = *state;
+    size_t len = strlen(f->dir);
+    snprintf(f->dir + len, sizeof f->dir - len, "/sub/data");
     return 0;
-}
-
-static int fixture_teardown(void **state)
-{
-    struct fixture *f = *state;
-    event_base_free(f->base);
-    free(f);
-    return 0;
-}
-
-static struct spool *open_ok(struct fixture *f)
-{
-    char *err = NULL;
-    struct spool *sp = spool_open(f->base, &f->conf, &err);
-    if (!sp)
-        fail_msg("spool_open: %s", err ? err : "?");
-    while (spool_scanning(sp)) /* the queue files are checked in the background */
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return sp;
 }
 
 /* is_slot - DIR/SUB/NAME holds no message of its name: a slot made ahead (empty, or zeros) or a
@@ -176,13 +150,6 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static void run_until(struct event_base *base, int *flag, int n)
-{
-    time_t end = time(NULL) + 30;
-    while (*flag < n && time(NULL) < end)
-        event_base_loop(base, EVLOOP_ONCE);
-}
-
 static struct spool_rcpt test_rcpts[] = {
     {"alice@example.com", "rfc822;alice@example.com", SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE},
     {"bob@example.org", "", 0},
@@ -218,45 +185,19 @@ static void commit_done(void *arg, int err)
     r->err = err;
 }
 
-static void append_str(struct spool_msg *m, const char *s, size_t len)
-{
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, s, len);
-    assert_int_equal(spool_msg_append(m, b), 0);
-    assert_int_equal(evbuffer_get_length(b), 0); /* moved, not copied */
-    evbuffer_free(b);
-}
-
 /* commit_one - queue BODY and wait for the commit's done(); returns its ID in R. */
-static void commit_one(struct fixture *f, struct spool *sp, const char *body,
+static void commit_one(struct spool_fixture *f, struct spool *sp, const char *body,
                        struct commit_result *r)
 {
     struct spool_msg *m = spool_msg_new(sp);
     assert_non_null(m);
     snprintf(r->id, sizeof r->id, "%s", spool_msg_id(m));
-    append_str(m, body, strlen(body));
+    spool_fixture_append(m, body, strlen(body));
     struct spool_envelope e = test_env();
     spool_msg_commit(m, &e, commit_done, r);
-    run_until(f->base, &r->done, 1);
+    spool_fixture_run_until(f, &r->done, 1);
     assert_int_equal(r->done, 1);
     assert_int_equal(r->err, 0);
-}
-
-/* read_message - the message bytes of ID via spool_open_message. */
-static char *read_message(struct spool *sp, const char *id, long long *size,
-                          struct spool_envelope **env)
-{
-    int fd = spool_open_message(sp, id, env, size);
-    assert_true(fd >= 0);
-    char *buf = malloc((size_t)*size + 1);
-    long long got = 0;
-    ssize_t n;
-    while (got < *size && (n = read(fd, buf + got, (size_t)(*size - got))) > 0)
-        got += n;
-    assert_int_equal(got, *size);
-    close(fd);
-    buf[got] = '\0';
-    return buf;
 }
 
 struct notified {
@@ -293,10 +234,10 @@ static void notify_cb(void *arg, const char *id, struct spool_envelope *env,
 
 static void test_commit_and_reopen(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     long long m0 = counter_get(CNT_MQUEUE_MESSAGES), b0 = counter_get(CNT_MQUEUE_BYTES);
     long long c0 = counter_get(CNT_SPOOL_COMMITS);
-    struct spool *sp = open_ok(f);
+    struct spool *sp = spool_fixture_open(f);
     struct notified nt = {0};
     spool_set_notify(sp, notify_cb, &nt);
     const char *body = "Subject: hi\r\n\r\nline one\r\n.dot\r\n\x01\xff 8bit\r\n";
@@ -327,7 +268,7 @@ static void test_commit_and_reopen(void **state)
     struct notified nt2 = {0};
     spool_set_notify(sp, notify_cb, &nt2);
     assert_true(spool_scanning(sp));
-    run_until(f->base, &nt2.n, 1);
+    spool_fixture_run_until(f, &nt2.n, 1);
     assert_int_equal(spool_count(sp), 1);
     assert_true(spool_contains(sp, r.id));
     assert_int_equal(counter_get(CNT_MQUEUE_MESSAGES), m0 + 1);
@@ -360,7 +301,7 @@ static void test_commit_and_reopen(void **state)
     spool_envelope_free(e);
 
     long long size;
-    char *got = read_message(sp, r.id, &size, NULL);
+    char *got = spool_fixture_read_message(sp, r.id, &size, NULL);
     assert_int_equal(size, (long long)strlen(body));
     assert_memory_equal(got, body, strlen(body));
     free(got);
@@ -374,15 +315,15 @@ static void test_commit_and_reopen(void **state)
 
 static void test_tmp_purged(void **state)
 {
-    struct fixture *f = *state;
-    spool_close(open_ok(f)); /* creates the layout */
+    struct spool_fixture *f = *state;
+    spool_close(spool_fixture_open(f)); /* creates the layout */
     char path[512];
     snprintf(path, sizeof path, "%s/tmp/0000000000001000", f->dir);
     write_file(path, "half a message", 14);
     snprintf(path, sizeof path, "%s/tmp/0000000000001000.body", f->dir);
     write_file(path, "x", 1);
     assert_int_equal(tmp_messages(f->dir), 2);
-    struct spool *sp = open_ok(f);
+    struct spool *sp = spool_fixture_open(f);
     assert_int_equal(tmp_messages(f->dir), 0);
     assert_int_equal(spool_count(sp), 0);
     assert_int_equal(count_entries(f->dir, "corrupt"), 0);
@@ -394,7 +335,7 @@ static int log_contains(const char *text)
 {
     for (int i = 0; i < 50; i++) {
         size_t len;
-        char *s = read_file(logpath, &len);
+        char *s = read_file(spool_fixture_log_path(), &len);
         int found = s && strstr(s, text);
         free(s);
         if (found)
@@ -406,8 +347,8 @@ static int log_contains(const char *text)
 
 static void test_garbage_quarantined(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     struct commit_result good = {0};
     commit_one(f, sp, "Subject: good\r\n\r\nok\r\n", &good);
     spool_close(sp);
@@ -459,7 +400,7 @@ static void test_garbage_quarantined(void **state)
     snprintf(bad, sizeof bad, "%s/queue/5/00000000000000B5.st", f->dir);
     write_file(bad, "x", 1);
 
-    sp = open_ok(f);
+    sp = spool_fixture_open(f);
     assert_int_equal(spool_count(sp), 0);
     assert_int_equal(queued_files(f->dir), 0);
     assert_int_equal(count_entries(f->dir, "corrupt"), 6); /* moved, never deleted */
@@ -493,8 +434,8 @@ static int cmp_id(const void *a, const void *b)
 
 static void test_group_commit(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     enum { N = 200 };
     static char ids[N][SPOOL_ID_SIZE];
     long long c0 = counter_get(CNT_SPOOL_COMMITS), fl0 = counter_get(CNT_SPOOL_FLUSHES);
@@ -506,12 +447,12 @@ static void test_group_commit(void **state)
     for (int i = 0; i < N; i++) {
         msgs[i] = spool_msg_new(sp);
         snprintf(ids[i], SPOOL_ID_SIZE, "%s", spool_msg_id(msgs[i]));
-        append_str(msgs[i], body, sizeof body);
+        spool_fixture_append(msgs[i], body, sizeof body);
     }
     struct spool_envelope e = test_env();
     for (int i = 0; i < N; i++)
         spool_msg_commit(msgs[i], &e, many_done, &mm);
-    run_until(f->base, &mm.done, N);
+    spool_fixture_run_until(f, &mm.done, N);
     assert_int_equal(mm.done, N);
     assert_int_equal(mm.errors, 0);
     qsort(ids, N, SPOOL_ID_SIZE, cmp_id);
@@ -531,8 +472,8 @@ static void test_group_commit(void **state)
  * bytes are handed to the scheduler. */
 static void test_pieces(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     struct notified nt = {0};
     spool_set_notify(sp, notify_cb, &nt);
     static const int npieces[] = {20, 100};
@@ -545,14 +486,14 @@ static void test_pieces(void **state)
             char line[32];
             int n = snprintf(line, sizeof line, "%c%d\r\n", i ? 'l' : 'S', i);
             strcat(body, line);
-            append_str(m, line, (size_t)n);
+            spool_fixture_append(m, line, (size_t)n);
         }
         struct spool_envelope e = test_env();
         spool_msg_commit(m, &e, commit_done, &r);
-        run_until(f->base, &r.done, 1);
+        spool_fixture_run_until(f, &r.done, 1);
         assert_int_equal(r.err, 0);
         long long size;
-        char *got = read_message(sp, r.id, &size, NULL);
+        char *got = spool_fixture_read_message(sp, r.id, &size, NULL);
         assert_int_equal(size, (long long)strlen(body));
         assert_string_equal(got, body);
         free(got);
@@ -577,20 +518,20 @@ static void drained_cb(void *arg)
  * flight is done (no polling); with nothing in flight there is nothing to wait for. */
 static void test_drain_callback(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     struct spool_msg *m = spool_msg_new(sp);
     int called = 0;
     assert_int_equal(spool_msg_on_drain(m, drained_cb, &called), 0); /* nothing in flight */
     size_t big = 512 * 1024;
     char *data = malloc(big);
     memset(data, 'x', big);
-    append_str(m, data, big); /* over 64 KiB: a worker starts writing it out */
+    spool_fixture_append(m, data, big); /* over 64 KiB: a worker starts writing it out */
     size_t before = spool_msg_buffered(m);
     assert_true(before >= big);
     assert_int_equal(spool_msg_on_drain(m, drained_cb, &called), 1);
     assert_int_equal(called, 0);
-    run_until(f->base, &called, 1);
+    spool_fixture_run_until(f, &called, 1);
     assert_int_equal(called, 1);
     assert_true(spool_msg_buffered(m) < before);
     /* at most once per registration */
@@ -598,7 +539,7 @@ static void test_drain_callback(void **state)
         event_base_loop(f->base, EVLOOP_NONBLOCK);
     assert_int_equal(called, 1);
     /* an abort forgets a registration */
-    append_str(m, data, big);
+    spool_fixture_append(m, data, big);
     assert_int_equal(spool_msg_on_drain(m, drained_cb, &called), 1);
     spool_msg_abort(m);
     for (int i = 0; i < 50; i++)
@@ -610,8 +551,8 @@ static void test_drain_callback(void **state)
 
 static void test_stream_large(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     struct notified nt = {0};
     spool_set_notify(sp, notify_cb, &nt);
     size_t total = 1536 * 1024 + 77;
@@ -631,7 +572,7 @@ static void test_stream_large(void **state)
     size_t max_buffered = 0;
     for (size_t off = 0; off < total; off += 8192) {
         size_t n = total - off < 8192 ? total - off : 8192;
-        append_str(m, data + off, n);
+        spool_fixture_append(m, data + off, n);
         event_base_loop(f->base, EVLOOP_NONBLOCK);
         if (spool_msg_buffered(m) > max_buffered)
             max_buffered = spool_msg_buffered(m);
@@ -643,14 +584,14 @@ static void test_stream_large(void **state)
     assert_int_equal(tmp_messages(f->dir), 1);
     struct spool_envelope e = test_env();
     spool_msg_commit(m, &e, commit_done, &r);
-    run_until(f->base, &r.done, 1);
+    spool_fixture_run_until(f, &r.done, 1);
     assert_int_equal(r.err, 0);
     assert_int_equal(tmp_messages(f->dir), 0);
     assert_int_equal(nt.n, 1);
     assert_string_equal(nt.contents[0], "(none)"); /* streamed: not kept in memory */
     long long size;
     struct spool_envelope *env;
-    char *got = read_message(sp, r.id, &size, &env);
+    char *got = spool_fixture_read_message(sp, r.id, &size, &env);
     assert_int_equal(size, (long long)total);
     assert_int_equal(env->size, (long long)total);
     assert_memory_equal(got, data, total);
@@ -662,17 +603,17 @@ static void test_stream_large(void **state)
 
 static void test_abort(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     /* small: never touched the disk */
     struct spool_msg *m = spool_msg_new(sp);
-    append_str(m, "tiny\r\n", 6);
+    spool_fixture_append(m, "tiny\r\n", 6);
     spool_msg_abort(m);
     /* large: its streaming file is removed */
     m = spool_msg_new(sp);
     char *big = calloc(1, 300000);
-    append_str(m, big, 300000);
-    append_str(m, big, 300000);
+    spool_fixture_append(m, big, 300000);
+    spool_fixture_append(m, big, 300000);
     free(big);
     spool_msg_abort(m);
     for (int i = 0; i < 100 && tmp_messages(f->dir) > 0; i++) {
@@ -682,19 +623,19 @@ static void test_abort(void **state)
     spool_close(sp); /* also waits for the abort job */
     assert_int_equal(tmp_messages(f->dir), 0);
     assert_int_equal(queued_files(f->dir), 0);
-    sp = open_ok(f);
+    sp = spool_fixture_open(f);
     assert_int_equal(spool_count(sp), 0);
     spool_close(sp);
 }
 
 static void test_close_finishes_commits(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     struct many mm = {0};
     for (int i = 0; i < 10; i++) {
         struct spool_msg *m = spool_msg_new(sp);
-        append_str(m, "x\r\n", 3);
+        spool_fixture_append(m, "x\r\n", 3);
         struct spool_envelope e = test_env();
         spool_msg_commit(m, &e, many_done, &mm);
     }
@@ -760,26 +701,11 @@ static int slots_hold(const char *dir, const char *text)
     return found;
 }
 
-/* wait_slots - run the loop until the slot maker has made SP's first slots. */
-static void wait_slots(struct event_base *base, struct spool *sp)
-{
-    for (int i = 0; i < 3000; i++) {
-        pthread_mutex_lock(&sp->pool.mu);
-        int n = sp->pool.n;
-        pthread_mutex_unlock(&sp->pool.mu);
-        if (n > 0)
-            return;
-        event_base_loop(base, EVLOOP_NONBLOCK);
-        usleep(1000);
-    }
-    fail_msg("no slots were made");
-}
-
 static void test_remove_and_list(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     long long m0 = counter_get(CNT_MQUEUE_MESSAGES), b0 = counter_get(CNT_MQUEUE_BYTES);
-    struct spool *sp = open_ok(f);
+    struct spool *sp = spool_fixture_open(f);
     struct commit_result a = {0}, b = {0};
     commit_one(f, sp, "a\r\n", &a);
     commit_one(f, sp, "b\r\n", &b);
@@ -793,7 +719,7 @@ static void test_remove_and_list(void **state)
     struct commit_result rm = {0};
     spool_remove(sp, a.id, 0, remove_done, &rm); /* no reuse: unlinked */
     assert_int_equal(rm.done, 0);                /* asynchronous */
-    run_until(f->base, &rm.done, 1);
+    spool_fixture_run_until(f, &rm.done, 1);
     assert_int_equal(rm.err, 0);
     assert_false(spool_contains(sp, a.id));
     assert_int_equal(spool_count(sp), 1);
@@ -805,7 +731,7 @@ static void test_remove_and_list(void **state)
     assert_int_equal(spool_load_envelope(sp, a.id, &e), ENOENT);
     struct commit_result rm2 = {0};
     spool_remove(sp, a.id, 1, remove_done, &rm2);
-    run_until(f->base, &rm2.done, 1);
+    spool_fixture_run_until(f, &rm2.done, 1);
     assert_int_equal(rm2.err, ENOENT);
     spool_close(sp);
     assert_false(slots_hold(f->dir, "a\r\n")); /* not kept in the pool */
@@ -813,13 +739,13 @@ static void test_remove_and_list(void **state)
 
 static void test_recycled_files(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     static unsigned long pool[SPOOL_POOL_MAX + 8];
-    struct spool *sp = open_ok(f);
+    struct spool *sp = spool_fixture_open(f);
     struct commit_result a = {0}, rm = {0};
     char rel[64];
     /* a message is written into a slot made ahead: its queue ID is the slot's name */
-    wait_slots(f->base, sp);
+    spool_fixture_wait_slots(f, sp);
     int n = slot_inodes(f->dir, pool, SPOOL_POOL_MAX + 8);
     assert_true(n >= 1 && n <= SPOOL_POOL_FILL);
     commit_one(f, sp, "first message\r\n", &a);
@@ -827,7 +753,7 @@ static void test_recycled_files(void **state)
     unsigned long ino = inode_of(f->dir, rel);
     assert_true(has_inode(pool, n, ino));
     spool_remove(sp, a.id, 1, remove_done, &rm);
-    run_until(f->base, &rm.done, 1);
+    spool_fixture_run_until(f, &rm.done, 1);
     assert_int_equal(rm.err, 0);
     spool_close(sp); /* also waits for the worker that makes slots */
     assert_int_equal(queued_files(f->dir), 0);
@@ -839,10 +765,10 @@ static void test_recycled_files(void **state)
     assert_int_equal(inode_of(f->dir, rel), 0); /* the old name is gone */
 
     /* a restart removes the slots (no mail in them), then makes new ones */
-    sp = open_ok(f);
+    sp = spool_fixture_open(f);
     assert_int_equal(spool_count(sp), 0);
     assert_false(slots_hold(f->dir, "first message"));
-    wait_slots(f->base, sp);
+    spool_fixture_wait_slots(f, sp);
     n = slot_inodes(f->dir, pool, SPOOL_POOL_MAX + 8);
     struct commit_result b = {0};
     commit_one(f, sp, "second\r\n", &b);
@@ -850,7 +776,7 @@ static void test_recycled_files(void **state)
     assert_true(has_inode(pool, n, inode_of(f->dir, rel)));
     long long size;
     struct spool_envelope *env = NULL;
-    char *body = read_message(sp, b.id, &size, &env);
+    char *body = spool_fixture_read_message(sp, b.id, &size, &env);
     assert_string_equal(body, "second\r\n");
     assert_string_equal(env->sender, "sender@example.net");
     free(body);
@@ -866,7 +792,7 @@ static void test_recycled_files(void **state)
     free(text);
     queued_path(c.id, rel, sizeof rel);
     spool_remove(sp, c.id, 1, remove_done, &rm2);
-    run_until(f->base, &rm2.done, 1);
+    spool_fixture_run_until(f, &rm2.done, 1);
     assert_int_equal(rm2.err, 0);
     spool_close(sp);
     /* (not by inode: a slot made after the unlink may get the freed inode number) */
@@ -876,15 +802,15 @@ static void test_recycled_files(void **state)
 
 static void test_space_hook(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     double real = spool_free_percent(sp);
     assert_true(real > 0.0 && real <= 100.0);
     assert_true(spool_space_ok(sp, 1000));
     spool_close(sp);
 
     setenv("MTA_TEST_FREE_BYTES", "1000/100000", 1);
-    sp = open_ok(f);
+    sp = spool_fixture_open(f);
     unsetenv("MTA_TEST_FREE_BYTES");
     assert_true(spool_free_percent(sp) > 0.99 && spool_free_percent(sp) < 1.01);
     assert_true(spool_space_ok(sp, 0));
@@ -894,7 +820,7 @@ static void test_space_hook(void **state)
 
     f->conf.queue_minfree = 1000; /* free space at the floor: nothing more */
     setenv("MTA_TEST_FREE_BYTES", "1000", 1);
-    sp = open_ok(f);
+    sp = spool_fixture_open(f);
     unsetenv("MTA_TEST_FREE_BYTES");
     assert_false(spool_space_ok(sp, 0));
     assert_false(spool_space_ok(sp, 1));
@@ -904,8 +830,8 @@ static void test_space_hook(void **state)
 
 static void test_lock(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     char *err = NULL;
     struct spool *sp2 = spool_open(f->base, &f->conf, &err);
     assert_null(sp2);
@@ -915,7 +841,7 @@ static void test_lock(void **state)
     assert_string_equal(err, want);
     free(err);
     spool_close(sp);
-    sp = open_ok(f); /* released on close */
+    sp = spool_fixture_open(f); /* released on close */
     spool_close(sp);
 }
 
@@ -926,8 +852,8 @@ static int cmp_str(const void *a, const void *b)
 
 static void test_ids(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
     enum { N = 20000 };
     static char *ids[N];
     int digits[16] = {0};
@@ -959,18 +885,7 @@ static void test_ids(void **state)
 
 int main(void)
 {
-    snprintf(topdir, sizeof topdir, "%s/mta-spool-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(topdir))
-        return 1;
-    snprintf(logpath, sizeof logpath, "%s/maillog", topdir);
-    struct log_options lo = {.hostname = "test", .syslog_name = "mta", .maillog_file = logpath};
-    char *lerr = NULL;
-    if (log_init(&lo, &lerr) != 0) {
-        fprintf(stderr, "log_init: %s\n", lerr ? lerr : "?");
-        return 1;
-    }
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, spool_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_commit_and_reopen),
         T(test_tmp_purged),
@@ -987,11 +902,7 @@ int main(void)
         T(test_lock),
         T(test_ids),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    log_shutdown();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", topdir);
-    if (rc == 0 && system(cmd) != 0)
-        rc = 1;
-    return rc;
+    if (spool_fixture_begin("spool") != 0)
+        return 1;
+    return spool_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

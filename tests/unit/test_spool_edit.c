@@ -23,45 +23,7 @@
 #include "mta/log.h"
 #include "mta/spool.h"
 
-static char topdir[256];
-
-struct fixture {
-    struct event_base *base;
-    struct conf conf;
-    char dir[300];
-    struct spool *sp;
-};
-
-static int setup(void **state)
-{
-    static int n;
-    struct fixture *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    snprintf(f->dir, sizeof f->dir, "%s/t%d", topdir, ++n);
-    f->conf.data_volume = f->dir;
-    char *err = NULL;
-    f->sp = spool_open(f->base, &f->conf, &err);
-    assert_non_null(f->sp);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    spool_close(f->sp);
-    event_base_free(f->base);
-    free(f);
-    return 0;
-}
-
-static void add(struct spool_msg *m, const char *s, size_t len)
-{
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, s, len);
-    assert_int_equal(spool_msg_append(m, b), 0);
-    evbuffer_free(b);
-}
+#include "spool_fixture.h"
 
 static struct evbuffer *buf_of(const char *s)
 {
@@ -83,15 +45,8 @@ static void read_done(void *arg, struct evbuffer *out, int err)
     evbuffer_add_buffer(r->got, out);
 }
 
-static void run_until(struct event_base *base, int *flag)
-{
-    time_t end = time(NULL) + 30;
-    while (!*flag && time(NULL) < end)
-        event_base_loop(base, EVLOOP_ONCE);
-}
-
 /* read_all - the whole message as edited, through spool_msg_read; malloc'd, *LEN its size. */
-static char *read_all(struct fixture *f, struct spool_msg *m, size_t *len)
+static char *read_all(struct spool_fixture *f, struct spool_msg *m, size_t *len)
 {
     struct reader r = {.got = evbuffer_new()};
     for (;;) {
@@ -99,7 +54,7 @@ static char *read_all(struct fixture *f, struct spool_msg *m, size_t *len)
         r.done = 0;
         assert_non_null(spool_msg_read(m, (long long)before, 100000, read_done, &r));
         assert_int_equal(r.done, 0); /* never from inside the call */
-        run_until(f->base, &r.done);
+        spool_fixture_run_until(f, &r.done, 1);
         assert_int_equal(r.err, 0);
         if (evbuffer_get_length(r.got) == before)
             break;
@@ -112,46 +67,26 @@ static char *read_all(struct fixture *f, struct spool_msg *m, size_t *len)
     return s;
 }
 
-static void commit_done(void *arg, int err)
-{
-    int *d = arg;
-    *d = err ? -err : 1;
-}
-
 /* commit_and_read - commit M, then the stored message bytes. */
-static char *commit_and_read(struct fixture *f, struct spool_msg *m, long long *size)
+static char *commit_and_read(struct spool_fixture *f, struct spool_msg *m, long long *size)
 {
-    char id[SPOOL_ID_SIZE];
-    snprintf(id, sizeof id, "%s", spool_msg_id(m));
     struct spool_rcpt rc = {"a@example.com", "", 0};
     struct spool_envelope e = {.sender = "s@example.net", .rcpt = &rc, .nrcpt = 1};
     e.envid = e.client_name = e.client_addr = e.helo = "";
-    int done = 0;
-    spool_msg_commit(m, &e, commit_done, &done);
-    run_until(f->base, &done);
-    assert_int_equal(done, 1);
+    spool_fixture_commit(f, m, &e);
     struct spool_envelope *env = NULL;
-    int fd = spool_open_message(f->sp, id, &env, size);
-    assert_true(fd >= 0);
+    char *s = spool_fixture_read_message(f->sp, f->id, size, &env);
     assert_int_equal(env->size, *size);
     spool_envelope_free(env);
-    char *s = malloc((size_t)*size + 1);
-    long long got = 0;
-    ssize_t n;
-    while (got < *size && (n = read(fd, s + got, (size_t)(*size - got))) > 0)
-        got += n;
-    assert_int_equal(got, *size);
-    close(fd);
-    s[got] = 0;
     return s;
 }
 
 static void test_small_edits(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     struct spool_msg *m = spool_msg_new(f->sp);
     const char *orig = "Subject: hi\r\nX-Old: 1\r\n\r\nbody line\r\n";
-    add(m, orig, strlen(orig));
+    spool_fixture_append(m, orig, strlen(orig));
     size_t hdr = strlen("Subject: hi\r\nX-Old: 1\r\n\r\n");
     /* a new header block replaces the old one */
     struct evbuffer *front = buf_of("Subject: hi\r\nX-New: 2\r\n\r\n");
@@ -180,10 +115,10 @@ static void test_small_edits(void **state)
 
 static void test_replace_body(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     struct spool_msg *m = spool_msg_new(f->sp);
     const char *orig = "A: 1\r\n\r\nold body\r\n";
-    add(m, orig, strlen(orig));
+    spool_fixture_append(m, orig, strlen(orig));
     struct evbuffer *b = buf_of("new ");
     assert_int_equal(spool_msg_replace_from(m, 8, b), 0);
     evbuffer_free(b);
@@ -206,19 +141,19 @@ static void drained(void *arg)
 
 static void test_large_streamed(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     struct spool_msg *m = spool_msg_new(f->sp);
     const char *hdr = "Subject: big\r\n\r\n";
-    add(m, hdr, strlen(hdr));
+    spool_fixture_append(m, hdr, strlen(hdr));
     size_t total = 600 * 1024;
     char *body = malloc(total);
     for (size_t i = 0; i < total; i++)
         body[i] = (i % 80 == 78) ? '\r' : (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
     for (size_t off = 0; off < total; off += 8192)
-        add(m, body + off, total - off < 8192 ? total - off : 8192);
+        spool_fixture_append(m, body + off, total - off < 8192 ? total - off : 8192);
     int d = 0;
     while (spool_msg_on_drain(m, drained, &d)) { /* each write may start the next one */
-        run_until(f->base, &d);
+        spool_fixture_run_until(f, &d, 1);
         d = 0;
     }
     struct evbuffer *front = buf_of("X-Added: yes\r\nSubject: big\r\n\r\n");
@@ -242,26 +177,13 @@ static void test_large_streamed(void **state)
 
 int main(void)
 {
-    snprintf(topdir, sizeof topdir, "%s/mta-spedit-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(topdir))
-        return 1;
-    char logpath[300];
-    snprintf(logpath, sizeof logpath, "%s/maillog", topdir);
-    struct log_options lo = {.hostname = "test", .syslog_name = "mta", .maillog_file = logpath};
-    char *lerr = NULL;
-    if (log_init(&lo, &lerr) != 0)
-        return 1;
+#define T(fn) cmocka_unit_test_setup_teardown(fn, spool_fixture_setup_open, spool_fixture_teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_small_edits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replace_body, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_large_streamed, setup, teardown),
+        T(test_small_edits),
+        T(test_replace_body),
+        T(test_large_streamed),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    log_shutdown();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", topdir);
-    if (rc == 0 && system(cmd) != 0)
-        rc = 1;
-    return rc;
+    if (spool_fixture_begin("spedit") != 0)
+        return 1;
+    return spool_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

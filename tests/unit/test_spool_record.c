@@ -28,52 +28,11 @@
 #include "mta/spool.h"
 #include "queue/spool_int.h"
 
-static char topdir[256];
+#include "spool_fixture.h"
 
-struct fixture {
-    struct event_base *base;
-    struct conf conf;
-    char dir[300];
-};
-
-static int fixture_setup(void **state)
-{
-    static int n;
-    struct fixture *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    snprintf(f->dir, sizeof f->dir, "%s/t%d", topdir, ++n);
-    f->conf.data_volume = f->dir;
-    *state = f;
-    return 0;
-}
-
-static int fixture_teardown(void **state)
-{
-    struct fixture *f = *state;
-    event_base_free(f->base);
-    free(f);
-    return 0;
-}
-
-static struct spool *open_ok(struct fixture *f)
-{
-    char *err = NULL;
-    struct spool *sp = spool_open(f->base, &f->conf, &err);
-    if (!sp)
-        fail_msg("spool_open: %s", err ? err : "?");
-    while (spool_scanning(sp)) /* the queue files are checked in the background */
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return sp;
-}
-
-static void commit_done(void *arg, int err)
-{
-    int *r = arg;
-    *r = err == 0 ? 1 : -err;
-}
-
-/* commit - queue BODY, wait for the reply; the queue ID into ID. */
-static void commit(struct fixture *f, struct spool *sp, const char *body, char id[SPOOL_ID_SIZE])
+/* commit - queue BODY on SP, wait for the reply; the queue ID into ID. */
+static void commit(struct spool_fixture *f, struct spool *sp, const char *body,
+                   char id[SPOOL_ID_SIZE])
 {
     static struct spool_rcpt rcpt = {.addr = "rcpt@example.org"};
     struct spool_envelope e = {0};
@@ -81,41 +40,19 @@ static void commit(struct fixture *f, struct spool *sp, const char *body, char i
     e.rcpt = &rcpt;
     e.nrcpt = 1;
     struct spool_msg *m = spool_msg_new(sp);
-    snprintf(id, SPOOL_ID_SIZE, "%s", spool_msg_id(m));
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, body, strlen(body));
-    assert_int_equal(spool_msg_append(m, b), 0);
-    evbuffer_free(b);
-    int r = 0;
-    spool_msg_commit(m, &e, commit_done, &r);
-    for (int i = 0; i < 30000 && r == 0; i++)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    assert_int_equal(r, 1);
-}
-
-/* wait_slots - run the loop until the slot maker has made SP's first slots. */
-static void wait_slots(struct event_base *base, struct spool *sp)
-{
-    for (int i = 0; i < 3000; i++) {
-        pthread_mutex_lock(&sp->pool.mu);
-        int n = sp->pool.n;
-        pthread_mutex_unlock(&sp->pool.mu);
-        if (n > 0)
-            return;
-        event_base_loop(base, EVLOOP_NONBLOCK);
-        usleep(1000);
-    }
-    fail_msg("no slots were made");
+    spool_fixture_append(m, body, strlen(body));
+    spool_fixture_commit(f, m, &e);
+    snprintf(id, SPOOL_ID_SIZE, "%s", f->id);
 }
 
 /* path_of - DIR/queue/X/ID. */
-static void path_of(struct fixture *f, const char *id, char *buf, size_t len)
+static void path_of(struct spool_fixture *f, const char *id, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/queue/%X/%s", f->dir, spool_id_hash(id), id);
 }
 
 /* exists - 1 when DIR/REL exists. */
-static int exists(struct fixture *f, const char *rel)
+static int exists(struct spool_fixture *f, const char *rel)
 {
     char p[600];
     struct stat st;
@@ -182,9 +119,9 @@ static long long commit_flushes(struct spool *sp)
 /* test_one_flush - a commit into a slot costs one flush, and the file is the slot itself */
 static void test_one_flush(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
-    wait_slots(f->base, sp);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
+    spool_fixture_wait_slots(f, sp);
     char id[SPOOL_ID_SIZE], path[600];
     pthread_mutex_lock(&sp->pool.mu);
     char next[SPOOL_ID_SIZE];
@@ -207,9 +144,9 @@ static void test_one_flush(void **state)
  * checksum fails is never handed out */
 static void test_torn_and_free(void **state)
 {
-    struct fixture *f = *state;
-    struct spool *sp = open_ok(f);
-    wait_slots(f->base, sp);
+    struct spool_fixture *f = *state;
+    struct spool *sp = spool_fixture_open(f);
+    spool_fixture_wait_slots(f, sp);
     char good[SPOOL_ID_SIZE], norec[SPOOL_ID_SIZE], badrec[SPOOL_ID_SIZE], badenv[SPOOL_ID_SIZE],
         badbody[SPOOL_ID_SIZE], path[600];
     commit(f, sp, "good\r\n", good);
@@ -228,7 +165,7 @@ static void test_torn_and_free(void **state)
     path_of(f, badbody, path, sizeof path);
     patch(path, rec_off(path) - 3, "#", 1); /* between envelope and record: seen at delivery */
 
-    sp = open_ok(f);
+    sp = spool_fixture_open(f);
     assert_int_equal(spool_count(sp), 2);
     assert_true(spool_contains(sp, good));
     assert_true(spool_contains(sp, badbody));
@@ -256,27 +193,13 @@ static void test_torn_and_free(void **state)
 
 int main(void)
 {
-    snprintf(topdir, sizeof topdir, "%s/mta-record-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(topdir))
-        return 1;
-    char logpath[300];
-    snprintf(logpath, sizeof logpath, "%s/maillog", topdir);
-    struct log_options lo = {.hostname = "test", .syslog_name = "mta", .maillog_file = logpath};
-    char *lerr = NULL;
-    if (log_init(&lo, &lerr) != 0)
-        return 1;
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, spool_fixture_setup, spool_fixture_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc),
         T(test_one_flush),
         T(test_torn_and_free),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    log_shutdown();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", topdir);
-    if (rc == 0 && system(cmd) != 0)
-        rc = 1;
-    return rc;
+    if (spool_fixture_begin("record") != 0)
+        return 1;
+    return spool_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

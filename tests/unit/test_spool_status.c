@@ -29,64 +29,24 @@
 #include "mta/spool.h"
 #include "queue/sched_int.h"
 
-static char topdir[256];
+#include "spool_fixture.h"
 
-struct fixture {
-    struct event_base *base;
-    struct conf conf;
-    char dir[300];
-    struct spool *sp;
-    char id[SPOOL_ID_SIZE];
-    char path[400];
-};
-
-static void commit_done(void *arg, int err)
-{
-    int *d = arg;
-    *d = err ? -err : 1;
-}
-
-/* setup - a spool with one committed message; f->path is its queue file. */
+/* setup - a spool with one committed message; f->id names it, f->path is its queue file. */
 static int setup(void **state)
 {
-    static int n;
-    struct fixture *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    snprintf(f->dir, sizeof f->dir, "%s/t%d", topdir, ++n);
-    f->conf.data_volume = f->dir;
-    char *err = NULL;
-    f->sp = spool_open(f->base, &f->conf, &err);
-    assert_non_null(f->sp);
+    spool_fixture_setup_open(state);
+    struct spool_fixture *f = *state;
     struct spool_msg *m = spool_msg_new(f->sp);
-    snprintf(f->id, sizeof f->id, "%s", spool_msg_id(m));
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "Subject: x\r\n\r\nbody\r\n");
-    assert_int_equal(spool_msg_append(m, b), 0);
-    evbuffer_free(b);
+    const char *body = "Subject: x\r\n\r\nbody\r\n";
+    spool_fixture_append(m, body, strlen(body));
     struct spool_rcpt rc[2] = {{"a@example.com", "", 0}, {"b@example.com", "", 0}};
     struct spool_envelope e = {.sender = "s@example.net", .rcpt = rc, .nrcpt = 2};
     e.envid = e.client_name = e.client_addr = e.helo = "";
-    int done = 0;
-    spool_msg_commit(m, &e, commit_done, &done);
-    time_t end = time(NULL) + 30;
-    while (!done && time(NULL) < end)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    assert_int_equal(done, 1);
-    snprintf(f->path, sizeof f->path, "%s/queue/%c/%s", f->dir, f->id[strlen(f->id) - 1], f->id);
-    *state = f;
+    spool_fixture_commit(f, m, &e);
     return 0;
 }
 
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    spool_close(f->sp);
-    event_base_free(f->base);
-    free(f);
-    return 0;
-}
-
-static int status_file_exists(struct fixture *f)
+static int status_file_exists(struct spool_fixture *f)
 {
     char p[420];
     snprintf(p, sizeof p, "%s.st", f->path);
@@ -95,7 +55,7 @@ static int status_file_exists(struct fixture *f)
 
 static void test_deferral_is_kept_in_the_modification_time(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     struct spool_status st;
     /* freshly committed: nothing to read */
     assert_int_equal(spool_status_read(f->sp, f->id, &st), ENOENT);
@@ -134,7 +94,7 @@ static void test_deferral_is_kept_in_the_modification_time(void **state)
 
 static void test_passed_retry_time_or_a_write_is_no_status(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     struct spool_status st;
     char slots[2] = {SCHED_SLOT_PENDING, SCHED_SLOT_PENDING};
     /* a retry time already passed when it was set (a flush): due, nothing kept */
@@ -157,7 +117,7 @@ static void test_passed_retry_time_or_a_write_is_no_status(void **state)
 
 static void test_final_slot_or_hold_makes_a_status_file(void **state)
 {
-    struct fixture *f = *state;
+    struct spool_fixture *f = *state;
     struct spool_status st;
     char slots[2] = {SCHED_SLOT_PENDING, SCHED_SLOT_PENDING};
     struct spool_status w = {.attempts = 1,
@@ -195,29 +155,13 @@ static void test_final_slot_or_hold_makes_a_status_file(void **state)
 
 int main(void)
 {
-    snprintf(topdir, sizeof topdir, "%s/mta-spstatus-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(topdir))
-        return 1;
-    char logpath[300];
-    snprintf(logpath, sizeof logpath, "%s/maillog", topdir);
-    struct log_options lo = {.hostname = "test", .syslog_name = "mta", .maillog_file = logpath};
-    char *lerr = NULL;
-    if (log_init(&lo, &lerr) != 0)
-        return 1;
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, spool_fixture_teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_deferral_is_kept_in_the_modification_time, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_passed_retry_time_or_a_write_is_no_status, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_final_slot_or_hold_makes_a_status_file, setup,
-                                        teardown),
+        T(test_deferral_is_kept_in_the_modification_time),
+        T(test_passed_retry_time_or_a_write_is_no_status),
+        T(test_final_slot_or_hold_makes_a_status_file),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    log_shutdown();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", topdir);
-    if (rc == 0 && system(cmd) != 0)
-        rc = 1;
-    return rc;
+    if (spool_fixture_begin("spstatus") != 0)
+        return 1;
+    return spool_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }
