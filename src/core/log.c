@@ -128,12 +128,12 @@ void log_format_time(long t, char *buf, size_t len)
         return;
     if (!localtime_r(&tt, &tm))
         memset(&tm, 0, sizeof(tm));
-    if (tm.tm_mon < 0 || tm.tm_mon > 11)
-        tm.tm_mon = 0;
     /* the fields reduced to their ranges, so the compiler can see the result fits 16 bytes
-     * (a Release build's -Wformat-truncation otherwise assumes eleven digits each) */
-    snprintf(buf, len, "%s %2u %02u:%02u:%02u", log_months[tm.tm_mon], (unsigned)tm.tm_mday % 32u,
-             (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u);
+     * (a Release build's -Wformat-truncation otherwise assumes eleven digits each, and a
+     * month name as long as the whole table: hence %.3s) */
+    snprintf(buf, len, "%.3s %2u %02u:%02u:%02u", log_months[(unsigned)tm.tm_mon % 12u],
+             (unsigned)tm.tm_mday % 32u, (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u,
+             (unsigned)tm.tm_sec % 61u);
 }
 
 /* log_now_str - "Mon DD HH:MM:SS" for now, cached per thread for the current second. */
