@@ -1,11 +1,13 @@
 /*
- * fsutil.c - write-everything loops and mkdir -p (fsutil.h). Blocking calls: for
+ * fsutil.c - write-everything loops, mkdir -p and opening a file for reading without
+ * dirtying its inode (fsutil.h). Blocking calls: for
  * worker threads and start-up, never the event loop.
  * Not here: what is written or where (spool, log).
  */
 #include "mta/fsutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -64,4 +66,17 @@ int fs_mkdir_p(const char *path, mode_t mode)
     }
     free(p);
     return 0;
+}
+
+/* Why: a read updates the access time under relatime whenever it is older than the
+ * modification time, and a deferred queue file's modification time is its next retry, in
+ * the future (docs/spool-format.md): without O_NOATIME every read of such a file - the
+ * start-up check, the scheduler's load, each retry - made its inode dirty, a million inode
+ * writes after a start with a million deferred messages. mtad never uses access times. */
+int fs_openat_noatime(int dirfd, const char *name, int flags)
+{
+    int fd = openat(dirfd, name, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dirfd, name, flags); /* not the owner (e.g. started as another user) */
+    return fd;
 }

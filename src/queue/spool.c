@@ -128,7 +128,7 @@ static void spool_quarantine(struct spool *sp, int dirfd, const char *where, con
  * *WHY for a file that is none. */
 static int spool_check_file(int dirfd, const char *name, long long *size, const char **why)
 {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int fd = fs_openat_noatime(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         *why = "cannot open";
         return SPOOL_REC_BAD;

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "mta/counters.h"
+#include "mta/fsutil.h"
 #include "mta/workers.h"
 #include "spool_int.h"
 
@@ -28,7 +29,7 @@ static int spool_open_queued(struct spool *sp, const char *id)
         errno = ENOENT;
         return -1;
     }
-    return openat(sp->qfd[spool_id_hash(id)], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    return fs_openat_noatime(sp->qfd[spool_id_hash(id)], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 }
 
 int spool_load_envelope(struct spool *sp, const char *id, struct spool_envelope **out)

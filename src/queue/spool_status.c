@@ -227,7 +227,7 @@ int spool_status_read(struct spool *sp, const char *id, struct spool_status *st)
     if (!spool_id_valid(id))
         return EINVAL;
     snprintf(name, sizeof(name), "%s.st", id);
-    fd = openat(sp->qfd[spool_id_hash(id)], name, O_RDONLY | O_CLOEXEC);
+    fd = fs_openat_noatime(sp->qfd[spool_id_hash(id)], name, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
         return spool_status_unmark(sp->qfd[spool_id_hash(id)], id, st);
     if (fd < 0)

@@ -3,7 +3,8 @@
  * temporary directory (spool_status.c): a deferral with every recipient pending is kept in
  * the queue file's modification time (no status file), read back with its retry time and
  * attempt count; a final recipient or a hold makes a status file, which then stays the
- * record; a rename after the retry time has passed, or a plain write, is never read as one.
+ * record; a rename after the retry time has passed, or a plain write, is never read as one;
+ * reading a deferred message leaves its access time (and so its inode) untouched.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -153,6 +154,43 @@ static void test_final_slot_or_hold_makes_a_status_file(void **state)
     free(st.slots);
 }
 
+/* A deferred queue file's modification time is in the future, so under relatime every read
+ * of it would update the access time and dirty the inode: a million inode writes when mtad
+ * starts on a million deferred messages. The spool's reads must not. */
+static void test_reading_a_deferred_message_keeps_its_access_time(void **state)
+{
+    struct spool_fixture *f = *state;
+    char slots[2] = {SCHED_SLOT_PENDING, SCHED_SLOT_PENDING};
+    struct spool_status w = {
+        .attempts = 1, .next_retry = (long long)time(NULL) + 3600, .nslots = 2, .slots = slots};
+    assert_int_equal(spool_status_write(f->sp, f->id, &w), 0);
+    struct timespec ts[2] = {{.tv_sec = 1000000000, .tv_nsec = 0}, {.tv_nsec = UTIME_OMIT}};
+    assert_int_equal(utimensat(AT_FDCWD, f->path, ts, 0), 0);
+    /* what the start-up check, the scheduler and a delivery read */
+    struct spool_status st;
+    assert_int_equal(spool_status_read(f->sp, f->id, &st), 0);
+    free(st.slots);
+    struct spool_envelope *env = NULL;
+    assert_int_equal(spool_load_envelope(f->sp, f->id, &env), 0);
+    spool_envelope_free(env);
+    long long size = 0;
+    free(spool_fixture_read_message(f->sp, f->id, &size, &env));
+    spool_envelope_free(env);
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal((long long)sb.st_atim.tv_sec, 1000000000LL);
+    /* the control: a plain read on this file system does update it (else the above proved
+     * nothing: a noatime mount) */
+    int fd = open(f->path, O_RDONLY);
+    char c;
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, &c, 1), 1);
+    close(fd);
+    assert_int_equal(stat(f->path, &sb), 0);
+    if (sb.st_atim.tv_sec == 1000000000)
+        skip();
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, spool_fixture_teardown)
@@ -160,6 +198,7 @@ int main(void)
         T(test_deferral_is_kept_in_the_modification_time),
         T(test_passed_retry_time_or_a_write_is_no_status),
         T(test_final_slot_or_hold_makes_a_status_file),
+        T(test_reading_a_deferred_message_keeps_its_access_time),
     };
     if (spool_fixture_begin("spstatus") != 0)
         return 1;
