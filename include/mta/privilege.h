@@ -42,6 +42,7 @@ const char *priv_owner_name(void);
  * priv_enter_data_volume - create data_volume if missing; as root make it and
  * everything below it mail_owner's (entries owned by anyone else are chowned
  * once, walking by directory descriptor, never through symbolic links; the
+ * directories now, the files in the background: priv_walk_wait; the
  * volume itself gets mode 0710 and group setgid_group, and DATA/maildrop is
  * made mode 1730 with that group, its files left to their submitters);
  * then make it the working directory, so that
@@ -50,6 +51,14 @@ const char *priv_owner_name(void);
  * not a directory.
  */
 int priv_enter_data_volume(const struct conf *c, char **err);
+/*
+ * priv_walk_wait - the files below the data volume are given to mail_owner by a
+ * child that priv_enter_data_volume forked as root, while the daemon goes on
+ * (privilege.c says why); wait up to TIMEOUT_MS (-1: for ever) for it to finish,
+ * logging what it reports. 1 when it has finished (or there was none), 0 not yet.
+ * BLOCKS: a worker thread's call, never the event loop's with a timeout.
+ */
+int priv_walk_wait(int timeout_ms);
 /*
  * priv_setgid_group - setgid_group's gid (started unprivileged: the process's
  * own group), after priv_prepare: the group of DATA/maildrop and the control socket.

@@ -13,6 +13,15 @@
  * check and the chown; openat(O_NOFOLLOW) from a descriptor we hold cannot be
  * redirected, a file with more than one link (a hard link to someone else's
  * file) is left alone, and symbolic links are never followed or changed.
+ *
+ * Why the walk has two passes: the directories must be mail_owner's before the
+ * spool lists them, but giving every file to mail_owner means an fstatat of every
+ * file - 3-20 s before the greeting with a million queued messages. So the start
+ * walks directories and the volume's top-level files only (readdir's d_type says
+ * what is a regular file, without a stat), and a child forked as root walks everything while the
+ * daemon, dropped to mail_owner, already serves SMTP; the spool checks the queued files only after
+ * priv_walk_wait has seen that child finish. The child never logs (the log writer
+ * thread is not in it): it writes its warnings and its result down a pipe.
  * Not here: the order of the start-up (mtad.c), the listeners (smtpd, stats).
  */
 #include "mta/privilege.h"
@@ -27,13 +36,18 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PRIV_WALK_DEPTH 16 /* the spool is 3 levels deep; deeper is not ours */
@@ -51,6 +65,16 @@ static struct {
     char name[256];
     char entered[4096]; /* the data volume that is the working directory, or "" */
 } priv;
+
+/* the background walk (the head of this file): its child and the pipe it reports down */
+static struct {
+    pid_t pid; /* the child, or 0: none running or it has been waited for */
+    int fd;    /* the pipe's read end in the daemon, -1 when none */
+    int out;   /* in the child: the write end, where warnings go instead of the log */
+    char volume[4096];
+    char buf[4096]; /* the daemon's reading of the pipe: a partial line */
+    size_t len;
+} priv_bg = {0, -1, -1, "", "", 0};
 
 static struct {
     struct sockaddr_storage sa;
@@ -208,8 +232,12 @@ static int priv_give(int dirfd, const char *name, const char *where, const struc
         return 0;
     }
     if (!S_ISDIR(now.st_mode) && now.st_nlink > 1) {
-        log_warning("master", "%s/%s: not given to %s: the file has %lu links", where, name,
-                    priv.name, (unsigned long)now.st_nlink);
+        if (priv_bg.out >= 0)
+            dprintf(priv_bg.out, "warning %s/%s: not given to %s: the file has %lu links\n", where,
+                    name, priv.name, (unsigned long)now.st_nlink);
+        else
+            log_warning("master", "%s/%s: not given to %s: the file has %lu links", where, name,
+                        priv.name, (unsigned long)now.st_nlink);
         close(fd);
         return 0;
     }
@@ -224,8 +252,9 @@ static int priv_give(int dirfd, const char *name, const char *where, const struc
 }
 
 /* priv_walk - give everything below directory DFD (named WHERE in messages) to
- * mail_owner; *changed counts what was changed. 0 ok, -1 and *err. */
-static int priv_walk(int dfd, const char *where, int depth, long *changed, char **err)
+ * mail_owner, or with FILES 0 everything but regular files (the head of this file says
+ * why); *changed counts what was changed. 0 ok, -1 and *err. */
+static int priv_walk(int dfd, const char *where, int depth, int files, long *changed, char **err)
 {
     int lfd = dup(dfd);
     DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
@@ -238,10 +267,14 @@ static int priv_walk(int dfd, const char *where, int depth, long *changed, char 
             close(lfd);
         return priv_seterr(err, "data volume %s: %s", where, strerror(er));
     }
+    rewinddir(d); /* the dup shares DFD's offset: an earlier walk of it left it at the end */
     while (r == 0 && (errno = 0, e = readdir(d)) != NULL) {
         struct stat st;
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
+        if (!files && depth > 0 && e->d_type == DT_REG)
+            continue; /* the background walk's (DT_UNKNOWN: looked at, as any other); the
+                       * volume's own files (lock, log-spill) are opened right after */
         if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue;
@@ -278,7 +311,7 @@ static int priv_walk(int dfd, const char *where, int depth, long *changed, char 
                 break;
             }
             snprintf(sub, sizeof(sub), "%s/%s", where, e->d_name);
-            r = priv_walk(sfd, sub, depth + 1, changed, err);
+            r = priv_walk(sfd, sub, depth + 1, files, changed, err);
             close(sfd);
         }
     }
@@ -315,6 +348,110 @@ fail:
     return -1;
 }
 
+/* priv_walk_start - fork the child that gives every file below DFD (the data volume PATH)
+ * to mail_owner, as root, while the daemon goes on; 0, or -1/errno. */
+static int priv_walk_start(int dfd, const char *path)
+{
+    int p[2];
+    pid_t parent = getpid();
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        long changed = 0;
+        char *err = NULL;
+        close(p[0]);
+        /* the daemon gone (killed, stopped): so is the walk, which it alone waits for */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(2);
+        priv_bg.out = p[1];
+        int r = priv_walk(dfd, path, 0, 1, &changed, &err);
+        if (r < 0)
+            dprintf(p[1], "error %s\n", err ? err : "out of memory");
+        else
+            dprintf(p[1], "done %ld\n", changed);
+        _exit(r < 0);
+    }
+    close(p[1]);
+    priv_bg.pid = pid;
+    priv_bg.fd = p[0];
+    priv_bg.len = 0;
+    snprintf(priv_bg.volume, sizeof(priv_bg.volume), "%s", path);
+    return 0;
+}
+
+/* priv_walk_line - the daemon: one line the walking child wrote, logged. */
+static void priv_walk_line(const char *l)
+{
+    char *end;
+    if (strncmp(l, "warning ", 8) == 0) {
+        log_warning("master", "%s", l + 8);
+    } else if (strncmp(l, "error ", 6) == 0) {
+        log_warning("master", "%s (what was not given to %s stays as it is)", l + 6, priv.name);
+    } else if (strncmp(l, "done ", 5) == 0) {
+        long n = strtol(l + 5, &end, 10);
+        if (n > 0 && *end == '\0')
+            log_info("data volume %s: %ld entries given to %s", priv_bg.volume, n, priv.name);
+    }
+}
+
+int priv_walk_wait(int timeout_ms)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    int done = 0;
+
+    pthread_mutex_lock(&lock);
+    if (priv_bg.fd < 0) {
+        pthread_mutex_unlock(&lock);
+        return 1;
+    }
+    struct pollfd pfd = {.fd = priv_bg.fd, .events = POLLIN};
+    while (!done && poll(&pfd, 1, timeout_ms) > 0) {
+        ssize_t n =
+            read(priv_bg.fd, priv_bg.buf + priv_bg.len, sizeof(priv_bg.buf) - 1 - priv_bg.len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            done = 1; /* the end: the child exited (or died: what it did not do stays) */
+            if (priv_bg.len) {
+                priv_bg.buf[priv_bg.len] = '\0';
+                priv_walk_line(priv_bg.buf);
+            }
+            break;
+        }
+        priv_bg.len += (size_t)n;
+        priv_bg.buf[priv_bg.len] = '\0';
+        char *l = priv_bg.buf, *nl;
+        while ((nl = strchr(l, '\n')) != NULL) {
+            *nl = '\0';
+            priv_walk_line(l);
+            l = nl + 1;
+        }
+        priv_bg.len = strlen(l);
+        memmove(priv_bg.buf, l, priv_bg.len);
+        if (priv_bg.len == sizeof(priv_bg.buf) - 1)
+            priv_bg.len = 0; /* a line longer than the buffer: dropped, not looped on */
+        timeout_ms = 0;      /* what is there now, then back to the caller */
+    }
+    if (done) {
+        close(priv_bg.fd);
+        priv_bg.fd = -1;
+        while (waitpid(priv_bg.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        priv_bg.pid = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return done;
+}
+
 int priv_enter_data_volume(const struct conf *c, char **err)
 {
     const char *path = c->data_volume;
@@ -340,12 +477,18 @@ int priv_enter_data_volume(const struct conf *c, char **err)
             goto fail_errno;
         if ((st.st_mode & 07777) != PRIV_VOLUME_MODE && fchmod(fd, PRIV_VOLUME_MODE) < 0)
             goto fail_errno;
-        if (priv_walk(fd, path, 0, &changed, err) < 0) {
+        if (priv_walk(fd, path, 0, 0, &changed, err) < 0) {
             close(fd);
             return -1;
         }
         if (changed)
-            log_info("data volume %s: %ld entries given to %s", path, changed, priv.name);
+            log_info("data volume %s: %ld directories given to %s", path, changed, priv.name);
+        if (priv_walk_start(fd, path) < 0) {
+            priv_seterr(err, "data volume %s: cannot start the walk over its files: %s", path,
+                        strerror(errno));
+            close(fd);
+            return -1;
+        }
     }
     if (priv_maildrop(fd, path, err) < 0) {
         close(fd);

@@ -174,6 +174,7 @@ struct spool_scan {
     long long t0_us, delay_us;
     long recovered;
     int freed, quarantined;
+    int walked; /* the start-up walk has given every file to mail_owner (privilege.h) */
     unsigned char dirty[SPOOL_NHASH];
 };
 
@@ -358,7 +359,18 @@ static void spool_scan_status_done(void *arg)
 
 static void spool_scan_chunk_done(void *arg);
 
-/* spool_scan_next - loop: start the next chunk, or the status files after the last one. */
+/* spool_scan_walk_work - worker: wait a little for the start-up walk over the files (a file
+ * still root's could not be opened, and would be quarantined as unreadable). */
+static void spool_scan_walk_work(void *arg)
+{
+    struct spool *sp = arg;
+    sp->scan->walked = priv_walk_wait(100);
+}
+
+static void spool_scan_walk_done(void *arg);
+
+/* spool_scan_next - loop: start the next chunk, or the status files after the last one; the
+ * first only once the start-up walk is over (checked in steps, so a stop need not wait). */
 static void spool_scan_next(struct spool *sp)
 {
     struct spool_scan *sc = sp->scan;
@@ -367,6 +379,10 @@ static void spool_scan_next(struct spool *sp)
         return;
     }
     sp->scan_inflight = 1;
+    if (!sc->walked) {
+        workers_submit(sp->io, spool_scan_walk_work, spool_scan_walk_done, sp);
+        return;
+    }
     if (sc->pos < sc->nmsg) {
         sc->end = sc->pos + SPOOL_SCAN_CHUNK < sc->nmsg ? sc->pos + SPOOL_SCAN_CHUNK : sc->nmsg;
         workers_submit(sp->io, spool_scan_chunk_work, spool_scan_chunk_done, sp);
@@ -375,6 +391,14 @@ static void spool_scan_next(struct spool *sp)
     for (size_t i = 0; i < sc->nst; i++)
         sc->st[i].ok = spool_index_find(&sp->index, sc->st[i].id) != NULL;
     workers_submit(sp->io, spool_scan_status_work, spool_scan_status_done, sp);
+}
+
+/* spool_scan_walk_done - loop: the wait for the walk is over, finished or not. */
+static void spool_scan_walk_done(void *arg)
+{
+    struct spool *sp = arg;
+    sp->scan_inflight = 0;
+    spool_scan_next(sp);
 }
 
 /* spool_scan_chunk_done - loop: index a chunk's good messages and announce them. */

@@ -2,7 +2,9 @@
 test_privilege.py - least privilege (docs/security.md "Least privilege"): started as
 root, mtad runs as mail_owner after start-up (every thread's user and group IDs, no
 capabilities left), the data volume below a root-only directory becomes mail_owner's
-with mode 0700 (root's files in an old volume too), root-only keys are read before the
+with mode 0700 (root's files in an old volume too, given in the background after the
+greeting: a queue restored by root is delivered, nothing quarantined), root-only keys are
+read before the
 drop, ports below 1024 are bound before it; mail is accepted and delivered, mtactl
 works, SIGHUP works (a root-only key cannot be re-read: the warning says so, the old
 certificate stays). A missing or root mail_owner is a start-up error naming the
@@ -117,6 +119,9 @@ class StartedAsRoot(mtatest.MtaTestCase):
         d.wait_log(r"master\[%d\]: running as %s \(uid %d, gid %d\)"
                    % (d.pid(), o.pw_name, o.pw_uid, o.pw_gid))
 
+        # the files are given in the background, while SMTP is already served: its report
+        d.wait_log(r"master\[%d\]: data volume %s: 1 entries given to %s"
+                   % (d.pid(), re.escape(d.data_volume), o.pw_name))
         # the data volume and everything in it: mail_owner's; the volume itself 0710 and
         # the maildrop 1730, both of group setgid_group (postdrop and postqueue enter)
         st = os.stat(d.data_volume)
@@ -176,6 +181,37 @@ class StartedAsRoot(mtatest.MtaTestCase):
         self.assertEqual(d.stop(), 0)
         self.assertFalse(os.path.exists(os.path.join(d.data_volume, "control")),
                          "the daemon removes its socket at exit")
+
+    def test_root_owned_queue_is_delivered_after_start(self):
+        # a queue restored by root (cp -a, tar as root): every file root's, mode 0600. The
+        # files are given back in the background after the greeting; no message may be
+        # read (and quarantined as unreadable) before it is mail_owner's again
+        d = self.daemon(settings=dict(minimal_backoff_time="1s", maximal_backoff_time="1s"))
+        with d.smtp() as s:
+            s.ehlo("client.example")
+            for i in range(20):
+                s.sendmail("s@example.org", ["r%d@example.com" % i], MSG)
+        self.assertEqual(len(self.wait_queued(d, 20)), 20)
+        self.assertEqual(d.stop(), 0)
+        files = 0
+        for root, dirs, names in os.walk(d.data_volume):
+            for n in dirs + names:
+                p = os.path.join(root, n)
+                if not os.path.islink(p) and not p.startswith(
+                        os.path.join(d.data_volume, "maildrop")):
+                    os.chown(p, 0, 0)
+                    files += n.isalnum() and os.path.isfile(p)
+        self.assertGreaterEqual(files, 20)
+        sink = smtpsink.Sink("127.0.0.1", 0).start()
+        self.addCleanup(sink.stop)
+        d.user_settings["smart_relay"] = "[127.0.0.1]:%d" % sink.port
+        d.start()
+        d.wait_log(r"master\[%d\]: data volume %s: \d+ entries given to %s"
+                   % (d.pid(), re.escape(d.data_volume), self.owner.pw_name))
+        msgs = sink.wait_messages(20, t(20))
+        self.assertEqual(sorted(m.rcpts[0] for m in msgs),
+                         sorted("r%d@example.com" % i for i in range(20)))
+        self.assertEqual(os.listdir(os.path.join(d.data_volume, "corrupt")), [])
 
     def test_control_socket_peers(self):
         """The control socket: setgid_group may connect, but runs only public commands;
