@@ -24,6 +24,10 @@ it and the script measures
             tried again: the deferred counter moves) / the run finished (every
             message tried once: deferred grew by N; deliveries go to a closed
             local port, so each is deferred again at once)
+  restart   mtad stopped and started again on the same volume, now all mail_owner's
+            (queue_fill runs as root, so the first start gave every file to
+            mail_owner): seconds to the 220 greeting / until loaded, as a restart
+            after an outage sees it
 
 and prints one Markdown table row per N. Loopback only; every process and temp dir
 it makes is removed at the end (BENCH_KEEP=1 keeps the dirs).
@@ -182,6 +186,21 @@ def burst(port, total, sessions):
     return (per * sessions - len(errors)) / dt
 
 
+def wait_loaded(args, m, n):
+    """wait_loaded - poll until the scheduler has read all N messages; the last stats."""
+    while True:
+        s = m.stats()
+        if "qmgr_unloaded_messages" not in s:
+            # a build before the bounded scheduler: loaded when the listing counts all
+            out = subprocess.run([os.path.join(args.build, "mtactl"), "-c", m.conf, "queue",
+                                  "limit=1"], capture_output=True, text=True).stdout
+            if out.rstrip().endswith("in %d Requests." % n) or n == 0:
+                return s
+        elif s["qmgr_unloaded_messages"] == 0 and s["mqueue_messages"] >= n:
+            return s
+        time.sleep(0.02)
+
+
 def run_one(args, n, base_rss):
     work = tempfile.mkdtemp(prefix="queue-scale-%d-" % n, dir=args.tmp)
     hold = socket.socket()
@@ -212,17 +231,7 @@ def run_one(args, n, base_rss):
                 time.sleep(0.02)
         pt = threading.Thread(target=greet_probe)
         pt.start()
-        while True:
-            s = m.stats()
-            if "qmgr_unloaded_messages" not in s:
-                # a build before the bounded scheduler: loaded when the listing counts all
-                out = subprocess.run([os.path.join(args.build, "mtactl"), "-c", m.conf, "queue",
-                                      "limit=1"], capture_output=True, text=True).stdout
-                if out.rstrip().endswith("in %d Requests." % n) or n == 0:
-                    break
-            elif s["qmgr_unloaded_messages"] == 0 and s["mqueue_messages"] >= n:
-                break
-            time.sleep(0.02)
+        s = wait_loaded(args, m, n)
         row["loaded"] = time.monotonic() - m.t0
         probe["stop"] = True
         pt.join()
@@ -259,6 +268,12 @@ def run_one(args, n, base_rss):
         row["flush_tried"] = s["deferred"] - before
         row["stall_all_ms"] = s.get("loop_stall_max", 0) / 1000.0
         row["hwm_end"] = m.proc_status()["VmHWM"]
+        m.stop()
+        m = Mtad(args.build, work, dv, hold.getsockname()[1], args.set)
+        m.start()
+        row["re_banner"] = m.banner()
+        wait_loaded(args, m, n + args.burst)
+        row["re_loaded"] = time.monotonic() - m.t0
         return row
     finally:
         if m:
@@ -301,16 +316,18 @@ def table(args):
     print("| queued | fill msg/s | 220 after | loaded after | longest stall (load / all) "
           "| slowest 220 while loading "
           "| VmRSS / VmHWM | RSS per msg | intake msg/s | mtactl queue | postqueue -p "
-          "| /api/queue?limit=50 | flush: returned / run started / all tried |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| /api/queue?limit=50 | flush: returned / run started / all tried "
+          "| restart: 220 / loaded |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in [int(x) for x in args.n.split(",")]:
         r = run_one(args, n, base)
         print("| %d | %.0f | %.2f s | %.2f s | %.0f / %.0f ms | %.0f ms | %.0f / %.0f MB | %.0f B | %.0f "
-              "| %.3f s | %.2f s | %.4f s | %.3f / %.2f / %.1f s (%d tried) |"
+              "| %.3f s | %.2f s | %.4f s | %.3f / %.2f / %.1f s (%d tried) | %.2f / %.2f s |"
               % (n, n / r["fill"] if r["fill"] else 0, r["banner"], r["loaded"], r["stall_ms"],
                  r["stall_all_ms"], r["greet_max"] * 1000, r["VmRSS"] / 1e6, r["hwm_end"] / 1e6, r["per_msg"],
                  r["intake"], r["mtactl"], r["postqueue"], r["api50"], r["flush_ret"],
-                 r["flush_start"], r["flush_done"], r["flush_tried"]), flush=True)
+                 r["flush_start"], r["flush_done"], r["flush_tried"], r["re_banner"],
+                 r["re_loaded"]), flush=True)
         clean()
 
 
