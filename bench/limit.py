@@ -21,24 +21,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FLUSHES = 300
 
 
+def median_flush(writes):
+    """median_flush - median seconds of the fdatasync after each (fd, data) of WRITES, the
+    data written at offset 0 first. The median, so that a burst of someone else's I/O on a
+    shared disk does not set the limit."""
+    times = []
+    for fd, data in writes:
+        os.pwrite(fd, data, 0)
+        t0 = time.perf_counter()
+        os.fdatasync(fd)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
 def flush_probe(directory, n=FLUSHES):
     """flush_probe - median seconds of one fdatasync after overwriting the same 4 KiB block of
     a file in DIRECTORY (allocated and flushed first, so each flush is pure data: the cost a
-    commit into a slot pays). The median, so that a burst of someone else's I/O on a shared
-    disk does not set the limit."""
+    commit into a slot pays)."""
     path = os.path.join(directory, "flush-probe")
     block = b"\x5a" * 4096
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.pwrite(fd, block, 0)
         os.fsync(fd)
-        times = []
-        for i in range(n):
-            os.pwrite(fd, block[:-1] + bytes([i & 0xFF]), 0)
-            t0 = time.perf_counter()
-            os.fdatasync(fd)
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[n // 2]
+        return median_flush((fd, block[:-1] + bytes([i & 0xFF])) for i in range(n))
     finally:
         os.close(fd)
         os.unlink(path)
@@ -60,13 +66,7 @@ def commit_probe(directory, n=FLUSHES):
             fds.append(fd)
             os.pwrite(fd, b"\0" * 8192, 0)
         os.sync()
-        times = []
-        for i, fd in enumerate(fds):
-            os.pwrite(fd, data[:-1] + bytes([i & 0xFF]), 0)
-            t0 = time.perf_counter()
-            os.fdatasync(fd)
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[n // 2]
+        return median_flush((fd, data[:-1] + bytes([i & 0xFF])) for i, fd in enumerate(fds))
     finally:
         for fd in fds:
             os.close(fd)
