@@ -158,28 +158,6 @@ int spool_msg_replace_from(struct spool_msg *m, long long off, struct evbuffer *
 
 /* --- writing the view at commit (worker) --- */
 
-/* spool_edit_copy_file - append IN[off .. off+len) to OUT. */
-static int spool_edit_copy_file(int in, long long off, long long len, int out)
-{
-    char buf[65536];
-    while (len > 0) {
-        size_t want = len < (long long)sizeof buf ? (size_t)len : sizeof buf;
-        ssize_t n = pread(in, buf, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO; /* the body file is shorter than what was streamed into it */
-            return -1;
-        }
-        if (fs_write_all(out, buf, (size_t)n) < 0)
-            return -1;
-        off += n;
-        len -= n;
-    }
-    return 0;
-}
-
 /* spool_edit_copy_mem - append B[off .. off+len) to OUT without draining B. */
 static int spool_edit_copy_mem(struct evbuffer *b, long long off, long long len, int out)
 {
@@ -216,7 +194,7 @@ static int spool_edit_copy_orig(struct spool_msg *m, long long from, long long t
 {
     if (from < m->streamed) {
         long long end = to < m->streamed ? to : m->streamed;
-        if (spool_edit_copy_file(m->body_fd, from, end - from, out) < 0)
+        if (spool_copy_fd(m->body_fd, from, end - from, out) < 0)
             return -1;
         from = end;
     }

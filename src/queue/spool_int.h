@@ -50,6 +50,9 @@ int spool_env_decode(const char *buf, size_t len, struct spool_envelope **out, s
 /* spool_env_read_fd - read and parse the envelope at the start of FD (blocking).
  * 0 and *OUT, *HDRLEN; or an errno value (EBADMSG when unparseable). */
 int spool_env_read_fd(int fd, struct spool_envelope **out, size_t *hdrlen);
+/* spool_copy_fd - append IN[FROM .. FROM+LEN) to OUT (at its file offset), in the kernel
+ * (copy_file_range) when it can; 0, or -1/errno (EIO: IN is shorter). spool_intake.c. */
+int spool_copy_fd(int in, long long from, long long len, int out);
 
 /* --- the in-memory index of queued IDs (spool_index.c); loop thread only --- */
 struct spool_index_entry {

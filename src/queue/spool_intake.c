@@ -64,13 +64,12 @@ static int spool_write_evbuffer(int fd, struct evbuffer *b, long long *written)
     return 0;
 }
 
-/* spool_copy_fd - copy LEN bytes from the start of IN to the end of OUT, in the kernel when it can.
- */
-static int spool_copy_fd(int in, int out, long long len)
+int spool_copy_fd(int in, long long from, long long len, int out)
 {
-    loff_t off = 0;
+    loff_t off = from;
     int kernel = 1;
     char buf[65536];
+    len += from; /* from here: where the copy ends */
     while (off < len) {
         if (kernel) {
             ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(len - off), 0);
@@ -453,7 +452,7 @@ static int spool_write_message(struct spool_msg *m)
     uint32_t bodycrc = spool_crc_evbuffer(m->bodycrc, m->buf);
     spool_record_encode(rec, m->id, m->env_len, m->size, envcrc, bodycrc);
     if (fs_write_all(m->fd, m->env_text, m->env_len) < 0 ||
-        spool_copy_fd(m->body_fd, m->fd, m->streamed) < 0 ||
+        spool_copy_fd(m->body_fd, 0, m->streamed, m->fd) < 0 ||
         spool_write_evbuffer(m->fd, m->buf, NULL) < 0 ||
         fs_write_all(m->fd, rec, SPOOL_RECORD_LEN) < 0)
         return -1;
