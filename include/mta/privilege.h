@@ -56,7 +56,7 @@ int priv_enter_data_volume(const struct conf *c, char **err);
  * child that priv_enter_data_volume forked as root, while the daemon goes on
  * (privilege.c says why); wait up to TIMEOUT_MS (-1: for ever) for it to finish,
  * logging what it reports. 1 when it has finished (or there was none), 0 not yet.
- * BLOCKS: a worker thread's call, never the event loop's with a timeout.
+ * BLOCKS: for a worker thread, never the event loop.
  */
 int priv_walk_wait(int timeout_ms);
 /*

@@ -18,9 +18,10 @@
  * spool lists them, but giving every file to mail_owner means an fstatat of every
  * file - 3-20 s before the greeting with a million queued messages. So the start
  * walks directories and the volume's top-level files only (readdir's d_type says
- * what is a regular file, without a stat), and a child forked as root walks everything while the
- * daemon, dropped to mail_owner, already serves SMTP; the spool checks the queued files only after
- * priv_walk_wait has seen that child finish. The child never logs (the log writer
+ * what is a regular file, without a stat), and a child forked as root walks
+ * everything while the daemon, dropped to mail_owner, already serves SMTP; the
+ * spool checks the queued files only after priv_walk_wait has seen that child
+ * finish. The child never logs (the log writer
  * thread is not in it): it writes its warnings and its result down a pipe.
  * Not here: the order of the start-up (mtad.c), the listeners (smtpd, stats).
  */
@@ -36,15 +37,15 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <pthread.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -68,13 +69,12 @@ static struct {
 
 /* the background walk (the head of this file): its child and the pipe it reports down */
 static struct {
-    pid_t pid; /* the child, or 0: none running or it has been waited for */
-    int fd;    /* the pipe's read end in the daemon, -1 when none */
-    int out;   /* in the child: the write end, where warnings go instead of the log */
-    char volume[4096];
+    pid_t pid;      /* the child, or 0: none running or it has been waited for */
+    int fd;         /* the pipe's read end in the daemon, -1 when none */
+    int out;        /* in the child: the write end, where warnings go instead of the log */
     char buf[4096]; /* the daemon's reading of the pipe: a partial line */
     size_t len;
-} priv_bg = {0, -1, -1, "", "", 0};
+} priv_bg = {0, -1, -1, "", 0};
 
 static struct {
     struct sockaddr_storage sa;
@@ -384,7 +384,6 @@ static int priv_walk_start(int dfd, const char *path)
     priv_bg.pid = pid;
     priv_bg.fd = p[0];
     priv_bg.len = 0;
-    snprintf(priv_bg.volume, sizeof(priv_bg.volume), "%s", path);
     return 0;
 }
 
@@ -399,7 +398,7 @@ static void priv_walk_line(const char *l)
     } else if (strncmp(l, "done ", 5) == 0) {
         long n = strtol(l + 5, &end, 10);
         if (n > 0 && *end == '\0')
-            log_info("data volume %s: %ld entries given to %s", priv_bg.volume, n, priv.name);
+            log_info("data volume %s: %ld entries given to %s", priv.entered, n, priv.name);
     }
 }
 
