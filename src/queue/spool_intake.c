@@ -66,13 +66,12 @@ static int spool_write_evbuffer(int fd, struct evbuffer *b, long long *written)
 
 int spool_copy_fd(int in, long long from, long long len, int out)
 {
-    loff_t off = from;
+    loff_t off = from, end = from + len;
     int kernel = 1;
     char buf[65536];
-    len += from; /* from here: where the copy ends */
-    while (off < len) {
+    while (off < end) {
         if (kernel) {
-            ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(len - off), 0);
+            ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(end - off), 0);
             if (n > 0)
                 continue;
             if (n == 0) {
@@ -85,7 +84,7 @@ int spool_copy_fd(int in, long long from, long long len, int out)
                 return -1;
             kernel = 0;
         }
-        size_t want = (size_t)(len - off) < sizeof buf ? (size_t)(len - off) : sizeof buf;
+        size_t want = (size_t)(end - off) < sizeof buf ? (size_t)(end - off) : sizeof buf;
         ssize_t n = pread(in, buf, want, off);
         if (n < 0 && errno == EINTR)
             continue;
