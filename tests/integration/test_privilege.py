@@ -3,11 +3,10 @@ test_privilege.py - least privilege (docs/security.md "Least privilege"): starte
 root, mtad runs as mail_owner after start-up (every thread's user and group IDs, no
 capabilities left), the data volume below a root-only directory becomes mail_owner's
 with mode 0700 (root's files in an old volume too, given in the background after the
-greeting: a queue restored by root is delivered, nothing quarantined), root-only keys are
-read before the
-drop, ports below 1024 are bound before it; mail is accepted and delivered, mtactl
-works, SIGHUP works (a root-only key cannot be re-read: the warning says so, the old
-certificate stays). A missing or root mail_owner is a start-up error naming the
+greeting: a queue restored by root is delivered, nothing quarantined), root-only keys
+are read before the drop, ports below 1024 are bound before it; mail is accepted and
+delivered, mtactl works, SIGHUP works (a root-only key cannot be re-read: the warning
+says so, the old certificate stays). A missing or root mail_owner is a start-up error naming the
 setting; started as another user (nobody) mtad stays that user.
 Not here: the systemd unit and sd_notify (test_systemd.py).
 """
