@@ -582,10 +582,13 @@ static void spool_commit_posted(void *arg)
 }
 
 /* spool_commit_flush - make the written files of BATCH durable with one device flush; 0 or errno.
- * fdatasync of one file. For several overwritten in place: sync_file_range writes each back and
- * waits for the device to have it (in its cache, no flush), then fdatasync of the last sends the
- * one cache flush, which covers every write completed before it. A created file's name, or a
- * file's new length, is metadata that only fsync/syncfs flush: then one syncfs for the group. */
+ * fdatasync of one file. For several overwritten in place: sync_file_range starts the write-back
+ * of every file, the last one's too, so that the device has them all at once; then it waits for
+ * each but the last (in the device's cache, no flush), and fdatasync of the last waits for its
+ * write and sends the one cache flush, which covers every write completed before it. Leaving the
+ * last file's write to fdatasync would start it only after the others were done: one more round
+ * trip to the device per group. A created file's name, or a file's new length, is metadata that
+ * only fsync/syncfs flush: then one syncfs for the group. */
 static int spool_commit_flush(struct spool_msg_list *batch, int n, struct spool_msg *last, int meta)
 {
     struct spool_msg *m;
@@ -601,10 +604,10 @@ static int spool_commit_flush(struct spool_msg_list *batch, int n, struct spool_
         return syncfs(last->fd) < 0 ? errno : 0;
     /* two passes: start every write-back, then wait for each, so that the device works on all
      * of them at once instead of one round trip per file */
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 2 && n > 1; pass++) {
         STAILQ_FOREACH(m, batch, cnext)
         {
-            if (m->fd < 0 || m == last)
+            if (m->fd < 0 || (m == last && pass == 1))
                 continue;
             unsigned flags = pass == 0 ? SYNC_FILE_RANGE_WRITE
                                        : SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
