@@ -10,6 +10,9 @@ bench/smtp_load.c with its spool on the disk and on tmpfs, and for each run
 - the machine's CPU split (user / sys / idle / iowait / softirq) over the load, from
   /proc/stat, and mtad's CPU per message by thread name (loop, committer, spool and
   scheduler workers), from /proc/PID/task;
+- the mean commit latency, from the end of data to the 250, split as mtad's counters
+  mta_spool_commit_{wait,write,flush,reply}_seconds_total split it: the wait for the committer,
+  the write and the flush of the commit's group, the hand-back to the loop;
 - with --perf FILE, a system-wide profile of each disk run (FILE.N for N sessions);
 - with --strace, the committer thread's fdatasync times (p50 / p90 / p99 / max and
   their sum against the run's wall time; strace slows every call it sees, so the rate
@@ -90,8 +93,8 @@ def thread_ticks(pid):
 def metric(port, name):
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
         text = r.read().decode()
-    m = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
-    return int(m.group(1)) if m else 0
+    m = re.search(r"^%s ([0-9.]+)" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else 0
 
 
 def committer_tid(pid):
@@ -112,6 +115,11 @@ def fdatasync_times(path):
     return sorted(ts)
 
 
+# the commits, then the parts of their latency (microseconds summed over the commits)
+LATENCY = ["mta_spool_commits_total"] + ["mta_spool_commit_%s_seconds_total" % p
+                                         for p in ("wait", "write", "flush", "reply")]
+
+
 def one(parent, where, sessions, count, size, load, trace, perf):
     d = tempfile.mkdtemp(prefix="profile-%s-%d." % (where, sessions), dir=parent)
     os.chmod(d, 0o755)
@@ -127,6 +135,7 @@ def one(parent, where, sessions, count, size, load, trace, perf):
         time.sleep(0.5)
     f0, d0, c0, k0 = (metric(srv.ui_port, "mta_spool_flushes_total"), diskstats(disk),
                       cpu_times(), thread_ticks(pid))
+    l0 = [metric(srv.ui_port, n) for n in LATENCY]
     t0 = time.monotonic()
     cmd = [load, "-s", str(sessions), "-m", str(count), "-l", str(size), str(srv.smtp_port)]
     if perf and where == "disk":  # the whole machine, while the load runs
@@ -135,6 +144,7 @@ def one(parent, where, sessions, count, size, load, trace, perf):
     wall = time.monotonic() - t0
     f1, d1, c1, k1 = (metric(srv.ui_port, "mta_spool_flushes_total"), diskstats(disk),
                       cpu_times(), thread_ticks(pid))
+    l1 = [metric(srv.ui_port, n) for n in LATENCY]
     if st:
         st.terminate()
         st.wait()
@@ -153,7 +163,8 @@ def one(parent, where, sessions, count, size, load, trace, perf):
            "dev_flushes": (d1[1] - d0[1]) / count if where == "disk" else 0,
            "dev_flush_us": (1000.0 * (d1[2] - d0[2]) / (d1[1] - d0[1])
                             if where == "disk" and d1[1] > d0[1] else 0),
-           "cpu": cpu, "threads": threads}
+           "cpu": cpu, "threads": threads,
+           "latency": [1e6 * (y - x) / max(1, l1[0] - l0[0]) for x, y in zip(l0[1:], l1[1:])]}
     if trace:
         ts = fdatasync_times(os.path.join(d, "strace.txt"))
         if ts:
@@ -205,6 +216,14 @@ def main():
                               r["dev_writes"], r["dev_flushes"], r["dev_flush_us"], c["user"],
                               c["sys"], c["idle"], c["iowait"], c["softirq"],
                               " | ".join("%.0f" % r["threads"].get(n, 0) for n in names)))
+        print("\nMean commit latency, end of data to the 250 (us): the wait for the committer, "
+              "the write and the flush of the group, the hand-back to the loop\n")
+        print("| spool | sessions | wait | write | flush | reply | total |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            lat = r["latency"]
+            print("| %s | %d | %s | %.0f |" % (r["where"], r["sessions"],
+                                              " | ".join("%.0f" % x for x in lat), sum(lat)))
         if a.strace:
             print("\nCommitter fdatasync under strace (s): p50 / p90 / p99 / max, and their sum "
                   "as a share of the run")

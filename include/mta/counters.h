@@ -6,7 +6,8 @@
 #ifndef MTA_COUNTERS_H
 #define MTA_COUNTERS_H
 
-/* X(id, name, kind, help): kind "counter" only grows, "gauge" goes up and down. */
+/* X(id, name, kind, help): kind "counter" only grows, "gauge" goes up and down; "counter_us" is a
+ * counter of microseconds whose NAME ends in _us (Prometheus gets it in seconds, metrics.c). */
 #define COUNTERS(X)                                                                                \
     X(CNT_RECEIVED, "received", "counter", "Messages accepted and queued")                         \
     X(CNT_DELIVERED, "delivered", "counter", "Recipients delivered")                               \
@@ -37,6 +38,14 @@
       "Messages a milter put on hold (SMFIR_QUARANTINE)")                                          \
     X(CNT_SPOOL_COMMITS, "spool_commits", "counter", "Messages made durable")                      \
     X(CNT_SPOOL_FLUSHES, "spool_flushes", "counter", "Disk flushes (group commits)")               \
+    X(CNT_SPOOL_COMMIT_WAIT_US, "spool_commit_wait_us", "counter_us",                              \
+      "Time, summed over commits, from the end of data until the committer took it")               \
+    X(CNT_SPOOL_COMMIT_WRITE_US, "spool_commit_write_us", "counter_us",                            \
+      "Time, summed over commits, that the commit's group took to write")                          \
+    X(CNT_SPOOL_COMMIT_FLUSH_US, "spool_commit_flush_us", "counter_us",                            \
+      "Time, summed over commits, that the commit's group took to flush")                          \
+    X(CNT_SPOOL_COMMIT_REPLY_US, "spool_commit_reply_us", "counter_us",                            \
+      "Time, summed over commits, from the flush's end until the loop replied")                    \
     X(CNT_LOG_BACKLOG, "log_backlog_records", "gauge", "Log records not yet written")              \
     X(CNT_LOG_DROPPED, "log_dropped_records", "counter", "Log records lost")                       \
     X(CNT_LOG_SHARE_UP, "log_share_up", "gauge", "1 when the CIFS log share is writable")          \

@@ -208,6 +208,9 @@ struct spool_msg {
     void (*drain_cb)(void *arg); /* spool_msg_on_drain */
     void *drain_arg;
     struct spool_edit *edit; /* edits before the commit (spool_edit.c), NULL: none */
+    /* monotonic microseconds: the commit asked for, its group taken, written, flushed (the
+     * spool_commit_*_us counters: where a commit's latency goes) */
+    long long t_start, t_taken, t_written, t_flushed;
 };
 
 /* --- edits before the commit (spool_edit.c) --- */

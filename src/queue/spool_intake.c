@@ -395,6 +395,12 @@ static void spool_commit_finish(struct spool_msg *m, int err)
     sp->busy--;
     if (!err) {
         counter_add(CNT_SPOOL_COMMITS, 1);
+        if (m->t_flushed) { /* through the committer: the latency, part by part */
+            counter_add(CNT_SPOOL_COMMIT_WAIT_US, m->t_taken - m->t_start);
+            counter_add(CNT_SPOOL_COMMIT_WRITE_US, m->t_written - m->t_taken);
+            counter_add(CNT_SPOOL_COMMIT_FLUSH_US, m->t_flushed - m->t_written);
+            counter_add(CNT_SPOOL_COMMIT_REPLY_US, clock_mono_us() - m->t_flushed);
+        }
         spool_queued(sp, m->id, m->size);
     }
     if (m->done)
@@ -542,6 +548,7 @@ static void spool_commit_prepare_done(void *arg)
 static void spool_commit_start(struct spool_msg *m)
 {
     m->sp->busy++;
+    m->t_start = clock_mono_us();
     if (m->body_fd >= 0 || m->loop_err || !m->env_text)
         workers_submit(m->sp->io, spool_commit_prepare_work, spool_commit_prepare_done, m);
     else
@@ -624,6 +631,7 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg_list *batch)
 {
     int n = 0, meta = 0;
     struct spool_msg *last = NULL, *m;
+    long long taken = clock_mono_us();
     /* 1. write the messages held in memory (streamed ones a worker wrote) */
     STAILQ_FOREACH(m, batch, cnext)
     {
@@ -636,15 +644,20 @@ static void spool_commit_batch(struct spool *sp, struct spool_msg_list *batch)
         }
     }
     /* 2. one flush for the whole batch */
+    long long written = clock_mono_us();
     int ferr = 0;
     if (n > 0) {
         ferr = spool_commit_flush(batch, n, last, meta);
         counter_add(CNT_SPOOL_FLUSHES, 1);
     }
+    long long flushed = clock_mono_us();
     STAILQ_FOREACH(m, batch, cnext)
     {
         if (m->fd < 0)
             continue; /* its write failed: m->err says why */
+        m->t_taken = taken;
+        m->t_written = written;
+        m->t_flushed = flushed;
         close(m->fd);
         m->fd = -1;
         m->err = ferr;

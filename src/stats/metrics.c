@@ -1,11 +1,13 @@
 /*
  * metrics.c - the Prometheus text exposition format 0.0.4 for /metrics: every
- * counter of counters.h with the mta_ prefix (counters end in _total), plus the
+ * counter of counters.h with the mta_ prefix (counters end in _total; those kept in
+ * microseconds are given in seconds, as _seconds_total), plus the
  * process's CPU and memory, uptime and the data volume's free space as a ratio
  * (base units, as Prometheus naming asks, so no kilobytes here).
  * Not here: the HTTP reply (http_api.c).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 
@@ -51,8 +53,16 @@ void stats_metrics_format(struct evbuffer *out, const struct stats_snapshot *s)
     for (int i = 0; i < CNT__COUNT; i++) {
         const struct stats_metric_def *d = &stats_metric_defs[i];
         int counter = d->kind[0] == 'c';
-        snprintf(name, sizeof name, "mta_%s%s", d->name, counter ? "_total" : "");
-        snprintf(value, sizeof value, "%lld", s->cnt[i]);
+        size_t len = strlen(d->name);
+        if (strcmp(d->kind, "counter_us") == 0 && len > 3) {
+            /* microseconds: in seconds, the base unit Prometheus asks for */
+            long long v = s->cnt[i] > 0 ? s->cnt[i] : 0;
+            snprintf(name, sizeof name, "mta_%.*s_seconds_total", (int)(len - 3), d->name);
+            snprintf(value, sizeof value, "%lld.%06lld", v / 1000000, v % 1000000);
+        } else {
+            snprintf(name, sizeof name, "mta_%s%s", d->name, counter ? "_total" : "");
+            snprintf(value, sizeof value, "%lld", s->cnt[i]);
+        }
         stats_metric(out, name, counter ? "counter" : "gauge", d->help, value);
     }
     snprintf(value, sizeof value, "%.3f", s->cpu_seconds);

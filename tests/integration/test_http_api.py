@@ -132,6 +132,35 @@ class HttpOpen(mtatest.MtaTestCase):
         self.assertEqual(s["mqueue_kilobytes"], (s["mqueue_bytes"] + 1023) // 1024)
         self.assertGreaterEqual(s["mqueue_kilobytes"], 1)
 
+    def test_commit_latency_parts_fit_in_what_the_client_waited(self):
+        """The spool_commit_*_us counters split the time between the end of data and the 250:
+        after one message they grow by parts of a whole that the client saw happen."""
+        parts = ["spool_commit_%s_us" % p for p in ("wait", "write", "flush", "reply")]
+        before = json.loads(fetch(self.d, "GET", "/api/stats")[2])
+        with self.d.client() as c:
+            c.ehlo()
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.org>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<b@example.com>").code, 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.send(b"Subject: timed\r\n\r\nbody\r\n")
+            t0 = time.monotonic()
+            c.send(b".\r\n")
+            r = c.reply()
+            waited_us = (time.monotonic() - t0) * 1e6
+            self.assertEqual(r.code, 250, str(r))
+            c.cmd("QUIT")
+        after = json.loads(fetch(self.d, "GET", "/api/stats")[2])
+        self.assertEqual(after["spool_commits"], before["spool_commits"] + 1)
+        grew = [after[k] - before[k] for k in parts]
+        for k, g in zip(parts, grew):
+            self.assertGreaterEqual(g, 0, k)
+        self.assertGreater(grew[2], 0, "a durable commit flushes")  # fdatasync takes > 1 us
+        self.assertLessEqual(sum(grew), waited_us + 1000, (grew, waited_us))
+        text = fetch(self.d, "GET", "/metrics")[2].decode()
+        for k in parts:  # in seconds there, as Prometheus asks
+            m = "mta_%s_seconds_total" % k[:-3]
+            self.assertRegex(text, r"(?m)^# TYPE %s counter\n%s \d+\.\d{6}$" % (m, m))
+
     def test_api_queue_is_postqueue_json_lines(self):
         st, h, body = fetch(self.d, "GET", "/api/queue")
         self.assertEqual((st, body), (200, b""))

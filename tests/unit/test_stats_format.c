@@ -152,6 +152,8 @@ static void test_prometheus(void **state)
     s.rss_bytes = 1048576;
     s.free_percent = 12.5;
     s.uptime_seconds = 77;
+    s.cnt[CNT_SPOOL_COMMIT_FLUSH_US] = 12345678;
+    s.cnt[CNT_SPOOL_COMMIT_WAIT_US] = 999;
     struct evbuffer *b = evbuffer_new();
     stats_metrics_format(b, &s);
     const char *t = text(b);
@@ -164,6 +166,11 @@ static void test_prometheus(void **state)
     assert_non_null(strstr(t, "\nmta_data_volume_free_ratio 0.1250\n"));
     assert_non_null(strstr(t, "\nmta_uptime_seconds 77\n"));
     assert_null(strstr(t, "mta_mqueue_messages_total"));
+    /* counters kept in microseconds go out in seconds, without the _us */
+    assert_non_null(strstr(t, "# TYPE mta_spool_commit_flush_seconds_total counter\n"
+                              "mta_spool_commit_flush_seconds_total 12.345678\n"));
+    assert_non_null(strstr(t, "\nmta_spool_commit_wait_seconds_total 0.000999\n"));
+    assert_null(strstr(t, "_us_total"));
     /* every sample line is preceded by its TYPE line and every metric is mta_-prefixed */
     for (const char *line = t; *line;) {
         const char *nl = strchr(line, '\n');
