@@ -154,7 +154,11 @@ class HttpOpen(mtatest.MtaTestCase):
         grew = [after[k] - before[k] for k in parts]
         for k, g in zip(parts, grew):
             self.assertGreaterEqual(g, 0, k)
-        self.assertGreater(grew[2], 0, "a durable commit flushes")  # fdatasync takes > 1 us
+        self.assertGreater(sum(grew), 0)  # at least the hand-back between threads
+        fstype = subprocess.run(["stat", "-f", "-c", "%T", self.d.data_volume],
+                                capture_output=True, text=True).stdout.strip()
+        if fstype != "tmpfs":  # on a disk the flush is a device round trip, never 0 us
+            self.assertGreater(grew[2], 0, "a durable commit flushes")
         self.assertLessEqual(sum(grew), waited_us + 1000, (grew, waited_us))
         text = fetch(self.d, "GET", "/metrics")[2].decode()
         for k in parts:  # in seconds there, as Prometheus asks
