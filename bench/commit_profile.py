@@ -9,7 +9,8 @@ bench/smtp_load.c with its spool on the disk and on tmpfs, and for each run
   from /proc/diskstats of the disk that holds BENCH_TMP (what the block layer saw);
 - the machine's CPU split (user / sys / idle / iowait / softirq) over the load, from
   /proc/stat, and mtad's CPU per message by thread name (loop, committer, spool and
-  scheduler workers), from /proc/PID/task;
+  scheduler workers), from /proc/PID/task, with the time each thread waited, runnable,
+  for a CPU (its schedstat run delay: what 2 busy cores cost a thread that was woken);
 - the mean commit latency, from the end of data to the 250, split as mtad's counters
   mta_spool_commit_{wait,write,flush,reply}_seconds_total split it: the wait for the committer,
   the write and the flush of the commit's group, the hand-back to the loop;
@@ -76,7 +77,8 @@ def cpu_times():
 
 
 def thread_ticks(pid):
-    """thread_ticks - {thread name: utime + stime in clock ticks} of process PID."""
+    """thread_ticks - {thread name: (utime + stime in clock ticks, ns spent runnable but
+    waiting for a CPU)} of process PID; the second from schedstat (0 without schedstats)."""
     out = {}
     for t in os.listdir("/proc/%d/task" % pid):
         try:
@@ -84,7 +86,13 @@ def thread_ticks(pid):
                 comm = f.read().strip()
             with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            out[comm] = out.get(comm, 0) + int(fields[11]) + int(fields[12])
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                    delay = int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                delay = 0
+            ticks, waited = out.get(comm, (0, 0))
+            out[comm] = (ticks + int(fields[11]) + int(fields[12]), waited + delay)
         except OSError:
             pass
     return out
@@ -156,14 +164,15 @@ def one(parent, where, sessions, count, size, load, trace, perf):
     cpu = {n: 100.0 * v / tot for n, v in zip(
         ("user", "nice", "sys", "idle", "iowait", "irq", "softirq", "steal"), dc)}
     us_per_tick = 1e6 / b.CLK_TCK
-    threads = {n: (k1.get(n, 0) - k0.get(n, 0)) * us_per_tick / count for n in k1}
+    threads = {n: (k1[n][0] - k0.get(n, (0, 0))[0]) * us_per_tick / count for n in k1}
+    runq = {n: (k1[n][1] - k0.get(n, (0, 0))[1]) / 1000.0 / count for n in k1}
     row = {"where": where, "sessions": sessions, "rate": count / wall,
            "per_flush": count / max(1, f1 - f0),
            "dev_writes": (d1[0] - d0[0]) / count if where == "disk" else 0,
            "dev_flushes": (d1[1] - d0[1]) / count if where == "disk" else 0,
            "dev_flush_us": (1000.0 * (d1[2] - d0[2]) / (d1[1] - d0[1])
                             if where == "disk" and d1[1] > d0[1] else 0),
-           "cpu": cpu, "threads": threads,
+           "cpu": cpu, "threads": threads, "runq": runq,
            "latency": [1e6 * (y - x) / max(1, l1[0] - l0[0]) for x, y in zip(l0[1:], l1[1:])]}
     if trace:
         ts = fdatasync_times(os.path.join(d, "strace.txt"))
@@ -216,6 +225,13 @@ def main():
                               r["dev_writes"], r["dev_flushes"], r["dev_flush_us"], c["user"],
                               c["sys"], c["idle"], c["iowait"], c["softirq"],
                               " | ".join("%.0f" % r["threads"].get(n, 0) for n in names)))
+        print("\nWaiting for a CPU (us/msg): the time each thread was runnable but not running "
+              "(/proc/PID/task/TID/schedstat), per message\n")
+        print("| spool | sessions | %s |" % " | ".join(names))
+        print("|---|---:|%s" % ("---:|" * len(names)))
+        for r in rows:
+            print("| %s | %d | %s |" % (r["where"], r["sessions"], " | ".join(
+                "%.0f" % r["runq"].get(n, 0) for n in names)))
         print("\nMean commit latency, end of data to the 250 (us): the wait for the committer, "
               "the write and the flush of the group, the hand-back to the loop\n")
         print("| spool | sessions | wait | write | flush | reply | total |")
