@@ -19,7 +19,11 @@
  * thread (mutex and condition variable), waits in epoll_wait, and is woken by the committer's
  * eventfd after the fdatasync. The difference is what keeping the flush off the event loop
  * costs on this machine, with no mtad in the way: on a virtual machine, mostly waking vCPUs
- * that went idle during the flush. On tmpfs it is the hand-off alone.
+ * that went idle during the flush. On tmpfs it is the hand-off alone. Each commit goes into a
+ * different pre-written file, as into mtad's slots. Both ways are then timed again with a slot
+ * maker beside them (new files of 8 KiB of zeros, 256 a batch, one syncfs, as spool_pool.c
+ * makes them when every message stays queued): what making a fresh file per queued message
+ * costs the commits that share the disk with it. Its files (gf.s*) stay in DIR too.
  *
  * Usage: cc -O2 -pthread -o group_flush bench/group_flush.c
  *        ./group_flush [-g 1,2,3,5,10,20] [-r 300] [-t 1,2,4,10] [-H] DIR
@@ -238,14 +242,55 @@ static void *handoff_committer(void *p)
     }
 }
 
-/* one_handoff - ROUNDS single commits made directly, then ROUNDS handed off; prints two lines. */
-static void one_handoff(int dfd, int rounds)
+/* the slot maker of -S: new files of SLOT_LEN zeros, SLOT_BATCH at a time, then one syncfs, as
+ * spool_pool.c makes them, at about the rate the commits use them */
+#define SLOT_BATCH 256
+static volatile int slots_stop;
+static int slots_dfd;
+
+static void *slot_maker(void *p)
 {
+    (void)p;
+    static char zeros[SLOT_LEN];
+    for (int b = 0; !slots_stop; b++) {
+        for (int i = 0; i < SLOT_BATCH && !slots_stop; i++) {
+            char name[48];
+            snprintf(name, sizeof name, "gf.s%d.%d.%d", (int)getpid(), b, i);
+            int fd = openat(slots_dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd < 0 || write(fd, zeros, SLOT_LEN) != SLOT_LEN)
+                die("slot");
+            close(fd);
+        }
+        if (syncfs(slots_dfd) < 0)
+            die("syncfs");
+        usleep(100000); /* a batch per ~256 commits of ~400 us */
+    }
+    return NULL;
+}
+
+/* one_handoff - ROUNDS single commits made directly, then ROUNDS handed off; prints two lines. */
+static void one_handoff(int dfd, int rounds, int slots)
+{
+    pthread_t sm;
+    if (slots) {
+        slots_dfd = dfd;
+        slots_stop = 0;
+        if (pthread_create(&sm, NULL, slot_maker, NULL) != 0)
+            die("pthread_create");
+    }
     double *t = malloc(sizeof *t * (size_t)rounds);
-    struct handoff h = {.fd = open_slot(dfd, "gf.h", SLOT_LEN)};
+    int *fds = malloc(sizeof *fds * (size_t)rounds);
+    struct handoff h = {.fd = -1};
     pthread_t th;
-    if (!t || syncfs(dfd) < 0)
-        die("setup");
+    if (!t || !fds)
+        die("malloc");
+    for (int r = 0; r < rounds; r++) { /* a different pre-written file each time, as mtad's slots */
+        char name[32];
+        snprintf(name, sizeof name, "gf.h%d", r);
+        fds[r] = open_slot(dfd, name, SLOT_LEN);
+    }
+    if (syncfs(dfd) < 0)
+        die("syncfs");
     for (int mode = 0; mode < 2; mode++) {
         int ep = -1;
         if (mode == 1) {
@@ -261,6 +306,7 @@ static void one_handoff(int dfd, int rounds)
         usleep(100000);
         for (int r = 0; r < rounds; r++) {
             double a = now();
+            h.fd = fds[r];
             if (mode == 0) {
                 if (pwrite(h.fd, commit_buf, COMMIT_LEN, 0) != COMMIT_LEN || fdatasync(h.fd) < 0)
                     die("commit");
@@ -284,8 +330,9 @@ static void one_handoff(int dfd, int rounds)
         double sum = 0;
         for (int r = 0; r < rounds; r++)
             sum += t[r];
-        printf("| %s | %.0f | %.0f | %.0f |\n", mode ? "handoff" : "direct", t[rounds / 2] * 1e6,
-               t[rounds * 9 / 10] * 1e6, sum / rounds * 1e6);
+        printf("| %s%s | %.0f | %.0f | %.0f |\n", mode ? "handoff" : "direct",
+               slots ? ", slot maker beside" : "", t[rounds / 2] * 1e6, t[rounds * 9 / 10] * 1e6,
+               sum / rounds * 1e6);
         if (mode == 1) {
             pthread_mutex_lock(&h.mu);
             h.stop = 1;
@@ -296,18 +343,25 @@ static void one_handoff(int dfd, int rounds)
             close(h.efd);
         }
     }
-    close(h.fd);
+    if (slots) {
+        slots_stop = 1;
+        pthread_join(sm, NULL);
+    }
+    for (int r = 0; r < rounds; r++)
+        close(fds[r]);
+    free(fds);
     free(t);
 }
 
 int main(int argc, char **argv)
 {
     int groups[MAX_LIST] = {1, 2, 3, 5, 10, 20}, ng = 6, threads[MAX_LIST] = {0}, nt = 0;
-    int rounds = 300, c, handoff = 0;
+    int rounds = 300, c, handoff = 0, gset = 0;
     while ((c = getopt(argc, argv, "g:r:t:H")) != -1) {
-        if (c == 'g')
+        if (c == 'g') {
             ng = parse_list(optarg, groups, MAX_GROUP);
-        else if (c == 'r')
+            gset = 1;
+        } else if (c == 'r')
             rounds = atoi(optarg);
         else if (c == 't')
             nt = parse_list(optarg, threads, MAX_THREADS);
@@ -325,8 +379,11 @@ int main(int argc, char **argv)
     if (dfd < 0)
         die(argv[optind]);
     memset(commit_buf, 'm', sizeof commit_buf);
-    printf("| flush | group | median us | p90 us | median us/msg | machine CPU us/msg |\n"
-           "|---|---:|---:|---:|---:|---:|\n");
+    if (handoff && !gset)
+        ng = 0; /* -H alone: only the hand-off table */
+    if (ng > 0)
+        printf("| flush | group | median us | p90 us | median us/msg | machine CPU us/msg |\n"
+               "|---|---:|---:|---:|---:|---:|\n");
     static const char *const modes[] = {"last-apart", "together", "segment"};
     for (int i = 0; i < ng; i++)
         for (int m = 0; m < 3; m++)
@@ -337,7 +394,8 @@ int main(int argc, char **argv)
         one_parallel(dfd, threads[i]);
     if (handoff) {
         printf("\n| one commit | median us | p90 us | mean us |\n|---|---:|---:|---:|\n");
-        one_handoff(dfd, rounds);
+        one_handoff(dfd, rounds, 0);
+        one_handoff(dfd, rounds, 1);
     }
     close(dfd);
     return 0;
