@@ -21,6 +21,8 @@ bench/smtp_load.c with its spool on the disk and on tmpfs, and for each run
 
 Usage (root, Debian 12, the machine otherwise idle; no Postfix needed):
     MTAD=build-rel/mtad python3 bench/commit_profile.py [-s 1,10,50] [-m 6000] [--strace]
+        [--smtp-source /usr/sbin/smtp-source]   (the limit table's client; the file must be
+                                                 named smtp-source)
 Old runs' files are deleted only at the end and a new spool is made for every run,
 so that no run pays for another's deletions (bench.py's settle()); with BENCH_KEEP=1
 not even then, so that back-to-back invocations (old and new binary) compare fairly:
@@ -145,7 +147,11 @@ def one(parent, where, sessions, count, size, load, trace, perf):
                       cpu_times(), thread_ticks(pid))
     l0 = [metric(srv.ui_port, n) for n in LATENCY]
     t0 = time.monotonic()
-    cmd = [load, "-s", str(sessions), "-m", str(count), "-l", str(size), str(srv.smtp_port)]
+    if os.path.basename(load) == "smtp-source":  # the limit table's load: Postfix's client
+        cmd = [load, "-4", "-d", "-s", str(sessions), "-m", str(count), "-l", str(size), "-f",
+               b.SENDER, "-t", b.RCPT, "-M", "client.example", "127.0.0.1:%d" % srv.smtp_port]
+    else:
+        cmd = [load, "-s", str(sessions), "-m", str(count), "-l", str(size), str(srv.smtp_port)]
     if perf and where == "disk":  # the whole machine, while the load runs
         cmd = ["perf", "record", "-q", "-a", "-g", "-o", "%s.%d" % (perf, sessions), "--"] + cmd
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -190,6 +196,8 @@ def main():
     ap.add_argument("-m", "--messages", type=int, default=6000)
     ap.add_argument("-l", "--size", type=int, default=4096)
     ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--smtp-source", metavar="PATH", help="load with Postfix's smtp-source at PATH "
+                    "(named smtp-source), as the limit table does, instead of bench/smtp_load.c")
     ap.add_argument("--perf", metavar="FILE", help="perf record -a -g each disk run into FILE.N "
                     "(N sessions); read with perf report -i FILE.N --no-children --sort sym")
     a = ap.parse_args()
@@ -203,17 +211,18 @@ def main():
         b.log("keeping %s" % work)
     b.at_cleanup(lambda: shutil.rmtree(shm, ignore_errors=True))
     try:
-        load = os.path.join(work, "smtp_load")
-        subprocess.run(["cc", "-O2", "-pthread", "-o", load, os.path.join(HERE, "smtp_load.c")],
-                       check=True)
+        load = a.smtp_source or os.path.join(work, "smtp_load")
+        if not a.smtp_source:
+            subprocess.run(["cc", "-O2", "-pthread", "-o", load,
+                            os.path.join(HERE, "smtp_load.c")], check=True)
         rows = []
         for n in [int(x) for x in a.sessions.split(",")]:
             rows.append(one(shm, "tmpfs", n, a.messages, a.size, load, False, None))
             rows.append(one(work, "disk", n, a.messages, a.size, load, a.strace, a.perf))
         names = sorted({k for r in rows for k in r["threads"] if max(
             x["threads"].get(k, 0) for x in rows) >= 1.0})
-        print("### mtad's durable intake, disk against tmpfs (%d messages of %d bytes, "
-              "bench/smtp_load.c)\n" % (a.messages, a.size))
+        print("### mtad's durable intake, disk against tmpfs (%d messages of %d bytes, %s)\n"
+              % (a.messages, a.size, a.smtp_source or "bench/smtp_load.c"))
         print("| spool | sessions | msg/s | msg per flush | device writes / msg | device flushes "
               "/ msg | device flush us | CPU user / sys / idle / iowait / softirq %% | %s |"
               % " | ".join("%s us/msg" % n for n in names))
