@@ -1,7 +1,8 @@
 #!/bin/bash
 # run.sh - the benchmark's entry point: mtad vs a private Postfix, side by side,
 # on loopback. Installs Debian's postfix package if missing (without letting a
-# system MTA start), builds mtad and mtactl, then runs bench/bench.py.
+# system MTA start) and what building mtad needs, makes mtad's accounts if missing
+# (scripts/accounts.sh), builds mtad and mtactl, then runs bench/bench.py.
 # Not for: CI (these are figures, not tests) or any non-loopback target.
 #
 # Usage (as root on Debian 12):
@@ -52,7 +53,10 @@ install_postfix() {
 }
 
 install_postfix
-command -v cmake >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake
+# what building mtad needs (compiler, CMake, the -dev libraries), and the accounts mtad
+# drops to after start-up, as scripts/run.sh makes them: a fresh machine has neither
+"$src/scripts/deps.sh" build
+"$src/scripts/accounts.sh"
 
 if [ -z "${MTAD:-}" ]; then
     build=${BUILD_DIR:-build}

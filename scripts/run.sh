@@ -10,12 +10,6 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$ROOT/build" -j"$(nproc)" --target mtad mtactl
 mkdir -p "$ROOT/var/data"
-if [ "$(id -u)" = 0 ] && ! getent passwd mta >/dev/null; then
-    useradd --system --no-create-home --shell /usr/sbin/nologin mta
-fi
-# setgid_group (default mtadrop): the group of the setgid postdrop and postqueue programs
-if [ "$(id -u)" = 0 ] && ! getent group mtadrop >/dev/null; then
-    groupadd --system mtadrop
-fi
+"$ROOT/scripts/accounts.sh"
 exec "$ROOT/build/mtad" -c "$ROOT/etc/mtad-default.conf" \
     -o data_volume="$ROOT/var/data" -o maillog_file="$ROOT/var/maillog" "$@"

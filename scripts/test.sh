@@ -9,13 +9,7 @@ JOBS="${MTA_TEST_JOBS:-$(nproc)}"
 "$ROOT/scripts/deps.sh" test
 # Run as root, the tests start mtad as root, and mtad drops to mail_owner (default mta)
 # after start-up: the account must exist, as the install step makes it (docs/security.md)
-if [ "$(id -u)" = 0 ] && ! getent passwd mta >/dev/null; then
-    useradd --system --no-create-home --shell /usr/sbin/nologin mta
-fi
-# setgid_group (default mtadrop): the group of the setgid postdrop and postqueue programs
-if [ "$(id -u)" = 0 ] && ! getent group mtadrop >/dev/null; then
-    groupadd --system mtadrop
-fi
+"$ROOT/scripts/accounts.sh"
 
 # The rules of the tree (issue 14): includes point down the layers, no file over 800 lines,
 # clang-format clean, no cppcheck finding beyond the baseline, commit messages in form
