@@ -264,11 +264,16 @@ class LogCounter:
         return self.count
 
 
+def smtp_source_args(exe, port, sessions, count, size):
+    """smtp_source_args - the command line of smtp-source EXE as the bench runs it."""
+    return [exe, "-4", "-d", "-s", str(sessions), "-m", str(count), "-l", str(size),
+            "-f", SENDER, "-t", RCPT, "-M", "client.example", "127.0.0.1:%d" % port]
+
+
 def smtp_source(port, sessions, count, size, limit):
     """smtp_source - run Postfix's smtp-source (-d: several messages per
     connection) against 127.0.0.1:PORT; return (wall seconds, exit code)."""
-    args = [SMTP_SOURCE, "-4", "-d", "-s", str(sessions), "-m", str(count), "-l", str(size),
-            "-f", SENDER, "-t", RCPT, "-M", "client.example", "127.0.0.1:%d" % port]
+    args = smtp_source_args(SMTP_SOURCE, port, sessions, count, size)
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=raise_nofile)
     at_cleanup(lambda: kill_proc(p, 1))

@@ -21,8 +21,7 @@ bench/smtp_load.c with its spool on the disk and on tmpfs, and for each run
 
 Usage (root, Debian 12, the machine otherwise idle; no Postfix needed):
     MTAD=build-rel/mtad python3 bench/commit_profile.py [-s 1,10,50] [-m 6000] [--strace]
-        [--smtp-source /usr/sbin/smtp-source]   (the limit table's client; the file must be
-                                                 named smtp-source)
+        [--smtp-source /usr/sbin/smtp-source]   (the limit table's client and arguments)
 Old runs' files are deleted only at the end and a new spool is made for every run,
 so that no run pays for another's deletions (bench.py's settle()); with BENCH_KEEP=1
 not even then, so that back-to-back invocations (old and new binary) compare fairly:
@@ -147,11 +146,7 @@ def one(parent, where, sessions, count, size, load, trace, perf):
                       cpu_times(), thread_ticks(pid))
     l0 = [metric(srv.ui_port, n) for n in LATENCY]
     t0 = time.monotonic()
-    if os.path.basename(load) == "smtp-source":  # the limit table's load: Postfix's client
-        cmd = [load, "-4", "-d", "-s", str(sessions), "-m", str(count), "-l", str(size), "-f",
-               b.SENDER, "-t", b.RCPT, "-M", "client.example", "127.0.0.1:%d" % srv.smtp_port]
-    else:
-        cmd = [load, "-s", str(sessions), "-m", str(count), "-l", str(size), str(srv.smtp_port)]
+    cmd = load(srv.smtp_port, sessions, count, size)
     if perf and where == "disk":  # the whole machine, while the load runs
         cmd = ["perf", "record", "-q", "-a", "-g", "-o", "%s.%d" % (perf, sessions), "--"] + cmd
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -196,8 +191,8 @@ def main():
     ap.add_argument("-m", "--messages", type=int, default=6000)
     ap.add_argument("-l", "--size", type=int, default=4096)
     ap.add_argument("--strace", action="store_true")
-    ap.add_argument("--smtp-source", metavar="PATH", help="load with Postfix's smtp-source at PATH "
-                    "(named smtp-source), as the limit table does, instead of bench/smtp_load.c")
+    ap.add_argument("--smtp-source", metavar="PATH", help="load with Postfix's smtp-source at PATH, "
+                    "as the limit table does, instead of bench/smtp_load.c")
     ap.add_argument("--perf", metavar="FILE", help="perf record -a -g each disk run into FILE.N "
                     "(N sessions); read with perf report -i FILE.N --no-children --sort sym")
     a = ap.parse_args()
@@ -211,10 +206,16 @@ def main():
         b.log("keeping %s" % work)
     b.at_cleanup(lambda: shutil.rmtree(shm, ignore_errors=True))
     try:
-        load = a.smtp_source or os.path.join(work, "smtp_load")
-        if not a.smtp_source:
-            subprocess.run(["cc", "-O2", "-pthread", "-o", load,
+        if a.smtp_source:  # the limit table's load: Postfix's client, with its arguments
+            def load(port, sessions, count, size):
+                return b.smtp_source_args(a.smtp_source, port, sessions, count, size)
+        else:
+            exe = os.path.join(work, "smtp_load")
+            subprocess.run(["cc", "-O2", "-pthread", "-o", exe,
                             os.path.join(HERE, "smtp_load.c")], check=True)
+
+            def load(port, sessions, count, size):
+                return [exe, "-s", str(sessions), "-m", str(count), "-l", str(size), str(port)]
         rows = []
         for n in [int(x) for x in a.sessions.split(",")]:
             rows.append(one(shm, "tmpfs", n, a.messages, a.size, load, False, None))
